@@ -1,0 +1,170 @@
+"""drip.yaml: the site's typed configuration, validated with every error at once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from drip.errors import ConfigError, Problem, did_you_mean
+from drip.yamlsource import load_yaml_file, validate
+
+CONFIG_FILE = "drip.yaml"
+LOCALES = ("fr", "en")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_timezone(value: str) -> str:
+    """A valid IANA zone name, or a ValueError suggesting the closest one."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        hint = did_you_mean(value, available_timezones())
+        raise ValueError(f"unknown time zone {value!r}" + (f" ({hint})" if hint else "")) from None
+    return value
+
+
+def check_locale(value: str) -> str:
+    if value not in LOCALES:
+        hint = did_you_mean(value, LOCALES)
+        raise ValueError(
+            f"unsupported locale {value!r}, expected one of {', '.join(LOCALES)}" + (f" ({hint})" if hint else "")
+        )
+    return value
+
+
+class SiteSection(_Strict):
+    name: str
+    base_url: str
+    locale: str = "en"
+    timezone: str = "UTC"
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError("base_url must start with https:// or http://")
+        return v.rstrip("/")
+
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: check_timezone(v)))
+    _locale = field_validator("locale")(classmethod(lambda cls, v: check_locale(v)))
+
+
+class SenderSection(_Strict):
+    name: str
+    email: str
+    reply_to: str | None = None
+
+
+class PathsSection(_Strict):
+    content: str = "content"
+    schedules: str = "schedules"
+    templates: str = "email_templates"
+    outbox: str = "outbox"
+
+
+class SmtpSection(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    timeout: float = 30.0
+    # Credentials never live in this file: names of environment variables only.
+    username_env: str = "DRIP_SMTP_USERNAME"
+    password_env: str = "DRIP_SMTP_PASSWORD"
+
+
+class SendgridSection(_Strict):
+    sandbox: bool = False
+    api_key_env: str = "SENDGRID_API_KEY"
+    host: str = "https://api.sendgrid.com"
+
+
+class TransportSection(_Strict):
+    backend: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    smtp: SmtpSection = Field(default_factory=SmtpSection)
+    sendgrid: SendgridSection = Field(default_factory=SendgridSection)
+
+
+class DispatchSection(_Strict):
+    batch_size: int = Field(default=200, ge=1, le=1000)
+    lease_seconds: int = Field(default=300, ge=5)
+    tick_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base_seconds: float = Field(default=60.0, gt=0)
+    backoff_max_seconds: float = Field(default=6 * 3600.0, gt=0)
+
+
+class ConfigModel(_Strict):
+    site: SiteSection
+    sender: SenderSection
+    postal_address: str
+    paths: PathsSection = Field(default_factory=PathsSection)
+    database: str = "sqlite:///drip.db"
+    transport: TransportSection = Field(default_factory=TransportSection)
+    dispatch: DispatchSection = Field(default_factory=DispatchSection)
+
+
+@dataclass(frozen=True)
+class Site:
+    """A site root and its validated configuration, with folders resolved."""
+
+    root: Path
+    config: ConfigModel
+
+    @property
+    def content_dir(self) -> Path:
+        return self.root / self.config.paths.content
+
+    @property
+    def schedules_dir(self) -> Path:
+        return self.root / self.config.paths.schedules
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / self.config.paths.templates
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.root / self.config.paths.outbox
+
+    @property
+    def database_url(self) -> str:
+        """DRIP_DATABASE_URL wins; a relative SQLite path is relative to the site root."""
+        url = os.environ.get("DRIP_DATABASE_URL") or self.config.database
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
+            url = prefix + str((self.root / url[len(prefix) :]).resolve())
+        return url
+
+
+def load_site(root: Path | str = ".") -> Site:
+    """Read ``drip.yaml`` under ``root``; raise :class:`ConfigError` with every problem."""
+    root = Path(root).resolve()
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(
+            Problem(f"no {CONFIG_FILE} here; run drip from a site's root or pass --site DIR", file=path)
+        )
+    try:
+        data, pos = load_yaml_file(path)
+    except ConfigError:
+        raise
+    except Exception as exc:  # InputError from the YAML reader
+        from drip.errors import InputError
+
+        if isinstance(exc, InputError):
+            raise ConfigError(exc.problems) from None
+        raise
+    if not isinstance(data, dict):
+        raise ConfigError(Problem("expected a mapping of settings at the top level", file=path, line=1))
+    model, problems = validate(ConfigModel, data, pos)
+    if model is None:
+        raise ConfigError(problems)
+    return Site(root=root, config=model)

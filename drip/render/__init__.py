@@ -1,0 +1,1 @@
+"""Rendering: templates → MJML → HTML and text, compiled once per step and locale."""

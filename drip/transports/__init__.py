@@ -1,0 +1,1 @@
+"""Transports: outbox (default), smtp, sendgrid — one module each behind one interface."""

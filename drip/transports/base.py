@@ -1,0 +1,86 @@
+"""The one small interface every transport implements.
+
+A transport receives a batch of :class:`OutgoingMessage` and answers one
+:class:`SendResult` per message: one bad recipient never fails its neighbours.
+Provider quirks stay in each provider's module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from drip.errors import TransportError
+from drip.render.slots import Compiled
+
+
+@dataclass(frozen=True)
+class RenderedStep:
+    """One step of one course in one locale, compiled once; personal fields left as slots."""
+
+    course: str
+    step_key: str
+    locale: str
+    subject: Compiled  # plain text
+    preheader: str
+    html: Compiled
+    text: Compiled
+
+    def personalise(self, values: Mapping[str, str]) -> tuple[str, str, str]:
+        """Subject, HTML and text for one subscriber: the cheap second stage."""
+        return (
+            self.subject.fill(values, escape=False),
+            self.html.fill(values, escape=True),
+            self.text.fill(values, escape=False),
+        )
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """Everything a transport needs to send one delivery."""
+
+    delivery_id: int
+    to_email: str
+    to_name: str
+    from_email: str
+    from_name: str
+    reply_to: str | None
+    rendered: RenderedStep
+    values: Mapping[str, str]  # the subscriber's slot values (name, unsubscribe_url, …)
+    unsubscribe_url: str  # https one-click endpoint (RFC 8058)
+    unsubscribe_mailto: str  # mailto: address for List-Unsubscribe
+    postal_address: str
+    message_id_domain: str
+    headers: Mapping[str, str] = field(default_factory=dict)  # extra X- headers, already safe
+
+    @property
+    def course(self) -> str:
+        return self.rendered.course
+
+    @property
+    def step_key(self) -> str:
+        return self.rendered.step_key
+
+
+@dataclass(frozen=True)
+class SendResult:
+    delivery_id: int
+    provider_id: str | None = None  # Message-ID or the provider's id
+    error: TransportError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Transport(Protocol):
+    """Hand messages to a provider. Used as a context manager around one batch or a whole run."""
+
+    name: str
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]: ...

@@ -1,0 +1,179 @@
+"""YAML documents that remember where each key came from.
+
+PyYAML's composer gives every node its line and column; we keep a map from key
+path to position so validation errors can point at ``file:line:column``.
+Validation itself is pydantic's (every error at once); :func:`validate` turns its
+errors into :class:`~drip.errors.Problem` records with a closest-key hint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from drip.errors import Problem, did_you_mean
+
+KeyPath = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Positions:
+    """Line/column (1-based) of every node and key in one YAML document."""
+
+    file: Path | None
+    nodes: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    offset: int = 0  # lines before the document (front matter starts after '---')
+
+    def find(self, path: KeyPath, *, key: bool = False) -> tuple[int, int] | None:
+        """Position of ``path``, or of its closest ancestor that exists."""
+        table = self.keys if key else self.nodes
+        probe = tuple(path)
+        while probe:
+            if probe in table:
+                line, col = table[probe]
+                return line + self.offset, col
+            if probe in self.nodes:
+                line, col = self.nodes[probe]
+                return line + self.offset, col
+            probe = probe[:-1]
+        if () in self.nodes:
+            line, col = self.nodes[()]
+            return line + self.offset, col
+        return None
+
+    def problem(self, path: KeyPath, message: str, *, hint: str | None = None, key: bool = False) -> Problem:
+        pos = self.find(path, key=key)
+        return Problem(
+            message,
+            file=self.file,
+            line=pos[0] if pos else None,
+            column=pos[1] if pos else None,
+            key=dotted(path) or None,
+            hint=hint,
+        )
+
+
+def dotted(path: KeyPath) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _walk(node: yaml.Node, path: KeyPath, pos: Positions) -> Any:
+    pos.nodes[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node)
+            child = (*path, str(key))
+            pos.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            out[key] = _walk(value_node, child, pos)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(item, (*path, i), pos) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    constructor = yaml.SafeLoader("")
+    try:
+        return constructor.construct_object(node, deep=True)
+    finally:
+        constructor.dispose()
+
+
+def parse_yaml(text: str, file: Path | None = None, *, line_offset: int = 0) -> tuple[Any, Positions]:
+    """Parse one YAML document; raise :class:`InputError`-ready problems on syntax errors."""
+    pos = Positions(file=file, offset=line_offset)
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if node is None:
+        return None, pos
+    return _walk(node, (), pos), pos
+
+
+def yaml_syntax_problem(exc: yaml.YAMLError, file: Path | None, *, line_offset: int = 0) -> Problem:
+    """Turn PyYAML's own error into a located :class:`Problem`."""
+    mark = getattr(exc, "problem_mark", None)
+    what = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    message = f"invalid YAML: {what}" + (f" ({context})" if context else "")
+    if mark is not None:
+        return Problem(message, file=file, line=mark.line + 1 + line_offset, column=mark.column + 1)
+    return Problem(message, file=file)
+
+
+def load_yaml_file(path: Path) -> tuple[Any, Positions]:
+    """Read and parse a YAML file; syntax errors become an InputError naming the file."""
+    from drip.errors import InputError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(Problem(f"cannot read file: {exc.strerror}", file=path)) from None
+    try:
+        return parse_yaml(text, path)
+    except yaml.YAMLError as exc:
+        raise InputError(yaml_syntax_problem(exc, path)) from None
+
+
+_MESSAGES = {
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key",
+}
+
+
+def _model_fields(model: type[BaseModel], loc: KeyPath) -> list[str]:
+    """Valid key names at ``loc`` inside ``model``, used to suggest the nearest one."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = _inner_model(fields[part].annotation)
+    fields = getattr(current, "model_fields", None)
+    if not fields:
+        return []
+    return [info.alias or name for name, info in fields.items()]
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The BaseModel subclass inside ``list[X]``, ``X | None``, ``dict[str, X]``…"""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def validate(model: type[M], data: Any, pos: Positions) -> tuple[M | None, list[Problem]]:
+    """Validate ``data`` against ``model``; every error located in the source file."""
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        problems: list[Problem] = []
+        for err in exc.errors():
+            loc: KeyPath = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+            kind = err["type"]
+            if kind == "extra_forbidden":
+                hint = did_you_mean(str(loc[-1]), _model_fields(model, loc)) if loc else None
+                problems.append(pos.problem(loc, "unknown key", hint=hint, key=True))
+            elif kind == "missing":
+                problems.append(pos.problem(loc, "required key is missing"))
+            else:
+                msg = err["msg"]
+                if msg.startswith("Value error, "):
+                    msg = msg[len("Value error, ") :]
+                got = err.get("input")
+                if kind not in ("value_error",) and not isinstance(got, dict | list) and got is not None:
+                    msg = f"{msg}, got {got!r}"
+                problems.append(pos.problem(loc, msg))
+        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+        return None, problems
