@@ -1,0 +1,1 @@
+"""The state: subscribers, enrollments and deliveries, in SQLite or PostgreSQL."""

@@ -1,0 +1,117 @@
+"""Table definitions (SQLAlchemy Core). Changes here come with an Alembic migration.
+
+Times are stored as aware UTC datetimes. Status columns are plain strings whose
+values are listed below, so SQLite and PostgreSQL behave the same.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+UTC = sa.DateTime(timezone=True)
+
+# subscribers.status
+PENDING = "pending"  # signed up, not confirmed yet (double opt-in)
+ACTIVE = "active"
+PAUSED = "paused"
+UNSUBSCRIBED = "unsubscribed"
+BOUNCED = "bounced"
+COMPLAINED = "complained"
+SENDABLE_SUBSCRIBER = (ACTIVE,)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),  # normalised
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("locale", sa.String(16), nullable=True),
+    sa.Column("timezone", sa.String(64), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default=ACTIVE),
+    sa.Column("attributes", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", UTC, nullable=False),
+    sa.Column("updated_at", UTC, nullable=False),
+    sa.Column("confirmed_at", UTC, nullable=True),
+    sa.Column("unsubscribed_at", UTC, nullable=True),
+)
+
+# enrollments.state
+ENROLLED = "active"
+COMPLETED = "completed"
+LEFT = "left"  # unsubscribed from this course only
+
+enrollments = sa.Table(
+    "enrollments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("course", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default=ENROLLED),
+    sa.Column("started_at", UTC, nullable=False),
+    sa.Column("updated_at", UTC, nullable=False),
+    sa.UniqueConstraint("subscriber_id", "course"),
+)
+
+# deliveries.status
+DUE = "pending"  # waiting for its due_at
+CLAIMED = "claimed"  # leased by a worker until leased_until
+SENT = "sent"
+FAILED = "failed"  # permanent failure or attempts exhausted
+CANCELLED = "cancelled"  # subscriber left, or the step was removed from the course
+SKIPPED = "skipped"  # step added behind the subscriber's position (a recorded choice)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("enrollment_id", sa.Integer, sa.ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("course", sa.String(200), nullable=False),
+    sa.Column("step_key", sa.String(500), nullable=False),
+    sa.Column("due_at", UTC, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default=DUE),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("provider_id", sa.String(500), nullable=True),
+    sa.Column("sent_at", UTC, nullable=True),
+    sa.Column("lease_token", sa.String(64), nullable=True),
+    sa.Column("leased_until", UTC, nullable=True),
+    # Set when a lease expired while a send may have been in flight: the one case
+    # where the message may have reached the subscriber twice.
+    sa.Column("possible_duplicate", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("note", sa.String(200), nullable=True),  # why cancelled/skipped, e.g. "step removed"
+    sa.Column("created_at", UTC, nullable=False),
+    sa.Column("updated_at", UTC, nullable=False),
+    sa.UniqueConstraint("enrollment_id", "step_key"),
+)
+sa.Index("ix_deliveries_status_due_at", deliveries.c.status, deliveries.c.due_at)
+sa.Index("ix_deliveries_subscriber_id", deliveries.c.subscriber_id)
+
+# The steps of each course as last applied to the store: what `drip plan` diffs against.
+course_versions = sa.Table(
+    "course_versions",
+    metadata,
+    sa.Column("course", sa.String(200), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("steps", sa.JSON, nullable=False),  # [{"key": ..., "day": ..., "immediate": ...}, ...]
+    sa.Column("applied_at", UTC, nullable=False),
+)
+
+# Keyed hashes of addresses that must never be mailed again (erasure, complaints, bounces).
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("email_hash", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("created_at", UTC, nullable=False),
+)
