@@ -1,0 +1,112 @@
+"""Signed, scoped tokens for every link that acts for a subscriber.
+
+A token is an HMAC-signed (itsdangerous, SHA-256) payload naming one subscriber,
+optionally one course, and one *scope*: the scope is mixed into the signing salt,
+so a confirm token can never unsubscribe anyone and the reverse. The key comes only
+from the environment (``DRIP_SECRET_KEY``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from itsdangerous import BadData, URLSafeSerializer
+
+from drip.errors import DripError
+
+Scope = Literal["confirm", "unsubscribe", "preferences", "view"]
+SCOPES: tuple[Scope, ...] = ("confirm", "unsubscribe", "preferences", "view")
+SECRET_ENV = "DRIP_SECRET_KEY"
+# Only for the laptop quick start with the outbox transport; `drip serve` refuses it.
+DEMO_SECRET = "drip-demo-key-not-secret"  # noqa: S105
+
+# How long each kind of link stays valid; None: as long as the subscriber exists.
+DEFAULT_TTL: dict[Scope, dt.timedelta | None] = {
+    "confirm": dt.timedelta(days=7),
+    "unsubscribe": None,  # an unsubscribe link must keep working in old emails
+    "preferences": None,
+    "view": None,
+}
+
+
+class BadToken(DripError):
+    """A token that is tampered with, expired or meant for another action."""
+
+    def __init__(self, reason: Literal["invalid", "expired", "scope"]) -> None:
+        super().__init__(f"token {reason}")
+        self.reason = reason
+
+
+class MissingSecret(DripError):
+    """DRIP_SECRET_KEY is not set where it must be."""
+
+
+@dataclass(frozen=True)
+class TokenData:
+    scope: Scope
+    subscriber_id: int
+    course: str | None
+    step: str | None = None
+
+
+def secret_from_env(*, demo: bool = False) -> str:
+    """The signing key from the environment; the demo key only when ``demo`` allows it."""
+    value = os.environ.get(SECRET_ENV, "")
+    if value:
+        if len(value) < 16:
+            raise MissingSecret(f"{SECRET_ENV} is too short: use at least 16 random characters")
+        return value
+    if demo:
+        return DEMO_SECRET
+    raise MissingSecret(
+        f"{SECRET_ENV} is not set: export a long random value, e.g. "
+        '`export DRIP_SECRET_KEY="$(python -c \'import secrets; print(secrets.token_urlsafe(32))\')"`'
+    )
+
+
+def _serializer(secret: str, scope: Scope) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=f"drip.{scope}", signer_kwargs={"digest_method": hashlib.sha256})
+
+
+def make_token(
+    secret: str,
+    scope: Scope,
+    subscriber_id: int,
+    course: str | None = None,
+    *,
+    step: str | None = None,
+    now: dt.datetime,
+) -> str:
+    """Sign a token for one action on one subscriber (and course), stamped with ``now``."""
+    payload: list[object] = [scope, subscriber_id, course, step, int(now.timestamp())]
+    return str(_serializer(secret, scope).dumps(payload))
+
+
+def read_token(secret: str, token: str, scope: Scope, *, now: dt.datetime) -> TokenData:
+    """Verify a token for ``scope``; raise :class:`BadToken` saying why it is refused."""
+    try:
+        payload = _serializer(secret, scope).loads(token)
+    except BadData:
+        # Genuine but for another action? Say so: the link is real, just not for this page.
+        for other in SCOPES:
+            if other == scope:
+                continue
+            try:
+                _serializer(secret, other).loads(token)
+            except BadData:
+                continue
+            raise BadToken("scope") from None
+        raise BadToken("invalid") from None
+    if not (isinstance(payload, list) and len(payload) == 5 and payload[0] == scope):
+        raise BadToken("invalid")
+    _, subscriber_id, course, step, issued = payload
+    if not isinstance(subscriber_id, int) or not isinstance(issued, int):
+        raise BadToken("invalid")
+    ttl = DEFAULT_TTL[scope]
+    if ttl is not None and now.timestamp() - issued > ttl.total_seconds():
+        raise BadToken("expired")
+    return TokenData(scope=scope, subscriber_id=subscriber_id, course=course, step=step)
