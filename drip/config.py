@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from drip.errors import ConfigError, Problem, did_you_mean
+from drip.errors import ConfigError, InputError, Problem, did_you_mean
 from drip.yamlsource import load_yaml_file, validate
 
 CONFIG_FILE = "drip.yaml"
@@ -35,7 +35,8 @@ def check_locale(value: str) -> str:
     if value not in LOCALES:
         hint = did_you_mean(value, LOCALES)
         raise ValueError(
-            f"unsupported locale {value!r}, expected one of {', '.join(LOCALES)}" + (f" ({hint})" if hint else "")
+            f"unsupported locale {value!r}, expected one of {', '.join(LOCALES)}"
+            + (f" ({hint})" if hint else "")
         )
     return value
 
@@ -53,8 +54,15 @@ class SiteSection(_Strict):
             raise ValueError("base_url must start with https:// or http://")
         return v.rstrip("/")
 
-    _tz = field_validator("timezone")(classmethod(lambda cls, v: check_timezone(v)))
-    _locale = field_validator("locale")(classmethod(lambda cls, v: check_locale(v)))
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, v: str) -> str:
+        return check_locale(v)
 
 
 class SenderSection(_Strict):
@@ -154,14 +162,8 @@ def load_site(root: Path | str = ".") -> Site:
         )
     try:
         data, pos = load_yaml_file(path)
-    except ConfigError:
-        raise
-    except Exception as exc:  # InputError from the YAML reader
-        from drip.errors import InputError
-
-        if isinstance(exc, InputError):
-            raise ConfigError(exc.problems) from None
-        raise
+    except InputError as exc:
+        raise ConfigError(exc.problems) from None
     if not isinstance(data, dict):
         raise ConfigError(Problem("expected a mapping of settings at the top level", file=path, line=1))
     model, problems = validate(ConfigModel, data, pos)

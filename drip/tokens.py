@@ -64,7 +64,7 @@ def secret_from_env(*, demo: bool = False) -> str:
         return DEMO_SECRET
     raise MissingSecret(
         f"{SECRET_ENV} is not set: export a long random value, e.g. "
-        '`export DRIP_SECRET_KEY="$(python -c \'import secrets; print(secrets.token_urlsafe(32))\')"`'
+        "`export DRIP_SECRET_KEY=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\"`"
     )
 
 
