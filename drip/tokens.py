@@ -22,7 +22,7 @@ Scope = Literal["confirm", "unsubscribe", "preferences", "view"]
 SCOPES: tuple[Scope, ...] = ("confirm", "unsubscribe", "preferences", "view")
 SECRET_ENV = "DRIP_SECRET_KEY"
 # Only for the laptop quick start with the outbox transport; `drip serve` refuses it.
-DEMO_SECRET = "drip-demo-key-not-secret"  # noqa: S105
+DEMO_SECRET = "drip-demo-key-not-secret"
 
 # How long each kind of link stays valid; None: as long as the subscriber exists.
 DEFAULT_TTL: dict[Scope, dt.timedelta | None] = {
