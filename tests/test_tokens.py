@@ -1,0 +1,66 @@
+"""Signed, scoped tokens: tampering, expiry and scope are each refused with a reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from drip.tokens import DEMO_SECRET, BadToken, MissingSecret, make_token, read_token, secret_from_env
+
+SECRET = "k" * 32
+NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
+
+
+def test_round_trip_keeps_subscriber_course_and_step() -> None:
+    token = make_token(SECRET, "view", 42, "le-role-du-cto", step="welcome", now=NOW)
+    data = read_token(SECRET, token, "view", now=NOW)
+    assert (data.subscriber_id, data.course, data.step) == (42, "le-role-du-cto", "welcome")
+
+
+def test_a_confirm_token_cannot_unsubscribe_and_the_reverse() -> None:
+    confirm = make_token(SECRET, "confirm", 1, "c", now=NOW)
+    unsubscribe = make_token(SECRET, "unsubscribe", 1, "c", now=NOW)
+    with pytest.raises(BadToken) as info:
+        read_token(SECRET, confirm, "unsubscribe", now=NOW)
+    assert info.value.reason == "scope"
+    with pytest.raises(BadToken) as info:
+        read_token(SECRET, unsubscribe, "confirm", now=NOW)
+    assert info.value.reason == "scope"
+
+
+def test_every_flipped_character_is_refused() -> None:
+    token = make_token(SECRET, "unsubscribe", 7, "c", now=NOW)
+    for i, ch in enumerate(token):
+        flipped = token[:i] + ("A" if ch != "A" else "B") + token[i + 1 :]
+        with pytest.raises(BadToken):
+            read_token(SECRET, flipped, "unsubscribe", now=NOW)
+
+
+def test_another_key_is_refused() -> None:
+    token = make_token(SECRET, "unsubscribe", 7, "c", now=NOW)
+    with pytest.raises(BadToken) as info:
+        read_token("z" * 32, token, "unsubscribe", now=NOW)
+    assert info.value.reason == "invalid"
+
+
+def test_confirm_links_expire_after_a_week_unsubscribe_links_never() -> None:
+    confirm = make_token(SECRET, "confirm", 1, "c", now=NOW)
+    unsubscribe = make_token(SECRET, "unsubscribe", 1, "c", now=NOW)
+    read_token(SECRET, confirm, "confirm", now=NOW + dt.timedelta(days=6, hours=23))
+    with pytest.raises(BadToken) as info:
+        read_token(SECRET, confirm, "confirm", now=NOW + dt.timedelta(days=7, seconds=1))
+    assert info.value.reason == "expired"
+    assert read_token(SECRET, unsubscribe, "unsubscribe", now=NOW + dt.timedelta(days=3650)).subscriber_id == 1
+
+
+def test_secret_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DRIP_SECRET_KEY", raising=False)
+    with pytest.raises(MissingSecret, match="DRIP_SECRET_KEY is not set"):
+        secret_from_env()
+    assert secret_from_env(demo=True) == DEMO_SECRET
+    monkeypatch.setenv("DRIP_SECRET_KEY", "short")
+    with pytest.raises(MissingSecret, match="too short"):
+        secret_from_env()
+    monkeypatch.setenv("DRIP_SECRET_KEY", SECRET)
+    assert secret_from_env(demo=True) == SECRET
