@@ -6,6 +6,9 @@ values are listed below, so SQLite and PostgreSQL behave the same.
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData(
@@ -18,7 +21,37 @@ metadata = sa.MetaData(
     }
 )
 
-UTC = sa.DateTime(timezone=True)
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """An aware UTC datetime on every backend.
+
+    SQLite has no time zone type and gives back naive values; PostgreSQL's
+    ``timestamptz`` gives them in the session zone. Both come back as UTC here,
+    and naive values are refused on the way in rather than guessed at.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to a UTC column: pass an aware one")
+        value = value.astimezone(dt.UTC)
+        # SQLite stores text: a fixed UTC form keeps string comparisons chronological.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+UTC = UTCDateTime()
 
 # subscribers.status
 PENDING = "pending"  # signed up, not confirmed yet (double opt-in)
@@ -54,7 +87,9 @@ enrollments = sa.Table(
     "enrollments",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("course", sa.String(200), nullable=False),
     sa.Column("state", sa.String(16), nullable=False, server_default=ENROLLED),
     sa.Column("started_at", UTC, nullable=False),
@@ -74,8 +109,12 @@ deliveries = sa.Table(
     "deliveries",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("enrollment_id", sa.Integer, sa.ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "enrollment_id", sa.Integer, sa.ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("course", sa.String(200), nullable=False),
     sa.Column("step_key", sa.String(500), nullable=False),
     sa.Column("due_at", UTC, nullable=False),

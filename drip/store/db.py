@@ -1,0 +1,134 @@
+"""Open the store and keep its schema current (SQLAlchemy Core engine + Alembic).
+
+SQLite is the embedded default and upgrades itself; PostgreSQL is shared by
+several workers, so its schema only moves when someone runs ``drip db upgrade``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from drip.errors import DripError
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+class SchemaBehindError(DripError):
+    """The database schema is not the one this version of drip expects."""
+
+
+def normalise_url(url: str) -> sa.URL:
+    """Parse a database URL; plain ``postgresql://`` (and ``postgres://``) mean psycopg 3."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise DripError(
+            f"{url!r} is not a database URL, e.g. sqlite:///drip.db or postgresql://host/db"
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise DripError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+    return parsed
+
+
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" hook emit BEGIN itself (pysqlite's own is lazy and skips SELECTs).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: sa.Connection) -> None:
+    # IMMEDIATE takes the write lock up front, so two processes that read then
+    # write wait for each other (busy_timeout) instead of failing with SQLITE_BUSY.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def connect(url: str) -> sa.Engine:
+    """An engine for ``url``: SQLite in WAL mode with foreign keys, or PostgreSQL via psycopg 3."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(parsed)
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+def _alembic_config(connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revisions() -> set[str]:
+    """The revisions this version of drip expects."""
+    return set(ScriptDirectory.from_config(_alembic_config()).get_heads())
+
+
+def current_revisions(engine: sa.Engine) -> set[str]:
+    """The revisions the database is at (empty for a database never migrated)."""
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+def upgrade(engine: sa.Engine) -> None:
+    """Apply every pending migration (Alembic ``upgrade head``) in one transaction."""
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "head")
+
+
+def open_store(url: str) -> sa.Engine:
+    """An engine on a store whose schema is current.
+
+    A SQLite file is created and migrated on first use (it belongs to one site).
+    A PostgreSQL database is shared: a schema behind the code is an error that
+    says to run ``drip db upgrade``, never a migration started by a worker.
+    """
+    engine = connect(url)
+    try:
+        current = current_revisions(engine)
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        raise DripError(f"cannot open the database {engine.url.render_as_string()}: {exc.orig}") from None
+    heads = head_revisions()
+    if current == heads:
+        return engine
+    unknown = current - _known_revisions()
+    if unknown:
+        engine.dispose()
+        raise SchemaBehindError(
+            f"the database is at revision {', '.join(sorted(unknown))}, which this version of drip "
+            "does not know: upgrade drip"
+        )
+    if engine.dialect.name == "sqlite":
+        upgrade(engine)
+        return engine
+    engine.dispose()
+    at = f"revision {', '.join(sorted(current))}" if current else "no drip schema yet"
+    raise SchemaBehindError(
+        f"the database has {at}, this version of drip needs {', '.join(sorted(heads))}: run `drip db upgrade`"
+    )
+
+
+def _known_revisions() -> set[str]:
+    script = ScriptDirectory.from_config(_alembic_config())
+    return {rev.revision for rev in script.walk_revisions()}
