@@ -1,0 +1,245 @@
+"""Leases on due deliveries: how several workers share the work without sending twice.
+
+A worker *claims* a batch: each row gets status ``claimed``, a fresh random
+``lease_token`` and ``leased_until``. Only the holder of the current token can
+record the outcome, so a worker that wakes up after its lease expired cannot
+overwrite what the new owner did. A row whose lease expired is claimable again
+and is flagged ``possible_duplicate``: its first send may have reached the
+provider just before the worker died.
+
+Engines come from :func:`drip.store.db.connect`, whose SQLite transactions start
+with ``BEGIN IMMEDIATE``: a claim or a recording holds the write lock from its
+first statement, so concurrent processes queue instead of failing with SQLITE_BUSY.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy as sa
+
+from drip.store.schema import CANCELLED, CLAIMED, DUE, FAILED, SENT, deliveries
+
+d = deliveries
+
+OutcomeStatus = Literal["sent", "failed", "retry", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One delivery leased to this worker until ``leased_until``."""
+
+    id: int
+    enrollment_id: int
+    subscriber_id: int
+    course: str
+    step_key: str
+    due_at: dt.datetime
+    attempts: int  # including this one
+    lease_token: str
+    leased_until: dt.datetime
+    possible_duplicate: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed delivery, to be recorded under its lease."""
+
+    delivery_id: int
+    lease_token: str
+    status: OutcomeStatus
+    provider_id: str | None = None
+    error: str | None = None  # last_error for failed / retry
+    retry_at: dt.datetime | None = None  # for retry: the new due time
+    note: str | None = None  # for cancelled: why
+
+
+def _claim_where(
+    conn: sa.Connection,
+    where: sa.ColumnElement[bool],
+    *,
+    limit: int,
+    token: str,
+    now: dt.datetime,
+    leased_until: dt.datetime,
+    reclaim: bool,
+) -> list[Claimed]:
+    """Lease up to ``limit`` rows matching ``where``, oldest due first, in one UPDATE … RETURNING."""
+    if limit <= 0:
+        return []
+    # On PostgreSQL the row locks make concurrent claimers skip each other's rows;
+    # SQLite ignores FOR UPDATE and relies on the write lock of BEGIN IMMEDIATE.
+    ids = sa.select(d.c.id).where(where).order_by(d.c.due_at).limit(limit).with_for_update(skip_locked=True)
+    values: dict[str, object] = {
+        "status": CLAIMED,
+        "lease_token": token,
+        "leased_until": leased_until,
+        "attempts": d.c.attempts + 1,
+        "updated_at": now,
+    }
+    if reclaim:
+        values["possible_duplicate"] = True
+    stmt = (
+        sa.update(d)
+        .where(d.c.id.in_(ids))
+        .values(values)
+        .returning(
+            d.c.id,
+            d.c.enrollment_id,
+            d.c.subscriber_id,
+            d.c.course,
+            d.c.step_key,
+            d.c.due_at,
+            d.c.attempts,
+            d.c.lease_token,
+            d.c.leased_until,
+            d.c.possible_duplicate,
+        )
+    )
+    return [Claimed(*row) for row in conn.execute(stmt)]
+
+
+def claim(
+    engine: sa.Engine, *, now: dt.datetime, limit: int, lease_seconds: float, worker: str
+) -> list[Claimed]:
+    """Atomically lease up to ``limit`` due deliveries, ordered by due time.
+
+    Expired leases come first (they are overdue and possibly half-sent, so they
+    are flagged ``possible_duplicate``), then pending rows with ``due_at <= now``.
+    ``worker`` is mixed into the token so a lease can be traced to its holder.
+    """
+    token = f"{worker[:24]}:{secrets.token_hex(16)}"
+    leased_until = now + dt.timedelta(seconds=lease_seconds)
+    with engine.begin() as conn:
+        expired = _claim_where(
+            conn,
+            sa.and_(d.c.status == CLAIMED, d.c.leased_until < now),
+            limit=limit,
+            token=token,
+            now=now,
+            leased_until=leased_until,
+            reclaim=True,
+        )
+        due = _claim_where(
+            conn,
+            sa.and_(d.c.status == DUE, d.c.due_at <= now),
+            limit=limit - len(expired),
+            token=token,
+            now=now,
+            leased_until=leased_until,
+            reclaim=False,
+        )
+    return sorted(expired + due, key=lambda c: (c.due_at, c.id))
+
+
+def _update_many(conn: sa.Connection, rows: list[dict[str, object]], values: dict[str, object]) -> None:
+    if not rows:
+        return
+    stmt = (
+        sa.update(d)
+        .where(d.c.id == sa.bindparam("b_id"))
+        .where(d.c.lease_token == sa.bindparam("b_token"))
+        .where(d.c.status == CLAIMED)
+        .values(values)
+    )
+    conn.execute(stmt, rows)
+
+
+def record(engine: sa.Engine, outcomes: Sequence[Outcome], *, now: dt.datetime) -> set[int]:
+    """Record a whole batch in one transaction; only rows whose lease is still ours change.
+
+    Returns the ids that were recorded. An id missing from the answer lost its
+    lease (it expired and another worker claimed the row): its outcome is dropped.
+    """
+    if not outcomes:
+        return set()
+    with engine.begin() as conn:
+        held = {
+            (row.id, row.lease_token)
+            for row in conn.execute(
+                sa.select(d.c.id, d.c.lease_token)
+                .where(d.c.id.in_([o.delivery_id for o in outcomes]), d.c.status == CLAIMED)
+                .with_for_update()
+            )
+        }
+        mine = [o for o in outcomes if (o.delivery_id, o.lease_token) in held]
+        by_status: dict[OutcomeStatus, list[Outcome]] = {
+            "sent": [],
+            "failed": [],
+            "retry": [],
+            "cancelled": [],
+        }
+        for o in mine:
+            by_status[o.status].append(o)
+
+        def keys(o: Outcome) -> dict[str, object]:
+            return {"b_id": o.delivery_id, "b_token": o.lease_token}
+
+        _update_many(
+            conn,
+            [{**keys(o), "b_provider": o.provider_id} for o in by_status["sent"]],
+            {
+                "status": SENT,
+                "provider_id": sa.bindparam("b_provider"),
+                "sent_at": now,
+                "leased_until": None,
+                "last_error": None,
+                "updated_at": now,
+            },
+        )
+        _update_many(
+            conn,
+            [{**keys(o), "b_error": o.error} for o in by_status["failed"]],
+            {
+                "status": FAILED,
+                "last_error": sa.bindparam("b_error"),
+                "leased_until": None,
+                "updated_at": now,
+            },
+        )
+        _update_many(
+            conn,
+            [{**keys(o), "b_error": o.error, "b_due": o.retry_at or now} for o in by_status["retry"]],
+            {
+                "status": DUE,
+                "last_error": sa.bindparam("b_error"),
+                "due_at": sa.bindparam("b_due", type_=d.c.due_at.type),
+                "leased_until": None,
+                "updated_at": now,
+            },
+        )
+        _update_many(
+            conn,
+            [{**keys(o), "b_note": o.note} for o in by_status["cancelled"]],
+            {"status": CANCELLED, "note": sa.bindparam("b_note"), "leased_until": None, "updated_at": now},
+        )
+    return {o.delivery_id for o in mine}
+
+
+def record_sent(
+    engine: sa.Engine, delivery_id: int, lease_token: str, *, provider_id: str | None, now: dt.datetime
+) -> bool:
+    """Mark one delivery sent; False when the lease was lost (the outcome is dropped)."""
+    return bool(record(engine, [Outcome(delivery_id, lease_token, "sent", provider_id=provider_id)], now=now))
+
+
+def record_failure(
+    engine: sa.Engine,
+    delivery_id: int,
+    lease_token: str,
+    *,
+    error: str,
+    permanent: bool,
+    retry_at: dt.datetime | None,
+    now: dt.datetime,
+) -> bool:
+    """Mark one delivery failed (permanent, or no ``retry_at``) or due again at ``retry_at``."""
+    if permanent or retry_at is None:
+        outcome = Outcome(delivery_id, lease_token, "failed", error=error)
+    else:
+        outcome = Outcome(delivery_id, lease_token, "retry", error=error, retry_at=retry_at)
+    return bool(record(engine, [outcome], now=now))
