@@ -1,0 +1,234 @@
+"""Schedules: the short YAML file a marketer writes to turn a pillar page into a course.
+
+One file per course, ``schedules/<course>.yaml``; the course slug is the file
+stem. Everything but the pillar has a default, and the pillar itself defaults to
+the course slug::
+
+    pillar: le-role-du-cto
+    title: "Devenir CTO, en 5 emails"
+    send_window: {time: "08:30", days: weekdays}
+    cadence: 2
+    articles:
+      /posts/premiers-jours-cto-reussir-prise-de-poste/: {subject: "…", day: 5}
+
+This module checks the file on its own (types, unknown keys, times, day names,
+zones, locales) and keeps every key's position, so the compiler can point back
+into the file when something does not match the pillar.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from drip.config import Site, check_locale, check_timezone
+from drip.errors import InputError, Problem, ScheduleError
+from drip.models import Sender, SendWindow
+from drip.timing import parse_time, parse_weekdays
+from drip.yamlsource import KeyPath, Positions, load_yaml_file, validate
+
+SCHEDULE_SUFFIXES = (".yaml", ".yml")
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_:]*")
+
+
+def _one_line(value: str | None) -> str | None:
+    """Subjects, names and addresses end up in headers: one line, never empty."""
+    if value is None:
+        return None
+    if "\n" in value or "\r" in value:
+        raise ValueError("must fit on one line")
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MessageModel(_Strict):
+    """Subject and preheader overrides (Jinja source; may use subscriber fields like ``{{ name }}``)."""
+
+    subject: str | None = None
+    preheader: str | None = None
+
+    _text = field_validator("subject", "preheader")(classmethod(lambda cls, v: _one_line(v)))
+
+
+class TimedMessageModel(MessageModel):
+    """A message override that may also move its email to another day after enrollment."""
+
+    day: int | None = Field(default=None, ge=0, le=3650)
+
+
+class SenderModel(_Strict):
+    name: str | None = None
+    email: str | None = None
+    reply_to: str | None = None
+
+    _text = field_validator("name", "email", "reply_to")(classmethod(lambda cls, v: _one_line(v)))
+
+
+class WindowModel(_Strict):
+    time: dt.time = dt.time(8, 30)
+    days: frozenset[int] = frozenset(range(5))
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> Any:
+        return parse_time(value) if isinstance(value, str) else value
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _days(cls, value: Any) -> Any:
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return parse_weekdays(value)
+        raise ValueError('expected day names, e.g. [mon, tue, wed, thu, fri], or "weekdays" / "every day"')
+
+
+def _on_off(value: Any) -> Any:
+    """``false`` drops an optional email, ``true`` or an empty value keeps its defaults."""
+    if value is False:
+        return None
+    if value is True or value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected false, or a mapping of subject/preheader overrides, got {value!r}")
+    return value
+
+
+def _overrides(value: Any) -> Any:
+    """A list of names means "these, with default settings"; a mapping may override each."""
+    if isinstance(value, list):
+        names = [str(v) for v in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"listed more than once: {', '.join(twice)}")
+        return {name: {} for name in names}
+    if isinstance(value, dict):
+        return {k: ({} if v is None else v) for k, v in value.items()}
+    raise ValueError(
+        f"expected a list of names, or a mapping of name to subject/preheader/day, got {value!r}"
+    )
+
+
+class ScheduleModel(_Strict):
+    """The schema of a schedule file; every key optional but the pillar defaults to the course slug."""
+
+    pillar: str | None = None
+    title: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    sender: SenderModel | None = None
+    reading_path: str | None = None
+    send_window: WindowModel = Field(default_factory=WindowModel)
+    cadence: int = Field(default=2, ge=1, le=365)
+    welcome: MessageModel | None = Field(default_factory=MessageModel)
+    articles: dict[str, TimedMessageModel] = Field(default_factory=dict)
+    sections: dict[str, TimedMessageModel] = Field(default_factory=dict)
+    closing: TimedMessageModel | None = Field(default_factory=TimedMessageModel)
+
+    _text = field_validator("title", "pillar", "reading_path")(classmethod(lambda cls, v: _one_line(v)))
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: None if v is None else check_timezone(v)))
+    _locale = field_validator("locale")(classmethod(lambda cls, v: None if v is None else check_locale(v)))
+    _toggle = field_validator("welcome", "closing", mode="before")(classmethod(lambda cls, v: _on_off(v)))
+    _lists = field_validator("articles", "sections", mode="before")(classmethod(lambda cls, v: _overrides(v)))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A schedule file checked on its own, with site defaults filled in and key positions kept."""
+
+    slug: str
+    path: Path
+    model: ScheduleModel
+    positions: Positions
+    pillar: str  # content file stem, or a path relative to content/
+    locale: str
+    timezone: str
+    sender: Sender
+    window: SendWindow
+    entries: Mapping[tuple[str, str], KeyPath]
+
+    def problem(self, path: KeyPath, message: str, *, hint: str | None = None, key: bool = False) -> Problem:
+        """A problem located at ``path`` in this file (at the key itself when ``key``)."""
+        return self.positions.problem(path, message, hint=hint, key=key)
+
+    def entry_problem(self, field: str, name: str, message: str, *, hint: str | None = None) -> Problem:
+        """A problem about the ``articles``/``sections`` entry ``name``, at the spot it was written."""
+        path = self.entries.get((field, name), (field,))
+        return self.problem(path, message, hint=hint, key=isinstance(path[-1], str))
+
+
+def _entry_paths(data: dict[str, Any]) -> dict[tuple[str, str], KeyPath]:
+    """Where each ``articles``/``sections`` entry was written: a mapping key or a list item."""
+    out: dict[tuple[str, str], KeyPath] = {}
+    for field in ("articles", "sections"):
+        raw = data.get(field)
+        if isinstance(raw, list):
+            out.update({(field, str(v)): (field, i) for i, v in enumerate(raw)})
+        elif isinstance(raw, dict):
+            out.update({(field, str(k)): (field, str(k)) for k in raw})
+    return out
+
+
+def _recover_sexagesimal(data: dict[str, Any], pos: Positions) -> None:
+    """YAML 1.1 reads an unquoted ``8:30`` as the number 510: take the text back as written."""
+    window = data.get("send_window")
+    if not isinstance(window, dict) or not isinstance(window.get("time"), int) or pos.file is None:
+        return
+    where = pos.nodes.get(("send_window", "time"))
+    if where is None:
+        return
+    line = pos.file.read_text(encoding="utf-8").splitlines()[where[0] - 1]
+    written = _SEXAGESIMAL.match(line, where[1] - 1)
+    if written:
+        window["time"] = written.group(0)
+
+
+def schedule_files(schedules_dir: Path) -> dict[str, Path]:
+    """Every schedule under ``schedules_dir``, by course slug (file stem), sorted."""
+    if not schedules_dir.is_dir():
+        return {}
+    found = {p.stem: p for p in schedules_dir.iterdir() if p.suffix in SCHEDULE_SUFFIXES and p.is_file()}
+    return dict(sorted(found.items()))
+
+
+def load_schedule(path: Path, site: Site) -> Schedule:
+    """Read and check one schedule file; :class:`ScheduleError` carries every problem in it."""
+    try:
+        data, pos = load_yaml_file(path)
+    except InputError as exc:
+        raise ScheduleError(exc.problems) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ScheduleError(pos.problem((), "expected a mapping of schedule settings at the top level"))
+    _recover_sexagesimal(data, pos)
+    model, problems = validate(ScheduleModel, data, pos)
+    if model is None:
+        raise ScheduleError(problems)
+    cfg = site.config
+    given = model.sender or SenderModel()
+    return Schedule(
+        slug=path.stem,
+        path=path,
+        model=model,
+        positions=pos,
+        pillar=model.pillar or path.stem,
+        locale=model.locale or cfg.site.locale,
+        timezone=model.timezone or cfg.site.timezone,
+        sender=Sender(
+            name=given.name or cfg.sender.name,
+            email=given.email or cfg.sender.email,
+            reply_to=given.reply_to or cfg.sender.reply_to,
+        ),
+        window=SendWindow(time=model.send_window.time, weekdays=model.send_window.days),
+        entries=_entry_paths(data),
+    )
