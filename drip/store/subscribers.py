@@ -1,0 +1,426 @@
+"""Subscribers: validated on the way in, upserted by address, unsubscribed atomically.
+
+Every function takes an open connection and runs inside the caller's
+transaction, so a command either changes everything it meant to or nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TextIO
+
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+
+from drip.config import LOCALES, check_timezone
+from drip.errors import InputError, NotFoundError, Problem, did_you_mean
+from drip.store.schema import (
+    ACTIVE,
+    CANCELLED,
+    CLAIMED,
+    DUE,
+    ENROLLED,
+    LEFT,
+    UNSUBSCRIBED,
+    deliveries,
+    enrollments,
+    subscribers,
+)
+
+NAME_MAX = 200
+UNSUBSCRIBED_NOTE = "unsubscribed"
+ExportFormat = Literal["csv", "json"]
+# A spreadsheet evaluates a cell starting with these: exports prefix them with a quote.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class FieldError(ValueError):
+    """A field that cannot be stored, with the field's name."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class SubscriberRow:
+    """One subscriber as stored."""
+
+    id: int
+    email: str
+    name: str
+    locale: str | None  # None: the course's locale
+    timezone: str | None  # None: the course's zone
+    status: str
+    attributes: Mapping[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    confirmed_at: dt.datetime | None
+    unsubscribed_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Validated, normalised subscriber fields, with what was dropped and why."""
+
+    email: str
+    name: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Upserted:
+    """What :func:`upsert_subscriber` did."""
+
+    subscriber: SubscriberRow
+    created: bool
+    changed: bool  # created, or an existing row got new values
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> int:
+        return self.subscriber.id
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    """What :func:`unsubscribe` did."""
+
+    subscriber_id: int
+    course: str | None
+    cancelled: int  # deliveries that will never leave now
+    already: bool  # nothing was active any more
+
+
+def normalise_email(email: str) -> str:
+    """The stored form of an address: email-validator's normal form, lower-cased.
+
+    Lower-casing the local part too means ``Jean@x.fr`` and ``jean@x.fr`` are one
+    subscriber, as every mailbox provider treats them. Raises ValueError with the reason.
+    """
+    try:
+        result = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    return result.normalized.lower()
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise ValueError("a name cannot contain control characters such as line breaks")
+    if len(name) > NAME_MAX:
+        raise ValueError(f"a name is at most {NAME_MAX} characters, this one has {len(name)}")
+    return name
+
+
+def normalise_locale(value: str) -> str | None:
+    """``fr``, ``fr-CA``, ``FR_fr`` → ``fr``; None when not a supported locale."""
+    primary = value.strip().replace("_", "-").split("-")[0].lower()
+    return primary if primary in LOCALES else None
+
+
+def make_profile(
+    email: str,
+    *,
+    name: str | None = None,
+    locale: str | None = None,
+    timezone: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Profile:
+    """Validate raw fields; a bad email or name is a :class:`FieldError`.
+
+    An unsupported locale or unknown zone is not an error: it is dropped (the
+    course's applies) and a warning says so, never silently replaced by UTC.
+    """
+    try:
+        normal = normalise_email(email)
+    except ValueError as exc:
+        raise FieldError("email", f"invalid address {email.strip()!r}: {exc}") from None
+    clean_name: str | None = None
+    if name is not None:
+        try:
+            clean_name = _check_name(name)
+        except ValueError as exc:
+            raise FieldError("name", str(exc)) from None
+    warnings: list[str] = []
+    clean_locale: str | None = None
+    if locale is not None and locale.strip():
+        clean_locale = normalise_locale(locale)
+        if clean_locale is None:
+            hint = did_you_mean(locale.strip().lower(), LOCALES)
+            warnings.append(
+                f"unsupported locale {locale.strip()!r} (expected {' or '.join(LOCALES)}"
+                + (f"; {hint}" if hint else "")
+                + "): the course's locale applies"
+            )
+    clean_zone: str | None = None
+    if timezone is None or not timezone.strip():
+        warnings.append("no time zone given: the course's zone applies")
+    else:
+        try:
+            clean_zone = check_timezone(timezone.strip())
+        except ValueError as exc:
+            warnings.append(f"{exc}: the course's zone applies")
+    return Profile(
+        email=normal,
+        name=clean_name,
+        locale=clean_locale,
+        timezone=clean_zone,
+        attributes=dict(attributes or {}),
+        warnings=tuple(warnings),
+    )
+
+
+def _row(row: sa.Row[Any]) -> SubscriberRow:
+    m = row._mapping
+    return SubscriberRow(
+        id=m["id"],
+        email=m["email"],
+        name=m["name"],
+        locale=m["locale"],
+        timezone=m["timezone"],
+        status=m["status"],
+        attributes=dict(m["attributes"] or {}),
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        confirmed_at=m["confirmed_at"],
+        unsubscribed_at=m["unsubscribed_at"],
+    )
+
+
+def get_subscriber(conn: sa.Connection, email: str) -> SubscriberRow | None:
+    """The subscriber with this address (any spelling of it), or None."""
+    try:
+        key = normalise_email(email)
+    except ValueError:
+        return None
+    row = conn.execute(sa.select(subscribers).where(subscribers.c.email == key)).first()
+    return _row(row) if row is not None else None
+
+
+def store_profile(
+    conn: sa.Connection, profile: Profile, *, status: str = ACTIVE, now: dt.datetime
+) -> Upserted:
+    """Insert or update by address; only the fields given change, attributes merge.
+
+    An existing subscriber's status is never changed here: re-importing a list
+    must not bring back someone who unsubscribed.
+    """
+    existing = get_subscriber(conn, profile.email)
+    if existing is None:
+        new_id = conn.execute(
+            subscribers.insert()
+            .values(
+                email=profile.email,
+                name=profile.name or "",
+                locale=profile.locale,
+                timezone=profile.timezone,
+                status=status,
+                attributes=dict(profile.attributes),
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(subscribers.c.id)
+        ).scalar_one()
+        created = get_subscriber(conn, profile.email)
+        assert created is not None and created.id == new_id
+        return Upserted(created, created=True, changed=True, warnings=profile.warnings)
+    changes: dict[str, Any] = {}
+    if profile.name is not None and profile.name != existing.name:
+        changes["name"] = profile.name
+    if profile.locale is not None and profile.locale != existing.locale:
+        changes["locale"] = profile.locale
+    if profile.timezone is not None and profile.timezone != existing.timezone:
+        changes["timezone"] = profile.timezone
+    merged = {**existing.attributes, **profile.attributes}
+    if merged != dict(existing.attributes):
+        changes["attributes"] = merged
+    if not changes:
+        return Upserted(existing, created=False, changed=False, warnings=_kept(profile, existing))
+    conn.execute(
+        subscribers.update().where(subscribers.c.id == existing.id).values(**changes, updated_at=now)
+    )
+    updated = get_subscriber(conn, profile.email)
+    assert updated is not None
+    return Upserted(updated, created=False, changed=True, warnings=_kept(profile, existing))
+
+
+def _kept(profile: Profile, existing: SubscriberRow) -> tuple[str, ...]:
+    """Drop the 'no zone' warning when the stored subscriber already has one."""
+    if existing.timezone is None:
+        return profile.warnings
+    return tuple(w for w in profile.warnings if not w.startswith("no time zone given"))
+
+
+def upsert_subscriber(
+    conn: sa.Connection,
+    email: str,
+    *,
+    name: str | None = None,
+    locale: str | None = None,
+    timezone: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    now: dt.datetime,
+) -> Upserted:
+    """Validate and store one subscriber; a bad address or name is an :class:`InputError`."""
+    try:
+        profile = make_profile(email, name=name, locale=locale, timezone=timezone, attributes=attributes)
+    except FieldError as exc:
+        raise InputError(Problem(str(exc), key=exc.key)) from None
+    return store_profile(conn, profile, now=now)
+
+
+def _not_found(conn: sa.Connection, email: str) -> NotFoundError:
+    domain = email.strip().lower().rpartition("@")[2]
+    same_domain = conn.execute(
+        sa.select(subscribers.c.email)
+        .where(subscribers.c.email.endswith(f"@{domain}", autoescape=True))
+        .limit(1000)
+    ).scalars()
+    return NotFoundError(
+        Problem(
+            f"no subscriber with address {email.strip()!r}",
+            key="email",
+            hint=did_you_mean(email, same_domain),
+        )
+    )
+
+
+def unsubscribe(
+    conn: sa.Connection, email: str, *, course: str | None = None, now: dt.datetime
+) -> Unsubscribed:
+    """Stop all mail to ``email`` (or only ``course``'s) in the caller's transaction.
+
+    The status (or the enrollment's state) and the cancellation of every pending
+    or claimed delivery change together, so nothing leaves afterwards.
+    """
+    subscriber = get_subscriber(conn, email)
+    if subscriber is None:
+        raise _not_found(conn, email)
+    pending = (
+        deliveries.update()
+        .where(deliveries.c.subscriber_id == subscriber.id, deliveries.c.status.in_((DUE, CLAIMED)))
+        .values(status=CANCELLED, note=UNSUBSCRIBED_NOTE, updated_at=now)
+    )
+    active = enrollments.update().where(
+        enrollments.c.subscriber_id == subscriber.id, enrollments.c.state == ENROLLED
+    )
+    if course is None:
+        already = subscriber.status == UNSUBSCRIBED
+        if not already:
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.id == subscriber.id)
+                .values(status=UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+            )
+        conn.execute(active.values(state=LEFT, updated_at=now))
+        cancelled = conn.execute(pending).rowcount
+        return Unsubscribed(subscriber.id, None, cancelled, already=already and cancelled == 0)
+    state = conn.execute(
+        sa.select(enrollments.c.state).where(
+            enrollments.c.subscriber_id == subscriber.id, enrollments.c.course == course
+        )
+    ).scalar_one_or_none()
+    if state is None:
+        theirs = conn.execute(
+            sa.select(enrollments.c.course).where(enrollments.c.subscriber_id == subscriber.id)
+        ).scalars()
+        raise NotFoundError(
+            Problem(
+                f"{subscriber.email} is not enrolled in course {course!r}",
+                key="course",
+                hint=did_you_mean(course, theirs),
+            )
+        )
+    conn.execute(active.where(enrollments.c.course == course).values(state=LEFT, updated_at=now))
+    cancelled = conn.execute(pending.where(deliveries.c.course == course)).rowcount
+    return Unsubscribed(subscriber.id, course, cancelled, already=state != ENROLLED and cancelled == 0)
+
+
+def list_subscribers(
+    conn: sa.Connection, *, status: str | None = None, course: str | None = None
+) -> list[SubscriberRow]:
+    """Subscribers by address, optionally only those with ``status`` or enrolled in ``course``."""
+    query = sa.select(subscribers).order_by(subscribers.c.email)
+    if status is not None:
+        query = query.where(subscribers.c.status == status)
+    if course is not None:
+        enrolled = sa.select(enrollments.c.subscriber_id).where(enrollments.c.course == course)
+        query = query.where(subscribers.c.id.in_(enrolled))
+    return [_row(row) for row in conn.execute(query)]
+
+
+def enrolled_courses(conn: sa.Connection) -> dict[int, list[str]]:
+    """Each subscriber's courses, for listings."""
+    result: dict[int, list[str]] = {}
+    rows = conn.execute(
+        sa.select(enrollments.c.subscriber_id, enrollments.c.course).order_by(enrollments.c.course)
+    )
+    for subscriber_id, course in rows:
+        result.setdefault(subscriber_id, []).append(course)
+    return result
+
+
+EXPORT_COLUMNS = ("email", "name", "locale", "timezone", "status", "created_at", "unsubscribed_at")
+
+
+def neutralise_formula(value: str) -> str:
+    """Prefix a cell a spreadsheet would evaluate with a quote, so it stays text."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def _record(sub: SubscriberRow) -> dict[str, Any]:
+    return {
+        "email": sub.email,
+        "name": sub.name,
+        "locale": sub.locale,
+        "timezone": sub.timezone,
+        "status": sub.status,
+        "created_at": sub.created_at.isoformat(),
+        "unsubscribed_at": sub.unsubscribed_at.isoformat() if sub.unsubscribed_at else None,
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return neutralise_formula(text)
+
+
+def write_export(rows: Sequence[SubscriberRow], out: TextIO, fmt: ExportFormat) -> int:
+    """Write subscribers as CSV (attributes as extra columns, formulas neutralised) or JSON."""
+    if fmt == "json":
+        json.dump(
+            [{**_record(sub), "attributes": dict(sub.attributes)} for sub in rows],
+            out,
+            ensure_ascii=False,
+            indent=2,
+        )
+        out.write("\n")
+        return len(rows)
+    extra = sorted({key for sub in rows for key in sub.attributes} - set(EXPORT_COLUMNS))
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*EXPORT_COLUMNS, *extra])
+    for sub in rows:
+        record = _record(sub)
+        writer.writerow(
+            [_cell(record[col]) for col in EXPORT_COLUMNS] + [_cell(sub.attributes.get(key)) for key in extra]
+        )
+    return len(rows)
+
+
+def export_subscribers(
+    conn: sa.Connection, out: TextIO, *, fmt: ExportFormat = "csv", status: str | None = None
+) -> int:
+    """Export every subscriber (or those with ``status``); returns how many were written."""
+    return write_export(list_subscribers(conn, status=status), out, fmt)
