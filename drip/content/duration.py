@@ -1,0 +1,61 @@
+"""Reading times: the words after a reading-path link, and the word count of a post.
+
+The regular expression only ever looks at one already-extracted string, such as
+"— Fondamental (10 min)" or "~12 min read"; structure comes from markdown-it.
+"""
+
+from __future__ import annotations
+
+import re
+
+WORDS_PER_MINUTE = 200
+
+_NOT_LETTER = r"(?![^\W\d_])"
+_HOURS = rf"(?:hours?|hrs?|heures?|h){_NOT_LETTER}"
+_MINUTES = rf"(?:minutes?|mins?|mn|m){_NOT_LETTER}"
+_DURATION = re.compile(
+    rf"""
+    [~≈]?\s*\(?\s*[~≈]?\s*
+    (?:
+        (?P<hours>\d+)\s*{_HOURS}(?:\s*(?P<and_minutes>\d+)(?:\s*{_MINUTES})?)?
+      | (?P<minutes>\d+)\s*{_MINUTES}
+    )
+    (?:\s*(?:de\s+lecture|reading|read|lecture){_NOT_LETTER})?
+    \s*\)?
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+_LABEL_EDGES = " \t—–-:,;·|~"
+
+
+def parse_duration(text: str) -> int | None:
+    """Minutes in "10 min", "(1 h 30)", "~12 min read", "45 minutes"; None when absent."""
+    match = _last(text)
+    return _minutes(match) if match else None
+
+
+def label_and_minutes(text: str) -> tuple[str | None, int | None]:
+    """Split "— Practice, 8 min" into ("Practice", 8); either part may be absent."""
+    match = _last(text)
+    if match is None:
+        rest, minutes = text, None
+    else:
+        rest, minutes = f"{text[: match.start()]} {text[match.end() :]}", _minutes(match)
+    label = " ".join(rest.split()).strip(_LABEL_EDGES)
+    return (label or None), minutes
+
+
+def minutes_for_words(words: int) -> int:
+    """About 200 words a minute, and never less than one minute."""
+    return max(1, round(words / WORDS_PER_MINUTE))
+
+
+def _last(text: str) -> re.Match[str] | None:
+    matches = list(_DURATION.finditer(text))
+    return matches[-1] if matches else None
+
+
+def _minutes(match: re.Match[str]) -> int:
+    if match["hours"] is not None:
+        return int(match["hours"]) * 60 + int(match["and_minutes"] or 0)
+    return int(match["minutes"])

@@ -1,0 +1,347 @@
+"""Read a pillar page (front matter + Markdown) into a :class:`~drip.models.Pillar`.
+
+The reading path is the list (ordered or bulleted) under a heading named like
+"Par où commencer" or "Start here", at any level, compared without case, accents
+or punctuation; a schedule may name another heading. A pillar may instead give
+its reading path in front matter (``reading_path:`` entries, each a URL or a
+mapping with url/title/label/minutes/notes/group): that list wins over the body,
+unless a heading is asked for explicitly. Headings for the intro, the article
+sections, the "go deeper" resource and the other pillars are found the same way.
+
+Every problem in the file is reported at once, as a :class:`~drip.errors.ContentError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from markdown_it.tree import SyntaxTreeNode
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from drip.content.duration import label_and_minutes, parse_duration
+from drip.content.mdtree import (
+    LISTS,
+    Document,
+    Heading,
+    first_link,
+    fold,
+    href,
+    links,
+    paragraphs,
+    parse_document,
+    plain_text,
+    slugify,
+)
+from drip.content.source import Meta, Source, read_source
+from drip.errors import ContentError, Problem, closest
+from drip.models import Link, Pillar, ReadingItem, Section
+
+READING_PATH_HEADINGS = ("Par où commencer", "Commencer ici", "Start here", "Where to start")
+INTRO_HEADINGS = ("À qui s'adresse cette page", "Pour qui", "Who this page is for", "Who is this page for")
+ARTICLES_HEADINGS = ("Articles", "Tous les articles", "All articles")
+DEEPER_HEADINGS = ("Pour approfondir", "Aller plus loin", "Go deeper", "Going further", "Further reading")
+OTHER_PILLARS_HEADINGS = (
+    "Explorer les autres piliers",
+    "Autres piliers",
+    "Les autres piliers",
+    "Other pillars",
+    "Explore other pillars",
+    "Explore",
+)
+FRONT_MATTER_PATH = "reading_path"  # reading_path_heading of a path given in front matter
+_DASHES = " \t—–-:,;·|"
+
+
+class ReadingEntry(BaseModel):
+    """One front matter reading-path entry; a bare string is its URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(min_length=1)
+    title: str | None = None
+    label: str | None = None
+    minutes: int | None = Field(default=None, ge=1)
+    notes: list[str] = Field(default_factory=list)
+    group: str | None = None
+
+    @field_validator("minutes", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            minutes = parse_duration(v)
+            if minutes is None:
+                raise ValueError(f"expected a number of minutes or a duration like '10 min', got {v!r}")
+            return minutes
+        return v
+
+
+class PillarMeta(Meta):
+    reading_path: list[ReadingEntry] | None = None
+
+    @field_validator("reading_path", mode="before")
+    @classmethod
+    def _urls(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"url": item} if isinstance(item, str) else item for item in v]
+        return v
+
+
+def read_pillar(path: Path, *, heading: str | None = None) -> Pillar:
+    """Read a pillar; ``heading`` names the reading-path heading when it is not a default one."""
+    src = read_source(path)
+    problems = list(src.problems)
+    meta, meta_problems = src.model(PillarMeta)
+    problems += meta_problems
+    doc = parse_document(src.body, src.body_line)
+
+    if heading is None and FRONT_MATTER_PATH in src.meta:
+        path_heading = FRONT_MATTER_PATH
+        entries = meta.reading_path if meta and meta.reading_path is not None else []
+        items = _front_matter_path(entries, src, doc, problems) if meta else ()
+    else:
+        path_heading, items = _body_path(doc, src, heading, problems)
+
+    if problems:
+        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+        raise ContentError(problems)
+
+    intro = _intro(doc)
+    deeper, deeper_text = _deeper(doc)
+    slug = path.stem
+    return Pillar(
+        path=path,
+        slug=slug,
+        url=(meta.url if meta else None) or f"/{slug}/",
+        title=(meta.title if meta else None) or (doc.headings[0].text if doc.headings else slug),
+        description=(meta.description if meta else None) or intro.split("\n\n")[0],
+        intro=intro,
+        reading_path_heading=path_heading,
+        reading_path=items,
+        sections=_article_sections(doc),
+        deeper=deeper,
+        deeper_text=deeper_text,
+        other_pillars=_other_pillars(doc),
+        front_matter=dict(src.meta),
+    )
+
+
+def _front_matter_path(
+    entries: list[ReadingEntry], src: Source, doc: Document, problems: list[Problem]
+) -> tuple[ReadingItem, ...]:
+    if not entries:
+        problems.append(
+            src.positions.problem((FRONT_MATTER_PATH,), "reading path is empty: list at least one link")
+        )
+        return ()
+    texts = {link.url: link.text for block in doc.blocks for link, _ in links(block)}
+    items = []
+    for i, entry in enumerate(entries):
+        where = src.positions.find((FRONT_MATTER_PATH, i))
+        items.append(
+            ReadingItem(
+                url=entry.url,
+                title=entry.title or texts.get(entry.url, entry.url),
+                label=entry.label,
+                minutes=entry.minutes,
+                notes=tuple(entry.notes),
+                group=entry.group,
+                line=where[0] if where else None,
+            )
+        )
+    return tuple(items)
+
+
+def _body_path(
+    doc: Document, src: Source, heading: str | None, problems: list[Problem]
+) -> tuple[str, tuple[ReadingItem, ...]]:
+    names = (heading,) if heading else READING_PATH_HEADINGS
+    found = doc.find(names)
+    if found is None:
+        problems.append(_heading_not_found(doc, src, names, explicit=heading is not None))
+        return names[0], ()
+    start, end = doc.section(found)
+    items: list[ReadingItem] = []
+    for i in range(start, end):
+        block = doc.blocks[i]
+        if block.type not in LISTS:
+            continue
+        group = _lead_in(doc.blocks[i - 1]) if i > start else None
+        for entry in block.children:
+            item = _reading_item(entry, group, doc, src, problems)
+            if item is not None:
+                items.append(item)
+    if not items and not any(doc.blocks[i].type in LISTS for i in range(start, end)):
+        problems.append(
+            Problem(
+                f"reading path under heading '{found.text}' is empty: add a list of links below it",
+                file=src.path,
+                line=found.line,
+                column=src.column(found.line),
+            )
+        )
+    return found.text, tuple(items)
+
+
+def _heading_not_found(doc: Document, src: Source, names: tuple[str, ...], *, explicit: bool) -> Problem:
+    wanted = " or ".join(f"'{name}'" for name in names)
+    if explicit:
+        message = f"no heading {wanted} for the reading path"
+    else:
+        message = f"no reading path: no heading {wanted}, and no reading_path in front matter"
+    if doc.headings:
+        message += "; headings in this file: " + ", ".join(f"'{h.text}'" for h in doc.headings)
+    else:
+        message += "; this file has no headings"
+    by_fold = {fold(h.text): h for h in doc.headings}
+    match = next((m for name in names if (m := closest(fold(name), by_fold))), None)
+    near: Heading | None = by_fold[match] if match else None
+    line = near.line if near else src.body_line + 1
+    return Problem(
+        message,
+        file=src.path,
+        line=line,
+        column=src.column(line),
+        hint=f"did you mean '{near.text}'?" if near else None,
+    )
+
+
+def _lead_in(block: SyntaxTreeNode) -> str | None:
+    """The paragraph (or sub-heading) right above a list: "Si tu découvres ce sujet :"."""
+    if block.type in ("paragraph", "heading"):
+        return plain_text(block) or None
+    return None
+
+
+def _reading_item(
+    entry: SyntaxTreeNode, group: str | None, doc: Document, src: Source, problems: list[Problem]
+) -> ReadingItem | None:
+    own = paragraphs(entry)
+    link, after = first_link(own[0]) if own else (None, "")
+    line = doc.line(entry)
+    if link is None or not href(link):
+        text = plain_text(own[0]) if own else ""
+        problems.append(
+            Problem(
+                f"reading path item '{text}' has no link",
+                file=src.path,
+                line=line,
+                column=src.column(line) if line else None,
+            )
+        )
+        return None
+    label, minutes = label_and_minutes(after)
+    notes = [plain_text(p) for p in own[1:]] + _nested_notes(entry)
+    return ReadingItem(
+        url=href(link),
+        title=plain_text(link) or href(link),
+        label=label,
+        minutes=minutes,
+        notes=tuple(n for n in notes if n),
+        group=group,
+        line=line,
+    )
+
+
+def _nested_notes(entry: SyntaxTreeNode) -> list[str]:
+    notes: list[str] = []
+    for child in entry.children:
+        if child.type in LISTS:
+            for sub in child.children:
+                notes += [plain_text(p) for p in paragraphs(sub)]
+                notes += _nested_notes(sub)
+    return notes
+
+
+def _intro(doc: Document) -> str:
+    """The "who this page is for" section, else the first run of paragraphs."""
+    found = doc.find(INTRO_HEADINGS)
+    if found is not None:
+        start, end = doc.section(found)
+        return _paragraph_text(doc.blocks[start:end])
+    run: list[SyntaxTreeNode] = []
+    for block in doc.blocks:
+        if block.type == "paragraph":
+            run.append(block)
+        elif run:
+            break
+    return _paragraph_text(run)
+
+
+def _paragraph_text(blocks: tuple[SyntaxTreeNode, ...] | list[SyntaxTreeNode]) -> str:
+    return "\n\n".join(text for b in blocks if b.type == "paragraph" and (text := plain_text(b)))
+
+
+def _described_links(block: SyntaxTreeNode) -> list[Link]:
+    """Links of a block; a list item's first link takes the words after it as description."""
+    if block.type not in LISTS:
+        return [link for link, _ in links(block)]
+    found: list[Link] = []
+    for entry in block.children:
+        own = paragraphs(entry)
+        link, after = first_link(own[0]) if own else (None, "")
+        if link is not None:
+            text = plain_text(link) or href(link)
+            found.append(Link(url=href(link), text=text, description=after.strip(_DASHES) or None))
+            found += [extra for p in own for extra, _ in links(p)][1:]
+        for child in entry.children:
+            if child.type in LISTS:
+                found += _described_links(child)
+    return found
+
+
+def _article_sections(doc: Document) -> tuple[Section, ...]:
+    found = doc.find(ARTICLES_HEADINGS)
+    return _sections(doc, *doc.section(found)) if found else ()
+
+
+def _sections(doc: Document, start: int, end: int) -> tuple[Section, ...]:
+    inside = doc.headings_in(start, end)
+    if not inside:
+        return ()
+    top = min(h.level for h in inside)
+    out: list[Section] = []
+    for h in inside:
+        if h.level != top:
+            continue
+        s, e = doc.section(h)
+        e = min(e, end)
+        own_end = next((sub.index for sub in doc.headings_in(s, e)), e)
+        own = doc.blocks[s:own_end]
+        out.append(
+            Section(
+                title=h.text,
+                level=h.level,
+                slug=slugify(h.text),
+                text=_paragraph_text(own),
+                links=tuple(link for block in own for link in _described_links(block)),
+                subsections=_sections(doc, s, e),
+                line=h.line,
+            )
+        )
+    return tuple(out)
+
+
+def _deeper(doc: Document) -> tuple[tuple[Link, ...], str]:
+    """ "Go deeper" links, emphasised (main) ones first, and the section's text."""
+    found = doc.find(DEEPER_HEADINGS)
+    if found is None:
+        return (), ""
+    start, end = doc.section(found)
+    blocks = doc.blocks[start:end]
+    seen: dict[str, tuple[Link, bool]] = {}
+    for block in blocks:
+        for link, emphasised in links(block):
+            seen.setdefault(link.url, (link, emphasised))
+    ordered = sorted(seen.values(), key=lambda pair: not pair[1])
+    return tuple(link for link, _ in ordered), _paragraph_text(blocks)
+
+
+def _other_pillars(doc: Document) -> tuple[Link, ...]:
+    found = doc.find(OTHER_PILLARS_HEADINGS)
+    if found is None:
+        return ()
+    start, end = doc.section(found)
+    return tuple(
+        link for block in doc.blocks[start:end] if block.type in LISTS for link in _described_links(block)
+    )
