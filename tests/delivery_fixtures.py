@@ -5,16 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 
+from drip.config import Site, load_site
+from drip.errors import TransportError
+from drip.models import Course, Pillar, Sender, SendWindow, Step
+from drip.render.slots import Slot, marker, split
 from drip.store.db import connect, upgrade
 from drip.store.schema import deliveries, enrollments, subscribers
+from drip.transports.base import OutgoingMessage, RenderedStep, SendResult
 
 PG_URL_ENV = "DRIP_TEST_POSTGRES_URL"
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
@@ -154,3 +159,135 @@ def seed(
 def rows(engine: sa.Engine) -> list[sa.Row[tuple[object, ...]]]:
     with engine.connect() as conn:
         return list(conn.execute(sa.select(deliveries).order_by(deliveries.c.id)))
+
+
+SITE_YAML = """\
+site:
+  name: Le métier de CTO
+  base_url: https://cto.example.org
+  locale: fr
+  timezone: Europe/Paris
+sender:
+  name: Le métier de CTO
+  email: lettre@cto.example.org
+postal_address: 12 rue des Lilas, 69003 Lyon, France
+database: {database}
+transport:
+  backend: {backend}
+dispatch:
+  batch_size: {batch_size}
+  lease_seconds: {lease_seconds}
+  tick_seconds: {tick_seconds}
+  max_attempts: {max_attempts}
+  backoff_base_seconds: 60
+  backoff_max_seconds: 3600
+"""
+
+
+def make_site(
+    root: Path,
+    *,
+    database: str = "sqlite:///drip.db",
+    backend: str = "outbox",
+    batch_size: int = 50,
+    lease_seconds: int = 300,
+    tick_seconds: float = 30.0,
+    max_attempts: int = 3,
+) -> Site:
+    """A site folder with its own drip.yaml (dispatch settings chosen by the test)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "drip.yaml").write_text(
+        SITE_YAML.format(
+            database=database,
+            backend=backend,
+            batch_size=batch_size,
+            lease_seconds=lease_seconds,
+            tick_seconds=tick_seconds,
+            max_attempts=max_attempts,
+        ),
+        encoding="utf-8",
+    )
+    return load_site(root)
+
+
+def make_course(slug: str = "cours", steps: list[tuple[str, int]] | None = None) -> Course:
+    """A compiled course with the given (step key, day) list; content is not needed to dispatch."""
+    steps = steps if steps is not None else [("welcome", 0), ("article:/a/", 2), ("article:/b/", 4)]
+    pillar = Pillar(
+        path=Path("content/le-role-du-cto.md"),
+        slug="le-role-du-cto",
+        url="/le-role-du-cto/",
+        title="Le rôle du CTO",
+        description="",
+        intro="",
+        reading_path_heading="Par où commencer",
+        reading_path=(),
+    )
+    return Course(
+        slug=slug,
+        title="Le rôle du CTO",
+        locale="fr",
+        timezone="Europe/Paris",
+        window=SendWindow(time=dt.time(8, 30), weekdays=frozenset(range(7))),
+        sender=Sender(name="Le métier de CTO", email="lettre@cto.example.org"),
+        pillar=pillar,
+        steps=tuple(
+            Step(
+                key=key,
+                kind="welcome" if key == "welcome" else "article",
+                number=n,
+                day=day,
+                subject=f"Étape {n}",
+                preheader="",
+                immediate=key == "welcome",
+            )
+            for n, (key, day) in enumerate(steps, start=1)
+        ),
+    )
+
+
+SLOTS = (Slot("name", "lecteur"), Slot("unsubscribe_url"), Slot("attributes.entreprise"))
+
+
+def simple_render(course: Course, step: Step, locale: str) -> RenderedStep:
+    """A small real renderer: compiled text with slot markers, cut by :func:`split`."""
+    subject = f"{step.subject} pour {marker(0)}"
+    body = f'<p>Bonjour {marker(0)} de {marker(2)}</p><a href="{marker(1)}">désinscription</a>'
+    text = f"Bonjour {marker(0)}\n{step.key}\nSe désinscrire : {marker(1)}\n"
+    return RenderedStep(
+        course=course.slug,
+        step_key=step.key,
+        locale=locale,
+        subject=split(subject, SLOTS),
+        preheader="",
+        html=split(body, SLOTS),
+        text=split(text, SLOTS),
+    )
+
+
+@dataclass
+class RecordingTransport:
+    """A transport that keeps what it is given; chosen addresses fail with a chosen error."""
+
+    name: str = "recording"
+    failures: dict[str, TransportError] = field(default_factory=dict)
+    sent: list[OutgoingMessage] = field(default_factory=list)
+    batches: int = 0
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        self.batches += 1
+        results = []
+        for m in messages:
+            error = self.failures.get(m.to_email)
+            if error is None:
+                self.sent.append(m)
+                results.append(SendResult(m.delivery_id, provider_id=f"<{m.delivery_id}@recording>"))
+            else:
+                results.append(SendResult(m.delivery_id, error=error))
+        return results

@@ -1,0 +1,423 @@
+"""One dispatch pass: claim due deliveries → personalise → transport → record outcomes.
+
+Whether a subscriber may receive mail is decided at send time, not at claim
+time: the subscriber and enrollment are read after the claim and read again
+right before the batch goes to the transport, so an unsubscribe that lands in
+between stops the email. Outcomes are recorded under the batch's lease, in one
+transaction, so a worker that lost its lease cannot overwrite anyone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from drip.config import Site
+from drip.errors import DripError, TransientTransportError, TransportError
+from drip.models import Course, Step
+from drip.store.claims import Claimed, Outcome, claim, record
+from drip.store.schema import (
+    ACTIVE,
+    CLAIMED,
+    COMPLETED,
+    DUE,
+    ENROLLED,
+    deliveries,
+    enrollments,
+    subscribers,
+)
+from drip.tokens import SECRET_ENV, Scope, make_token, secret_from_env
+from drip.transports.base import OutgoingMessage, RenderedStep, SendResult, Transport
+
+log = logging.getLogger(__name__)
+
+STEP_REMOVED = "step removed"
+COURSE_REMOVED = "course removed"
+
+Renderer = Callable[[Course, Step, str], RenderedStep]
+
+
+@dataclass(frozen=True)
+class DispatchReport:
+    """What one pass (or several, added together) did."""
+
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    lost_lease: int = 0  # outcomes dropped because the lease expired and the row moved on
+    possible_duplicates: int = 0  # reclaimed after an expired lease
+    completed: int = 0  # enrollments whose last delivery was done
+    batch_size: int = 0
+    notes: tuple[str, ...] = ()
+
+    @property
+    def full(self) -> bool:
+        """A full batch means more may be due right now."""
+        return self.batch_size > 0 and self.claimed >= self.batch_size
+
+    def __add__(self, other: DispatchReport) -> DispatchReport:
+        return DispatchReport(
+            claimed=self.claimed + other.claimed,
+            sent=self.sent + other.sent,
+            failed=self.failed + other.failed,
+            retried=self.retried + other.retried,
+            cancelled=self.cancelled + other.cancelled,
+            lost_lease=self.lost_lease + other.lost_lease,
+            possible_duplicates=self.possible_duplicates + other.possible_duplicates,
+            completed=self.completed + other.completed,
+            batch_size=other.batch_size or self.batch_size,
+            notes=self.notes + tuple(n for n in other.notes if n not in self.notes),
+        )
+
+
+@dataclass
+class RenderCache:
+    """Render each (course, step, locale) once per process: MJML is the expensive stage.
+
+    Keyed by the step's value, not only its key, so an edited step renders again.
+    """
+
+    render: Renderer
+    _cache: dict[tuple[str, str, Step], RenderedStep] = field(default_factory=dict)
+
+    def __call__(self, course: Course, step: Step, locale: str) -> RenderedStep:
+        key = (course.slug, locale, step)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self.render(course, step, locale)
+        return found
+
+
+_default_renderers: dict[str, RenderCache] = {}
+
+
+def default_renderer(site: Site) -> RenderCache:
+    """The site's templates through :func:`drip.render.course.render_step`, cached for the process."""
+    key = str(site.root)
+    cache = _default_renderers.get(key)
+    if cache is None:
+        from drip.render.course import render_step
+
+        def render(course: Course, step: Step, locale: str) -> RenderedStep:
+            return render_step(site, course, step, locale=locale)
+
+        cache = _default_renderers[key] = RenderCache(render)
+    return cache
+
+
+def load_courses(site: Site) -> dict[str, Course]:
+    """Every course of the site, compiled from its schedule and pillar, by slug."""
+    from drip.course import load_courses as compile_all
+
+    found: Any = compile_all(site)
+    items: Iterable[Course] = found.values() if isinstance(found, Mapping) else found
+    return {c.slug: c for c in items}
+
+
+def backoff_delay(
+    attempts: int, *, base: float, cap: float, retry_after: float | None, rng: random.Random
+) -> float:
+    """Seconds before the next try: exponential with full jitter, never sooner than the provider asked."""
+    ceiling = min(cap, base * 2 ** max(attempts - 1, 0))
+    delay = rng.uniform(0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    subscriber_id: int
+    email: str
+    name: str
+    locale: str | None
+    status: str
+    attributes: Mapping[str, Any]
+    enrollment_state: str
+
+
+def _recipients(conn: sa.Connection, batch: Sequence[Claimed]) -> dict[int, _Recipient]:
+    """Subscriber and enrollment of every claimed delivery, by enrollment id."""
+    ids = sorted({c.enrollment_id for c in batch})
+    query = (
+        sa.select(
+            enrollments.c.id,
+            enrollments.c.state,
+            subscribers.c.id,
+            subscribers.c.email,
+            subscribers.c.name,
+            subscribers.c.locale,
+            subscribers.c.status,
+            subscribers.c.attributes,
+        )
+        .join(subscribers, subscribers.c.id == enrollments.c.subscriber_id)
+        .where(enrollments.c.id.in_(ids))
+    )
+    out: dict[int, _Recipient] = {}
+    for eid, state, sid, email, name, locale, status, attributes in conn.execute(query):
+        out[eid] = _Recipient(sid, email, name or "", locale, status, attributes or {}, state)
+    return out
+
+
+def _why_not(recipient: _Recipient | None) -> str | None:
+    """None when mail may go to this recipient, else the note recorded on the delivery."""
+    if recipient is None:
+        return "subscriber deleted"
+    if recipient.status != ACTIVE:
+        return f"subscriber {recipient.status}"
+    if recipient.enrollment_state != ENROLLED:
+        return f"enrollment {recipient.enrollment_state}"
+    return None
+
+
+def slot_values(
+    site: Site, secret: str, recipient: _Recipient, course: str, step: str, *, now: dt.datetime
+) -> dict[str, str]:
+    """A subscriber's personalisation values; the links carry signed, scoped tokens."""
+    base = site.config.site.base_url
+
+    def link(scope: Scope, token_step: str | None = None) -> str:
+        token = make_token(secret, scope, recipient.subscriber_id, course, step=token_step, now=now)
+        return f"{base}/{scope}/{token}"
+
+    values = {
+        "name": recipient.name,
+        "email": recipient.email,
+        "unsubscribe_url": link("unsubscribe"),
+        "preferences_url": link("preferences"),
+        "view_url": link("view", step),
+    }
+    for key, value in recipient.attributes.items():
+        values[f"attributes.{key}"] = "" if value is None else str(value)
+    return values
+
+
+def _message(
+    site: Site,
+    secret: str,
+    item: Claimed,
+    recipient: _Recipient,
+    rendered: RenderedStep,
+    course: Course,
+    *,
+    now: dt.datetime,
+) -> OutgoingMessage:
+    values = slot_values(site, secret, recipient, item.course, item.step_key, now=now)
+    sender = course.sender
+    domain = sender.email.rpartition("@")[2]
+    unsubscribe_token = values["unsubscribe_url"].rpartition("/")[2]
+    return OutgoingMessage(
+        delivery_id=item.id,
+        to_email=recipient.email,
+        to_name=recipient.name,
+        from_email=sender.email,
+        from_name=sender.name,
+        reply_to=sender.reply_to,
+        rendered=rendered,
+        values=values,
+        unsubscribe_url=values["unsubscribe_url"],
+        unsubscribe_mailto=f"mailto:{sender.email}?subject=unsubscribe%20{unsubscribe_token}",
+        postal_address=site.config.postal_address,
+        message_id_domain=domain,
+    )
+
+
+def _still_sendable(conn: sa.Connection, batch: Sequence[Claimed]) -> dict[int, str | None]:
+    """Right before sending: per delivery id, None if it may go, else why not."""
+    if not batch:
+        return {}
+    query = (
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.status,
+            deliveries.c.lease_token,
+            subscribers.c.status,
+            enrollments.c.state,
+        )
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+        .where(deliveries.c.id.in_([c.id for c in batch]))
+    )
+    tokens = {c.id: c.lease_token for c in batch}
+    out: dict[int, str | None] = {c.id: "subscriber deleted" for c in batch}
+    for did, status, token, sub_status, state in conn.execute(query):
+        if status != CLAIMED or token != tokens[did]:
+            out[did] = "lease lost"
+        elif sub_status != ACTIVE:
+            out[did] = f"subscriber {sub_status}"
+        elif state != ENROLLED:
+            out[did] = f"enrollment {state}"
+        else:
+            out[did] = None
+    return out
+
+
+def _send(transport: Transport, messages: Sequence[OutgoingMessage]) -> dict[int, SendResult]:
+    """One result per message; a transport that fails the whole batch fails each message with it."""
+    if not messages:
+        return {}
+    try:
+        results = transport.send_batch(messages)
+    except TransportError as exc:
+        return {m.delivery_id: SendResult(m.delivery_id, error=exc) for m in messages}
+    by_id = {r.delivery_id: r for r in results}
+    missing = TransientTransportError("the transport returned no result for this message")
+    return {
+        m.delivery_id: by_id.get(m.delivery_id, SendResult(m.delivery_id, error=missing)) for m in messages
+    }
+
+
+def _complete_enrollments(engine: sa.Engine, enrollment_ids: Iterable[int], *, now: dt.datetime) -> int:
+    """Mark completed the active enrollments that have nothing left to send."""
+    ids = sorted(set(enrollment_ids))
+    if not ids:
+        return 0
+    left = sa.exists().where(
+        deliveries.c.enrollment_id == enrollments.c.id, deliveries.c.status.in_((DUE, CLAIMED))
+    )
+    with engine.begin() as conn:
+        done = conn.execute(
+            enrollments.update()
+            .where(enrollments.c.id.in_(ids), enrollments.c.state == ENROLLED, ~left)
+            .values(state=COMPLETED, updated_at=now)
+        )
+        return int(done.rowcount or 0)
+
+
+_demo_warned = False
+
+
+def signing_secret(transport: Transport) -> str:
+    """DRIP_SECRET_KEY; the public demo key only for the outbox transport, with a warning."""
+    global _demo_warned
+    if os.environ.get(SECRET_ENV) or transport.name != "outbox":
+        return secret_from_env()
+    if not _demo_warned:
+        _demo_warned = True
+        log.warning("%s is not set: links in the outbox are signed with the public demo key", SECRET_ENV)
+    return secret_from_env(demo=True)
+
+
+def dispatch_once(
+    site: Site,
+    engine: sa.Engine,
+    transport: Transport,
+    *,
+    now: dt.datetime,
+    worker: str,
+    courses: Mapping[str, Course] | None = None,
+    renderer: Renderer | None = None,
+    rng: random.Random | None = None,
+) -> DispatchReport:
+    """Claim one batch of due deliveries, send what may still be sent, and record every outcome."""
+    cfg = site.config.dispatch
+    batch = claim(engine, now=now, limit=cfg.batch_size, lease_seconds=cfg.lease_seconds, worker=worker)
+    if not batch:
+        return DispatchReport(batch_size=cfg.batch_size)
+    courses = load_courses(site) if courses is None else courses
+    render = renderer or default_renderer(site)
+    rng = rng or random.Random()
+    secret = signing_secret(transport)
+
+    outcomes: list[Outcome] = []
+    candidates: list[tuple[Claimed, OutgoingMessage]] = []
+    with engine.connect() as conn:
+        recipients = _recipients(conn, batch)
+    for item in batch:
+        recipient = recipients.get(item.enrollment_id)
+        reason = _why_not(recipient)
+        course = courses.get(item.course)
+        if reason is None and course is None:
+            reason = COURSE_REMOVED
+        step = None
+        if reason is None and course is not None:
+            step = next((s for s in course.steps if s.key == item.step_key), None)
+            if step is None:
+                reason = STEP_REMOVED
+        if reason is not None or recipient is None or course is None or step is None:
+            outcomes.append(Outcome(item.id, item.lease_token, "cancelled", note=reason))
+            continue
+        try:
+            rendered = render(course, step, recipient.locale or course.locale)
+            candidates.append((item, _message(site, secret, item, recipient, rendered, course, now=now)))
+        except DripError as exc:
+            outcomes.append(
+                Outcome(item.id, item.lease_token, "failed", error=f"cannot build the email: {exc}")
+            )
+
+    # Read again right before the transport: an unsubscribe may have landed since the claim.
+    with engine.connect() as conn:
+        verdict = _still_sendable(conn, [item for item, _ in candidates])
+    to_send: list[tuple[Claimed, OutgoingMessage]] = []
+    for item, message in candidates:
+        why = verdict.get(item.id)
+        if why is None:
+            to_send.append((item, message))
+        elif why != "lease lost":
+            outcomes.append(Outcome(item.id, item.lease_token, "cancelled", note=why))
+    results = _send(transport, [m for _, m in to_send])
+
+    for item, message in to_send:
+        result = results[message.delivery_id]
+        if result.error is None:
+            outcomes.append(Outcome(item.id, item.lease_token, "sent", provider_id=result.provider_id))
+            continue
+        error = result.error
+        text = f"{type(error).__name__}: {error}"
+        if error.permanent:
+            outcomes.append(Outcome(item.id, item.lease_token, "failed", error=text))
+        elif item.attempts >= cfg.max_attempts:
+            outcomes.append(
+                Outcome(
+                    item.id,
+                    item.lease_token,
+                    "failed",
+                    error=f"{text} (gave up after {item.attempts} attempts)",
+                )
+            )
+        else:
+            delay = backoff_delay(
+                item.attempts,
+                base=cfg.backoff_base_seconds,
+                cap=cfg.backoff_max_seconds,
+                retry_after=error.retry_after,
+                rng=rng,
+            )
+            retry_at = now + dt.timedelta(seconds=delay)
+            outcomes.append(Outcome(item.id, item.lease_token, "retry", error=text, retry_at=retry_at))
+
+    recorded = record(engine, outcomes, now=now)
+    kept = [o for o in outcomes if o.delivery_id in recorded]
+    enrollment_of = {c.id: c.enrollment_id for c in batch}
+    completed = _complete_enrollments(engine, (enrollment_of[o.delivery_id] for o in kept), now=now)
+    report = DispatchReport(
+        claimed=len(batch),
+        sent=sum(o.status == "sent" for o in kept),
+        failed=sum(o.status == "failed" for o in kept),
+        retried=sum(o.status == "retry" for o in kept),
+        cancelled=sum(o.status == "cancelled" for o in kept),
+        lost_lease=len(batch) - len(kept),
+        possible_duplicates=sum(c.possible_duplicate for c in batch),
+        completed=completed,
+        batch_size=cfg.batch_size,
+    )
+    log.info(
+        "dispatch %s: claimed %d, sent %d, retry %d, failed %d, cancelled %d, lease lost %d",
+        worker,
+        report.claimed,
+        report.sent,
+        report.retried,
+        report.failed,
+        report.cancelled,
+        report.lost_lease,
+    )
+    return report

@@ -1,0 +1,213 @@
+"""One dispatch pass: send-time checks, personalisation, retries with backoff, permanent failures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from delivery_fixtures import (  # noqa: F401  (store_fixture)
+    T0,
+    RecordingTransport,
+    Store,
+    make_course,
+    make_site,
+    rows,
+    seed,
+    simple_render,
+    store_fixture,
+)
+
+from drip.config import Site
+from drip.dispatch import RenderCache, backoff_delay, dispatch_once
+from drip.errors import PermanentTransportError, TransientTransportError
+from drip.models import Course, Step
+from drip.store.schema import enrollments, subscribers
+from drip.store.subscribers import unsubscribe
+from drip.tokens import read_token
+from drip.transports.base import RenderedStep
+
+SECRET = "k" * 32
+H = dt.timedelta(hours=1)
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIP_SECRET_KEY", SECRET)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    return make_site(tmp_path / "site", batch_size=50, max_attempts=3)
+
+
+def run(
+    site: Site, store: Store, transport: RecordingTransport, now: dt.datetime, course: Course | None = None
+):  # type: ignore[no-untyped-def]
+    course = course or make_course()
+    return dispatch_once(
+        site,
+        store.engine,
+        transport,
+        now=now,
+        worker="t",
+        courses={course.slug: course},
+        renderer=simple_render,
+        rng=random.Random(7),
+    )
+
+
+def test_due_deliveries_are_personalised_sent_and_recorded(site: Site, store: Store) -> None:
+    seed(store.engine, subscribers_count=3, steps=[("welcome", T0), ("article:/a/", T0 + 48 * H)])
+    with store.engine.begin() as conn:
+        conn.execute(subscribers.update().where(subscribers.c.id == 2).values(name='<b>"Zoé"</b>'))
+    transport = RecordingTransport()
+    report = run(site, store, transport, T0)
+    assert (report.claimed, report.sent, report.failed, report.cancelled) == (3, 3, 0, 0)
+    assert sorted(m.to_email for m in transport.sent) == [f"lecteur{i}@example.org" for i in (1, 2, 3)]
+    zoe = next(m for m in transport.sent if m.to_email == "lecteur2@example.org")
+    subject, html, text = zoe.rendered.personalise(zoe.values)
+    assert subject == 'Étape 1 pour <b>"Zoé"</b>'
+    assert "Bonjour &lt;b&gt;&quot;Zoé&quot;&lt;/b&gt; de Société 2" in html
+    assert 'Bonjour <b>"Zoé"</b>' in text
+    # The links carry tokens scoped to their action, for this subscriber and course.
+    assert zoe.unsubscribe_url.startswith("https://cto.example.org/unsubscribe/")
+    token = read_token(SECRET, zoe.unsubscribe_url.rpartition("/")[2], "unsubscribe", now=T0)
+    assert (token.subscriber_id, token.course) == (2, "cours")
+    view = read_token(SECRET, zoe.values["view_url"].rpartition("/")[2], "view", now=T0)
+    assert view.step == "welcome"
+    assert zoe.values["preferences_url"].startswith("https://cto.example.org/preferences/")
+    assert zoe.message_id_domain == "cto.example.org"
+    assert zoe.unsubscribe_mailto.startswith("mailto:lettre@cto.example.org?")
+    by_key = {(r.subscriber_id, r.step_key): r for r in rows(store.engine)}
+    assert by_key[(2, "welcome")].status == "sent"
+    assert by_key[(2, "welcome")].provider_id == f"<{by_key[(2, 'welcome')].id}@recording>"
+    assert by_key[(2, "article:/a/")].status == "pending"
+    # Nothing more is due; two days later the last step goes and the enrollments complete.
+    assert run(site, store, transport, T0 + H).claimed == 0
+    later = run(site, store, transport, T0 + 48 * H)
+    assert (later.sent, later.completed) == (3, 3)
+    with store.engine.connect() as conn:
+        assert set(conn.execute(sa.select(enrollments.c.state)).scalars()) == {"completed"}
+
+
+def test_a_subscriber_who_left_before_the_pass_is_cancelled_with_a_reason(site: Site, store: Store) -> None:
+    seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
+    with store.engine.begin() as conn:
+        conn.execute(subscribers.update().where(subscribers.c.id == 1).values(status="paused"))
+    transport = RecordingTransport()
+    report = run(site, store, transport, T0)
+    assert [m.to_email for m in transport.sent] == ["lecteur2@example.org"]
+    assert report.cancelled == 1
+    notes = {r.subscriber_id: (r.status, r.note) for r in rows(store.engine)}
+    assert notes[1] == ("cancelled", "subscriber paused")
+
+
+def test_unsubscribe_between_claim_and_send_sends_nothing(site: Site, store: Store) -> None:
+    seed(store.engine, subscribers_count=3, steps=[("welcome", T0)])
+
+    def render_while_they_leave(course: Course, step: Step, locale: str) -> RenderedStep:
+        # The batch is claimed; while it is being rendered, subscriber 2 unsubscribes.
+        with store.engine.begin() as conn:
+            unsubscribe(conn, "lecteur2@example.org", now=T0)
+        return simple_render(course, step, locale)
+
+    transport = RecordingTransport()
+    course = make_course()
+    report = dispatch_once(
+        site,
+        store.engine,
+        transport,
+        now=T0,
+        worker="t",
+        courses={course.slug: course},
+        renderer=render_while_they_leave,
+    )
+    assert sorted(m.to_email for m in transport.sent) == ["lecteur1@example.org", "lecteur3@example.org"]
+    assert report.sent == 2
+    statuses = {r.subscriber_id: r.status for r in rows(store.engine)}
+    assert statuses == {1: "sent", 2: "cancelled", 3: "sent"}
+
+
+def test_one_bad_recipient_fails_alone_and_transient_errors_back_off(site: Site, store: Store) -> None:
+    seed(store.engine, subscribers_count=4, steps=[("welcome", T0)])
+    transport = RecordingTransport(
+        failures={
+            "lecteur1@example.org": PermanentTransportError("550 5.1.1 no such mailbox"),
+            "lecteur2@example.org": TransientTransportError("421 try again later"),
+            "lecteur3@example.org": TransientTransportError("429 slow down", retry_after=900),
+        }
+    )
+    report = run(site, store, transport, T0)
+    assert (report.sent, report.failed, report.retried) == (1, 1, 2)
+    by_sub = {r.subscriber_id: r for r in rows(store.engine)}
+    assert (by_sub[1].status, by_sub[1].last_error) == (
+        "failed",
+        "PermanentTransportError: 550 5.1.1 no such mailbox",
+    )
+    assert by_sub[2].status == "pending"
+    # Full jitter on the first retry: somewhere in [0, base].
+    assert T0 <= by_sub[2].due_at <= T0 + dt.timedelta(seconds=60)
+    # The provider asked for 15 minutes: never sooner.
+    assert by_sub[3].status == "pending" and by_sub[3].due_at >= T0 + dt.timedelta(seconds=900)
+    assert by_sub[4].status == "sent"
+    # The good recipient is not sent again when the others are retried.
+    later = T0 + 2 * H
+    run(site, store, transport, later)
+    assert [m.to_email for m in transport.sent] == ["lecteur4@example.org"]
+    # Third attempt is the last (max_attempts = 3): failed with the last error.
+    run(site, store, transport, later + 2 * H)
+    by_sub = {r.subscriber_id: r for r in rows(store.engine)}
+    assert by_sub[2].attempts == 3 and by_sub[2].status == "failed"
+    assert by_sub[2].last_error == "TransientTransportError: 421 try again later (gave up after 3 attempts)"
+    assert [m.to_email for m in transport.sent] == ["lecteur4@example.org"]
+
+
+def test_a_transport_failing_the_whole_batch_retries_every_message(site: Site, store: Store) -> None:
+    seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
+
+    class Down(RecordingTransport):
+        def send_batch(self, messages):  # type: ignore[no-untyped-def]
+            raise TransientTransportError("connection refused")
+
+    report = run(site, store, Down(), T0)
+    assert (report.retried, report.sent) == (2, 0)
+    assert {r.status for r in rows(store.engine)} == {"pending"}
+    assert {r.last_error for r in rows(store.engine)} == {"TransientTransportError: connection refused"}
+
+
+def test_a_step_no_longer_in_the_course_is_cancelled(site: Site, store: Store) -> None:
+    seed(store.engine, subscribers_count=1, steps=[("welcome", T0), ("article:/gone/", T0)])
+    transport = RecordingTransport()
+    report = run(site, store, transport, T0)
+    assert (report.sent, report.cancelled, report.completed) == (1, 1, 1)
+    notes = {r.step_key: (r.status, r.note) for r in rows(store.engine)}
+    assert notes["article:/gone/"] == ("cancelled", "step removed")
+
+
+def test_render_cache_renders_each_step_and_locale_once() -> None:
+    calls: list[tuple[str, str]] = []
+
+    def render(course: Course, step: Step, locale: str) -> RenderedStep:
+        calls.append((step.key, locale))
+        return simple_render(course, step, locale)
+
+    cache = RenderCache(render)
+    course = make_course()
+    for _ in range(3):
+        for step in course.steps:
+            cache(course, step, "fr")
+    cache(course, course.steps[0], "en")
+    assert calls == [("welcome", "fr"), ("article:/a/", "fr"), ("article:/b/", "fr"), ("welcome", "en")]
+
+
+def test_backoff_grows_exponentially_is_capped_and_honours_retry_after() -> None:
+    rng = random.Random(1)
+    for attempts in range(1, 12):
+        ceiling = min(3600.0, 60.0 * 2 ** (attempts - 1))
+        delays = [backoff_delay(attempts, base=60, cap=3600, retry_after=None, rng=rng) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling * 0.8  # full jitter spreads over the whole range
+    assert backoff_delay(1, base=60, cap=3600, retry_after=7200, rng=rng) == 7200
