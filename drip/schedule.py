@@ -106,11 +106,7 @@ def _on_off(value: Any) -> Any:
 def _overrides(value: Any) -> Any:
     """A list of names means "these, with default settings"; a mapping may override each."""
     if isinstance(value, list):
-        names = [str(v) for v in value]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"listed more than once: {', '.join(twice)}")
-        return {name: {} for name in names}
+        return {str(name): {} for name in value}  # repeats are reported by load_schedule, at the item
     if isinstance(value, dict):
         return {k: ({} if v is None else v) for k, v in value.items()}
     raise ValueError(
@@ -178,6 +174,23 @@ def _entry_paths(data: dict[str, Any]) -> dict[tuple[str, str], KeyPath]:
     return out
 
 
+def _repeated_entries(data: dict[str, Any], pos: Positions) -> list[Problem]:
+    """An article or section listed twice would be two emails with one key."""
+    problems: list[Problem] = []
+    for field in ("articles", "sections"):
+        raw = data.get(field)
+        if not isinstance(raw, list):
+            continue
+        seen: dict[str, int] = {}
+        for i, name in enumerate(raw):
+            if str(name) in seen:
+                where = pos.find((field, seen[str(name)]))
+                line = f" (line {where[0]})" if where else ""
+                problems.append(pos.problem((field, i), f"{name!r} is already listed{line}"))
+            seen.setdefault(str(name), i)
+    return problems
+
+
 def _recover_sexagesimal(data: dict[str, Any], pos: Positions) -> None:
     """YAML 1.1 reads an unquoted ``8:30`` as the number 510: take the text back as written."""
     window = data.get("send_window")
@@ -212,8 +225,9 @@ def load_schedule(path: Path, site: Site) -> Schedule:
         raise ScheduleError(pos.problem((), "expected a mapping of schedule settings at the top level"))
     _recover_sexagesimal(data, pos)
     model, problems = validate(ScheduleModel, data, pos)
-    if model is None:
-        raise ScheduleError(problems)
+    problems.extend(_repeated_entries(data, pos))
+    if model is None or problems:
+        raise ScheduleError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
     cfg = site.config
     given = model.sender or SenderModel()
     return Schedule(
