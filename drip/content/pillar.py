@@ -106,7 +106,8 @@ def read_pillar(path: Path, *, heading: str | None = None) -> Pillar:
         problems.sort(key=lambda p: (p.line or 0, p.column or 0))
         raise ContentError(problems)
 
-    intro = _intro(doc)
+    path_at = doc.find((path_heading,))
+    intro = _intro(doc, path_at.index if path_at else len(doc.blocks))
     deeper, deeper_text = _deeper(doc)
     slug = path.stem
     return Pillar(
@@ -196,7 +197,7 @@ def _heading_not_found(doc: Document, src: Source, names: tuple[str, ...], *, ex
     by_fold = {fold(h.text): h for h in doc.headings}
     match = next((m for name in names if (m := closest(fold(name), by_fold))), None)
     near: Heading | None = by_fold[match] if match else None
-    line = near.line if near else src.body_line + 1
+    line = near.line if near else src.first_line()
     return Problem(
         message,
         file=src.path,
@@ -253,14 +254,14 @@ def _nested_notes(entry: SyntaxTreeNode) -> list[str]:
     return notes
 
 
-def _intro(doc: Document) -> str:
-    """The "who this page is for" section, else the first run of paragraphs."""
+def _intro(doc: Document, before: int) -> str:
+    """The "who this page is for" section, else the first run of paragraphs above the reading path."""
     found = doc.find(INTRO_HEADINGS)
     if found is not None:
         start, end = doc.section(found)
         return _paragraph_text(doc.blocks[start:end])
     run: list[SyntaxTreeNode] = []
-    for block in doc.blocks:
+    for block in doc.blocks[:before]:
         if block.type == "paragraph":
             run.append(block)
         elif run:

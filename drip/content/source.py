@@ -8,7 +8,7 @@ which would lose the line numbers every error message needs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +57,13 @@ class Source:
         """Validate the front matter; problems point into the file."""
         return validate(model, self.meta, self.positions)
 
+    def first_line(self) -> int:
+        """1-based file line of the body's first non-blank line."""
+        for index, text in enumerate(self.body.splitlines()):
+            if text.strip():
+                return self.body_line + index + 1
+        return self.body_line + 1
+
     def column(self, line: int) -> int:
         """1-based column of the first non-blank character of a 1-based file line."""
         lines = self.body.splitlines()
@@ -84,9 +91,7 @@ def read_source(path: Path) -> Source:
     try:
         data, positions = parse_yaml(fm, path, line_offset=fm_line)
     except yaml.YAMLError as exc:
-        return Source(
-            path, {}, empty, body, body_line, (yaml_syntax_problem(exc, path, line_offset=fm_line),)
-        )
+        return Source(path, {}, empty, body, body_line, (_syntax_problem(exc, path, fm_line),))
     if data is None:
         return Source(path, {}, positions, body, body_line, ())
     if not isinstance(data, dict):
@@ -99,6 +104,15 @@ def read_source(path: Path) -> Source:
         )
         return Source(path, {}, positions, body, body_line, (problem,))
     return Source(path, {str(k): v for k, v in data.items()}, positions, body, body_line, ())
+
+
+def _syntax_problem(exc: yaml.YAMLError, path: Path, fm_line: int) -> Problem:
+    """PyYAML's error, located in the file, pointing also at where the broken value starts."""
+    problem = yaml_syntax_problem(exc, path, line_offset=fm_line)
+    start = getattr(exc, "context_mark", None)
+    if start is None or start.line + 1 + fm_line == problem.line:
+        return problem
+    return replace(problem, hint=f"it starts at line {start.line + 1 + fm_line}, column {start.column + 1}")
 
 
 def _yaml_kind(value: object) -> str:
