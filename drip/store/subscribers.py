@@ -33,6 +33,7 @@ from drip.store.schema import (
 )
 
 NAME_MAX = 200
+NO_ZONE = "no time zone given: the course's zone applies"
 UNSUBSCRIBED_NOTE = "unsubscribed"
 ExportFormat = Literal["csv", "json"]
 # A spreadsheet evaluates a cell starting with these: exports prefix them with a quote.
@@ -73,7 +74,7 @@ class Profile:
     locale: str | None = None
     timezone: str | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[Problem, ...] = ()  # keyed by field, not located: the caller knows where
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Upserted:
     subscriber: SubscriberRow
     created: bool
     changed: bool  # created, or an existing row got new values
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def id(self) -> int:
@@ -151,25 +152,25 @@ def make_profile(
             clean_name = _check_name(name)
         except ValueError as exc:
             raise FieldError("name", str(exc)) from None
-    warnings: list[str] = []
+    warnings: list[Problem] = []
     clean_locale: str | None = None
     if locale is not None and locale.strip():
         clean_locale = normalise_locale(locale)
         if clean_locale is None:
-            hint = did_you_mean(locale.strip().lower(), LOCALES)
             warnings.append(
-                f"unsupported locale {locale.strip()!r} (expected {' or '.join(LOCALES)}"
-                + (f"; {hint}" if hint else "")
-                + "): the course's locale applies"
+                Problem(
+                    f"unsupported locale {locale.strip()!r}, expected {' or '.join(LOCALES)}: "
+                    "the course's locale applies",
+                    key="locale",
+                    hint=did_you_mean(locale.strip().lower(), LOCALES),
+                )
             )
     clean_zone: str | None = None
-    if timezone is None or not timezone.strip():
-        warnings.append("no time zone given: the course's zone applies")
-    else:
+    if timezone is not None and timezone.strip():
         try:
             clean_zone = check_timezone(timezone.strip())
         except ValueError as exc:
-            warnings.append(f"{exc}: the course's zone applies")
+            warnings.append(Problem(f"{exc}: the course's zone applies", key="timezone"))
     return Profile(
         email=normal,
         name=clean_name,
@@ -233,7 +234,7 @@ def store_profile(
         ).scalar_one()
         created = get_subscriber(conn, profile.email)
         assert created is not None and created.id == new_id
-        return Upserted(created, created=True, changed=True, warnings=profile.warnings)
+        return Upserted(created, created=True, changed=True, warnings=_warnings(profile, created))
     changes: dict[str, Any] = {}
     if profile.name is not None and profile.name != existing.name:
         changes["name"] = profile.name
@@ -245,20 +246,20 @@ def store_profile(
     if merged != dict(existing.attributes):
         changes["attributes"] = merged
     if not changes:
-        return Upserted(existing, created=False, changed=False, warnings=_kept(profile, existing))
+        return Upserted(existing, created=False, changed=False, warnings=_warnings(profile, existing))
     conn.execute(
         subscribers.update().where(subscribers.c.id == existing.id).values(**changes, updated_at=now)
     )
     updated = get_subscriber(conn, profile.email)
     assert updated is not None
-    return Upserted(updated, created=False, changed=True, warnings=_kept(profile, existing))
+    return Upserted(updated, created=False, changed=True, warnings=_warnings(profile, updated))
 
 
-def _kept(profile: Profile, existing: SubscriberRow) -> tuple[str, ...]:
-    """Drop the 'no zone' warning when the stored subscriber already has one."""
-    if existing.timezone is None:
+def _warnings(profile: Profile, stored: SubscriberRow) -> tuple[Problem, ...]:
+    """The profile's warnings, plus one when the stored subscriber has no zone at all."""
+    if stored.timezone is not None or any(w.key == "timezone" for w in profile.warnings):
         return profile.warnings
-    return tuple(w for w in profile.warnings if not w.startswith("no time zone given"))
+    return (*profile.warnings, Problem(NO_ZONE, key="timezone"))
 
 
 def upsert_subscriber(
@@ -280,18 +281,20 @@ def upsert_subscriber(
 
 
 def _not_found(conn: sa.Connection, email: str) -> NotFoundError:
-    domain = email.strip().lower().rpartition("@")[2]
-    same_domain = conn.execute(
+    """The error for an unknown address, suggesting a stored one with the same local part or domain."""
+    local, _, domain = email.strip().lower().rpartition("@")
+    near = conn.execute(
         sa.select(subscribers.c.email)
-        .where(subscribers.c.email.endswith(f"@{domain}", autoescape=True))
+        .where(
+            sa.or_(
+                subscribers.c.email.endswith(f"@{domain}", autoescape=True),
+                subscribers.c.email.startswith(f"{local}@", autoescape=True),
+            )
+        )
         .limit(1000)
     ).scalars()
     return NotFoundError(
-        Problem(
-            f"no subscriber with address {email.strip()!r}",
-            key="email",
-            hint=did_you_mean(email, same_domain),
-        )
+        Problem(f"no subscriber with address {email.strip()!r}", key="email", hint=did_you_mean(email, near))
     )
 
 

@@ -1,0 +1,246 @@
+"""Commands that change who receives what: subscribe, import, unsubscribe, list, export, db upgrade.
+
+Each command checks its input (the course compiles, every CSV row is valid)
+before it opens a transaction, and writes everything in that one transaction.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO, cast
+
+import click
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from drip.cli import Context, cli, now_option, parse_now
+from drip.course import compile_course
+from drip.errors import DripError, Problem
+from drip.store.db import connect, current_revisions, open_store, upgrade
+from drip.store.enrollments import enroll, enrollment_id
+from drip.store.importer import import_csv
+from drip.store.schema import ACTIVE, BOUNCED, COMPLAINED, DUE, PAUSED, PENDING, UNSUBSCRIBED, deliveries
+from drip.store.subscribers import (
+    ExportFormat,
+    enrolled_courses,
+    export_subscribers,
+    list_subscribers,
+    upsert_subscriber,
+)
+from drip.store.subscribers import unsubscribe as unsubscribe_subscriber
+
+STATUSES = (PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _store(obj: Context) -> Iterator[sa.Engine]:
+    engine = open_store(obj.site.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _warn(problems: Iterable[Problem]) -> None:
+    for problem in problems:
+        err.print(Text("warning: ", style="yellow") + Text(str(problem)))
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+@cli.command()
+@click.argument("email")
+@click.option("--course", "course_slug", required=True, help="The course to enroll in (a schedule's name).")
+@click.option("--name", default=None, help="The subscriber's name, used in greetings.")
+@click.option("--timezone", default=None, help="IANA time zone, e.g. Europe/Paris. Default: the course's.")
+@click.option("--locale", default=None, help="fr or en. Default: the course's.")
+@now_option
+@click.pass_obj
+def subscribe(
+    obj: Context,
+    email: str,
+    course_slug: str,
+    name: str | None,
+    timezone: str | None,
+    locale: str | None,
+    now: str | None,
+) -> None:
+    """Add (or update) one subscriber and enroll them in a course.
+
+    Enrolling someone already in the course changes nothing. A missing or unknown
+    time zone is a warning: the course's zone applies.
+    """
+    moment = parse_now(now)
+    course = compile_course(obj.site, course_slug)
+    with _store(obj) as engine, engine.begin() as conn:
+        result = upsert_subscriber(conn, email, name=name, locale=locale, timezone=timezone, now=moment)
+        already = enrollment_id(conn, result.id, course.slug) is not None
+        enrolled = enroll(conn, result.id, course, now=moment)
+        first = conn.execute(
+            sa.select(sa.func.min(deliveries.c.due_at)).where(
+                deliveries.c.enrollment_id == enrolled, deliveries.c.status == DUE
+            )
+        ).scalar_one_or_none()
+    _warn(result.warnings)
+    who = result.subscriber.email
+    if already:
+        updated = " (details updated)" if result.changed else ""
+        out.print(Text(f"{who} was already enrolled in {course.slug}{updated}."))
+        return
+    verb = "Subscribed" if result.created else "Enrolled"
+    due = f", first due {first.isoformat()}" if first is not None else ""
+    out.print(Text(f"{verb} {who} to {course.slug}: {_plural(len(course.steps), 'email')}{due}."))
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--course", "course_slug", required=True, help="The course every row is enrolled in.")
+@click.option("--skip-invalid", is_flag=True, help="Import the valid rows and report the others.")
+@now_option
+@click.pass_obj
+def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now: str | None) -> None:
+    """Import subscribers from a CSV file and enroll them in a course.
+
+    \b
+    The first line names the columns: email (required), name, locale, timezone;
+    any other column is kept as an attribute. Comma, semicolon or tab separated,
+    UTF-8. Every bad row is reported with its line number, and nothing is written
+    unless every row is valid (or --skip-invalid is given). Importing the same
+    file again changes nothing.
+    """
+    moment = parse_now(now)
+    course = compile_course(obj.site, course_slug)
+    with _store(obj) as engine, engine.begin() as conn:
+        report = import_csv(conn, file, course, skip_invalid=skip_invalid, now=moment)
+    for problem in report.skipped:
+        err.print(Text("skipped: ", style="red") + Text(str(problem)))
+    _warn(report.warnings)
+    if report.no_zone:
+        err.print(
+            Text(
+                f"warning: {_plural(report.no_zone, 'subscriber')} without a time zone: "
+                f"the course's ({course.timezone}) applies",
+                style="yellow",
+            )
+        )
+    out.print(
+        Text(
+            f"{file.name}: {report.created} new, {report.updated} updated, {report.unchanged} unchanged; "
+            f"{report.enrolled} enrolled in {course.slug}, {report.already_enrolled} already there"
+            + (f"; {_plural(len(report.skipped), 'row')} skipped" if report.skipped else "")
+            + "."
+        )
+    )
+
+
+@cli.command()
+@click.argument("email")
+@click.option("--course", "course_slug", default=None, help="Leave only this course; default: all mail.")
+@now_option
+@click.pass_obj
+def unsubscribe(obj: Context, email: str, course_slug: str | None, now: str | None) -> None:
+    """Stop mail to a subscriber (or one course's), cancelling every email not sent yet."""
+    moment = parse_now(now)
+    with _store(obj) as engine, engine.begin() as conn:
+        result = unsubscribe_subscriber(conn, email, course=course_slug, now=moment)
+    scope = f"from {result.course}" if result.course else "from all mail"
+    if result.already:
+        out.print(Text(f"{email.strip()} was already unsubscribed {scope}: nothing changed."))
+        return
+    out.print(
+        Text(f"Unsubscribed {email.strip()} {scope}; {_plural(result.cancelled, 'pending email')} cancelled.")
+    )
+
+
+@cli.group()
+def subscribers() -> None:
+    """Look at the subscriber list."""
+
+
+@subscribers.command("list")
+@click.option(
+    "--status", type=click.Choice(STATUSES), default=None, help="Only subscribers with this status."
+)
+@click.option("--course", "course_slug", default=None, help="Only subscribers enrolled in this course.")
+@click.pass_obj
+def list_(obj: Context, status: str | None, course_slug: str | None) -> None:
+    """Subscribers as a table: address, name, locale, zone, status, courses."""
+    with _store(obj) as engine, engine.connect() as conn:
+        rows = list_subscribers(conn, status=status, course=course_slug)
+        courses = enrolled_courses(conn)
+    table = Table(title=_plural(len(rows), "subscriber"), title_justify="left")
+    for column in ("Email", "Name", "Locale", "Time zone", "Status", "Courses", "Since (UTC)"):
+        table.add_column(column)
+    for sub in rows:
+        # Text cells: a name like "[bold]" is shown as typed, never read as markup.
+        table.add_row(
+            Text(sub.email),
+            Text(sub.name),
+            Text(sub.locale or "-"),
+            Text(sub.timezone or "-"),
+            Text(sub.status),
+            Text(", ".join(courses.get(sub.id, []))),
+            Text(sub.created_at.strftime("%Y-%m-%d %H:%M")),
+        )
+    Console(highlight=False, width=None if out.is_terminal else 200).print(table)
+
+
+@subscribers.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option(
+    "--status", type=click.Choice(STATUSES), default=None, help="Only subscribers with this status."
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
+@click.pass_obj
+def export(obj: Context, fmt: str, status: str | None, output: Path | None) -> None:
+    """Export subscribers as CSV (cells a spreadsheet would evaluate are quoted) or JSON."""
+    with _store(obj) as engine, engine.connect() as conn:
+        if output is None:
+            count = export_subscribers(conn, sys.stdout, fmt=cast(ExportFormat, fmt), status=status)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as handle:
+                count = export_subscribers(
+                    conn, cast(TextIO, handle), fmt=cast(ExportFormat, fmt), status=status
+                )
+            err.print(Text(f"{_plural(count, 'subscriber')} written to {output}"))
+
+
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(obj: Context) -> None:
+    """Apply pending schema migrations (needed after upgrading drip on PostgreSQL)."""
+    engine = connect(obj.site.database_url)
+    try:
+        before = current_revisions(engine)
+        upgrade(engine)
+        after = current_revisions(engine)
+    except sa.exc.OperationalError as exc:
+        raise DripError(f"cannot upgrade the database {engine.url.render_as_string()}: {exc.orig}") from None
+    finally:
+        engine.dispose()
+    now_at = ", ".join(sorted(after))
+    if before == after:
+        out.print(Text(f"The database is up to date (revision {now_at})."))
+    else:
+        out.print(Text(f"Database upgraded from {', '.join(sorted(before)) or 'nothing'} to {now_at}."))

@@ -1,0 +1,226 @@
+"""CSV import: every row checked first, then all written in one transaction.
+
+Columns are found by header: ``email`` is required; ``name``, ``locale`` and
+``timezone`` are known; every other column becomes a free attribute. Cells are
+stored as the text they are (a cell starting with ``=`` is data, not a formula).
+Importing the same file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from drip.errors import InputError, Problem, closest
+from drip.models import Course
+from drip.store.enrollments import NotEnrollableError, enroll, enrollment_id
+from drip.store.subscribers import FieldError, Profile, make_profile, store_profile
+
+KNOWN_COLUMNS = ("email", "name", "locale", "timezone")
+DELIMITERS = ",;\t"
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One valid row: its first line in the file and its validated fields."""
+
+    line: int
+    profile: Profile
+
+
+@dataclass(frozen=True)
+class ParsedCsv:
+    rows: tuple[CsvRow, ...]
+    problems: tuple[Problem, ...]  # rows (or a header) that cannot be imported
+    warnings: tuple[Problem, ...]  # rows imported with a field dropped
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did (or, with problems and no --skip-invalid, nothing)."""
+
+    created: int
+    updated: int
+    unchanged: int
+    enrolled: int
+    already_enrolled: int
+    no_zone: int  # subscribers left on the course's zone
+    skipped: tuple[Problem, ...]
+    warnings: tuple[Problem, ...]
+
+
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            Problem(
+                f"not UTF-8 text (byte 0x{data[exc.start]:02x}): save the file as CSV UTF-8",
+                file=path,
+                line=line,
+            )
+        ) from None
+
+
+def _delimiter(text: str) -> str:
+    """Comma, semicolon (French spreadsheets) or tab: the one the header line uses most."""
+    header = text.split("\n", 1)[0]
+    return max(DELIMITERS, key=header.count)
+
+
+def _columns(path: Path, header: list[str]) -> tuple[dict[str, int], list[Problem]]:
+    """Map each header name to its index; known names match whatever their case."""
+    index: dict[str, int] = {}
+    problems: list[Problem] = []
+    for position, raw in enumerate(header, start=1):
+        name = raw.strip()
+        if name.lower() in KNOWN_COLUMNS:
+            name = name.lower()
+        if not name:
+            problems.append(Problem(f"column {position} has no name", file=path, line=1, column=position))
+        elif name in index:
+            problems.append(Problem(f"column {name!r} appears twice", file=path, line=1, column=position))
+        else:
+            index[name] = position - 1
+    if "email" not in index:
+        near = closest("email", [n.lower() for n in index])
+        hint = f"is {near!r} the email column? rename it 'email'" if near else None
+        problems.append(
+            Problem(
+                "no 'email' column: the first line must name the columns, one of them 'email'",
+                file=path,
+                line=1,
+                hint=hint,
+            )
+        )
+    return index, problems
+
+
+def read_csv(path: Path) -> ParsedCsv:
+    """Parse and validate every row, collecting every problem instead of stopping at the first."""
+    text = _decode(path)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    rows: list[CsvRow] = []
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InputError(
+                Problem("the file is empty: expected a header line naming an 'email' column", file=path)
+            )
+        columns, header_problems = _columns(path, header)
+        if header_problems:
+            raise InputError(header_problems)
+        seen: dict[str, int] = {}
+        line = reader.line_num + 1
+        for cells in reader:
+            start, line = line, reader.line_num + 1
+            if not any(cell.strip() for cell in cells):
+                continue
+            row, problem = _row(path, start, columns, cells, len(header))
+            if problem is not None:
+                problems.append(problem)
+                continue
+            assert row is not None
+            first = seen.setdefault(row.profile.email, start)
+            if first != start:
+                problems.append(
+                    Problem(
+                        f"duplicate address {row.profile.email}, already on line {first}",
+                        file=path,
+                        line=start,
+                        key="email",
+                    )
+                )
+                continue
+            rows.append(row)
+            warnings.extend(dataclasses.replace(w, file=path, line=start) for w in row.profile.warnings)
+    except csv.Error as exc:
+        problems.append(Problem(f"unreadable CSV: {exc}", file=path, line=reader.line_num))
+    return ParsedCsv(tuple(rows), tuple(problems), tuple(warnings))
+
+
+def _row(
+    path: Path, line: int, columns: dict[str, int], cells: list[str], width: int
+) -> tuple[CsvRow | None, Problem | None]:
+    if len(cells) > width:
+        return None, Problem(
+            f"{len(cells)} cells but the header names {width} columns (a separator inside an unquoted value?)",
+            file=path,
+            line=line,
+        )
+
+    def cell(name: str) -> str | None:
+        position = columns.get(name)
+        if position is None or position >= len(cells):
+            return None
+        return cells[position]
+
+    email = cell("email")
+    if email is None or not email.strip():
+        return None, Problem("no email address", file=path, line=line, key="email")
+    attributes = {
+        name: cells[position]
+        for name, position in columns.items()
+        if name not in KNOWN_COLUMNS and position < len(cells) and cells[position] != ""
+    }
+    try:
+        profile = make_profile(
+            email,
+            name=cell("name") or None,
+            locale=cell("locale"),
+            timezone=cell("timezone"),
+            attributes=attributes,
+        )
+    except FieldError as exc:
+        return None, Problem(str(exc), file=path, line=line, key=exc.key)
+    return CsvRow(line, profile), None
+
+
+def import_csv(
+    conn: sa.Connection, path: Path, course: Course, *, skip_invalid: bool = False, now: dt.datetime
+) -> ImportReport:
+    """Upsert every row and enroll it in ``course``, in the caller's transaction.
+
+    With a bad row and no ``skip_invalid``: an :class:`InputError` listing every
+    bad row, before anything is written.
+    """
+    parsed = read_csv(path)
+    if parsed.problems and not skip_invalid:
+        raise InputError(parsed.problems)
+    created = updated = unchanged = enrolled = already = no_zone = 0
+    warnings = list(parsed.warnings)
+    for row in parsed.rows:
+        result = store_profile(conn, row.profile, now=now)
+        created += result.created
+        updated += result.changed and not result.created
+        unchanged += not result.changed
+        no_zone += result.subscriber.timezone is None
+        if enrollment_id(conn, result.id, course.slug) is not None:
+            already += 1
+            continue
+        try:
+            enroll(conn, result.id, course, now=now)
+        except NotEnrollableError as exc:
+            warnings.append(Problem(str(exc), file=path, line=row.line, key="email"))
+            continue
+        enrolled += 1
+    return ImportReport(
+        created=created,
+        updated=updated,
+        unchanged=unchanged,
+        enrolled=enrolled,
+        already_enrolled=already,
+        no_zone=no_zone,
+        skipped=parsed.problems,
+        warnings=tuple(warnings),
+    )
