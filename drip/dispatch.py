@@ -14,14 +14,16 @@ import logging
 import os
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from drip.config import Site
+from drip.course import load_courses as compile_all
 from drip.errors import DripError, TransientTransportError, TransportError
 from drip.models import Course, Step
+from drip.render.course import RenderCache
 from drip.store.claims import Claimed, Outcome, claim, record
 from drip.store.schema import (
     ACTIVE,
@@ -79,48 +81,25 @@ class DispatchReport:
         )
 
 
-@dataclass
-class RenderCache:
-    """Render each (course, step, locale) once per process: MJML is the expensive stage.
-
-    Keyed by the step's value, not only its key, so an edited step renders again.
-    """
-
-    render: Renderer
-    _cache: dict[tuple[str, str, Step], RenderedStep] = field(default_factory=dict)
-
-    def __call__(self, course: Course, step: Step, locale: str) -> RenderedStep:
-        key = (course.slug, locale, step)
-        found = self._cache.get(key)
-        if found is None:
-            found = self._cache[key] = self.render(course, step, locale)
-        return found
+_render_cache: RenderCache | None = None
 
 
-_default_renderers: dict[str, RenderCache] = {}
+def default_renderer(site: Site) -> Renderer:
+    """The site's templates, each (course, step, locale) rendered once per process."""
+    global _render_cache
+    if _render_cache is None:
+        _render_cache = RenderCache()
+    cache = _render_cache
 
+    def render(course: Course, step: Step, locale: str) -> RenderedStep:
+        return cache(site, course, step, locale=locale)
 
-def default_renderer(site: Site) -> RenderCache:
-    """The site's templates through :func:`drip.render.course.render_step`, cached for the process."""
-    key = str(site.root)
-    cache = _default_renderers.get(key)
-    if cache is None:
-        from drip.render.course import render_step
-
-        def render(course: Course, step: Step, locale: str) -> RenderedStep:
-            return render_step(site, course, step, locale=locale)
-
-        cache = _default_renderers[key] = RenderCache(render)
-    return cache
+    return render
 
 
 def load_courses(site: Site) -> dict[str, Course]:
     """Every course of the site, compiled from its schedule and pillar, by slug."""
-    from drip.course import load_courses as compile_all
-
-    found: Any = compile_all(site)
-    items: Iterable[Course] = found.values() if isinstance(found, Mapping) else found
-    return {c.slug: c for c in items}
+    return compile_all(site)
 
 
 def backoff_delay(
@@ -261,12 +240,14 @@ def _still_sendable(conn: sa.Connection, batch: Sequence[Claimed]) -> dict[int, 
     return out
 
 
-def _send(transport: Transport, messages: Sequence[OutgoingMessage]) -> dict[int, SendResult]:
+def _send(
+    transport: Transport, messages: Sequence[OutgoingMessage], *, now: dt.datetime
+) -> dict[int, SendResult]:
     """One result per message; a transport that fails the whole batch fails each message with it."""
     if not messages:
         return {}
     try:
-        results = transport.send_batch(messages)
+        results = transport.send_batch(messages, now=now)
     except TransportError as exc:
         return {m.delivery_id: SendResult(m.delivery_id, error=exc) for m in messages}
     by_id = {r.delivery_id: r for r in results}
@@ -364,7 +345,7 @@ def dispatch_once(
             to_send.append((item, message))
         elif why != "lease lost":
             outcomes.append(Outcome(item.id, item.lease_token, "cancelled", note=why))
-    results = _send(transport, [m for _, m in to_send])
+    results = _send(transport, [m for _, m in to_send], now=now)
 
     for item, message in to_send:
         result = results[message.delivery_id]

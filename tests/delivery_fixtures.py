@@ -280,7 +280,9 @@ class RecordingTransport:
     def close(self) -> None:
         pass
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], *, now: dt.datetime | None = None
+    ) -> list[SendResult]:
         self.batches += 1
         results = []
         for m in messages:

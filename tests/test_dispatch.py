@@ -21,7 +21,7 @@ from delivery_fixtures import (  # noqa: F401  (store_fixture)
 )
 
 from drip.config import Site
-from drip.dispatch import RenderCache, backoff_delay, dispatch_once
+from drip.dispatch import backoff_delay, dispatch_once
 from drip.errors import PermanentTransportError, TransientTransportError
 from drip.models import Course, Step
 from drip.store.schema import enrollments, subscribers
@@ -169,7 +169,7 @@ def test_a_transport_failing_the_whole_batch_retries_every_message(site: Site, s
     seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
 
     class Down(RecordingTransport):
-        def send_batch(self, messages):  # type: ignore[no-untyped-def]
+        def send_batch(self, messages, *, now=None):  # type: ignore[no-untyped-def]
             raise TransientTransportError("connection refused")
 
     report = run(site, store, Down(), T0)
@@ -185,22 +185,6 @@ def test_a_step_no_longer_in_the_course_is_cancelled(site: Site, store: Store) -
     assert (report.sent, report.cancelled, report.completed) == (1, 1, 1)
     notes = {r.step_key: (r.status, r.note) for r in rows(store.engine)}
     assert notes["article:/gone/"] == ("cancelled", "step removed")
-
-
-def test_render_cache_renders_each_step_and_locale_once() -> None:
-    calls: list[tuple[str, str]] = []
-
-    def render(course: Course, step: Step, locale: str) -> RenderedStep:
-        calls.append((step.key, locale))
-        return simple_render(course, step, locale)
-
-    cache = RenderCache(render)
-    course = make_course()
-    for _ in range(3):
-        for step in course.steps:
-            cache(course, step, "fr")
-    cache(course, course.steps[0], "en")
-    assert calls == [("welcome", "fr"), ("article:/a/", "fr"), ("article:/b/", "fr"), ("welcome", "en")]
 
 
 def test_backoff_grows_exponentially_is_capped_and_honours_retry_after() -> None:
