@@ -1,1 +1,38 @@
-"""Transports: outbox (default), smtp, sendgrid — one module each behind one interface."""
+"""Transports: outbox (default), smtp, sendgrid — one module each behind one interface.
+
+Each provider module exposes ``from_site(site) -> Transport``. Modules are
+imported only when chosen, so a site using the outbox never loads the SendGrid
+client. Adding a provider means one module and one line in :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import cast
+
+from drip.config import Site
+from drip.errors import ConfigError, Problem, did_you_mean
+from drip.transports.base import Transport
+
+BACKENDS: dict[str, str] = {
+    "outbox": "drip.transports.outbox",
+    "smtp": "drip.transports.smtp",
+    "sendgrid": "drip.transports.sendgrid",
+}
+
+
+def get_transport(site: Site) -> Transport:
+    """The transport named by ``transport.backend`` in drip.yaml, configured from the site."""
+    backend = site.config.transport.backend
+    module_name = BACKENDS.get(backend)
+    if module_name is None:
+        raise ConfigError(
+            Problem(
+                f"unknown transport backend {backend!r}",
+                file=site.root / "drip.yaml",
+                key="transport.backend",
+                hint=did_you_mean(backend, BACKENDS),
+            )
+        )
+    module = importlib.import_module(module_name)
+    return cast(Transport, module.from_site(site))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Protocol, Self
 
 from drip.errors import TransportError
 from drip.render.slots import Compiled
@@ -83,4 +85,41 @@ class Transport(Protocol):
 
     def close(self) -> None: ...
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]: ...
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], *, now: datetime | None = None
+    ) -> list[SendResult]:
+        """One result per message, in order; ``now`` (aware UTC) dates the messages, wall clock when None."""
+        ...
+
+
+class TransportBase:
+    """What every provider module shares: the context-manager protocol around open/close."""
+
+    name: str = "transport"
+
+    def open(self) -> None:
+        """Acquire what a batch needs (a connection); a no-op by default."""
+
+    def close(self) -> None:
+        """Release it; a no-op by default."""
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def send_time(now: datetime | None) -> datetime:
+    """The Date of a batch: the caller's ``now`` (simulated runs), else the wall clock."""
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None or now.utcoffset() != timedelta(0):
+        raise ValueError("now must be an aware UTC datetime")
+    return now

@@ -1,0 +1,72 @@
+"""The default transport: one RFC 5322 ``.eml`` file per delivery, so drip works with no account.
+
+Files are named by delivery id and written atomically (temporary file in the
+same folder, then ``os.replace``): a reader never sees half a message, and a
+retry of the same delivery overwrites its file instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from drip.config import Site
+from drip.errors import TransientTransportError, TransportError
+from drip.message import build_message
+from drip.transports.base import OutgoingMessage, SendResult, TransportBase, send_time
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one step; no partial file is ever visible under its name."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class OutboxTransport(TransportBase):
+    """Write each delivery to ``directory/<delivery id>.eml``."""
+
+    name = "outbox"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def path_for(self, delivery_id: int) -> Path:
+        """Zero-padded so that a directory listing sorts in delivery order."""
+        return self.directory / f"{delivery_id:09d}.eml"
+
+    def open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], *, now: datetime | None = None
+    ) -> list[SendResult]:
+        date = send_time(now)
+        self.open()
+        results: list[SendResult] = []
+        for msg in messages:
+            try:
+                built = build_message(msg, now=date)
+                write_atomic(self.path_for(msg.delivery_id), built.data)
+            except TransportError as exc:
+                results.append(SendResult(msg.delivery_id, error=exc))
+            except OSError as exc:  # disk full, permissions: worth another try later
+                error = TransientTransportError(f"cannot write to the outbox {self.directory}: {exc}")
+                results.append(SendResult(msg.delivery_id, error=error))
+            else:
+                results.append(SendResult(msg.delivery_id, provider_id=built.message_id))
+        return results
+
+
+def from_site(site: Site) -> OutboxTransport:
+    return OutboxTransport(site.outbox_dir)
