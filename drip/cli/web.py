@@ -1,0 +1,188 @@
+"""`drip serve` (the subscriber web endpoints), `drip embed` (a subscribe form to paste)
+and the personal-data commands `drip subscribers export EMAIL` / `drip subscribers erase EMAIL`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from drip.cli import Context, cli, now_option, parse_now
+from drip.errors import NotFoundError, Problem, did_you_mean
+from drip.tokens import DEMO_SECRET, secret_from_env
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port.")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Allow the public demo signing key when DRIP_SECRET_KEY is unset. Never in production.",
+)
+@click.option(
+    "--rate-limit",
+    "per_minute",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Subscribe requests a minute per client address (0: no limit).",
+)
+@click.option(
+    "--burst", default=5, show_default=True, type=click.IntRange(min=1), help="Requests allowed at once."
+)
+@click.pass_obj
+def serve(obj: Context, host: str, port: int, demo: bool, per_minute: float, burst: int) -> None:
+    """Serve subscribe, confirm, unsubscribe, preferences, view and the SendGrid webhook."""
+    import uvicorn
+
+    from drip.web.app import RedactTokens, create_app
+    from drip.web.ratelimit import RateLimit
+
+    secret = secret_from_env(demo=demo)
+    if secret == DEMO_SECRET:
+        err.print(
+            "[bold red]DEMO MODE:[/] links are signed with the public demo key; anyone can forge them. "
+            "Set DRIP_SECRET_KEY before serving real subscribers."
+        )
+    app = create_app(obj.site, secret=secret, rate_limit=RateLimit(per_minute=per_minute, burst=burst))
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    err.print(
+        Text(
+            f"Serving {obj.site.config.site.name} on http://{host}:{port} (public URL "
+            f"{obj.site.config.site.base_url})"
+        )
+    )
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+
+
+def embed_form(obj: Context, course: str, locale: str | None) -> str:
+    """The HTML form for ``course``, posting to the site's public /subscribe."""
+    from drip.course import compile_course, course_slugs
+    from drip.web.i18n import strings
+    from drip.web.pages import env
+
+    slugs = course_slugs(obj.site)
+    if course not in slugs:
+        raise NotFoundError(
+            Problem(
+                f"no course {course!r} (courses: {', '.join(slugs) or 'none'})",
+                hint=did_you_mean(course, slugs),
+            )
+        )
+    compiled = compile_course(obj.site, course)
+    loc = locale or compiled.locale
+    return env.get_template("embed.html").render(
+        locale=loc,
+        t=strings(loc),
+        site_name=obj.site.config.site.name,
+        course_title=compiled.title,
+        course_slug=course,
+        action=obj.site.config.site.base_url + "/subscribe",
+    )
+
+
+@cli.command()
+@click.argument("course")
+@click.option("--locale", type=click.Choice(["fr", "en"]), default=None, help="Default: the course's.")
+@click.pass_obj
+def embed(obj: Context, course: str, locale: str | None) -> None:
+    """Print an HTML subscribe form for COURSE to paste into a page (no JavaScript needed)."""
+    click.echo(embed_form(obj, course, locale), nl=False)
+
+
+def _subscribers_group() -> click.Group:
+    """The `subscribers` group, whichever module defined it first."""
+    existing = cli.commands.get("subscribers")
+    if isinstance(existing, click.Group):
+        return existing
+
+    @cli.group()
+    def subscribers() -> None:
+        """Look at the subscriber list."""
+
+    return subscribers
+
+
+_group = _subscribers_group()
+
+
+def _export_person(obj: Context, email: str) -> None:
+    from drip.store.db import open_store
+    from drip.web.personal_data import export_person
+
+    secret = secret_from_env()
+    engine = open_store(obj.site.database_url)
+    try:
+        with engine.connect() as conn:
+            data = export_person(conn, secret, email)
+    finally:
+        engine.dispose()
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _install_export() -> None:
+    """`subscribers export EMAIL` for one person; without EMAIL, the list export defined beside `list`."""
+    bulk = _group.commands.get("export")
+
+    @click.pass_context
+    def export(ctx: click.Context, /, email: str | None, **options: Any) -> None:
+        if email is None:
+            if bulk is None:
+                raise click.UsageError("give the EMAIL of the person whose data to export")
+            ctx.invoke(bulk, **options)
+            return
+        given = {k: v for k, v in options.items() if v not in (None, "csv")}
+        if given:
+            raise click.UsageError(f"{', '.join(given)} only apply to the whole list, not to one EMAIL")
+        _export_person(ctx.find_object(Context) or ctx.obj, email)
+
+    params: list[click.Parameter] = [click.Argument(["email"], required=False)]
+    params += list(bulk.params) if bulk is not None else []
+    help_text = (
+        "With EMAIL: everything known about that person as JSON (subscriber, enrollments, deliveries). "
+        + (f"Without: {bulk.help}" if bulk is not None and bulk.help else "")
+    )
+    _group.add_command(click.Command("export", callback=export, params=params, help=help_text))
+
+
+_install_export()
+
+
+@_group.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@now_option
+@click.pass_obj
+def erase(obj: Context, email: str, yes: bool, now: str | None) -> None:
+    """Erase EMAIL everywhere (row, enrollments, deliveries, outbox files); keep only a keyed hash
+    on the suppression list so the address is never mailed again unless it subscribes and confirms."""
+    from drip.store.db import open_store
+    from drip.web.personal_data import erase_person, remove_files
+
+    secret = secret_from_env()
+    when = parse_now(now)
+    if not yes:
+        click.confirm(f"Erase every record of {email.strip()}?", abort=True, err=True)
+    engine = open_store(obj.site.database_url)
+    try:
+        with engine.begin() as conn:
+            result = erase_person(conn, secret, email, outbox=obj.site.outbox_dir, now=when)
+    finally:
+        engine.dispose()
+    files = remove_files(result.outbox_files)
+    out.print(
+        Text(
+            f"Erased {email.strip()}: subscriber {'removed' if result.subscriber else 'not found'}, "
+            f"{result.enrollments} enrollment(s), {result.deliveries} delivery record(s), {files} outbox file(s); "
+            "the address stays on the suppression list as a keyed hash."
+        )
+    )

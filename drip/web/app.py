@@ -1,0 +1,200 @@
+"""The subscriber-facing web app (Starlette): subscribe, confirm, unsubscribe, preferences, view, webhooks.
+
+It works on the same store and transport as `drip run`. Everything it needs is
+gathered once in :class:`WebState`; each concern's routes live in their own
+module. Request handlers are async only to read the request: database and
+transport work runs in the thread pool.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from drip.config import Site
+from drip.models import Course
+from drip.transports.base import Transport
+from drip.web.ratelimit import RateLimit, TokenBucket
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
+DEFAULT_COOLDOWN = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class WebState:
+    """What every request handler needs, built once when the app is created."""
+
+    site: Site
+    engine: sa.Engine
+    secret: str
+    courses: Mapping[str, Course]
+    now_fn: Callable[[], dt.datetime]
+    transport_factory: Callable[[], Transport]
+    limiter: TokenBucket
+    cooldown: dt.timedelta
+    webhook_key: str | None
+
+    def now(self) -> dt.datetime:
+        return self.now_fn().astimezone(dt.UTC)
+
+    def url(self, path: str) -> str:
+        """An absolute link on the site's public base URL."""
+        return self.site.config.site.base_url + path
+
+
+def state_of(request: Request) -> WebState:
+    state: WebState = request.app.state.web
+    return state
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def healthz(request: Request) -> Response:
+    """200 when the database answers, 503 otherwise: what a load balancer probes."""
+    state = state_of(request)
+
+    def probe() -> None:
+        with state.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    try:
+        await run_in_threadpool(probe)
+    except sa.exc.SQLAlchemyError:
+        log.exception("health check: database unreachable")
+        return PlainTextResponse("database unreachable\n", status_code=503)
+    return PlainTextResponse("ok\n")
+
+
+class SecurityHeaders:
+    """Headers on every answer: no script anywhere, no framing, no referrer (links carry tokens)."""
+
+    HEADERS: tuple[tuple[bytes, bytes], ...] = (
+        (
+            b"content-security-policy",
+            b"default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+            b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        (b"cache-control", b"no-store"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in self.HEADERS if n not in present]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_TOKEN_PATH = re.compile(r"/(confirm|unsubscribe|preferences|view)/[^/?\s\"]+")
+
+
+def redact_tokens(text: str) -> str:
+    """A path with every subscriber token replaced: tokens act for people, logs must not hold them."""
+    return _TOKEN_PATH.sub(r"/\1/…", text)
+
+
+class RedactTokens(logging.Filter):
+    """Logging filter for access logs (uvicorn's ``%s`` arguments included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def create_app(
+    site: Site,
+    *,
+    now_fn: Callable[[], dt.datetime] | None = None,
+    secret: str | None = None,
+    engine: sa.Engine | None = None,
+    courses: Mapping[str, Course] | None = None,
+    transport_factory: Callable[[], Transport] | None = None,
+    rate_limit: RateLimit | None = None,
+    cooldown: dt.timedelta = DEFAULT_COOLDOWN,
+    webhook_public_key: str | None = None,
+) -> Starlette:
+    """The ASGI app for ``site``. Every argument but ``site`` has a production default.
+
+    ``secret`` defaults to DRIP_SECRET_KEY (refusing to start without it);
+    ``now_fn`` lets tests move the clock; the webhook key defaults to
+    SENDGRID_WEBHOOK_PUBLIC_KEY (without it the webhook answers 403).
+    """
+    from drip.course import load_courses
+    from drip.store.db import open_store
+    from drip.tokens import secret_from_env
+    from drip.transports import get_transport
+    from drip.web import pages, preferences, subscribe, unsubscribe, view, webhooks
+
+    state = WebState(
+        site=site,
+        engine=engine if engine is not None else open_store(site.database_url),
+        secret=secret if secret is not None else secret_from_env(),
+        courses=courses if courses is not None else _courses_by_slug(load_courses(site)),
+        now_fn=now_fn or _utcnow,
+        transport_factory=transport_factory or (lambda: get_transport(site)),
+        limiter=TokenBucket(rate_limit or RateLimit()),
+        cooldown=cooldown,
+        webhook_key=webhook_public_key or os.environ.get(WEBHOOK_KEY_ENV) or None,
+    )
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        *subscribe.routes,
+        *unsubscribe.routes,
+        *preferences.routes,
+        *view.routes,
+        *webhooks.routes,
+    ]
+    handlers: dict[int | type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
+        HTTPException: pages.http_error,
+        Exception: pages.server_error,
+    }
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers=handlers,
+    )
+    app.state.web = state
+    return app
+
+
+def _courses_by_slug(courses: object) -> dict[str, Course]:
+    """``load_courses`` may answer a mapping or a sequence: index it by slug either way."""
+    if isinstance(courses, Mapping):
+        return {str(k): v for k, v in courses.items()}
+    if isinstance(courses, list | tuple):
+        return {c.slug: c for c in courses}
+    raise TypeError(f"unexpected courses {type(courses).__name__}")

@@ -1,0 +1,92 @@
+"""The confirmation email of double opt-in: localised, HTML and text, sent at once.
+
+It is not a course step, so it is rendered here with Jinja (autoescape for the
+HTML part) and handed to the site's configured transport like any delivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from drip.errors import TransportError
+from drip.render.slots import Compiled
+from drip.tokens import make_token
+from drip.transports.base import OutgoingMessage, RenderedStep
+from drip.web.app import WebState
+from drip.web.i18n import strings
+from drip.web.pages import env, text_env
+
+CONFIRM_STEP = "confirm"
+
+
+def confirmation_message(
+    state: WebState,
+    *,
+    subscriber_id: int,
+    email: str,
+    name: str,
+    course: str,
+    locale: str,
+    now: dt.datetime,
+) -> OutgoingMessage:
+    """The confirmation email for one address and course, with its signed confirm link."""
+    site = state.site.config
+    t = strings(locale)
+    course_title = state.courses[course].title
+    confirm_url = state.url("/confirm/" + make_token(state.secret, "confirm", subscriber_id, course, now=now))
+    unsubscribe_url = state.url(
+        "/unsubscribe/" + make_token(state.secret, "unsubscribe", subscriber_id, course, now=now)
+    )
+    subject = t["email_subject"].format(course=course_title)
+    context = {
+        "locale": locale,
+        "t": t,
+        "name": name,
+        "course_title": course_title,
+        "confirm_url": confirm_url,
+        "subject": subject,
+        "site_name": site.site.name,
+        "postal_address": site.postal_address,
+    }
+    html = env.get_template("confirm_email.html").render(context)
+    text = text_env.get_template("confirm_email.txt").render(context)
+    rendered = RenderedStep(
+        course=course,
+        step_key=CONFIRM_STEP,
+        locale=locale,
+        subject=Compiled((subject,), ()),
+        preheader="",
+        html=Compiled((html,), ()),
+        text=Compiled((text,), ()),
+    )
+    sender = site.sender
+    return OutgoingMessage(
+        # Not a course delivery (no row in deliveries): the negated subscriber id keeps outbox
+        # file names apart from deliveries', and a re-sent confirmation replaces the previous one.
+        delivery_id=-subscriber_id,
+        to_email=email,
+        to_name=name,
+        from_email=sender.email,
+        from_name=sender.name,
+        reply_to=sender.reply_to,
+        rendered=rendered,
+        values={},
+        unsubscribe_url=unsubscribe_url,
+        unsubscribe_mailto=f"mailto:{sender.reply_to or sender.email}?subject=unsubscribe",
+        postal_address=site.postal_address,
+        message_id_domain=sender.email.rpartition("@")[2],
+    )
+
+
+def send_confirmation(state: WebState, message: OutgoingMessage, *, now: dt.datetime) -> None:
+    """Hand the email to the transport now; a refusal is raised, never swallowed."""
+    transport = state.transport_factory()
+    transport.open()
+    try:
+        (result,) = transport.send_batch([message], now=now)
+    finally:
+        transport.close()
+    if result.error is not None:
+        raise result.error
+    if not result.ok:
+        raise TransportError("the transport did not accept the confirmation email")

@@ -1,0 +1,199 @@
+"""GET/POST /preferences/{token}: pause or resume, time zone, language, and which courses to stay in.
+
+A form without JavaScript. Invalid choices are all reported together and change
+nothing; leaving a course goes through the same unsubscribe as the email link.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import lru_cache
+from zoneinfo import available_timezones
+
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from drip.config import LOCALES, check_timezone
+from drip.errors import did_you_mean
+from drip.store.schema import ACTIVE, ENROLLED, PAUSED, enrollments, subscribers
+from drip.store.subscribers import unsubscribe
+from drip.tokens import BadToken, read_token
+from drip.web import pages
+from drip.web.app import WebState, state_of
+from drip.web.subscribe import FieldProblem, problem_text
+
+
+@lru_cache(maxsize=1)
+def zones() -> tuple[str, ...]:
+    return tuple(sorted(z for z in available_timezones() if "/" in z or z == "UTC"))
+
+
+@dataclass(frozen=True)
+class CourseRef:
+    slug: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Preferences:
+    email: str
+    status: str
+    timezone: str
+    locale: str
+    courses: tuple[CourseRef, ...]  # the courses they are in now
+
+
+@dataclass(frozen=True)
+class Change:
+    status: str | None  # None: not changeable (unsubscribed, bounced…)
+    timezone: str
+    locale: str
+    keep: frozenset[str]
+
+
+def load(state: WebState, subscriber_id: int) -> Preferences | None:
+    with state.engine.connect() as conn:
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+        if row is None:
+            return None
+        slugs = conn.execute(
+            sa.select(enrollments.c.course)
+            .where(enrollments.c.subscriber_id == subscriber_id, enrollments.c.state == ENROLLED)
+            .order_by(enrollments.c.started_at)
+        ).scalars()
+        courses = tuple(
+            CourseRef(slug, state.courses[slug].title if slug in state.courses else slug) for slug in slugs
+        )
+    m = row._mapping
+    site = state.site.config.site
+    return Preferences(
+        email=m["email"],
+        status=m["status"],
+        timezone=m["timezone"] or site.timezone,
+        locale=m["locale"] or site.locale,
+        courses=courses,
+    )
+
+
+def validate(form: FormData, prefs: Preferences) -> Change | list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    status: str | None = None
+    if prefs.status in (ACTIVE, PAUSED):
+        status = str(form.get("status", prefs.status))
+        if status not in (ACTIVE, PAUSED):
+            problems.append(FieldProblem("status", "err_status", did_you_mean(status, (ACTIVE, PAUSED))))
+    zone = str(form.get("timezone", prefs.timezone)).strip()
+    try:
+        check_timezone(zone)
+    except ValueError:
+        problems.append(FieldProblem("timezone", "err_timezone", did_you_mean(zone, zones())))
+    locale = str(form.get("locale", prefs.locale)).strip()
+    if locale not in LOCALES:
+        problems.append(FieldProblem("locale", "err_locale", did_you_mean(locale, LOCALES)))
+    keep = frozenset(str(v) for v in form.getlist("keep"))
+    if problems:
+        return problems
+    return Change(status=status, timezone=zone, locale=locale, keep=keep)
+
+
+def apply(state: WebState, subscriber_id: int, change: Change, *, now: dt.datetime) -> None:
+    """Write every change in one transaction; courses not kept are left like an unsubscribe link would."""
+    with state.engine.begin() as conn:
+        row = conn.execute(
+            sa.select(subscribers.c.email, subscribers.c.status).where(subscribers.c.id == subscriber_id)
+        ).first()
+        if row is None:
+            return
+        email, current = row
+        values: dict[str, object] = {"timezone": change.timezone, "locale": change.locale, "updated_at": now}
+        # Re-read the status inside the transaction: an unsubscribe may have landed meanwhile.
+        if change.status is not None and current in (ACTIVE, PAUSED):
+            values["status"] = change.status
+        conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id).values(**values))
+        enrolled = conn.execute(
+            sa.select(enrollments.c.course).where(
+                enrollments.c.subscriber_id == subscriber_id, enrollments.c.state == ENROLLED
+            )
+        ).scalars()
+        for course in [c for c in enrolled if c not in change.keep]:
+            unsubscribe(conn, email, course=course, now=now)
+
+
+def _token(request: Request) -> int | BadToken:
+    state = state_of(request)
+    try:
+        return read_token(
+            state.secret, request.path_params["token"], "preferences", now=state.now()
+        ).subscriber_id
+    except BadToken as exc:
+        return exc
+
+
+def _page(
+    request: Request,
+    prefs: Preferences,
+    *,
+    status: int = 200,
+    saved: bool = False,
+    problems: list[FieldProblem] | None = None,
+) -> Response:
+    state = state_of(request)
+    locale = pages.page_locale(request, state, prefs.locale)
+    return pages.render(
+        request,
+        "preferences.html",
+        locale=locale,
+        title_key="prefs_title",
+        status=status,
+        action=request.url.path,
+        email=prefs.email,
+        saved=saved,
+        problems=[problem_text(p, locale) for p in problems or []],
+        closed=prefs.status not in (ACTIVE, PAUSED),
+        current_status=prefs.status,
+        zones=zones(),
+        timezone=prefs.timezone,
+        locales=LOCALES,
+        subscriber_locale=prefs.locale,
+        courses=prefs.courses,
+    )
+
+
+async def preferences_page(request: Request) -> Response:
+    state = state_of(request)
+    subscriber_id = _token(request)
+    if isinstance(subscriber_id, BadToken):
+        return pages.bad_token(request, subscriber_id)
+    prefs = await run_in_threadpool(load, state, subscriber_id)
+    if prefs is None:
+        return pages.gone(request, pages.page_locale(request, state))
+    return _page(request, prefs)
+
+
+async def preferences_post(request: Request) -> Response:
+    state = state_of(request)
+    subscriber_id = _token(request)
+    if isinstance(subscriber_id, BadToken):
+        return pages.bad_token(request, subscriber_id)
+    form = await request.form(max_files=0, max_fields=200)
+    prefs = await run_in_threadpool(load, state, subscriber_id)
+    if prefs is None:
+        return pages.gone(request, pages.page_locale(request, state))
+    change = validate(form, prefs)
+    if isinstance(change, list):
+        return _page(request, prefs, status=400, problems=change)
+    await run_in_threadpool(apply, state, subscriber_id, change, now=state.now())
+    updated = await run_in_threadpool(load, state, subscriber_id)
+    assert updated is not None
+    return _page(request, updated, saved=True)
+
+
+routes = [
+    Route("/preferences/{token}", preferences_page, methods=["GET"]),
+    Route("/preferences/{token}", preferences_post, methods=["POST"]),
+]

@@ -1,0 +1,351 @@
+"""POST /subscribe and GET /confirm/{token}: double opt-in.
+
+Subscribing records a *pending* subscriber (or leaves a known one untouched) and
+sends one confirmation email per cool-down; only following the emailed link
+enrolls anyone. The answer is the same whether the address was known or not, so
+the form cannot be used to find out who subscribes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from drip.config import LOCALES
+from drip.errors import Problem, did_you_mean
+from drip.store.enrollments import enroll
+from drip.store.schema import ACTIVE, CANCELLED, LEFT, PAUSED, PENDING, deliveries, enrollments, subscribers
+from drip.store.subscribers import FieldError, get_subscriber, make_profile, store_profile
+from drip.suppression import is_suppressed, lift
+from drip.tokens import BadToken, read_token
+from drip.web import pages
+from drip.web.app import WebState, state_of
+from drip.web.i18n import strings
+from drip.web.mail import confirmation_message, send_confirmation
+from drip.web.tables import confirmations
+
+log = logging.getLogger(__name__)
+
+HONEYPOT = "website"
+MAX_FIELD = 320
+
+
+@dataclass(frozen=True)
+class SubscribeForm:
+    """A valid subscription request: normalised address, known course, supported locale."""
+
+    email: str
+    name: str
+    course: str
+    locale: str
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    key: str
+    message_key: str  # in the strings table
+    hint: str | None = None
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key, "")
+    return value if isinstance(value, str) else ""
+
+
+def validate_form(state: WebState, data: dict[str, Any], locale: str) -> SubscribeForm | list[FieldProblem]:
+    """Every problem with the submitted fields at once, or the clean request."""
+    problems: list[FieldProblem] = []
+    email, name, course = _text(data, "email"), _text(data, "name"), _text(data, "course").strip()
+    if len(name) > MAX_FIELD:
+        problems.append(FieldProblem("name", "err_too_long"))
+        name = ""
+    if len(email) > MAX_FIELD:
+        problems.append(FieldProblem("email", "err_too_long"))
+        email = ""
+    clean_email = clean_name = ""
+    try:
+        profile = make_profile(email, name=name)
+    except FieldError as exc:
+        if exc.key == "name":
+            problems.append(FieldProblem("name", "err_control"))
+        else:
+            problems.append(FieldProblem("email", "err_email"))
+        # Check the other field alone, so both problems are reported together.
+        if exc.key == "name":
+            try:
+                clean_email = make_profile(email).email
+            except FieldError:
+                problems.append(FieldProblem("email", "err_email"))
+    else:
+        clean_email, clean_name = profile.email, profile.name or ""
+    if course not in state.courses:
+        problems.append(FieldProblem("course", "err_course", did_you_mean(course, state.courses)))
+    requested = _text(data, "locale").strip()
+    if requested and requested not in LOCALES:
+        problems.append(FieldProblem("locale", "err_locale", did_you_mean(requested, LOCALES)))
+    if problems:
+        return problems
+    return SubscribeForm(email=clean_email, name=clean_name, course=course, locale=requested or locale)
+
+
+def problem_text(problem: FieldProblem, locale: str) -> str:
+    t = strings(locale)
+    text = t[problem.message_key]
+    if problem.hint:
+        # did_you_mean's "did you mean 'x'?" → the localised form with the same name.
+        suggested = problem.hint.split("'")[1] if "'" in problem.hint else problem.hint
+        text += " " + t["did_you_mean"].format(name=suggested)
+    return text
+
+
+def as_problems(found: list[FieldProblem], locale: str) -> list[Problem]:
+    """The web form's errors in drip's own :class:`Problem` shape (key and hint included)."""
+    return [Problem(problem_text(p, locale), key=p.key, hint=p.hint) for p in found]
+
+
+def request_confirmation(state: WebState, form: SubscribeForm, *, now: dt.datetime) -> bool:
+    """Record the request and send a confirmation unless one left within the cool-down.
+
+    Returns whether an email left. A known subscriber's details are not touched
+    until the address is confirmed: whoever fills the form may not own it.
+    """
+    claimed: tuple[int, str] | None = None
+    for _attempt in range(3):  # two first requests for one address may race on the unique email
+        try:
+            with state.engine.begin() as conn:
+                claimed = _claim_confirmation(conn, state, form, now=now)
+            break
+        except sa.exc.IntegrityError:
+            continue
+    else:
+        raise RuntimeError("could not record the subscription after three attempts")
+    if claimed is None:
+        return False
+    subscriber_id, name = claimed
+    message = confirmation_message(
+        state,
+        subscriber_id=subscriber_id,
+        email=form.email,
+        name=name,
+        course=form.course,
+        locale=form.locale,
+        now=now,
+    )
+    try:
+        send_confirmation(state, message, now=now)
+    except Exception:
+        # Let the visitor try again at once instead of waiting out a cool-down for nothing.
+        with state.engine.begin() as conn:
+            conn.execute(confirmations.delete().where(confirmations.c.subscriber_id == subscriber_id))
+        raise
+    return True
+
+
+def _claim_confirmation(
+    conn: sa.Connection, state: WebState, form: SubscribeForm, *, now: dt.datetime
+) -> tuple[int, str] | None:
+    """The subscriber id and name to write to, or None inside the cool-down."""
+    existing = get_subscriber(conn, form.email)
+    if existing is None:
+        profile = make_profile(form.email, name=form.name, locale=form.locale)
+        created = store_profile(conn, profile, status=PENDING, now=now)
+        subscriber_id, name = created.id, created.subscriber.name
+    else:
+        subscriber_id, name = existing.id, existing.name
+    if is_suppressed(conn, state.secret, form.email):
+        # Allowed: only confirming proves the owner wants mail again, and lifts the suppression.
+        log.info("subscribe request for a suppressed address: confirmation only")
+    cutoff = now - state.cooldown
+    refreshed = conn.execute(
+        confirmations.update()
+        .where(confirmations.c.subscriber_id == subscriber_id, confirmations.c.sent_at <= cutoff)
+        .values(sent_at=now)
+    ).rowcount
+    if refreshed:
+        return subscriber_id, name
+    recent = conn.execute(
+        sa.select(confirmations.c.sent_at).where(confirmations.c.subscriber_id == subscriber_id)
+    ).first()
+    if recent is not None:
+        return None
+    conn.execute(confirmations.insert().values(subscriber_id=subscriber_id, sent_at=now))
+    return subscriber_id, name
+
+
+async def _read_body(request: Request) -> tuple[dict[str, Any], bool]:
+    """The submitted fields and whether the client speaks JSON."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        try:
+            data = json.loads(await request.body())
+        except ValueError:
+            data = None
+        return (data if isinstance(data, dict) else {}), True
+    form = await request.form(max_files=0, max_fields=20)
+    return {k: v for k, v in form.items() if isinstance(v, str)}, False
+
+
+async def subscribe_page(request: Request) -> Response:
+    """GET /subscribe?course=…: the form on its own page (what `drip embed` prints, framed)."""
+    state = state_of(request)
+    locale = pages.page_locale(request, state)
+    course = request.query_params.get("course", "")
+    if course not in state.courses:
+        return pages.message(
+            request,
+            locale=locale,
+            title_key="not_found_title",
+            paragraphs=[strings(locale)["err_course"]],
+            status=404,
+        )
+    return pages.render(
+        request,
+        "subscribe.html",
+        locale=locale,
+        title_key="subscribe_title",
+        action="/subscribe",
+        course_slug=course,
+        course_title=state.courses[course].title,
+        values={"email": "", "name": ""},
+        problems=[],
+    )
+
+
+async def subscribe(request: Request) -> Response:
+    state = state_of(request)
+    client = request.client.host if request.client else "unknown"
+    wait = state.limiter.take(client, state.now().timestamp())
+    data, wants_json = await _read_body(request)
+    locale = pages.page_locale(request, state, _text(data, "locale") or None)
+    t = strings(locale)
+    if wait > 0:
+        retry = str(state.limiter.retry_after(wait))
+        headers = {"Retry-After": retry}
+        body = t["rate_body"].format(seconds=retry)
+        if wants_json:
+            return JSONResponse({"error": "rate_limited", "message": body}, status_code=429, headers=headers)
+        return pages.message(
+            request, locale=locale, title_key="rate_title", paragraphs=[body], status=429, headers=headers
+        )
+    result = validate_form(state, data, locale)
+    if isinstance(result, list):
+        problems = as_problems(result, locale)
+        if wants_json:
+            return JSONResponse(
+                {"errors": [{"key": p.key, "message": p.message, "hint": p.hint} for p in problems]},
+                status_code=400,
+            )
+        course = _text(data, "course")
+        return pages.render(
+            request,
+            "subscribe.html",
+            locale=locale,
+            title_key="subscribe_title",
+            status=400,
+            action="/subscribe",
+            course_slug=course if course in state.courses else "",
+            course_title=state.courses[course].title if course in state.courses else "",
+            values={"email": _text(data, "email")[:MAX_FIELD], "name": _text(data, "name")[:MAX_FIELD]},
+            problems=[p.message for p in problems],
+        )
+    if _text(data, HONEYPOT):
+        log.info("subscribe: honeypot field filled, nothing recorded")
+    else:
+        await run_in_threadpool(request_confirmation, state, result, now=state.now())
+    # The same answer whatever happened: known, unknown, cool-down or bot.
+    t = strings(result.locale)
+    if wants_json:
+        return JSONResponse({"status": "check_inbox", "message": t["sent_body"]})
+    return pages.message(request, locale=result.locale, title_key="sent_title", paragraphs=[t["sent_body"]])
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    course_title: str
+    locale: str | None
+
+
+def confirm_subscription(
+    state: WebState, subscriber_id: int, course: str, *, now: dt.datetime
+) -> Confirmed | None:
+    """Activate the subscriber, lift any suppression and enroll; None when they no longer exist."""
+    if course not in state.courses:
+        return None
+    with state.engine.begin() as conn:
+        row = conn.execute(
+            sa.select(subscribers.c.email, subscribers.c.status, subscribers.c.locale).where(
+                subscribers.c.id == subscriber_id
+            )
+        ).first()
+        if row is None:
+            return None
+        email, status, sub_locale = row
+        if status not in (ACTIVE, PAUSED):
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.id == subscriber_id)
+                .values(status=ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now)
+            )
+        lift(conn, state.secret, email)
+        _restart_if_left(conn, subscriber_id, course)
+        enroll(conn, subscriber_id, state.courses[course], now=now)
+    return Confirmed(course_title=state.courses[course].title, locale=sub_locale)
+
+
+def _restart_if_left(conn: sa.Connection, subscriber_id: int, course: str) -> None:
+    """A confirmed new request to join a course they once left starts it afresh."""
+    left = conn.execute(
+        sa.select(enrollments.c.id).where(
+            enrollments.c.subscriber_id == subscriber_id,
+            enrollments.c.course == course,
+            enrollments.c.state == LEFT,
+        )
+    ).scalar_one_or_none()
+    if left is None:
+        return
+    sent_any = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(deliveries)
+        .where(deliveries.c.enrollment_id == left, deliveries.c.status != CANCELLED)
+    ).scalar_one()
+    log.info("restarting a course left earlier (%d deliveries on record)", sent_any)
+    conn.execute(deliveries.delete().where(deliveries.c.enrollment_id == left))
+    conn.execute(enrollments.delete().where(enrollments.c.id == left))
+
+
+async def confirm(request: Request) -> Response:
+    state = state_of(request)
+    now = state.now()
+    try:
+        data = read_token(state.secret, request.path_params["token"], "confirm", now=now)
+    except BadToken as exc:
+        return pages.bad_token(request, exc)
+    locale = pages.page_locale(request, state)
+    if data.course is None:
+        return pages.gone(request, locale)
+    done = await run_in_threadpool(confirm_subscription, state, data.subscriber_id, data.course, now=now)
+    if done is None:
+        return pages.gone(request, locale)
+    locale = pages.page_locale(request, state, done.locale)
+    return pages.message(
+        request,
+        locale=locale,
+        title_key="confirmed_title",
+        paragraphs=[strings(locale)["confirmed_body"].format(course=done.course_title)],
+    )
+
+
+routes = [
+    Route("/subscribe", subscribe_page, methods=["GET"]),
+    Route("/subscribe", subscribe, methods=["POST"]),
+    Route("/confirm/{token}", confirm, methods=["GET"]),
+]

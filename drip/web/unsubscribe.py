@@ -1,0 +1,122 @@
+"""Unsubscribe: RFC 8058 one-click POST, and a page to leave one course or everything.
+
+Both take effect inside the request's transaction (status or enrollment changed,
+pending and claimed deliveries cancelled) before the answer is sent; dispatch
+checks the subscriber's status again at send time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Literal
+
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from drip.errors import NotFoundError
+from drip.store.schema import subscribers
+from drip.store.subscribers import unsubscribe
+from drip.tokens import BadToken, TokenData, make_token, read_token
+from drip.web import pages
+from drip.web.app import WebState, state_of
+from drip.web.i18n import strings
+
+log = logging.getLogger(__name__)
+
+ONE_CLICK = "One-Click"
+
+
+def leave(
+    state: WebState, subscriber_id: int, course: str | None, *, now: dt.datetime
+) -> tuple[str, str | None] | None:
+    """Unsubscribe from ``course`` (or everything when None); the address and locale, None if erased."""
+    with state.engine.begin() as conn:
+        row = conn.execute(
+            sa.select(subscribers.c.email, subscribers.c.locale).where(subscribers.c.id == subscriber_id)
+        ).first()
+        if row is None:
+            return None
+        email, locale = row
+        try:
+            unsubscribe(conn, email, course=course, now=now)
+        except NotFoundError:
+            # Not (or no longer) in that course: leaving it is already true; stop everything else too
+            # would be more than was asked, so only the course's absence is confirmed.
+            log.info("unsubscribe from a course the subscriber is not in")
+    return email, locale
+
+
+def _read(request: Request) -> TokenData | BadToken:
+    state = state_of(request)
+    try:
+        return read_token(state.secret, request.path_params["token"], "unsubscribe", now=state.now())
+    except BadToken as exc:
+        return exc
+
+
+async def unsubscribe_page(request: Request) -> Response:
+    """GET: what will happen, with one button per choice (no JavaScript, no auto-action)."""
+    state = state_of(request)
+    data = _read(request)
+    if isinstance(data, BadToken):
+        return pages.bad_token(request, data)
+
+    def lookup() -> tuple[str, str | None] | None:
+        with state.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(subscribers.c.email, subscribers.c.locale).where(
+                    subscribers.c.id == data.subscriber_id
+                )
+            ).first()
+        return (row[0], row[1]) if row is not None else None
+
+    found = await run_in_threadpool(lookup)
+    if found is None:
+        return pages.gone(request, pages.page_locale(request, state))
+    email, sub_locale = found
+    locale = pages.page_locale(request, state, sub_locale)
+    course = state.courses.get(data.course) if data.course else None
+    prefs = make_token(state.secret, "preferences", data.subscriber_id, now=state.now())
+    return pages.render(
+        request,
+        "unsubscribe.html",
+        locale=locale,
+        title_key="unsub_title",
+        action=request.url.path,
+        email=email,
+        course_title=course.title if course else "",
+        preferences_url="/preferences/" + prefs,
+    )
+
+
+async def unsubscribe_post(request: Request) -> Response:
+    """POST: RFC 8058 one-click (``List-Unsubscribe=One-Click``) or the page's form."""
+    state = state_of(request)
+    data = _read(request)
+    if isinstance(data, BadToken):
+        return pages.bad_token(request, data)
+    form = await request.form(max_files=0, max_fields=10)
+    one_click = form.get("List-Unsubscribe") == ONE_CLICK
+    scope: Literal["course", "all"] = "course" if form.get("scope") == "course" and data.course else "all"
+    course = data.course if scope == "course" else None
+    done = await run_in_threadpool(leave, state, data.subscriber_id, course, now=state.now())
+    if one_click:
+        # Mail clients only look at the status; the body is for humans reading logs.
+        return PlainTextResponse("unsubscribed\n")
+    if done is None:
+        return pages.gone(request, pages.page_locale(request, state))
+    locale = pages.page_locale(request, state, done[1])
+    t = strings(locale)
+    title = state.courses[data.course].title if data.course and data.course in state.courses else ""
+    text = t["unsub_done_course"].format(course=title) if course else t["unsub_done_all"]
+    return pages.message(request, locale=locale, title_key="unsub_done_title", paragraphs=[text])
+
+
+routes = [
+    Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
+    Route("/unsubscribe/{token}", unsubscribe_post, methods=["POST"]),
+]

@@ -1,0 +1,86 @@
+"""GET /view/{token}: one email of a course as a web page ("view in browser").
+
+The view token names the subscriber, the course and the step, so the page shows
+exactly what that person was sent, personalised, with the same escaping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from drip.errors import NotFoundError
+from drip.render.course import RenderCache
+from drip.store.schema import subscribers
+from drip.tokens import BadToken, Scope, make_token, read_token
+from drip.web import pages
+from drip.web.app import WebState, state_of
+
+_rendered = RenderCache()
+
+
+def personal_values(
+    state: WebState, row: sa.RowMapping, course: str, step: str, *, now: dt.datetime
+) -> dict[str, str]:
+    """The slot values of one subscriber, with freshly signed links like the ones in their emails."""
+
+    def link(scope: Scope, token_step: str | None = None) -> str:
+        return state.url(
+            f"/{scope}/" + make_token(state.secret, scope, row["id"], course, step=token_step, now=now)
+        )
+
+    values = {
+        "name": row["name"] or "",
+        "email": row["email"],
+        "unsubscribe_url": link("unsubscribe"),
+        "preferences_url": link("preferences"),
+        "view_url": link("view", step),
+    }
+    attributes: dict[str, Any] = dict(row["attributes"] or {})
+    for key, value in attributes.items():
+        values[f"attributes.{key}"] = "" if value is None else str(value)
+    return values
+
+
+def render_view(
+    state: WebState, subscriber_id: int, course: str, step: str, *, now: dt.datetime
+) -> str | None:
+    """The personalised HTML of one step, or None when the subscriber, course or step is gone."""
+    found = state.courses.get(course)
+    if found is None:
+        return None
+    try:
+        step_obj = found.step(step)
+    except NotFoundError:
+        return None
+    with state.engine.connect() as conn:
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+    if row is None:
+        return None
+    rendered = _rendered(state.site, found, step_obj, locale=row._mapping["locale"])
+    _subject, html, _text = rendered.personalise(personal_values(state, row._mapping, course, step, now=now))
+    return html
+
+
+async def view(request: Request) -> Response:
+    state = state_of(request)
+    now = state.now()
+    try:
+        data = read_token(state.secret, request.path_params["token"], "view", now=now)
+    except BadToken as exc:
+        return pages.bad_token(request, exc)
+    if data.course is None or data.step is None:
+        return pages.bad_token(request, BadToken("invalid"))
+    html = await run_in_threadpool(render_view, state, data.subscriber_id, data.course, data.step, now=now)
+    if html is None:
+        return pages.gone(request, pages.page_locale(request, state))
+    return HTMLResponse(html)
+
+
+routes = [Route("/view/{token}", view, methods=["GET"])]

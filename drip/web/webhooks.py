@@ -1,0 +1,156 @@
+"""POST /webhooks/sendgrid: SendGrid's signed Event Webhook.
+
+Only a request signed with the account's ECDSA key (SENDGRID_WEBHOOK_PUBLIC_KEY)
+and stamped within five minutes of now is read. Bounces, drops, spam reports and
+unsubscribes stop all mail to the address: subscriber status, cancelled
+deliveries and a keyed hash on the suppression list, in one transaction. SendGrid
+retries a batch with new ``sg_event_id`` values, so an event is recognised by a
+digest of its content without that field: a replayed batch changes nothing.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sendgrid.helpers.eventwebhook import EventWebhook
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from drip import suppression
+from drip.store.schema import BOUNCED, COMPLAINED, UNSUBSCRIBED, subscribers
+from drip.store.subscribers import get_subscriber, unsubscribe
+from drip.web.app import WebState, state_of
+from drip.web.tables import webhook_events
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+MAX_SKEW = dt.timedelta(minutes=5)
+MAX_BODY = 5 * 1024 * 1024
+
+# event type -> (subscriber status, suppression reason)
+SUPPRESSING: Mapping[str, tuple[str, str]] = {
+    "bounce": (BOUNCED, suppression.BOUNCED),
+    "dropped": (BOUNCED, suppression.BOUNCED),
+    "spamreport": (COMPLAINED, suppression.COMPLAINED),
+    "unsubscribe": (UNSUBSCRIBED, suppression.UNSUBSCRIBED),
+    "group_unsubscribe": (UNSUBSCRIBED, suppression.UNSUBSCRIBED),
+}
+
+
+@dataclass(frozen=True)
+class Applied:
+    applied: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+
+
+def verify(public_key: str, body: bytes, signature: str, timestamp: str, *, now: dt.datetime) -> bool:
+    """True only for a fresh timestamp and a valid ECDSA signature over timestamp + body."""
+    try:
+        stamped = dt.datetime.fromtimestamp(int(timestamp), dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        return False
+    if abs(now - stamped) > MAX_SKEW:
+        return False
+    try:
+        verifier = EventWebhook(public_key)
+        return bool(verifier.verify_signature(body.decode("utf-8"), signature, timestamp))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        return False
+
+
+def event_digest(event: Mapping[str, Any]) -> str:
+    """The identity of an event across SendGrid's retries: its content without ``sg_event_id``."""
+    content = {k: v for k, v in event.items() if k != "sg_event_id"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def apply_events(state: WebState, events: list[Any], *, now: dt.datetime) -> Applied:
+    """Apply a verified batch in one transaction; events seen before are skipped."""
+    applied = duplicates = ignored = 0
+    with state.engine.begin() as conn:
+        for event in events:
+            if not isinstance(event, dict):
+                ignored += 1
+                continue
+            kind, email = event.get("event"), event.get("email")
+            if not isinstance(kind, str) or kind not in SUPPRESSING:
+                ignored += 1
+                continue
+            if not isinstance(email, str) or not email.strip():
+                ignored += 1
+                continue
+            digest = event_digest(event)
+            seen = conn.execute(
+                sa.select(webhook_events.c.digest).where(webhook_events.c.digest == digest)
+            ).first()
+            if seen is not None:
+                duplicates += 1
+                continue
+            conn.execute(webhook_events.insert().values(digest=digest, event=kind, received_at=now))
+            _suppress(conn, state, email, kind, now=now)
+            applied += 1
+    return Applied(applied, duplicates, ignored)
+
+
+def _suppress(conn: sa.Connection, state: WebState, email: str, kind: str, *, now: dt.datetime) -> None:
+    status, reason = SUPPRESSING[kind]
+    subscriber = get_subscriber(conn, email)
+    if subscriber is not None:
+        unsubscribe(conn, subscriber.email, now=now)  # cancels pending and claimed deliveries
+        if status != UNSUBSCRIBED:
+            conn.execute(
+                subscribers.update()
+                .where(subscribers.c.id == subscriber.id)
+                .values(status=status, updated_at=now)
+            )
+        email = subscriber.email
+    suppression.suppress(conn, state.secret, email, reason, now=now)
+
+
+async def sendgrid_events(request: Request) -> Response:
+    state = state_of(request)
+    if not state.webhook_key:
+        log.warning("SendGrid webhook called but SENDGRID_WEBHOOK_PUBLIC_KEY is not set: refused")
+        return JSONResponse({"error": "webhook not configured"}, status_code=403)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return JSONResponse({"error": "body too large"}, status_code=413)
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+    now = state.now()
+    if not (signature and timestamp and verify(state.webhook_key, body, signature, timestamp, now=now)):
+        log.warning("SendGrid webhook: bad signature or stale timestamp, batch refused")
+        return JSONResponse({"error": "invalid signature"}, status_code=403)
+    try:
+        events = json.loads(body)
+    except ValueError:
+        return JSONResponse({"error": "body is not JSON"}, status_code=400)
+    if not isinstance(events, list):
+        return JSONResponse({"error": "expected a JSON array of events"}, status_code=400)
+    result = await run_in_threadpool(apply_events, state, events, now=now)
+    log.info(
+        "SendGrid webhook: %d applied, %d duplicates, %d ignored",
+        result.applied,
+        result.duplicates,
+        result.ignored,
+    )
+    return JSONResponse(
+        {"applied": result.applied, "duplicates": result.duplicates, "ignored": result.ignored}
+    )
+
+
+routes = [Route("/webhooks/sendgrid", sendgrid_events, methods=["POST"])]

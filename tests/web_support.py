@@ -1,0 +1,81 @@
+"""A throw-away copy of the example site for the web tests, with its own SQLite store and outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import re
+import shutil
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+import yaml
+
+from drip.config import Site, load_site
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COURSE = "le-role-du-cto"
+SECRET = "test-secret-key-0123456789abcdef"
+T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
+
+
+def copy_site(dest: Path, *, base_url: str | None = None, database: str | None = None) -> Site:
+    """The repository's example site under ``dest`` (content, schedules, templates, drip.yaml)."""
+    for folder in ("content", "schedules", "email_templates"):
+        if (REPO_ROOT / folder).is_dir():
+            shutil.copytree(REPO_ROOT / folder, dest / folder)
+    config = yaml.safe_load((REPO_ROOT / "drip.yaml").read_text(encoding="utf-8"))
+    if base_url is not None:
+        config["site"]["base_url"] = base_url
+    config["database"] = database or "sqlite:///drip.db"
+    (dest / "drip.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return load_site(dest)
+
+
+@dataclass
+class Clock:
+    """A clock the tests move by hand: the app reads it through ``now_fn``."""
+
+    now: dt.datetime = field(default=T0)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+def outbox_messages(site: Site) -> list[tuple[Path, EmailMessage]]:
+    """Every .eml in the site's outbox, parsed, in file-name order."""
+    found = []
+    if site.outbox_dir.is_dir():
+        for path in sorted(site.outbox_dir.glob("*.eml")):
+            msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            assert isinstance(msg, EmailMessage)
+            found.append((path, msg))
+    return found
+
+
+def messages_to(site: Site, address: str) -> list[EmailMessage]:
+    return [m for _p, m in outbox_messages(site) if address.lower() in str(m["To"]).lower()]
+
+
+def body_text(msg: EmailMessage) -> str:
+    part = msg.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def body_html(msg: EmailMessage) -> str:
+    part = msg.get_body(preferencelist=("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def link_in(msg: EmailMessage, kind: str) -> str:
+    """The first link of ``kind`` (confirm, unsubscribe, view…) in the text part."""
+    match = re.search(rf"https?://\S+/{kind}/[A-Za-z0-9_.\-]+", body_text(msg))
+    assert match is not None, f"no /{kind}/ link in:\n{body_text(msg)}"
+    return match.group(0)
