@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from markdown_it.tree import SyntaxTreeNode
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drip.content.duration import label_and_minutes, parse_duration
 from drip.content.mdtree import (
@@ -65,6 +65,17 @@ class ReadingEntry(BaseModel):
     notes: list[str] = Field(default_factory=list)
     group: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _url_only(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return {"url": v}
+        if not isinstance(v, dict):
+            raise ValueError(
+                f"expected a URL or a mapping with url, title, label, minutes, notes, group; got {v!r}"
+            )
+        return v
+
     @field_validator("minutes", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> Any:
@@ -78,13 +89,6 @@ class ReadingEntry(BaseModel):
 
 class PillarMeta(Meta):
     reading_path: list[ReadingEntry] | None = None
-
-    @field_validator("reading_path", mode="before")
-    @classmethod
-    def _urls(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [{"url": item} if isinstance(item, str) else item for item in v]
-        return v
 
 
 def read_pillar(path: Path, *, heading: str | None = None) -> Pillar:
