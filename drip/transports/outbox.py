@@ -52,7 +52,11 @@ class OutboxTransport(TransportBase):
         self, messages: Sequence[OutgoingMessage], *, now: datetime | None = None
     ) -> list[SendResult]:
         date = send_time(now)
-        self.open()
+        try:
+            self.open()
+        except OSError as exc:
+            error = TransientTransportError(f"cannot create the outbox {self.directory}: {exc}")
+            return [SendResult(msg.delivery_id, error=error) for msg in messages]
         results: list[SendResult] = []
         for msg in messages:
             try:

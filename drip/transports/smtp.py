@@ -1,0 +1,176 @@
+"""SMTP through smtplib: one connection reused across a batch and across batches while it stays open.
+
+Each message is one ``MAIL FROM``/``RCPT TO``/``DATA`` exchange on that
+connection, so a refused recipient fails only its own message. The server's
+reply code decides what a failure means: 4xx is worth retrying, 5xx is not.
+A connection the server dropped (idle timeout, restart) is reopened once.
+Credentials come only from the environment variables drip.yaml names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from os import environ as os_environ
+
+from drip.config import Site, SmtpSection
+from drip.errors import (
+    ConfigError,
+    PermanentTransportError,
+    Problem,
+    TransientTransportError,
+    TransportError,
+)
+from drip.message import Built, build_message
+from drip.transports.base import OutgoingMessage, SendResult, TransportBase, send_time
+
+
+def reply_error(code: int, text: bytes | str, what: str) -> TransportError:
+    """An SMTP reply as a transport error: 5xx permanent, anything else (4xx, odd codes) transient."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    message = f"{what}: {code} {text}".strip()
+    if 500 <= code < 600:
+        return PermanentTransportError(message)
+    return TransientTransportError(message)
+
+
+def connection_error(exc: Exception, where: str) -> TransportError:
+    """A failure to reach or set up the server, mapped by its reply code when it has one."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return reply_error(exc.smtp_code, exc.smtp_error, f"SMTP server {where} refused the session")
+    return TransientTransportError(f"cannot reach SMTP server {where}: {exc}")
+
+
+class SmtpTransport(TransportBase):
+    """Send through one SMTP server with STARTTLS, implicit TLS or no encryption."""
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        settings: SmtpSection,
+        *,
+        environ: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        env = os_environ if environ is None else environ
+        username = env.get(settings.username_env) or None
+        password = env.get(settings.password_env) or None
+        if (username is None) != (password is None):
+            missing = settings.password_env if password is None else settings.username_env
+            raise ConfigError(
+                Problem(
+                    f"environment variable {missing} is not set, but SMTP credentials need both "
+                    f"{settings.username_env} and {settings.password_env}",
+                    key="transport.smtp",
+                )
+            )
+        self.settings = settings
+        self._credentials = (username, password) if username and password else None
+        self._ssl_context = ssl_context
+        self._conn: smtplib.SMTP | None = None
+        self.connections_opened = 0  # for tests and benchmarks: reuse is observable
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def _context(self) -> ssl.SSLContext:
+        return self._ssl_context or ssl.create_default_context()
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        conn: smtplib.SMTP
+        if s.security == "tls":
+            conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
+        else:
+            conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        try:
+            conn.ehlo()
+            if s.security == "starttls":
+                # Never fall back to plain text: smtplib raises when STARTTLS is not offered.
+                conn.starttls(context=self._context())
+                conn.ehlo()
+            if self._credentials is not None:
+                conn.login(*self._credentials)
+        except BaseException:
+            conn.close()
+            raise
+        self.connections_opened += 1
+        return conn
+
+    def open(self) -> None:
+        """Connect now (``drip run`` fails early on a wrong host); sending connects lazily anyway."""
+        if self._conn is None:
+            self._conn = self._connect()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        """Say QUIT when the connection is still up; a dead one is just forgotten."""
+        if self._conn is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                self._conn.quit()
+            self._drop()
+
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], *, now: datetime | None = None
+    ) -> list[SendResult]:
+        date = send_time(now)
+        results: list[SendResult] = []
+        unreachable: TransportError | None = None  # once connecting fails, the rest of the batch waits
+        for msg in messages:
+            try:
+                built = build_message(msg, now=date)
+            except TransportError as exc:
+                results.append(SendResult(msg.delivery_id, error=exc))
+                continue
+            if unreachable is not None:
+                results.append(SendResult(msg.delivery_id, error=unreachable))
+                continue
+            try:
+                results.append(self._send_one(msg, built))
+            except (smtplib.SMTPException, OSError) as exc:
+                unreachable = connection_error(exc, self.where)
+                results.append(SendResult(msg.delivery_id, error=unreachable))
+        return results
+
+    def _send_one(self, msg: OutgoingMessage, built: Built) -> SendResult:
+        """Send one message; connection failures propagate, message failures become its result."""
+        for attempt in (1, 2):
+            self.open()
+            assert self._conn is not None
+            try:
+                self._conn.sendmail(msg.from_email, [msg.to_email], built.data)
+            except smtplib.SMTPServerDisconnected as exc:
+                self._drop()
+                if attempt == 1:
+                    continue  # the server closed an idle connection: reconnect once
+                error: TransportError = TransientTransportError(f"SMTP server {self.where} hung up: {exc}")
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, text = exc.recipients.get(msg.to_email, (450, b"recipient refused"))
+                error = reply_error(code, text, f"recipient {msg.to_email} refused")
+            except smtplib.SMTPResponseException as exc:  # sender refused, data refused
+                if exc.smtp_code == 421:  # smtplib already closed the connection
+                    self._drop()
+                error = reply_error(exc.smtp_code, exc.smtp_error, "message refused")
+            except smtplib.SMTPNotSupportedError as exc:
+                error = PermanentTransportError(f"SMTP server {self.where} cannot take this message: {exc}")
+            except (smtplib.SMTPException, OSError) as exc:  # timeout, reset: the session state is unknown
+                self._drop()
+                error = TransientTransportError(f"SMTP send to {self.where} failed: {exc}")
+            else:
+                return SendResult(msg.delivery_id, provider_id=built.message_id)
+            return SendResult(msg.delivery_id, error=error)
+        raise AssertionError("unreachable")
+
+
+def from_site(site: Site) -> SmtpTransport:
+    return SmtpTransport(site.config.transport.smtp)

@@ -1,0 +1,171 @@
+"""The SMTP transport against a real aiosmtpd server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from outgoing import NOW, outgoing
+from smtp_server import SmtpServer, self_signed, smtp_server
+
+from drip.config import SmtpSection
+from drip.errors import ConfigError, PermanentTransportError, TransientTransportError
+from drip.transports.smtp import SmtpTransport
+
+
+@pytest.fixture
+def server() -> Iterator[SmtpServer]:
+    with smtp_server() as s:
+        yield s
+
+
+def plain(server: SmtpServer, **kw: object) -> SmtpSection:
+    return SmtpSection(host=server.host, port=server.port, security="none", timeout=5, **kw)  # type: ignore[arg-type]
+
+
+def test_one_connection_for_several_batches_and_every_message_intact(server: SmtpServer) -> None:
+    messages = [outgoing(i) for i in range(1, 21)]
+    with SmtpTransport(plain(server), environ={}) as transport:
+        first = transport.send_batch(messages[:10], now=NOW)
+        second = transport.send_batch(messages[10:], now=NOW)
+    results = first + second
+    assert [r.delivery_id for r in results] == list(range(1, 21))
+    assert all(r.ok for r in results)
+    assert server.handler.connections == 1
+    assert {m.connection for m in server.messages} == {1}
+    assert transport.connections_opened == 1
+
+    by_rcpt = {m.rcpt_tos: m for m in server.messages}
+    for msg, result in zip(messages, results, strict=True):
+        received = by_rcpt[(msg.to_email,)]
+        assert received.mail_from == "lettre@cto.example.org"
+        assert b"\r\n" in received.data and b"\n" not in received.data.replace(b"\r\n", b"")
+        parsed = email.message_from_bytes(received.data, policy=email.policy.default)
+        assert parsed["Message-ID"] == result.provider_id
+        assert parsed["To"].addresses[0].addr_spec == msg.to_email
+        assert parsed["X-Drip-Delivery"] == str(msg.delivery_id)
+        assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_reconnects_once_when_the_server_hung_up(server: SmtpServer) -> None:
+    with SmtpTransport(plain(server), environ={}) as transport:
+        assert all(r.ok for r in transport.send_batch([outgoing(1), outgoing(2)], now=NOW))
+        server.hang_up_all()  # an idle timeout between two batches
+        assert all(r.ok for r in transport.send_batch([outgoing(3), outgoing(4)], now=NOW))
+        server.handler.hang_up_on_mail = 1  # a drop in the middle of a batch
+        assert all(r.ok for r in transport.send_batch([outgoing(5), outgoing(6)], now=NOW))
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == sorted(
+        f"lecteur{i}@example.org" for i in range(1, 7)
+    )
+    assert server.handler.connections == 3
+    assert [m.connection for m in sorted(server.messages, key=lambda m: m.rcpt_tos)] == [1, 1, 2, 2, 3, 3]
+
+
+def test_a_server_that_keeps_hanging_up_is_a_transient_failure(server: SmtpServer) -> None:
+    server.handler.hang_up_on_mail = 2  # first try and the one reconnection
+    with SmtpTransport(plain(server), environ={}) as transport:
+        results = transport.send_batch([outgoing(1), outgoing(2)], now=NOW)
+    assert isinstance(results[0].error, TransientTransportError)
+    assert "hung up" in str(results[0].error)
+    assert results[1].ok
+    assert [m.rcpt_tos for m in server.messages] == [("lecteur2@example.org",)]
+
+
+def test_4xx_and_5xx_recipients_fail_only_their_own_message(server: SmtpServer) -> None:
+    server.handler.reject = {
+        "lecteur2@example.org": "550 5.1.1 <lecteur2@example.org>: no such user",
+        "lecteur4@example.org": "451 4.7.1 greylisted, try again later",
+    }
+    with SmtpTransport(plain(server), environ={}) as transport:
+        results = transport.send_batch([outgoing(i) for i in range(1, 6)], now=NOW)
+    assert [r.ok for r in results] == [True, False, True, False, True]
+    permanent, transient = results[1].error, results[3].error
+    assert isinstance(permanent, PermanentTransportError) and permanent.permanent
+    assert "550" in str(permanent) and "no such user" in str(permanent)
+    assert isinstance(transient, TransientTransportError) and not transient.permanent
+    assert "451" in str(transient)
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == [f"lecteur{i}@example.org" for i in (1, 3, 5)]
+    assert server.handler.connections == 1
+
+
+def test_bad_address_fails_its_message_before_reaching_the_server(server: SmtpServer) -> None:
+    with SmtpTransport(plain(server), environ={}) as transport:
+        results = transport.send_batch(
+            [outgoing(1, to_email="x@y.org\r\nRCPT TO:<a@b.org>"), outgoing(2)], now=NOW
+        )
+    assert isinstance(results[0].error, PermanentTransportError)
+    assert results[1].ok
+    assert [m.rcpt_tos for m in server.messages] == [("lecteur2@example.org",)]
+
+
+def test_unreachable_server_fails_the_whole_batch_transiently() -> None:
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = SmtpSection(host="127.0.0.1", port=port, security="none", timeout=2)
+    transport = SmtpTransport(settings, environ={})
+    results = transport.send_batch([outgoing(1), outgoing(2), outgoing(3)], now=NOW)
+    assert all(isinstance(r.error, TransientTransportError) for r in results)
+    assert "cannot reach SMTP server" in str(results[0].error)
+    transport.close()
+
+
+def test_credentials_must_come_in_pairs_from_the_environment() -> None:
+    settings = SmtpSection(username_env="MY_SMTP_USER", password_env="MY_SMTP_PASS")
+    with pytest.raises(ConfigError, match="MY_SMTP_PASS is not set"):
+        SmtpTransport(settings, environ={"MY_SMTP_USER": "lettre"})
+    with pytest.raises(ConfigError, match="MY_SMTP_USER is not set"):
+        SmtpTransport(settings, environ={"MY_SMTP_PASS": "secret"})
+
+
+def _authenticator(
+    server: object, session: object, envelope: object, mechanism: str, data: object
+) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"lettre", b"s3cret")
+    return AuthResult(success=ok, handled=False)
+
+
+def test_starttls_and_login_with_credentials_from_the_environment(tmp_path: Path) -> None:
+    server_ctx, client_ctx = self_signed(tmp_path)
+    env = {"DRIP_SMTP_USERNAME": "lettre", "DRIP_SMTP_PASSWORD": "s3cret"}
+    with smtp_server(
+        tls_context=server_ctx, require_starttls=True, authenticator=_authenticator, auth_required=True
+    ) as server:
+        settings = SmtpSection(host=server.host, port=server.port, security="starttls", timeout=5)
+        with SmtpTransport(settings, environ=env, ssl_context=client_ctx) as transport:
+            assert all(r.ok for r in transport.send_batch([outgoing(1), outgoing(2)], now=NOW))
+
+        wrong = {"DRIP_SMTP_USERNAME": "lettre", "DRIP_SMTP_PASSWORD": "wrong"}
+        results = SmtpTransport(settings, environ=wrong, ssl_context=client_ctx).send_batch(
+            [outgoing(3)], now=NOW
+        )
+        assert isinstance(results[0].error, PermanentTransportError)
+        assert "535" in str(results[0].error)
+
+        # The system trust store does not know this certificate: no silent downgrade, no send.
+        results = SmtpTransport(settings, environ=env).send_batch([outgoing(4)], now=NOW)
+        assert isinstance(results[0].error, TransientTransportError)
+        assert "CERTIFICATE_VERIFY_FAILED" in str(results[0].error)
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == ["lecteur1@example.org", "lecteur2@example.org"]
+
+
+def test_starttls_required_but_not_offered_never_sends_in_clear(server: SmtpServer) -> None:
+    settings = SmtpSection(host=server.host, port=server.port, security="starttls", timeout=5)
+    results = SmtpTransport(settings, environ={}).send_batch([outgoing(1)], now=NOW)
+    assert isinstance(results[0].error, TransientTransportError)
+    assert "STARTTLS" in str(results[0].error)
+    assert server.messages == []
+
+
+def test_implicit_tls(tmp_path: Path) -> None:
+    server_ctx, client_ctx = self_signed(tmp_path)
+    with smtp_server(implicit_tls=server_ctx) as server:
+        settings = SmtpSection(host=server.host, port=server.port, security="tls", timeout=5)
+        with SmtpTransport(settings, environ={}, ssl_context=client_ctx) as transport:
+            assert all(r.ok for r in transport.send_batch([outgoing(1)], now=NOW))
+    assert [m.rcpt_tos for m in server.messages] == [("lecteur1@example.org",)]
