@@ -1,0 +1,363 @@
+"""Render a course's steps: Jinja → MJML → HTML (+ text), once per step and locale.
+
+The output is a :class:`~drip.transports.base.RenderedStep` whose subject, HTML
+and text still hold the per-subscriber slots; personalising one email is then
+a string join (design decision 3). Every content link is made absolute and
+tagged with UTM parameters naming the course and the step.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from drip.config import Site
+from drip.content.links import absolute_url, add_utm
+from drip.errors import Problem, TemplateError
+from drip.models import Article, Course, Link, Step
+from drip.render import mjml as mjml_compiler
+from drip.render.i18n import messages, pick_locale
+from drip.render.slots import split
+from drip.render.templates import (
+    SlotRecorder,
+    Subscriber,
+    check_templates,
+    environment,
+    render,
+    render_string,
+)
+from drip.render.text import tidy
+from drip.transports.base import RenderedStep
+
+UTM_SOURCE = "drip"
+UTM_MEDIUM = "email"
+SAMPLE_TOKEN = "preview-token"  # placeholder where a signed token goes in real emails
+
+_SPACES = re.compile(r"\s+")
+_MAX_COURSES = 256
+
+
+def _paragraphs(text: str | None) -> list[str]:
+    """Plain text split on blank lines, each paragraph on one line."""
+    if not text:
+        return []
+    return [_SPACES.sub(" ", p).strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+class _Linker:
+    """Absolute, UTM-tagged URLs for the links of one step."""
+
+    def __init__(self, site: Site, course: Course, step: Step) -> None:
+        self.base_url = site.config.site.base_url
+        self.campaign = course.slug
+        self.content = step.key
+
+    def __call__(self, url: str) -> str:
+        return add_utm(
+            absolute_url(url, self.base_url),
+            source=UTM_SOURCE,
+            medium=UTM_MEDIUM,
+            campaign=self.campaign,
+            content=self.content,
+        )
+
+
+class _Card:
+    """A link as templates see it; its tracked URL is built only if a template uses it."""
+
+    def __init__(
+        self,
+        track: _Linker,
+        href: str,
+        title: str,
+        *,
+        description: str | None = None,
+        label: str | None = None,
+        minutes: int | None = None,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        self._track = track
+        self._href = href
+        self.title = title
+        self.description = description
+        self.label = label
+        self.minutes = minutes
+        self.notes = list(notes)
+
+    @functools.cached_property
+    def url(self) -> str:
+        return self._track(self._href)
+
+
+def _article_card(article: Article, track: _Linker) -> _Card:
+    return _Card(
+        track,
+        article.url,
+        article.title,
+        description=article.description,
+        label=article.label,
+        minutes=article.minutes,
+        notes=article.notes,
+    )
+
+
+def _link_card(link: Link, track: _Linker, *, label: str | None = None) -> _Card:
+    return _Card(track, link.url, link.text, description=link.description, label=label)
+
+
+class _Links:
+    """Fixed links of every email (site home, the pillar page), tracked on first use."""
+
+    def __init__(self, track: _Linker, home: str, pillar: str) -> None:
+        self._track = track
+        self._home = home
+        self._pillar = pillar
+
+    @functools.cached_property
+    def home(self) -> str:
+        return self._track(self._home)
+
+    @functools.cached_property
+    def pillar(self) -> str:
+        return self._track(self._pillar)
+
+
+def _step_title(step: Step, closing_title: str) -> str:
+    if step.article is not None:
+        return step.article.title
+    if step.section is not None:
+        return step.section.title
+    return closing_title
+
+
+def _cadence(steps: Iterable[Step]) -> int | None:
+    """The usual number of days between emails, when there is one."""
+    days = [s.day for s in steps]
+    gaps = [b - a for a, b in itertools.pairwise(days) if b > a]
+    if not gaps:
+        return None
+    return max(set(gaps), key=lambda g: (gaps.count(g), -g))
+
+
+def _context(
+    site: Site, course: Course, step: Step, locale: str, recorder: SlotRecorder, env: jinja2.Environment
+) -> dict[str, Any]:
+    """Everything a template may use. Only ``subscriber`` (and ``name``) vary per reader: as slots."""
+    t = messages(locale)
+    track = _Linker(site, course, step)
+    pillar = course.pillar
+    subscriber = Subscriber(recorder)
+    section: dict[str, Any] | None = None
+    if step.section is not None:
+        section = {
+            "title": step.section.title,
+            "slug": step.section.slug,
+            "paragraphs": _paragraphs(step.section.text),
+            "articles": [_article_card(a, track) for a in step.section_articles],
+        }
+    deeper = [
+        _link_card(link, track, label=t("closing_deeper") if i == 0 else None)
+        for i, link in enumerate(course.deeper)
+    ]
+    return {
+        "locale": locale,
+        "t": t,
+        "theme": env.get_template("theme.j2").module,
+        "site": {
+            "name": site.config.site.name,
+            "base_url": site.config.site.base_url,
+            "postal_address": site.config.postal_address,
+        },
+        "course": {"slug": course.slug, "title": course.title, "sender": course.sender.name},
+        "step": {
+            "key": step.key,
+            "kind": step.kind,
+            "number": step.number,
+            "day": step.day,
+            "total": len(course.steps),
+        },
+        "pillar": {
+            "title": pillar.title,
+            "description": pillar.description,
+            "intro_paragraphs": _paragraphs(pillar.intro),
+        },
+        "links": _Links(track, site.config.site.base_url + "/", pillar.url),
+        "plan": [
+            {"day": s.day, "title": _step_title(s, t("closing_title")), "kind": s.kind}
+            for s in course.steps
+            if s.kind != "welcome"
+        ],
+        "cadence": _cadence(s for s in course.steps if s.kind != "welcome"),
+        "article": _article_card(step.article, track) if step.article is not None else None,
+        "section": section,
+        "deeper": deeper,
+        "deeper_paragraphs": _paragraphs(pillar.deeper_text),
+        "others": [_link_card(link, track) for link in course.other_pillars],
+        "subscriber": subscriber,
+        "name": subscriber("name"),
+    }
+
+
+def _one_line(text: str) -> str:
+    return _SPACES.sub(" ", text).strip()
+
+
+class _Draft:
+    """One step rendered through Jinja, markers still in: the input of MJML and of the text part."""
+
+    def __init__(self, site: Site, course: Course, step: Step, locale: str | None) -> None:
+        self.locale = pick_locale(locale or course.locale)
+        self.env = environment(site.templates_dir)
+        self.recorder = SlotRecorder()
+        self.step = step
+        context = _context(site, course, step, self.locale, self.recorder, self.env)
+        where = course.schedule_path
+        self.subject = _one_line(
+            render_string(
+                self.env, step.subject, context, what="subject", file=where, key=f"{step.key}.subject"
+            )
+        )
+        self.preheader = _one_line(
+            render_string(
+                self.env, step.preheader, context, what="preheader", file=where, key=f"{step.key}.preheader"
+            )
+        )
+        context["subject"] = self.subject
+        context["preheader"] = self.preheader
+        self.mjml = render(self.env, f"{step.kind}.mjml", context, key=step.key)
+        self.text = tidy(render(self.env, f"{step.kind}.txt", context, key=step.key))
+
+    def template_path(self, suffix: str) -> Path | None:
+        try:
+            _, filename, _ = self.env.loader.get_source(self.env, f"{self.step.kind}.{suffix}")  # type: ignore[union-attr]
+        except jinja2.TemplateNotFound:
+            return None
+        return Path(filename) if filename else None
+
+    def html(self) -> str:
+        try:
+            return mjml_compiler.to_html(self.mjml)
+        except ValueError as exc:
+            # Lint caught what it could in the template files; this is what only the output shows.
+            problems = mjml_compiler.lint(self.mjml) or [Problem(str(exc))]
+            raise TemplateError(
+                [
+                    Problem(
+                        f"MJML does not compile ({exc}): {p.message} at line {p.line} of the rendered MJML"
+                        if p.line
+                        else f"MJML does not compile: {p.message}",
+                        file=self.template_path("mjml"),
+                        key=self.step.key,
+                        hint=p.hint,
+                    )
+                    for p in problems
+                ]
+            ) from None
+
+
+def render_step(site: Site, course: Course, step: Step, *, locale: str | None = None) -> RenderedStep:
+    """Compile one step for ``locale`` (default: the course's): subject, HTML and text with open slots."""
+    check_templates(environment(site.templates_dir))
+    return _render_checked(site, course, step, locale)
+
+
+def _render_checked(site: Site, course: Course, step: Step, locale: str | None) -> RenderedStep:
+    draft = _Draft(site, course, step, locale)
+    html = draft.html()
+    slots = draft.recorder.slots
+    preheader = split(draft.preheader, slots).fill({}, escape=False)
+    return RenderedStep(
+        course=course.slug,
+        step_key=step.key,
+        locale=draft.locale,
+        subject=split(draft.subject, slots),
+        preheader=preheader,
+        html=split(html, slots),
+        text=split(draft.text, slots),
+    )
+
+
+def render_course(site: Site, course: Course) -> dict[str, RenderedStep]:
+    """Every step of a course in its own locale, keyed by step key."""
+    check_templates(environment(site.templates_dir))
+    return {step.key: _render_checked(site, course, step, None) for step in course.steps}
+
+
+def mjml_source(site: Site, course: Course, step: Step, *, locale: str | None = None) -> str:
+    """The MJML a step compiles from, with sample subscriber values in place of the slots."""
+    check_templates(environment(site.templates_dir))
+    draft = _Draft(site, course, step, locale)
+    return split(draft.mjml, draft.recorder.slots).fill(sample_values(site, course), escape=True)
+
+
+def sample_values(
+    site: Site, course: Course, *, name: str = "Camille", email: str = "camille@example.org"
+) -> dict[str, str]:
+    """Slot values for previews: a made-up reader and links with a placeholder token."""
+    base = site.config.site.base_url
+    return {
+        "name": name,
+        "email": email,
+        "unsubscribe_url": f"{base}/unsubscribe/{SAMPLE_TOKEN}",
+        "preferences_url": f"{base}/preferences/{SAMPLE_TOKEN}",
+        "view_url": f"{base}/view/{SAMPLE_TOKEN}",
+    }
+
+
+def course_fingerprint(course: Course) -> str:
+    """A digest of everything a course renders from, so an edited course is rendered afresh."""
+    return hashlib.blake2b(repr(course).encode("utf-8"), digest_size=16).hexdigest()
+
+
+class RenderCache:
+    """Render each (course, step, locale) once per process; an edited course gets new entries.
+
+    Callable like :func:`render_step`, so a dispatcher can take either. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rendered: dict[tuple[str, str, str, str, Path], RenderedStep] = {}
+        self._fingerprints: dict[int, tuple[Course, str]] = {}
+
+    def _fingerprint(self, course: Course) -> str:
+        known = self._fingerprints.get(id(course))
+        if known is not None and known[0] is course:
+            return known[1]
+        digest = course_fingerprint(course)
+        if len(self._fingerprints) >= _MAX_COURSES:
+            self._fingerprints.clear()  # a long-running process recompiling courses: forget old objects
+        self._fingerprints[id(course)] = (course, digest)  # holding the course keeps its id unique
+        return digest
+
+    def __call__(self, site: Site, course: Course, step: Step, *, locale: str | None = None) -> RenderedStep:
+        loc = pick_locale(locale or course.locale)
+        with self._lock:
+            key = (course.slug, step.key, loc, self._fingerprint(course), site.templates_dir)
+            found = self._rendered.get(key)
+        if found is not None:
+            return found
+        rendered = render_step(site, course, step, locale=loc)
+        with self._lock:
+            self._rendered[key] = rendered
+        return rendered
+
+    def get(self, site: Site, course: Course, step_key: str, *, locale: str | None = None) -> RenderedStep:
+        """The rendered step named by key (or number); NotFoundError with the closest key."""
+        return self(site, course, course.step(step_key), locale=locale)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rendered.clear()
+            self._fingerprints.clear()
+
+    def __len__(self) -> int:
+        return len(self._rendered)

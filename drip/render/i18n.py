@@ -1,0 +1,108 @@
+"""The words around the content of an email, in each language a course can use.
+
+A course is written in one locale; everything drip adds to it (greeting, button
+labels, footer, the reason the reader gets the email) must speak the same
+language. Unknown locales fall back to English rather than failing a send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+FALLBACK = "en"
+
+_FR: dict[str, str] = {
+    "greeting": "Bonjour {name},",
+    "name_fallback": "à toi",
+    "email_of": "Email {number} sur {total}",
+    "day": "Jour {day}",
+    "read_article": "Lire l'article",
+    "read_page": "Lire la page complète",
+    "reading_time": "{minutes} min de lecture",
+    "article_label": "À lire",
+    "welcome_title": "Bienvenue dans « {course} »",
+    "welcome_intro": "Merci de ton inscription. Voici comment va se dérouler ce parcours.",
+    "welcome_plan": "Au programme",
+    "welcome_first": "Premier article dans ta boîte mail : jour {day}.",
+    "welcome_cadence": "Tu recevras un email tous les {days} jours environ, avec un article à lire à ton rythme.",
+    "article_intro": "Aujourd'hui, un article pour avancer dans le parcours « {course} ».",
+    "article_notes": "À retenir en lisant :",
+    "section_intro": "Une sélection d'articles sur ce thème :",
+    "closing_title": "Pour aller plus loin",
+    "closing_intro": "C'est le dernier email du parcours « {course} ». Merci de l'avoir suivi jusqu'ici.",
+    "closing_deeper": "La ressource pour approfondir",
+    "closing_others": "D'autres sujets à explorer",
+    "sign_off": "À bientôt,",
+    "reply_invite": "Une question, une remarque ? Réponds simplement à cet email.",
+    "why": "Tu reçois cet email parce que tu t'es inscrit(e) au parcours « {course} » sur {site}.",
+    "unsubscribe": "Se désinscrire",
+    "preferences": "Gérer mes préférences",
+    "view_in_browser": "Voir dans le navigateur",
+    "link_label": "Lien",
+    "colon": "\u00a0:",
+}
+
+_EN: dict[str, str] = {
+    "greeting": "Hi {name},",
+    "name_fallback": "there",
+    "email_of": "Email {number} of {total}",
+    "day": "Day {day}",
+    "read_article": "Read the article",
+    "read_page": "Read the full page",
+    "reading_time": "{minutes} min read",
+    "article_label": "Reading",
+    "welcome_title": "Welcome to “{course}”",
+    "welcome_intro": "Thank you for signing up. Here is how this course works.",
+    "welcome_plan": "What's coming",
+    "welcome_first": "First article in your inbox: day {day}.",
+    "welcome_cadence": "You will get an email about every {days} days, with an article to read at your own pace.",
+    "article_intro": "Today, one article to move forward in “{course}”.",
+    "article_notes": "Keep in mind while reading:",
+    "section_intro": "A selection of articles on this topic:",
+    "closing_title": "Going further",
+    "closing_intro": "This is the last email of “{course}”. Thank you for following it this far.",
+    "closing_deeper": "The resource to go deeper",
+    "closing_others": "Other topics to explore",
+    "sign_off": "See you soon,",
+    "reply_invite": "A question, a remark? Just reply to this email.",
+    "why": "You are receiving this email because you signed up for the course “{course}” on {site}.",
+    "unsubscribe": "Unsubscribe",
+    "preferences": "Manage preferences",
+    "view_in_browser": "View in browser",
+    "link_label": "Link",
+    "colon": ":",
+}
+
+CATALOGUES: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {"fr": MappingProxyType(_FR), "en": MappingProxyType(_EN)}
+)
+
+
+def pick_locale(locale: str | None) -> str:
+    """The catalogue to use for ``locale``: exact, then language only ("fr-CA" → "fr"), then English."""
+    if not locale:
+        return FALLBACK
+    wanted = locale.replace("_", "-").lower()
+    if wanted in CATALOGUES:
+        return wanted
+    language = wanted.split("-", 1)[0]
+    return language if language in CATALOGUES else FALLBACK
+
+
+@dataclass(frozen=True)
+class Messages:
+    """The strings of one locale, callable from templates as ``t("key", name=…)``."""
+
+    locale: str
+
+    def __call__(self, key: str, **fields: object) -> str:
+        text = CATALOGUES[self.locale].get(key)
+        if text is None:
+            text = CATALOGUES[FALLBACK][key]  # a KeyError here is a template bug, reported with its line
+        return text.format(**fields) if fields else text
+
+
+def messages(locale: str | None) -> Messages:
+    return Messages(pick_locale(locale))

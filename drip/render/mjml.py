@@ -1,0 +1,309 @@
+"""MJML → HTML: lint, compile with mjml-python, then inline the CSS MJML marks for inlining.
+
+mjml-python compiles fast but accepts unknown tags and attributes without a word,
+and leaves ``<mj-style inline="inline">`` in a ``<style>`` block where node MJML
+would inline it. So templates are linted here (tag and attribute names, balanced
+``mj-*`` tags) and the inline CSS is taken out before compiling and applied with
+css-inline afterwards, leaving MJML's own ``<style>`` blocks (media queries) alone.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import css_inline
+from mjml import mjml2html
+
+from drip.errors import Problem, did_you_mean
+
+# Every tag MJML 4 knows.
+KNOWN_TAGS = frozenset(
+    {
+        "mjml",
+        "mj-head",
+        "mj-body",
+        "mj-include",
+        "mj-attributes",
+        "mj-all",
+        "mj-class",
+        "mj-breakpoint",
+        "mj-font",
+        "mj-html-attributes",
+        "mj-html-attribute",
+        "mj-selector",
+        "mj-preview",
+        "mj-style",
+        "mj-title",
+        "mj-accordion",
+        "mj-accordion-element",
+        "mj-accordion-title",
+        "mj-accordion-text",
+        "mj-button",
+        "mj-carousel",
+        "mj-carousel-image",
+        "mj-column",
+        "mj-divider",
+        "mj-group",
+        "mj-hero",
+        "mj-image",
+        "mj-navbar",
+        "mj-navbar-link",
+        "mj-raw",
+        "mj-section",
+        "mj-social",
+        "mj-social-element",
+        "mj-spacer",
+        "mj-table",
+        "mj-text",
+        "mj-wrapper",
+    }
+)
+
+_PADDING = frozenset({"padding", "padding-top", "padding-right", "padding-bottom", "padding-left"})
+_BORDER = frozenset({"border", "border-top", "border-right", "border-bottom", "border-left", "border-radius"})
+_BACKGROUND = frozenset(
+    {
+        "background-color",
+        "background-url",
+        "background-repeat",
+        "background-size",
+        "background-position",
+        "background-position-x",
+        "background-position-y",
+    }
+)
+_FONT = frozenset(
+    {
+        "color",
+        "font-family",
+        "font-size",
+        "font-style",
+        "font-weight",
+        "line-height",
+        "letter-spacing",
+        "text-decoration",
+        "text-transform",
+    }
+)
+_COMMON = frozenset({"css-class", "mj-class"})
+_SECTION = _COMMON | _PADDING | _BORDER | _BACKGROUND | {"direction", "full-width", "text-align"}
+
+# Attributes allowed on the tags drip's templates use (from the MJML documentation).
+# Tags missing from this table are known to MJML but not attribute-checked.
+ATTRIBUTES: dict[str, frozenset[str]] = {
+    "mjml": frozenset({"lang", "dir", "owa"}),
+    "mj-head": frozenset(),
+    "mj-title": frozenset(),
+    "mj-preview": frozenset(),
+    "mj-style": frozenset({"inline"}),
+    "mj-breakpoint": frozenset({"width"}),
+    "mj-font": frozenset({"name", "href"}),
+    "mj-body": frozenset({"width", "background-color", "css-class"}),
+    "mj-wrapper": _SECTION | {"gap"},
+    "mj-section": _SECTION,
+    "mj-column": _COMMON
+    | _PADDING
+    | _BORDER
+    | {
+        "background-color",
+        "inner-background-color",
+        "inner-border",
+        "inner-border-radius",
+        "width",
+        "vertical-align",
+        "direction",
+    },
+    "mj-text": _COMMON | _PADDING | _FONT | {"align", "container-background-color", "height"},
+    "mj-button": _COMMON
+    | _PADDING
+    | _BORDER
+    | _FONT
+    | {
+        "align",
+        "background-color",
+        "container-background-color",
+        "height",
+        "href",
+        "inner-padding",
+        "name",
+        "rel",
+        "target",
+        "text-align",
+        "title",
+        "vertical-align",
+        "width",
+    },
+    "mj-image": _COMMON
+    | _PADDING
+    | _BORDER
+    | {
+        "align",
+        "alt",
+        "container-background-color",
+        "fluid-on-mobile",
+        "height",
+        "href",
+        "name",
+        "rel",
+        "sizes",
+        "src",
+        "srcset",
+        "target",
+        "title",
+        "usemap",
+        "width",
+    },
+    "mj-divider": _COMMON
+    | _PADDING
+    | {"align", "border-color", "border-style", "border-width", "container-background-color", "width"},
+    "mj-spacer": _COMMON | _PADDING | {"container-background-color", "height"},
+    "mj-raw": frozenset({"position", "css-class"}),
+}
+
+# Tags that never have content and may be written without a closing tag.
+_VOID = frozenset({"mj-all", "mj-class", "mj-breakpoint", "mj-font", "mj-image", "mj-divider", "mj-spacer"})
+# Inside these, markup is HTML, not MJML: only mj-* tags are checked there.
+_ENDING = frozenset({"mj-text", "mj-button", "mj-table", "mj-raw", "mj-navbar-link", "mj-accordion-text"})
+
+
+class _Linter(HTMLParser):
+    def __init__(self, file: Path | None) -> None:
+        super().__init__(convert_charrefs=True)
+        self.file = file
+        self.problems: list[Problem] = []
+        self.open: list[tuple[str, int, int]] = []
+        self.in_attributes = 0
+
+    def _problem(self, message: str, hint: str | None = None) -> None:
+        line, col = self.getpos()
+        self.problems.append(Problem(message, file=self.file, line=line, column=col + 1, hint=hint))
+
+    def _check(self, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
+        if not (tag == "mjml" or tag.startswith("mj-")):
+            return False
+        if tag not in KNOWN_TAGS:
+            self._problem(f"unknown MJML tag <{tag}>", did_you_mean(tag, KNOWN_TAGS))
+            return False
+        allowed = ATTRIBUTES.get(tag)
+        if allowed is not None and not self.in_attributes:
+            for name, _ in attrs:
+                if name not in allowed:
+                    self._problem(f"unknown attribute {name!r} on <{tag}>", did_you_mean(name, allowed))
+        return True
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if not self._check(tag, attrs):
+            return
+        if tag in _VOID:
+            return
+        line, col = self.getpos()
+        self.open.append((tag, line, col + 1))
+        if tag == "mj-attributes":
+            self.in_attributes += 1
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._check(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not (tag == "mjml" or tag.startswith("mj-")) or tag not in KNOWN_TAGS or tag in _VOID:
+            return
+        if not self.open or self.open[-1][0] != tag:
+            expected = f", expected </{self.open[-1][0]}>" if self.open else ""
+            self._problem(f"closing tag </{tag}> does not match an open tag{expected}")
+            # Resynchronise on the matching open tag, if any, so one slip gives one problem.
+            names = [name for name, _, _ in self.open]
+            if tag in names:
+                del self.open[len(names) - 1 - names[::-1].index(tag) :]
+            return
+        self.open.pop()
+        if tag == "mj-attributes":
+            self.in_attributes -= 1
+
+    def close(self) -> None:
+        super().close()
+        for tag, line, col in self.open:
+            self.problems.append(Problem(f"<{tag}> is never closed", file=self.file, line=line, column=col))
+
+
+def lint(source: str, file: Path | None = None) -> list[Problem]:
+    """Every unknown ``mj-*`` tag, unknown attribute and unbalanced tag in MJML (or an MJML template)."""
+    linter = _Linter(file)
+    linter.feed(source)
+    linter.close()
+    return linter.problems
+
+
+class _InlineStyles(HTMLParser):
+    """Finds ``<mj-style inline="inline">`` blocks: their CSS and where they sit in the source."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self.source = source
+        self.line_starts = [0, *(m.end() for m in re.finditer("\n", source))]
+        self.spans: list[tuple[int, int]] = []
+        self.css: list[str] = []
+        self._start: int | None = None
+
+    def _offset(self) -> int:
+        line, col = self.getpos()
+        return self.line_starts[line - 1] + col
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "mj-style" and dict(attrs).get("inline") == "inline":
+            self._start = self._offset()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "mj-style" and self._start is not None:
+            start = self._start
+            inner_start = self.source.index(">", start) + 1
+            inner_end = self._offset()
+            end = self.source.index(">", inner_end) + 1
+            self.css.append(self.source[inner_start:inner_end])
+            self.spans.append((start, end))
+            self._start = None
+
+
+def split_inline_css(source: str) -> tuple[str, str]:
+    """MJML without its ``<mj-style inline="inline">`` blocks, and their CSS joined.
+
+    Only the head is parsed: ``mj-style`` belongs there, and the body is most of the document.
+    """
+    head_end = source.find("</mj-head>")
+    head = source if head_end < 0 else source[:head_end]
+    if "<mj-style" not in head:
+        return source, ""
+    finder = _InlineStyles(head)
+    finder.feed(head)
+    finder.close()
+    if not finder.spans:
+        return source, ""
+    parts: list[str] = []
+    last = 0
+    for start, end in finder.spans:
+        parts.append(source[last:start])
+        last = end
+    parts.append(source[last:])
+    return "".join(parts), "\n".join(finder.css)
+
+
+def to_html(source: str) -> str:
+    """Compile MJML to HTML with the inline CSS applied; ValueError on malformed MJML.
+
+    ``fonts={}`` keeps MJML from adding Google Fonts links for common font names:
+    templates use system fonts and emails load nothing from third parties.
+    """
+    mjml, css = split_inline_css(source)
+    html: str = mjml2html(mjml, disable_comments=True, fonts={})
+    if not css:
+        return html
+    inliner = css_inline.CSSInliner(
+        inline_style_tags=False,
+        keep_style_tags=True,
+        keep_link_tags=True,
+        load_remote_stylesheets=False,
+        extra_css=css,
+    )
+    result: str = inliner.inline(html)
+    return result

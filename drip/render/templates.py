@@ -1,0 +1,247 @@
+"""Finding and running email templates: site folder first, then drip's defaults.
+
+A site overrides any default by placing a file of the same name in its own
+``email_templates/`` (a Jinja ``ChoiceLoader``). MJML templates (``*.mjml``) are
+autoescaped; text templates (``*.txt``) and subjects are plain text.
+
+Per-subscriber fields never reach a template: ``subscriber.name`` or
+``subscriber("name", "default")`` returns a slot marker, recorded in a
+:class:`SlotRecorder`, so a template compiles once and is personalised later.
+Every Jinja or MJML mistake becomes a :class:`~drip.errors.TemplateError`
+naming the template file and line.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from drip.errors import Problem, TemplateError, did_you_mean
+from drip.render.mjml import lint
+from drip.render.slots import Slot, marker
+
+DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "defaults" / "email_templates"
+
+# The fields a subscriber brings; anything else lives under ``attributes.<key>``.
+SUBSCRIBER_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url", "view_url")
+TEMPLATE_SUFFIXES = (".mjml", ".txt", ".j2")
+
+
+class SlotRecorder:
+    """Hands out one marker per distinct (field, default) and remembers the slot behind it."""
+
+    def __init__(self) -> None:
+        self.slots: list[Slot] = []
+        self._index: dict[Slot, int] = {}
+
+    def marker_for(self, name: str, default: str = "") -> str:
+        slot = Slot(name, default)
+        index = self._index.get(slot)
+        if index is None:
+            index = self._index[slot] = len(self.slots)
+            self.slots.append(slot)
+        return marker(index)
+
+
+class _Attributes:
+    """``subscriber.attributes.company`` → the slot ``attributes.company``."""
+
+    def __init__(self, recorder: SlotRecorder) -> None:
+        self._recorder = recorder
+
+    def __getattr__(self, key: str) -> str:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        return self._recorder.marker_for(f"attributes.{key}")
+
+    def __getitem__(self, key: str) -> str:
+        return self._recorder.marker_for(f"attributes.{key}")
+
+
+class Subscriber:
+    """What templates see as ``subscriber``: attribute access or a call, both yield slot markers."""
+
+    def __init__(self, recorder: SlotRecorder) -> None:
+        self._recorder = recorder
+        self.attributes = _Attributes(recorder)
+
+    def __call__(self, field: str, default: str = "") -> str:
+        if field not in SUBSCRIBER_FIELDS and not field.startswith("attributes."):
+            hint = did_you_mean(field, SUBSCRIBER_FIELDS)
+            raise jinja2.UndefinedError(
+                f"unknown subscriber field {field!r}"
+                + (f" ({hint})" if hint else "")
+                + "; use one of "
+                + ", ".join(SUBSCRIBER_FIELDS)
+                + " or attributes.<key>"
+            )
+        return self._recorder.marker_for(field, str(default))
+
+    # Explicit properties, not __getattr__: Jinja probes callables for attributes
+    # (jinja_pass_arg, unsafe_callable…), and an unknown field must stay an error.
+    @property
+    def name(self) -> str:
+        return self("name")
+
+    @property
+    def email(self) -> str:
+        return self("email")
+
+    @property
+    def unsubscribe_url(self) -> str:
+        return self("unsubscribe_url")
+
+    @property
+    def preferences_url(self) -> str:
+        return self("preferences_url")
+
+    @property
+    def view_url(self) -> str:
+        return self("view_url")
+
+
+def _loader(site_templates: Path) -> jinja2.BaseLoader:
+    return jinja2.ChoiceLoader(
+        [jinja2.FileSystemLoader(str(site_templates)), jinja2.FileSystemLoader(str(DEFAULTS_DIR))]
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def environment(site_templates: Path) -> jinja2.Environment:
+    """One Jinja environment per site templates folder (compiled templates are cached in it).
+
+    Not sandboxed: templates and subjects are site source files, as trusted as
+    drip.yaml, and subscriber data never passes through Jinja (it fills slots
+    afterwards), so there is nothing untrusted to contain; the sandbox would
+    double the cost of a render.
+    """
+    env = jinja2.Environment(
+        loader=_loader(site_templates),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("mjml", "html"), default_for_string=False, default=False
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=True,
+    )
+    return env
+
+
+def _template_frame(exc: BaseException) -> tuple[Path, int] | None:
+    """The innermost template file and line in an exception's traceback (Jinja rewrites frames)."""
+    found: tuple[Path, int] | None = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.endswith(TEMPLATE_SUFFIXES):
+            found = (Path(frame.filename), frame.lineno or 0)
+    return found
+
+
+def problem_from(exc: Exception, *, what: str, key: str | None = None, file: Path | None = None) -> Problem:
+    """A located Problem for any error raised while loading or rendering a template."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        path = Path(exc.filename) if exc.filename else file
+        return Problem(f"template syntax error: {exc.message}", file=path, line=exc.lineno, key=key)
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return Problem(f"template not found: {exc.name}", file=file, key=key)
+    located = _template_frame(exc)
+    message = str(exc) if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
+    if located is not None:
+        return Problem(f"error in {what}: {message}", file=located[0], line=located[1], key=key)
+    return Problem(f"error in {what}: {message}", file=file, key=key)
+
+
+@contextmanager
+def template_errors(*, what: str, key: str | None = None, file: Path | None = None) -> Iterator[None]:
+    """Turn any template failure inside the block into a TemplateError naming file and line."""
+    try:
+        yield
+    except TemplateError:
+        raise
+    except Exception as exc:
+        raise TemplateError(problem_from(exc, what=what, key=key, file=file)) from None
+
+
+def render(env: jinja2.Environment, name: str, context: Mapping[str, Any], *, key: str | None = None) -> str:
+    """Render one named template; any failure is a TemplateError located in the template."""
+    with template_errors(what=f"template {name}", key=key):
+        return env.get_template(name).render(context)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled_string(env: jinja2.Environment, source: str) -> jinja2.Template:
+    return env.from_string(source)
+
+
+def render_string(
+    env: jinja2.Environment,
+    source: str,
+    context: Mapping[str, Any],
+    *,
+    what: str,
+    file: Path | None,
+    key: str,
+) -> str:
+    """Render a Jinja snippet written elsewhere (a subject in a schedule) as plain text."""
+    with template_errors(what=what, key=key, file=file):
+        return _compiled_string(env, source).render(context)
+
+
+def _signature(env: jinja2.Environment) -> tuple[tuple[str, int, int], ...]:
+    """Name, mtime and size of every file the environment's loaders can see."""
+    entries: list[tuple[str, int, int]] = []
+    loader = env.loader
+    loaders = loader.loaders if isinstance(loader, jinja2.ChoiceLoader) else [loader]
+    for sub in loaders:
+        for folder in getattr(sub, "searchpath", []):
+            root = Path(folder)
+            if not root.is_dir():
+                continue
+            for path in sorted(root.rglob("*")):
+                if path.is_file():
+                    stat = path.stat()
+                    entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(entries)
+
+
+_checked: dict[int, tuple[jinja2.Environment, tuple[tuple[str, int, int], ...]]] = {}
+_checked_lock = threading.Lock()
+
+
+def check_templates(env: jinja2.Environment) -> None:
+    """Compile every template and lint every MJML one; raise one TemplateError with all problems.
+
+    It catches mistakes in templates no step uses yet. The result is remembered
+    until a template file changes, so calling it before each render is cheap.
+    """
+    signature = _signature(env)
+    with _checked_lock:
+        known = _checked.get(id(env))
+        if known is not None and known[0] is env and known[1] == signature:
+            return
+    problems: list[Problem] = []
+    for name in sorted(env.list_templates()):
+        try:
+            source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        except jinja2.TemplateNotFound:  # listed by one loader, shadowed oddly: skip
+            continue
+        file = Path(filename) if filename else None
+        try:
+            env.get_template(name)
+        except Exception as exc:
+            problems.append(problem_from(exc, what=f"template {name}", file=file))
+            continue
+        if name.endswith(".mjml"):
+            problems.extend(lint(source, file))
+    if problems:
+        raise TemplateError(problems)
+    with _checked_lock:
+        _checked[id(env)] = (env, signature)
