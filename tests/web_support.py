@@ -10,10 +10,16 @@ import shutil
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 import yaml
 
 from drip.config import Site, load_site
+
+if TYPE_CHECKING:
+    from httpx import Response
+    from starlette.testclient import TestClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COURSE = "le-role-du-cto"
@@ -79,3 +85,46 @@ def link_in(msg: EmailMessage, kind: str) -> str:
     match = re.search(rf"https?://\S+/{kind}/[A-Za-z0-9_.\-]+", body_text(msg))
     assert match is not None, f"no /{kind}/ link in:\n{body_text(msg)}"
     return match.group(0)
+
+
+@dataclass
+class Harness:
+    """The app on a copied site, with a hand-moved clock, driven in-process."""
+
+    site: Site
+    clock: Clock
+    client: TestClient
+    engine: sa.Engine
+
+    def url_path(self, url: str) -> str:
+        base = self.site.config.site.base_url
+        assert url.startswith(base), url
+        return url[len(base) :]
+
+    def subscribe(self, email: str, *, name: str = "", course: str = COURSE, **extra: str) -> Response:
+        return self.client.post("/subscribe", data={"email": email, "name": name, "course": course, **extra})
+
+    def confirm_link(self, address: str) -> str:
+        mails = messages_to(self.site, address)
+        assert mails, f"no email to {address}"
+        return self.url_path(link_in(mails[-1], "confirm"))
+
+    def subscriber(self, address: str) -> dict[str, object] | None:
+        from drip.store.schema import subscribers
+
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(subscribers).where(subscribers.c.email == address.lower())).first()
+        return dict(row._mapping) if row is not None else None
+
+
+def make_harness(tmp_path: Path, **app_options: object) -> Harness:
+    from starlette.testclient import TestClient
+
+    from drip.store.db import open_store
+    from drip.web.app import create_app
+
+    site = copy_site(tmp_path)
+    clock = Clock()
+    engine = open_store(site.database_url)
+    app = create_app(site, now_fn=clock, secret=SECRET, engine=engine, **app_options)  # type: ignore[arg-type]
+    return Harness(site, clock, TestClient(app, raise_server_exceptions=True), engine)

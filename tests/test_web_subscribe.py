@@ -1,0 +1,158 @@
+"""Double opt-in through the real app: pending until confirmed, one email per cool-down, no address leak."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from web_support import COURSE, SECRET, Harness, make_harness, messages_to, outbox_messages
+
+from drip.store.schema import ACTIVE, PENDING, deliveries, enrollments
+from drip.suppression import is_suppressed, suppress
+from drip.web.ratelimit import RateLimit
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Harness:
+    return make_harness(tmp_path, rate_limit=RateLimit(per_minute=0))
+
+
+def enrolled(web: Harness, address: str) -> list[str]:
+    sub = web.subscriber(address)
+    assert sub is not None
+    with web.engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(enrollments.c.course).where(enrollments.c.subscriber_id == sub["id"])
+            ).scalars()
+        )
+
+
+def test_subscribe_sends_a_confirmation_and_only_confirming_enrolls(web: Harness) -> None:
+    response = web.subscribe("Camille@Example.org", name="Camille")
+    assert response.status_code == 200
+    assert "Vérifiez votre boîte de réception" in response.text
+    sub = web.subscriber("camille@example.org")
+    assert sub is not None and sub["status"] == PENDING
+    assert enrolled(web, "camille@example.org") == []
+    (mail,) = messages_to(web.site, "camille@example.org")
+    assert mail["From"].addresses[0].addr_spec == web.site.config.sender.email
+    assert "Confirmez votre inscription" in mail["Subject"]
+    assert web.site.config.postal_address in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+    confirmed = web.client.get(web.confirm_link("camille@example.org"))
+    assert confirmed.status_code == 200 and "Inscription confirmée" in confirmed.text
+    sub = web.subscriber("camille@example.org")
+    assert sub is not None and sub["status"] == ACTIVE and sub["confirmed_at"] is not None
+    assert enrolled(web, "camille@example.org") == [COURSE]
+    with web.engine.connect() as conn:
+        due = conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one()
+    assert due == len(web.client.app.state.web.courses[COURSE].steps)  # type: ignore[attr-defined]
+    # Following the link again changes nothing and still says it worked.
+    again = web.client.get(web.confirm_link("camille@example.org"))
+    assert again.status_code == 200
+    assert enrolled(web, "camille@example.org") == [COURSE]
+
+
+def test_cool_down_and_same_answer_for_known_and_unknown_addresses(web: Harness) -> None:
+    first = web.subscribe("known@example.org")
+    repeat = web.subscribe("known@example.org")
+    fresh = web.subscribe("fresh@example.org")
+    assert first.status_code == repeat.status_code == fresh.status_code == 200
+    assert repeat.text == fresh.text == first.text
+    assert len(messages_to(web.site, "known@example.org")) == 1  # the file is per subscriber
+    mtime = (web.site.outbox_dir / "-00000001.eml").stat().st_mtime_ns
+    web.clock.advance(minutes=9)
+    web.subscribe("known@example.org")
+    assert (web.site.outbox_dir / "-00000001.eml").stat().st_mtime_ns == mtime  # nothing re-sent
+    web.clock.advance(minutes=2)
+    old_link = web.confirm_link("known@example.org")
+    web.subscribe("known@example.org")
+    assert web.confirm_link("known@example.org") != old_link  # a new email replaced the old one
+
+    j1 = web.client.post("/subscribe", json={"email": "known@example.org", "course": COURSE})
+    j2 = web.client.post("/subscribe", json={"email": "other@example.org", "course": COURSE})
+    assert j1.status_code == j2.status_code == 200 and j1.json() == j2.json()
+
+
+def test_an_active_subscriber_is_not_changed_by_someone_filling_the_form(web: Harness) -> None:
+    web.subscribe("owner@example.org", name="Owner")
+    web.client.get(web.confirm_link("owner@example.org"))
+    web.clock.advance(hours=1)
+    web.subscribe("owner@example.org", name="Intruder", locale="en")
+    sub = web.subscriber("owner@example.org")
+    assert sub is not None and sub["name"] == "Owner" and sub["status"] == ACTIVE
+
+
+def test_every_field_error_reported_at_once_and_nothing_recorded(web: Harness) -> None:
+    response = web.subscribe(
+        "not-an-address", name="a\r\nBcc: x@evil.test", course="le-role-du-cta", locale="de"
+    )
+    assert response.status_code == 400
+    text = html.unescape(response.text)
+    assert "n'est pas valide" in text and "caractères interdits" in text
+    assert "Ce parcours n'existe pas" in text and "le-role-du-cto" in text  # closest course named
+    assert "Langue inconnue" in text
+    assert outbox_messages(web.site) == []
+    assert web.subscriber("not-an-address") is None
+
+    api = web.client.post("/subscribe", json={"email": "x@", "course": "nope", "name": ""})
+    assert api.status_code == 400
+    keys = {e["key"] for e in api.json()["errors"]}
+    assert keys == {"email", "course"}
+
+
+def test_honeypot_answers_like_success_and_sends_nothing(web: Harness) -> None:
+    response = web.subscribe("bot@example.org", website="http://spam.test")
+    assert response.status_code == 200 and "Vérifiez" in response.text
+    assert outbox_messages(web.site) == [] and web.subscriber("bot@example.org") is None
+
+
+def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
+    web = make_harness(tmp_path, rate_limit=RateLimit(per_minute=6, burst=2))
+    assert web.subscribe("a@example.org").status_code == 200
+    assert web.subscribe("b@example.org").status_code == 200
+    limited = web.subscribe("c@example.org")
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "10"
+    assert web.subscriber("c@example.org") is None
+    web.clock.advance(seconds=10)
+    assert web.subscribe("c@example.org").status_code == 200
+
+
+def test_erased_or_suppressed_address_may_confirm_again_which_lifts_suppression(web: Harness) -> None:
+    with web.engine.begin() as conn:
+        suppress(conn, SECRET, "gone@example.org", "erased", now=web.clock.now)
+    web.subscribe("gone@example.org")
+    assert len(messages_to(web.site, "gone@example.org")) == 1  # a confirmation may still go
+    with web.engine.connect() as conn:
+        assert is_suppressed(conn, SECRET, "gone@example.org")  # not lifted by the form alone
+    assert enrolled(web, "gone@example.org") == []
+    web.client.get(web.confirm_link("gone@example.org"))
+    with web.engine.connect() as conn:
+        assert not is_suppressed(conn, SECRET, "gone@example.org")
+    assert enrolled(web, "gone@example.org") == [COURSE]
+
+
+def test_confirm_link_expires_after_a_week(web: Harness) -> None:
+    web.subscribe("late@example.org")
+    link = web.confirm_link("late@example.org")
+    web.clock.advance(days=7, seconds=1)
+    response = web.client.get(link)
+    assert response.status_code == 400 and "expiré" in html.unescape(response.text)
+    assert enrolled(web, "late@example.org") == []
+
+
+def test_english_pages_from_accept_language(web: Harness) -> None:
+    response = web.client.post(
+        "/subscribe",
+        data={"email": "en@example.org", "course": COURSE},
+        headers={"Accept-Language": "en-GB,en;q=0.9"},
+    )
+    assert '<html lang="en">' in response.text and "Check your inbox" in response.text
+    (mail,) = messages_to(web.site, "en@example.org")
+    assert mail["Subject"].startswith("Confirm your subscription")
+    page = web.client.get(f"/subscribe?course={COURSE}", headers={"Accept-Language": "fr"})
+    assert '<html lang="fr">' in page.text and '<label for="drip-email">' in page.text
