@@ -1,0 +1,240 @@
+"""Editing a live course: added (ahead or behind), removed, reordered steps; plan writes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from delivery_fixtures import (
+    RecordingTransport,
+    Store,
+    make_course,
+    make_site,
+    rows,
+    simple_render,
+    sqlite_store,
+)
+
+from drip.config import Site
+from drip.dispatch import dispatch_once
+from drip.live import ADDED_BEHIND, apply, cadence, plan
+from drip.models import Course
+from drip.store.enrollments import enroll
+from drip.store.schema import course_versions, deliveries, subscribers
+
+T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)  # 09:00 in Paris
+DAY = dt.timedelta(days=1)
+V1 = [("welcome", 0), ("article:/a/", 2), ("article:/b/", 4), ("article:/c/", 6)]
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIP_SECRET_KEY", "s" * 32)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    return make_site(tmp_path / "site")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return sqlite_store(tmp_path)
+
+
+def subscribe(store: Store, course: Course, ident: int, *, at: dt.datetime) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(
+            subscribers.insert().values(
+                id=ident,
+                email=f"lecteur{ident}@example.org",
+                name=f"Lecteur {ident}",
+                timezone="Europe/Paris",
+                status="active",
+                attributes={},
+                created_at=at,
+                updated_at=at,
+            )
+        )
+        enroll(conn, ident, course, now=at)
+
+
+def advance(site: Site, store: Store, course: Course, until: dt.datetime) -> RecordingTransport:
+    """Run the dispatcher at each due time up to ``until``, as a worker would."""
+    transport = RecordingTransport()
+    while True:
+        with store.engine.connect() as conn:
+            nxt = conn.execute(
+                sa.select(sa.func.min(deliveries.c.due_at)).where(deliveries.c.status == "pending")
+            ).scalar()
+        if nxt is None:
+            return transport
+        nxt = nxt.replace(tzinfo=dt.UTC) if nxt.tzinfo is None else nxt
+        if nxt > until:
+            return transport
+        dispatch_once(
+            site,
+            store.engine,
+            transport,
+            now=nxt,
+            worker="t",
+            courses={course.slug: course},
+            renderer=simple_render,
+        )
+
+
+def by_key(store: Store, subscriber: int) -> dict[str, sa.Row[tuple[object, ...]]]:
+    return {r.step_key: r for r in rows(store.engine) if r.subscriber_id == subscriber}
+
+
+def emails_of(store: Store, subscriber: int) -> list[dt.datetime]:
+    """Every email this subscriber got or will get, in time order."""
+    return sorted(
+        (r.sent_at if r.status == "sent" else r.due_at)
+        for r in rows(store.engine)
+        if r.subscriber_id == subscriber and r.status in ("sent", "pending")
+    )
+
+
+def started(site: Site, store: Store, course: Course) -> None:
+    """Two subscribers at different positions: 1 has had the welcome; 2 has had welcome, a and b."""
+    subscribe(store, course, 2, at=T0 - 5 * DAY)
+    subscribe(store, course, 1, at=T0)
+    apply(site, store.engine, course, now=T0 - 5 * DAY)
+    advance(site, store, course, T0 + dt.timedelta(hours=1))
+    assert {k: r.status for k, r in by_key(store, 1).items()} == {
+        "welcome": "sent",
+        "article:/a/": "pending",
+        "article:/b/": "pending",
+        "article:/c/": "pending",
+    }
+    assert [k for k, r in by_key(store, 2).items() if r.status == "sent"] == [
+        "welcome",
+        "article:/a/",
+        "article:/b/",
+    ]
+
+
+def test_plan_writes_nothing_and_apply_records_the_version(site: Site, store: Store) -> None:
+    v1 = make_course(steps=V1)
+    started(site, store, v1)
+    v2 = make_course(steps=[*V1[:2], ("article:/x/", 3), *V1[2:]])
+    before = rows(store.engine)
+    p = plan(site, store.engine, v2, now=T0 + DAY)
+    assert rows(store.engine) == before
+    assert p.pending_version and p.has_work
+    [change] = p.changes
+    assert (change.kind, change.key, change.scheduled, change.skipped) == ("added", "article:/x/", 1, 1)
+    done = apply(site, store.engine, v2, now=T0 + DAY)
+    assert done.changes == p.changes
+    with store.engine.connect() as conn:
+        version = conn.execute(sa.select(course_versions)).one()
+    assert version.fingerprint == p.fingerprint
+    assert [s["key"] for s in version.steps] == [k for k, _ in [*V1[:2], ("article:/x/", 3), *V1[2:]]]
+    again = plan(site, store.engine, v2, now=T0 + DAY)
+    assert not again.pending_version and not again.has_work and again.changes == ()
+
+
+def test_added_ahead_is_scheduled_at_its_own_time_and_behind_is_skipped(site: Site, store: Store) -> None:
+    v1 = make_course(steps=V1)
+    started(site, store, v1)
+    v2 = make_course(steps=[*V1[:2], ("article:/x/", 3), *V1[2:]])
+    now = T0 + dt.timedelta(hours=2)
+    apply(site, store.engine, v2, now=now)
+    ahead = by_key(store, 1)["article:/x/"]
+    # Day 3 at 08:30 Paris, from an enrollment on 1 December.
+    assert (ahead.status, ahead.due_at) == ("pending", dt.datetime(2026, 12, 4, 7, 30, tzinfo=dt.UTC))
+    behind = by_key(store, 2)["article:/x/"]
+    assert (behind.status, behind.note) == ("skipped", ADDED_BEHIND)
+    # Nobody is sent a burst: every email is at least the cadence after the one before.
+    for subscriber in (1, 2):
+        times = emails_of(store, subscriber)
+        assert all(b - a >= dt.timedelta(hours=23) for a, b in zip(times, times[1:], strict=False))
+    # The skipped step stays skipped when the course runs to its end.
+    sent = advance(site, store, v2, T0 + 30 * DAY)
+    assert ("lecteur2@example.org", "article:/x/") not in {(m.to_email, m.step_key) for m in sent.sent}
+    assert ("lecteur1@example.org", "article:/x/") in {(m.to_email, m.step_key) for m in sent.sent}
+
+
+def test_backfill_sends_a_step_added_behind_without_a_burst(site: Site, store: Store) -> None:
+    v1 = make_course(steps=V1)
+    started(site, store, v1)
+    v2 = make_course(steps=[V1[0], ("article:/early/", 1), *V1[1:]])
+    now = T0 + dt.timedelta(hours=2)
+    apply(site, store.engine, v2, now=now, backfill=True)
+    row = by_key(store, 2)["article:/early/"]
+    got_b = by_key(store, 2)["article:/b/"].sent_at
+    assert row.status == "pending"
+    assert row.due_at >= now
+    assert row.due_at >= got_b + cadence(v2)
+    # And c, still pending for subscriber 2, moves so it does not follow the backfill too closely.
+    assert by_key(store, 2)["article:/c/"].due_at >= row.due_at + cadence(v2)
+
+
+def test_an_added_step_never_lands_in_the_past_nor_too_close(site: Site, store: Store) -> None:
+    v1 = make_course(steps=V1)
+    started(site, store, v1)
+    # Same day as b, placed right after it: its own schedule is already past for subscriber 2
+    # (who got b this morning) and would be the same morning as b for subscriber 1.
+    v2 = make_course(steps=[*V1[:3], ("article:/z/", 4), V1[3]])
+    assert cadence(v2) == 2 * DAY
+    now = T0 + dt.timedelta(hours=2)
+    p = apply(site, store.engine, v2, now=now)
+    for subscriber in (1, 2):
+        z = by_key(store, subscriber)["article:/z/"]
+        assert z.status == "pending" and z.due_at >= now
+        times = emails_of(store, subscriber)
+        assert all(
+            b - a >= cadence(v2) - dt.timedelta(hours=1) for a, b in zip(times, times[1:], strict=False)
+        )
+    # c was pushed back to keep the gap, for both subscribers.
+    assert p.shifted == 2
+    utc = dt.UTC
+    assert by_key(store, 1)["article:/z/"].due_at == dt.datetime(2026, 12, 7, 7, 30, tzinfo=utc)
+    assert by_key(store, 1)["article:/c/"].due_at == dt.datetime(2026, 12, 9, 7, 30, tzinfo=utc)
+    # Subscriber 2 got b on 30 November: z two days later, not today.
+    assert by_key(store, 2)["article:/z/"].due_at == dt.datetime(2026, 12, 2, 7, 30, tzinfo=utc)
+    assert by_key(store, 2)["article:/c/"].due_at == dt.datetime(2026, 12, 4, 7, 30, tzinfo=utc)
+
+
+def test_a_removed_step_cancels_pending_deliveries_only(site: Site, store: Store) -> None:
+    v1 = make_course(steps=V1)
+    started(site, store, v1)
+    v2 = make_course(steps=[V1[0], V1[1], V1[3]])
+    p = plan(site, store.engine, v2, now=T0 + DAY)
+    [change] = p.changes
+    assert (change.kind, change.key, change.cancelled) == ("removed", "article:/b/", 1)
+    apply(site, store.engine, v2, now=T0 + DAY)
+    assert (by_key(store, 1)["article:/b/"].status, by_key(store, 1)["article:/b/"].note) == (
+        "cancelled",
+        "step removed",
+    )
+    assert by_key(store, 2)["article:/b/"].status == "sent"
+
+
+def test_reordered_steps_are_rescheduled_from_the_enrollment_start(site: Site, store: Store) -> None:
+    v1 = make_course(steps=V1)
+    started(site, store, v1)
+    v2 = make_course(steps=[V1[0], V1[1], ("article:/c/", 4), ("article:/b/", 6)])
+    p = plan(site, store.engine, v2, now=T0 + dt.timedelta(hours=2))
+    kinds = {c.key: (c.kind, c.detail, c.scheduled) for c in p.changes}
+    assert kinds["article:/c/"] == ("moved", "position 4 → 3, day 6 → 4", 1)
+    assert kinds["article:/b/"][:2] == ("moved", "position 3 → 4, day 4 → 6")
+    apply(site, store.engine, v2, now=T0 + dt.timedelta(hours=2))
+    one = by_key(store, 1)
+    assert one["article:/c/"].due_at == dt.datetime(2026, 12, 5, 7, 30, tzinfo=dt.UTC)
+    assert one["article:/b/"].due_at == dt.datetime(2026, 12, 7, 7, 30, tzinfo=dt.UTC)
+
+
+def test_plan_counts_the_emails_of_the_next_24_hours(site: Site, store: Store) -> None:
+    v1 = make_course(steps=V1)
+    started(site, store, v1)
+    # Subscriber 2's c is due on 2 December; subscriber 1 has nothing before the 3rd.
+    now = T0 + dt.timedelta(hours=2)
+    same = plan(site, store.engine, v1, now=now)
+    assert (same.due_next_24h_before, same.due_next_24h_after) == (1, 1)
+    v2 = make_course(steps=[V1[0], V1[1], V1[2]])
+    gone = plan(site, store.engine, v2, now=now)
+    assert (gone.due_next_24h_before, gone.due_next_24h_after) == (1, 0)
