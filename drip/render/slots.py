@@ -3,7 +3,7 @@
 The expensive stage (Jinja → MJML → HTML, CSS inlining) runs once per step and
 locale with every per-subscriber field replaced by a marker. :func:`split` cuts
 the compiled output at the markers into literal parts and slots; :meth:`Compiled.fill`
-joins them back with each subscriber's values — escaped for HTML, raw for text.
+joins them back with each subscriber's values — on one line, escaped for HTML, raw for text.
 """
 
 from __future__ import annotations
@@ -28,6 +28,19 @@ class Slot:
     default: str = ""
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def one_line(value: str) -> str:
+    """A slot value with control characters (CR, LF, NUL…) turned into one space.
+
+    Slot values are single-line by nature (a name, an address, a URL): a line
+    break in one must never start a new header line in a subject or break the
+    layout of the text part.
+    """
+    return _CONTROL.sub(" ", value)
+
+
 def marker(index: int) -> str:
     return f"{MARKER_PREFIX}{index}X"
 
@@ -47,6 +60,8 @@ class Compiled:
         out = [parts[0]]
         for i, slot in enumerate(self.slots):
             value = values.get(slot.name) or slot.default
+            if not value.isprintable():  # fast path: most values have no control characters
+                value = one_line(value)
             out.append(html.escape(value, quote=True) if escape else value)
             out.append(parts[i + 1])
         return "".join(out)
