@@ -171,3 +171,11 @@ def test_schedule_files_lists_yaml_by_stem(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("")
     assert schedule_files(tmp_path) == {"a": tmp_path / "a.yml", "b": tmp_path / "b.yaml"}
     assert schedule_files(tmp_path / "missing") == {}
+
+
+def test_a_key_written_twice_is_an_error_not_a_silent_overwrite(site: Site) -> None:
+    path = SCHEDULES / "twice.yaml"
+    assert problems_of("twice.yaml", site) == [
+        f"{path}:4:1: articles: appears twice (first on line 1); merge both into one",
+        f"{path}:5:23: articles./posts/b/.day: appears twice (first on line 5); merge both into one",
+    ]
