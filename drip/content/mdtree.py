@@ -15,7 +15,7 @@ from markdown_it.tree import SyntaxTreeNode
 
 from drip.models import Link
 
-_MD = MarkdownIt("commonmark")
+_MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 LISTS = ("bullet_list", "ordered_list")
 
 
@@ -118,6 +118,15 @@ class Document:
         wanted = {fold(name) for name in names}
         return next((h for h in self.headings if fold(h.text) in wanted), None)
 
+    def word_count(self) -> int:
+        """Words a reader reads: inline text of every block, code blocks left out."""
+        return sum(
+            len(plain_text(node).split())
+            for block in self.blocks
+            for node in block.walk()
+            if node.type == "inline"
+        )
+
     def section(self, heading: Heading) -> tuple[int, int]:
         """Block index range [start, end) of the section a heading opens."""
         end = next(
@@ -132,18 +141,10 @@ class Document:
 
 def parse_document(body: str, line_offset: int = 0) -> Document:
     """Parse a Markdown body; ``line_offset`` turns body lines into file lines."""
-    root = SyntaxTreeNode(_MD.parse(body))
-    blocks = tuple(root.children)
-    doc = Document(blocks, (), line_offset)
+    blocks = tuple(SyntaxTreeNode(_MD.parse(body)).children)
     headings = tuple(
-        Heading(i, int(b.tag[1:]), plain_text(b), doc.line(b) or 1)
+        Heading(i, int(b.tag[1:]), plain_text(b), (b.map[0] if b.map else 0) + line_offset + 1)
         for i, b in enumerate(blocks)
         if b.type == "heading"
     )
     return Document(blocks, headings, line_offset)
-
-
-def word_count(body: str) -> int:
-    """Words a reader reads: inline text of every block, code blocks left out."""
-    root = SyntaxTreeNode(_MD.parse(body))
-    return sum(len(plain_text(node).split()) for node in root.walk() if node.type == "inline")

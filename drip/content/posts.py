@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, field_validator
 
 from drip.content.duration import minutes_for_words, parse_duration
-from drip.content.mdtree import parse_document, plain_text, word_count
+from drip.content.mdtree import parse_document, plain_text
 from drip.content.source import Meta, Source, read_source
 from drip.errors import ContentError, Problem
 from drip.models import Post
@@ -68,14 +68,22 @@ def _post(src: Source, content_dir: Path) -> Post:
     problems = [*src.problems, *problems]
     if problems or meta is None:
         raise ContentError(problems)
-    doc = parse_document(src.body, src.body_line)
-    first_paragraph = next((plain_text(b) for b in doc.blocks if b.type == "paragraph"), "")
-    minutes = meta.reading_time or meta.minutes or minutes_for_words(word_count(src.body))
+    title, description = meta.title, meta.description
+    minutes = meta.reading_time or meta.minutes
+    if title is None or description is None or minutes is None:
+        # Parsing Markdown is the slow part of indexing: only when front matter leaves a gap.
+        doc = parse_document(src.body, src.body_line)
+        if title is None:
+            title = doc.headings[0].text if doc.headings else src.path.stem
+        if description is None:
+            description = next((plain_text(b) for b in doc.blocks if b.type == "paragraph"), "")
+        if minutes is None:
+            minutes = minutes_for_words(doc.word_count())
     return Post(
         path=src.path,
         url=meta.url or site_path(src.path, content_dir),
-        title=meta.title or (doc.headings[0].text if doc.headings else src.path.stem),
-        description=meta.description or first_paragraph,
+        title=title,
+        description=description,
         date=meta.date,
         minutes=minutes,
         body=src.body.strip(),
