@@ -1,0 +1,382 @@
+"""Site checks behind ``drip check``: everything a site ships, validated before anyone is mailed.
+
+A check compiles every course, renders every email and follows every link in
+the rendered HTML. Links are sorted into three outcomes:
+
+* fine: an absolute external http(s) URL, a ``mailto:`` address, a site path
+  that a content file provides (``ContentIndex.known_urls()``, compared after
+  removing the base URL, the query string and the fragment), or one of drip's
+  own per-subscriber links (unsubscribe, preferences, view in browser);
+* warning: a path on the site that no file under content/ provides. Pillars
+  often link to pages the site serves from elsewhere, so this is not an error
+  unless the check is strict;
+* error: an empty link, a malformed URL, a scheme other than http/https/mailto,
+  or a relative link that cannot resolve in an inbox.
+
+Each link problem points at the pillar file and line where the link is written
+when it can be found there, and suggests the closest known site path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from drip.config import Site
+from drip.content import ContentIndex, load_content, read_pillar
+from drip.content.links import absolute_url
+from drip.course import compile_course, course_slugs
+from drip.errors import InputError, Problem, closest
+from drip.models import Course, Pillar
+from drip.render.course import render_step, sample_values
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What ``drip check`` found: counts for the summary, then errors and warnings."""
+
+    courses: int = 0
+    emails: int = 0
+    links: int = 0
+    errors: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        """One line such as "2 courses, 10 emails, 34 links: all good"."""
+        counts = ", ".join(
+            [_plural(self.courses, "course"), _plural(self.emails, "email"), _plural(self.links, "link")]
+        )
+        if self.errors:
+            return f"{counts}: {_plural(len(self.errors), 'error')}"
+        if self.warnings:
+            return f"{counts}: {_plural(len(self.warnings), 'warning')}"
+        return f"{counts}: all good"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class LinkVerdict:
+    """The outcome of checking one href: ``level`` is "ok", "warning" or "error"."""
+
+    level: str
+    message: str = ""
+    site_path: str | None = None  # the same-site path, when the link points into the site
+    hint: str | None = None
+
+
+def _site_prefix(base_url: str) -> tuple[str, str]:
+    base = urlsplit(base_url)
+    return (base.hostname or "").lower(), base.path.rstrip("/")
+
+
+def _normal_path(path: str) -> str:
+    """Site paths compare with a trailing slash, like the URLs content files get."""
+    if not path.startswith("/"):
+        path = "/" + path
+    last = path.rsplit("/", 1)[-1]
+    if path.endswith("/") or "." in last:
+        return path
+    return path + "/"
+
+
+def classify_link(href: str, *, base_url: str, known: Iterable[str]) -> LinkVerdict:
+    """Decide whether one href from a rendered email is fine, a warning or an error.
+
+    Error messages are predicates ("is empty", "uses the unsupported scheme 'ftp'…")
+    completed by the caller with the link as written.
+    """
+    target = href.strip()
+    if not target:
+        return LinkVerdict("error", "is empty")
+    if any(ch.isspace() for ch in target) or any(ord(ch) < 32 for ch in target):
+        return LinkVerdict("error", "is malformed: it contains spaces or control characters")
+    try:
+        parts = urlsplit(target)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:
+        return LinkVerdict("error", f"is malformed: {exc}")
+    scheme = parts.scheme.lower()
+    if scheme == "mailto":
+        if "@" not in parts.path:
+            return LinkVerdict("error", "has no address after mailto:")
+        return LinkVerdict("ok")
+    if scheme and scheme not in ("http", "https"):
+        return LinkVerdict("error", f"uses the unsupported scheme {scheme!r}: use https:// or mailto:")
+    if not scheme:
+        hint = None
+        if target.startswith("/") and not target.startswith("//"):
+            hint = f"write it as {absolute_url(target, base_url)}"
+        return LinkVerdict(
+            "error", "is relative and cannot resolve in an email: links must be absolute", hint=hint
+        )
+    host = parts.hostname or ""
+    if not host or not port_ok or host.startswith(".") or ".." in host:
+        return LinkVerdict("error", "is malformed: no valid host name")
+    base_host, base_path = _site_prefix(base_url)
+    if host.lower() != base_host:
+        return LinkVerdict("ok")
+    if base_path and not (parts.path == base_path or parts.path.startswith(base_path + "/")):
+        return LinkVerdict("ok")  # same host, outside the site's own folder
+    path = _normal_path(parts.path[len(base_path) :] or "/")
+    known_paths = {_normal_path(k) for k in known}
+    if path in known_paths or path == "/":
+        return LinkVerdict("ok", site_path=path)
+    suggestion = closest(path, known_paths)
+    return LinkVerdict(
+        "warning",
+        f"no content file provides {path}",
+        site_path=path,
+        hint=f"did you mean '{suggestion}'?" if suggestion else None,
+    )
+
+
+class _Anchors(HTMLParser):
+    """Every ``<a href>`` of an HTML document, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            for name, value in attrs:
+                if name == "href":
+                    self.hrefs.append(value or "")
+
+
+def extract_links(html: str) -> list[str]:
+    """The href of every anchor in ``html`` (entities decoded), in document order."""
+    parser = _Anchors()
+    parser.feed(html)
+    parser.close()
+    return parser.hrefs
+
+
+def strip_tracking(url: str) -> str:
+    """``url`` without its ``utm_*`` parameters, to match it against the link as written."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.startswith("utm_")]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@dataclass(frozen=True)
+class SourceLink:
+    """A link as written in a pillar file, with where it is written."""
+
+    href: str
+    file: Path
+    line: int | None
+    column: int | None
+
+
+def pillar_hrefs(pillar: Pillar) -> list[str]:
+    """Every link target a pillar contributes to emails, as written in the file."""
+    hrefs = [item.url for item in pillar.reading_path]
+    stack = list(pillar.sections)
+    while stack:
+        section = stack.pop(0)
+        hrefs.extend(link.url for link in section.links)
+        stack.extend(section.subsections)
+    hrefs.extend(link.url for link in (*pillar.deeper, *pillar.other_pillars))
+    return hrefs
+
+
+def locate(text: str, href: str) -> tuple[int, int] | None:
+    """1-based line and column of ``href`` in a file's text: a Markdown link target first.
+
+    The match must end where the URL ends, so ``/guides/`` is never found inside ``/guides/book/``.
+    """
+    if not href:
+        return None
+    escaped = re.escape(href)
+    for pattern in (
+        rf"(?<=\]\(){escaped}(?=[\s)])",
+        rf"(?<=<){escaped}(?=>)",
+        rf"(?<![\w/.~-]){escaped}(?![\w/.~-])",
+    ):
+        match = re.search(pattern, text)
+        if match:
+            at = match.start()
+            line = text.count("\n", 0, at) + 1
+            column = at - (text.rfind("\n", 0, at) + 1) + 1
+            return line, column
+    return None
+
+
+def source_links(pillar: Pillar, base_url: str) -> dict[str, SourceLink]:
+    """Map each pillar link, made absolute, to where it is written in the pillar file."""
+    try:
+        text = pillar.path.read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    out: dict[str, SourceLink] = {}
+    for href in pillar_hrefs(pillar):
+        pos = locate(text, href)
+        found = SourceLink(href, pillar.path, pos[0] if pos else None, pos[1] if pos else None)
+        for form in {href, href.strip(), _safe_absolute(href, base_url)}:
+            out.setdefault(form, found)
+    return out
+
+
+def _safe_absolute(href: str, base_url: str) -> str:
+    try:
+        return absolute_url(href, base_url)
+    except (ValueError, TypeError):
+        return href
+
+
+def _collect(problems: list[Problem], action: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """Run one step of the check; keep its input problems and carry on with the next."""
+    try:
+        return action(*args, **kwargs)
+    except InputError as exc:
+        problems.extend(exc.problems)
+        return None
+
+
+def _unique(problems: Iterable[Problem]) -> tuple[Problem, ...]:
+    seen: set[str] = set()
+    out: list[Problem] = []
+    for problem in problems:
+        text = str(problem)
+        if text not in seen:
+            seen.add(text)
+            out.append(problem)
+    return tuple(out)
+
+
+@dataclass
+class _EmailLinks:
+    """Link problems of one course, grouped by link so each is reported once."""
+
+    found: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+
+    def add(self, verdict: LinkVerdict, href: str, step_key: str) -> None:
+        self.found.setdefault((verdict.level, href, verdict.message), []).append(step_key)
+
+
+def check_course_links(
+    site: Site, course: Course, html_by_step: Mapping[str, str], known: Iterable[str], personal: Iterable[str]
+) -> tuple[int, list[Problem], list[Problem]]:
+    """Check the links of one course's rendered emails: (links checked, errors, warnings)."""
+    base_url = site.config.site.base_url
+    known_set = set(known)
+    personal_set = {p for p in personal if p}
+    sources = source_links(course.pillar, base_url)
+    grouped = _EmailLinks()
+    verdicts: dict[str, LinkVerdict] = {}
+    count = 0
+    for step_key, html in html_by_step.items():
+        for href in extract_links(html):
+            count += 1
+            if href in personal_set:
+                continue
+            verdict = classify_link(href, base_url=base_url, known=known_set)
+            if verdict.level != "ok":
+                verdicts[href] = verdict
+                grouped.add(verdict, href, step_key)
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    for (level, href, message), steps in grouped.found.items():
+        source = sources.get(href) or sources.get(strip_tracking(href))
+        where = ", ".join(f"{course.slug}.{key}" for key in dict.fromkeys(steps))
+        written = source.href if source else href
+        if level == "error":
+            message = f"link {written!r} {message}"
+        elif written.strip() != verdicts[href].site_path:
+            message = f"link {written!r}: {message}"
+        problem = Problem(
+            message,
+            file=source.file if source else course.schedule_path,
+            line=source.line if source else None,
+            column=source.column if source else None,
+            key=where,
+            hint=verdicts[href].hint,
+        )
+        (errors if level == "error" else warnings).append(problem)
+    return count, errors, warnings
+
+
+def check_site(site: Site, *, strict: bool = False) -> CheckReport:
+    """Validate content, schedules and templates, render every email and check its links.
+
+    Every problem is collected: nothing stops at the first one. With ``strict``,
+    warnings (links to site paths no content file provides) count as errors.
+    """
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    index: ContentIndex | None = _collect(errors, load_content, site.content_dir)
+    slugs = _collect(errors, course_slugs, site) or []
+    courses: list[Course] = []
+    for slug in slugs:
+        course = _collect(errors, compile_course, site, slug, content=index)
+        if course is not None:
+            courses.append(course)
+    if index is not None:
+        warnings.extend(_unused_pillar_problems(index, courses))
+    known: set[str] = index.known_urls() if index is not None else set()
+    emails = links = 0
+    for course in courses:
+        values = sample_values(site, course)
+        html_by_step: dict[str, str] = {}
+        for step in course.steps:
+            rendered = _collect(errors, render_step, site, course, step)
+            if rendered is None:
+                continue
+            emails += 1
+            html_by_step[step.key] = rendered.personalise(values)[1]
+        count, link_errors, link_warnings = check_course_links(
+            site, course, html_by_step, known, _personal_links(values)
+        )
+        links += count
+        errors.extend(link_errors)
+        warnings.extend(link_warnings)
+    if strict:
+        errors.extend(replace(w, message=f"{w.message} (strict)") for w in warnings)
+        warnings = []
+    return CheckReport(
+        courses=len(courses),
+        emails=emails,
+        links=links,
+        errors=_unique(errors),
+        warnings=_unique(warnings),
+    )
+
+
+def _personal_links(values: Mapping[str, str]) -> Sequence[str]:
+    """drip's own per-subscriber links (unsubscribe, preferences, view): served by ``drip serve``."""
+    return [v for k, v in values.items() if k.endswith("_url")]
+
+
+def _unused_pillar_problems(index: ContentIndex, courses: Sequence[Course]) -> list[Problem]:
+    """Pillars that no course compiles are still read, so a broken one is noticed before it is used."""
+    used = {course.pillar.path.resolve() for course in courses}
+    problems: list[Problem] = []
+    for path in index.pillars.values():
+        if path.resolve() in used:
+            continue
+        try:
+            read_pillar(path)
+        except InputError as exc:
+            problems.extend(
+                replace(p, message=f"{p.message} (no course uses this pillar yet)") for p in exc.problems
+            )
+    return problems

@@ -1,0 +1,127 @@
+"""One email of a course in each format an author may want to look at: HTML, text, MJML, .eml."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from drip.config import Site
+from drip.course import compile_course, course_slugs
+from drip.errors import NotFoundError, Problem, did_you_mean
+from drip.message import build_message
+from drip.models import Course, Step
+from drip.render.course import mjml_source, render_course
+from drip.transports.base import OutgoingMessage, RenderedStep
+
+FORMATS = ("html", "text", "mjml", "eml")
+PREVIEW_DELIVERY_ID = 0  # a preview is never a delivery
+
+
+def find_course(site: Site, slug: str) -> Course:
+    """Compile one course by name; an unknown name is a NotFoundError naming the closest course."""
+    slugs = course_slugs(site)
+    if slug not in slugs:
+        raise NotFoundError(Problem(f"no course {slug!r}", hint=did_you_mean(slug, slugs)))
+    return compile_course(site, slug)
+
+
+def file_stem(step: Step) -> str:
+    """``NN-key`` with the key made safe for a file name: ``03-article-posts-premiers-jours``."""
+    ascii_key = unicodedata.normalize("NFKD", step.key).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_key.lower()).strip("-") or "step"
+    return f"{step.number:02d}-{slug}"
+
+
+def sample_message(
+    site: Site, course: Course, rendered: RenderedStep, values: Mapping[str, str]
+) -> OutgoingMessage:
+    """The message a sample subscriber would get, as the transports receive it."""
+    sender = course.sender
+    domain = sender.email.rpartition("@")[2] or "localhost"
+    base_url = site.config.site.base_url
+    return OutgoingMessage(
+        delivery_id=PREVIEW_DELIVERY_ID,
+        to_email=values.get("email", f"preview@{domain}"),
+        to_name=values.get("name", ""),
+        from_email=sender.email,
+        from_name=sender.name,
+        reply_to=sender.reply_to,
+        rendered=rendered,
+        values=dict(values),
+        unsubscribe_url=values.get("unsubscribe_url") or f"{base_url}/unsubscribe/preview",
+        unsubscribe_mailto=f"mailto:{sender.email}?subject=unsubscribe",
+        postal_address=site.config.postal_address,
+        message_id_domain=domain,
+    )
+
+
+@dataclass(frozen=True)
+class EmailPreview:
+    """One step rendered and personalised with sample values."""
+
+    step: Step
+    rendered: RenderedStep
+    subject: str
+    html: str
+    text: str
+
+
+def preview_course(
+    site: Site, course: Course, values: Mapping[str, str]
+) -> tuple[dict[str, RenderedStep], list[EmailPreview]]:
+    """Render every step once and personalise it with ``values``."""
+    rendered = render_course(site, course)
+    previews: list[EmailPreview] = []
+    for step in course.steps:
+        subject, html, text = rendered[step.key].personalise(values)
+        previews.append(EmailPreview(step, rendered[step.key], subject, html, text))
+    return rendered, previews
+
+
+def email_bytes(
+    site: Site,
+    course: Course,
+    preview: EmailPreview,
+    fmt: str,
+    values: Mapping[str, str],
+    *,
+    now: dt.datetime,
+) -> bytes:
+    """One email in ``fmt`` (html, text, mjml or eml) as the bytes to print or write."""
+    if fmt == "html":
+        return preview.html.encode("utf-8")
+    if fmt == "text":
+        return preview.text.encode("utf-8")
+    if fmt == "mjml":
+        return mjml_source(site, course, preview.step).encode("utf-8")
+    if fmt == "eml":
+        return build_message(sample_message(site, course, preview.rendered, values), now=now).data
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+OUT_FORMATS = (("html", "html"), ("text", "txt"), ("eml", "eml"))
+
+
+def write_course(
+    site: Site,
+    course: Course,
+    out_dir: Path,
+    values: Mapping[str, str],
+    *,
+    now: dt.datetime,
+) -> list[Path]:
+    """Write NN-key.html, .txt and .eml for every email; everything is rendered before anything is written."""
+    _, previews = preview_course(site, course, values)
+    files: dict[Path, bytes] = {}
+    for preview in previews:
+        stem = file_stem(preview.step)
+        for fmt, ext in OUT_FORMATS:
+            files[out_dir / f"{stem}.{ext}"] = email_bytes(site, course, preview, fmt, values, now=now)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path, data in files.items():
+        path.write_bytes(data)
+    return list(files)

@@ -1,0 +1,173 @@
+"""The preview web page: every course, every email at desktop and phone widths, its text and timeline.
+
+Pages are rendered on each request, so an author edits a pillar, a schedule or a
+template and reloads. Email HTML is served on its own URL, shown in sandboxed
+iframes with a Content-Security-Policy that allows no script; every value that
+enters the pages is escaped by Jinja's autoescape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from drip.config import Site
+from drip.course import compile_course, course_slugs
+from drip.errors import InputError, NotFoundError
+from drip.preview.emails import EmailPreview, find_course, preview_course
+from drip.preview.timeline import course_timeline, course_zone
+from drip.render.course import sample_values
+
+TEMPLATES = Path(__file__).parent / "templates"
+FRAMES = (("Desktop", 600), ("Mobile", 375))
+EMAIL_CSP = (
+    "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; font-src https: data:; "
+    "base-uri 'none'; form-action 'none'"
+)
+PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; img-src 'self' data:; base-uri 'none'"
+)
+
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = _env.get_template(name).render(**context)
+    return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": PAGE_CSP})
+
+
+def _problems_page(site: Site, title: str, exc: InputError, status: int) -> HTMLResponse:
+    problems = [str(p) for p in exc.problems]
+    return _page("error.html", status=status, site=site.config.site, title=title, problems=problems)
+
+
+def create_app(
+    site: Site,
+    *,
+    now: dt.datetime | None = None,
+    timezone: str | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> Starlette:
+    """The preview app for ``site``; the timeline starts at ``now`` (aware UTC) or the clock's time."""
+
+    def current() -> dt.datetime:
+        if now is not None:
+            return now
+        return clock() if clock is not None else dt.datetime.now(dt.UTC)
+
+    async def index(request: Request) -> Response:
+        courses: list[dict[str, Any]] = []
+        for slug in course_slugs(site):
+            try:
+                course = compile_course(site, slug)
+            except InputError as exc:
+                courses.append({"slug": slug, "problems": [str(p) for p in exc.problems]})
+                continue
+            courses.append(
+                {
+                    "slug": slug,
+                    "title": course.title,
+                    "emails": len(course.steps),
+                    "pillar": course.pillar.title,
+                    "locale": course.locale,
+                    "timezone": course.timezone,
+                    "days": course.steps[-1].day if course.steps else 0,
+                    "problems": [],
+                }
+            )
+        return _page("index.html", site=site.config.site, courses=courses)
+
+    async def course_page(request: Request) -> Response:
+        slug = request.path_params["slug"]
+        try:
+            course = find_course(site, slug)
+            values = sample_values(site, course)
+            rendered, previews = preview_course(site, course, values)
+            zone = course_zone(course, timezone)
+            start = current()
+            rows = course_timeline(course, rendered, values, now=start, tz=zone)
+        except NotFoundError as exc:
+            return _problems_page(site, "Unknown course", exc, 404)
+        except InputError as exc:
+            return _problems_page(site, f"Course {slug} does not compile", exc, 422)
+        return _page(
+            "course.html",
+            site=site.config.site,
+            course=course,
+            emails=list(zip(rows, previews, strict=True)),
+            frames=FRAMES,
+            start=start.astimezone(zone),
+            zone=str(zone),
+        )
+
+    async def email_html(request: Request) -> Response:
+        slug = request.path_params["slug"]
+        number = request.path_params["number"]
+        try:
+            course = find_course(site, slug)
+            step = course.step(number)
+            values = sample_values(site, course)
+            _, previews = preview_course(site, course, values)
+        except NotFoundError as exc:
+            return _problems_page(site, "Not found", exc, 404)
+        except InputError as exc:
+            return _problems_page(site, f"Course {slug} does not compile", exc, 422)
+        preview: EmailPreview = previews[step.number - 1]
+        return HTMLResponse(
+            preview.html,
+            headers={"Content-Security-Policy": EMAIL_CSP, "X-Content-Type-Options": "nosniff"},
+        )
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/courses/{slug}/", course_page),
+            Route("/courses/{slug}/emails/{number:int}.html", email_html),
+        ]
+    )
+
+
+class PreviewServer:
+    """uvicorn serving the preview app in a background thread; for tests and ``--serve``."""
+
+    def __init__(self, app: Starlette, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        sockets = [s for server in self.server.servers for s in server.sockets]
+        host, port = sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Start serving and wait until the socket listens; returns the base URL."""
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        pause = threading.Event()
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the preview server did not start")
+            pause.wait(0.01)
+        return self.url
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -1,0 +1,148 @@
+"""The preview page: served for real by uvicorn, driven in Debian's headless Chromium."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from drip.config import load_site
+from drip.course import compile_course
+from drip.preview.server import PreviewServer, create_app
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
+
+
+def first_article_title() -> str:
+    """The title the first article email shows: its post's title, read from content/."""
+    article = compile_course(load_site(REPO), "le-role-du-cto").steps[1].article
+    assert article is not None
+    return article.title
+
+
+@pytest.fixture
+def hostile_site(tmp_path: Path) -> Path:
+    """The example site with markup in the course title and a subject override."""
+    site = tmp_path / "site"
+    for name in ("content", "schedules", "email_templates"):
+        if (REPO / name).exists():
+            shutil.copytree(REPO / name, site / name)
+    shutil.copy(REPO / "drip.yaml", site / "drip.yaml")
+    schedule = site / "schedules" / "le-role-du-cto.yaml"
+    text = schedule.read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.startswith("title:")]
+    lines.append("title: \"<script>alert('t')</script> & co\"")
+    schedule.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return site
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    running = PreviewServer(create_app(load_site(REPO), now=NOW))
+    url = running.start()
+    yield url
+    running.stop()
+
+
+def test_pages_escape_what_comes_from_the_site(hostile_site: Path) -> None:
+    running = PreviewServer(create_app(load_site(hostile_site), now=NOW))
+    url = running.start()
+    try:
+        index = httpx.get(url + "/")
+        course = httpx.get(url + "/courses/le-role-du-cto/")
+    finally:
+        running.stop()
+    for page in (index, course):
+        assert page.status_code == 200
+        assert "<script>" not in page.text
+        assert "&lt;script&gt;alert(&#39;t&#39;)&lt;/script&gt; &amp; co" in page.text
+        assert "script-src" not in page.headers["content-security-policy"]
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+
+
+def test_unknown_course_and_step_are_404_pages_with_a_hint(server: str) -> None:
+    missing = httpx.get(server + "/courses/le-role-du-ct/")
+    assert missing.status_code == 404
+    assert "did you mean &#39;le-role-du-cto&#39;?" in missing.text
+    step = httpx.get(server + "/courses/le-role-du-cto/emails/9.html")
+    assert step.status_code == 404
+    assert "has steps 1 to 5, not 9" in step.text
+
+
+def test_email_documents_allow_no_script(server: str) -> None:
+    page = httpx.get(server + "/courses/le-role-du-cto/emails/2.html")
+    assert page.status_code == 200
+    assert html.escape(first_article_title()) in page.text
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src" not in policy
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed at /usr/bin/chromium"
+)
+def test_preview_page_in_chromium(server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    title = first_article_title()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(server + "/")
+            expect(page.get_by_role("heading", name="Courses")).to_be_visible()
+            page.get_by_role("link", name="Le rôle du CTO").first.click()
+            expect(page).to_have_url(server + "/courses/le-role-du-cto/")
+
+            timeline = page.locator("table tbody tr")
+            expect(timeline).to_have_count(5)
+            expect(timeline.nth(0)).to_contain_text("Tue 2026-12-01 11:00 CET")
+
+            email = page.locator("#email-2")
+            subject = email.locator(".subject")
+            expect(subject).not_to_be_empty()
+            expect(email.locator("pre.text")).to_contain_text(title)
+
+            for kind, width in (("desktop", 600), ("mobile", 375)):
+                frame_element = email.locator(f"iframe.{kind}")
+                box = frame_element.bounding_box()
+                assert box is not None
+                assert round(box["width"]) == width + (
+                    2 if kind == "desktop" else 16
+                )  # plus the frame border
+                frame = frame_element.content_frame
+                expect(frame.locator("body")).to_contain_text(title)
+                unsubscribe = frame.locator("a[href*='/unsubscribe/']")
+                expect(unsubscribe.first).to_be_attached()
+
+            # No horizontal scrolling inside the phone frame: the email fits 375 px.
+            phone = email.locator("iframe.mobile").element_handle()
+            assert phone is not None
+            content = phone.content_frame()
+            assert content is not None
+            assert content.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+            page.screenshot(path=str(tmp_path / "preview-index.png"))
+            email.scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "preview-email.png"), full_page=True)
+        finally:
+            browser.close()
