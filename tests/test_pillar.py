@@ -24,7 +24,7 @@ def write(tmp_path: Path, text: str, name: str = "pilier.md") -> Path:
 
 def problems_of(path: Path, **kwargs: str) -> list[Problem]:
     with pytest.raises(ContentError) as caught:
-        read_pillar(path, **kwargs)  # type: ignore[arg-type]
+        read_pillar(path, **kwargs)
     return caught.value.problems
 
 
