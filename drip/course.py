@@ -20,7 +20,14 @@ from drip.content.links import absolute_url, resolve_article
 from drip.content.posts import normalise_path, site_path_of
 from drip.errors import ContentError, InputError, NotFoundError, Problem, ScheduleError, did_you_mean
 from drip.models import Article, Course, Link, Pillar, ReadingItem, Section, Step, StepKind
-from drip.schedule import MessageModel, Schedule, TimedMessageModel, load_schedule, schedule_files
+from drip.schedule import (
+    MessageModel,
+    Schedule,
+    TimedMessageModel,
+    load_schedule,
+    read_schedule,
+    schedule_files,
+)
 from drip.yamlsource import KeyPath
 
 __all__ = ["Schedule", "compile_course", "compile_schedule", "course_slugs", "load_courses", "load_schedule"]
@@ -90,7 +97,7 @@ def compile_course(site: Site, slug: str, *, content: ContentIndex | None = None
             )
         )
     index = content if content is not None else load_content(site.content_dir)
-    return compile_schedule(site, load_schedule(files[slug], site), index)
+    return _compile_file(site, files[slug], index)
 
 
 def load_courses(site: Site) -> dict[str, Course]:
@@ -100,7 +107,7 @@ def load_courses(site: Site) -> dict[str, Course]:
     problems: list[Problem] = []
     for slug, path in schedule_files(site.schedules_dir).items():
         try:
-            courses[slug] = compile_schedule(site, load_schedule(path, site), index)
+            courses[slug] = _compile_file(site, path, index)
         except InputError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -131,6 +138,20 @@ def compile_schedule(site: Site, schedule: Schedule, content: ContentIndex) -> C
         other_pillars=_absolute_links(pillar.other_pillars, base),
         schedule_path=schedule.path,
     )
+
+
+def _compile_file(site: Site, path: Path, content: ContentIndex) -> Course:
+    """Compile one schedule file; its own mistakes and its mismatches with the pillar reported together."""
+    schedule, problems = read_schedule(path, site)
+    if schedule is not None:
+        try:
+            course = compile_schedule(site, schedule, content)
+        except ScheduleError as exc:
+            problems = [*problems, *exc.problems]
+        else:
+            if not problems:
+                return course
+    raise ScheduleError(sorted(problems, key=lambda p: (p.file == path, p.line or 0, p.column or 0)))
 
 
 def _read_pillar(schedule: Schedule, content: ContentIndex) -> Pillar:

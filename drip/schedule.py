@@ -18,6 +18,7 @@ into the file when something does not match the pillar.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drip.config import Site, check_locale, check_timezone
-from drip.errors import InputError, Problem, ScheduleError
+from drip.errors import InputError, Problem, ScheduleError, did_you_mean
 from drip.models import Sender, SendWindow
 from drip.timing import parse_time, parse_weekdays
 from drip.yamlsource import KeyPath, Positions, dotted, load_yaml_file, validate
@@ -243,23 +244,39 @@ def schedule_files(schedules_dir: Path) -> dict[str, Path]:
 
 def load_schedule(path: Path, site: Site) -> Schedule:
     """Read and check one schedule file; :class:`ScheduleError` carries every problem in it."""
+    schedule, problems = read_schedule(path, site)
+    if schedule is None or problems:
+        raise ScheduleError(problems)
+    return schedule
+
+
+def read_schedule(path: Path, site: Site) -> tuple[Schedule | None, list[Problem]]:
+    """The file's problems, and a schedule built from its valid parts when there is enough of one.
+
+    The partial schedule lets the compiler also check article URLs and section
+    names in a file that has other mistakes, so a user sees every error at once.
+    """
     try:
         data, pos = load_yaml_file(path)
     except InputError as exc:
-        raise ScheduleError(exc.problems) from None
+        return None, list(exc.problems)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ScheduleError(pos.problem((), "expected a mapping of schedule settings at the top level"))
+        return None, [pos.problem((), "expected a mapping of schedule settings at the top level")]
     _recover_sexagesimal(data, pos)
     model, problems = validate(ScheduleModel, data, pos)
+    problems = [_entry_key_hint(p) for p in problems]
     problems.extend(_repeated_entries(data, pos))
     problems.extend(_repeated_keys(path.read_text(encoding="utf-8"), path))
-    if model is None or problems:
-        raise ScheduleError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
+    problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+    if model is None:
+        model = _valid_part(data, pos, problems)
+    if model is None:
+        return None, problems
     cfg = site.config
     given = model.sender or SenderModel()
-    return Schedule(
+    schedule = Schedule(
         slug=path.stem,
         path=path,
         model=model,
@@ -275,3 +292,35 @@ def load_schedule(path: Path, site: Site) -> Schedule:
         window=SendWindow(time=model.send_window.time, weekdays=model.send_window.days),
         entries=_entry_paths(data),
     )
+    return schedule, problems
+
+
+def _entry_key_hint(problem: Problem) -> Problem:
+    """Suggest the closest key inside an ``articles``/``sections`` entry, whose names are URLs or slugs."""
+    key = problem.key or ""
+    if problem.hint or problem.message != "unknown key" or not key.startswith(("articles.", "sections.")):
+        return problem
+    hint = did_you_mean(key.rsplit(".", 1)[-1], TimedMessageModel.model_fields)
+    return dataclasses.replace(problem, hint=hint)
+
+
+def _valid_part(data: dict[str, Any], pos: Positions, problems: list[Problem]) -> ScheduleModel | None:
+    """The schedule without the settings that failed (single bad entries of articles/sections dropped)."""
+    bad = [p.key for p in problems if p.key]
+    if any(key.split(".", 1)[0] in ("pillar", "reading_path") for key in bad):
+        return None  # checking against the wrong page would only add noise
+    kept = dict(data)
+    for field in ("articles", "sections"):
+        entries = kept.get(field)
+        if isinstance(entries, dict) and field not in bad:
+            kept[field] = {
+                name: value
+                for name, value in entries.items()
+                if not any(key == f"{field}.{name}" or key.startswith(f"{field}.{name}.") for key in bad)
+            }
+    for key in bad:
+        top = key.split(".", 1)[0]
+        if top not in ("articles", "sections") or key == top:
+            kept.pop(top, None)
+    model, _ = validate(ScheduleModel, kept, pos)
+    return model

@@ -295,12 +295,27 @@ def test_cross_reference_errors_all_at_once(site: Site) -> None:
 
 def test_load_courses_reports_every_schedule_at_once(site: Site) -> None:
     first = write(site, "a-first", "pillar: nope\n")
-    second = write(site, "b-second", "send_window: {time: 8h30}\n")
+    second = write(
+        site,
+        "b-second",
+        "pillar: devenir-lead-dev\nsend_window: {time: 8h30}\narticles:\n  /posts/inconnu/: {day: 2}\n",
+    )
     with pytest.raises(ScheduleError) as info:
         load_courses(site)
     assert [str(p) for p in info.value.problems] == [
         f"{first}:1:9: pillar: no pillar page 'nope' in content/",
-        f"{second}:1:21: send_window.time: invalid time '8h30', expected HH:MM on a 24-hour clock, e.g. \"08:30\"",
+        f"{second}:2:21: send_window.time: invalid time '8h30', expected HH:MM on a 24-hour clock, e.g. \"08:30\"",
+        # checked against the pillar even though the file has another mistake
+        f"{second}:4:3: articles./posts/inconnu/: no article /posts/inconnu/ in the reading path of"
+        " content/devenir-lead-dev.md",
+    ]
+
+
+def test_a_bad_pillar_name_stops_cross_checks_instead_of_adding_noise(site: Site) -> None:
+    path = write(site, "devenir-lead-dev", "pillar: 3\ncadence: 0\nsections: [inconnue]\n")
+    assert problems(site, "devenir-lead-dev") == [
+        f"{path}:1:9: pillar: Input should be a valid string, got 3",
+        f"{path}:2:10: cadence: Input should be greater than or equal to 1, got 0",
     ]
 
 
@@ -309,3 +324,15 @@ def test_load_courses_compiles_every_course(site: Site) -> None:
     courses = load_courses(site)
     assert sorted(courses) == ["devenir-lead-dev", "vide-mais-pas"]
     assert courses["vide-mais-pas"].steps[0].key == "article:/posts/premier-mois-lead-dev/"
+
+
+def test_one_bad_override_does_not_hide_the_others(site: Site) -> None:
+    path = write(
+        site,
+        "c",
+        "pillar: devenir-lead-dev\narticles:\n  /posts/premier-mois-lead-dev/: {dya: 3}\n  /posts/nope/: {day: 9}\n",
+    )
+    assert problems(site, "c") == [
+        f"{path}:3:35: articles./posts/premier-mois-lead-dev/.dya: unknown key (did you mean 'day'?)",
+        f"{path}:4:3: articles./posts/nope/: no article /posts/nope/ in the reading path of content/devenir-lead-dev.md",
+    ]
