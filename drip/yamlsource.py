@@ -18,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 from drip.errors import Problem, did_you_mean
 
 KeyPath = tuple[str | int, ...]
+# libyaml's composer is ~16x faster and still reports line and column.
+_COMPOSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -89,7 +91,7 @@ def _scalar(node: yaml.Node) -> Any:
 def parse_yaml(text: str, file: Path | None = None, *, line_offset: int = 0) -> tuple[Any, Positions]:
     """Parse one YAML document; raise :class:`InputError`-ready problems on syntax errors."""
     pos = Positions(file=file, offset=line_offset)
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    node = yaml.compose(text, Loader=_COMPOSER)
     if node is None:
         return None, pos
     return _walk(node, (), pos), pos
