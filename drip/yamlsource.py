@@ -91,7 +91,11 @@ def _scalar(node: yaml.Node) -> Any:
 def parse_yaml(text: str, file: Path | None = None, *, line_offset: int = 0) -> tuple[Any, Positions]:
     """Parse one YAML document; raise :class:`InputError`-ready problems on syntax errors."""
     pos = Positions(file=file, offset=line_offset)
-    node = yaml.compose(text, Loader=_COMPOSER)
+    try:
+        node = yaml.compose(text, Loader=_COMPOSER)
+    except yaml.YAMLError:
+        # Same fault, reported by the pure-Python parser: its messages are the stable ones.
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     if node is None:
         return None, pos
     return _walk(node, (), pos), pos
