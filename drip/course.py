@@ -160,25 +160,17 @@ def _read_pillar(schedule: Schedule, content: ContentIndex) -> Pillar:
     try:
         return read_pillar(path, heading=heading)
     except ContentError as exc:
-        if heading is None or not _reads_by_default(path):
-            raise ScheduleError(exc.problems) from None
-        # The page itself is fine: the heading the schedule names is the fault.
-        hints = [p.hint for p in exc.problems if p.hint]
-        raise ScheduleError(
+        problems = list(exc.problems)
+    # A heading the schedule names but the page lacks is the schedule's mistake: point there.
+    missing = [p for p in problems if heading is not None and p.message.startswith(f"no heading {heading!r}")]
+    if missing:
+        problems = [p for p in problems if p not in missing]
+        problems.append(
             schedule.problem(
-                ("reading_path",),
-                f"no heading {heading!r} in {_shown(path, content)}",
-                hint=hints[0] if hints else None,
+                ("reading_path",), f"no heading {heading!r} in {_shown(path, content)}", hint=missing[0].hint
             )
-        ) from None
-
-
-def _reads_by_default(path: Path) -> bool:
-    try:
-        read_pillar(path)
-    except ContentError:
-        return False
-    return True
+        )
+    raise ScheduleError(problems)
 
 
 def _pillar_path(schedule: Schedule, content: ContentIndex) -> Path:
@@ -190,16 +182,13 @@ def _pillar_path(schedule: Schedule, content: ContentIndex) -> Path:
     candidate = (root / name).resolve()
     if candidate.is_file() and candidate.is_relative_to(root):
         return candidate
-    stem = Path(name).stem
-    if stem in content.pillars and Path(name).suffix == ".md":
-        return content.pillars[stem]
     if schedule.model.pillar is None:
         message = f"no pillar page {name!r} in {content.root.name}/; set `pillar:` to the page's file name"
         where: KeyPath = ()
     else:
         message = f"no pillar page {name!r} in {content.root.name}/"
         where = ("pillar",)
-    raise ScheduleError(schedule.problem(where, message, hint=did_you_mean(stem, content.pillars)))
+    raise ScheduleError(schedule.problem(where, message, hint=did_you_mean(Path(name).stem, content.pillars)))
 
 
 def _shown(path: Path, content: ContentIndex) -> str:

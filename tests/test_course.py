@@ -336,3 +336,17 @@ def test_one_bad_override_does_not_hide_the_others(site: Site) -> None:
         f"{path}:3:35: articles./posts/premier-mois-lead-dev/.dya: unknown key (did you mean 'day'?)",
         f"{path}:4:3: articles./posts/nope/: no article /posts/nope/ in the reading path of content/devenir-lead-dev.md",
     ]
+
+
+def test_custom_heading_typo_on_a_page_without_a_default_heading(site: Site) -> None:
+    path = write(site, "c", "pillar: guide-maison\nreading_path: Le parcour\n")
+    assert problems(site, "c") == [
+        f"{path}:2:15: reading_path: no heading 'Le parcour' in content/guide-maison.md"
+        " (did you mean 'Le parcours'?)"
+    ]
+    write(site, "c", "pillar: guide-maison\nreading_path: Le parcours\n")
+    assert [s.key for s in compile_course(site, "c").steps] == [
+        "welcome",
+        "article:/posts/revue-de-code/",
+        "deeper",
+    ]
