@@ -141,7 +141,11 @@ async def sendgrid_events(request: Request) -> Response:
         return JSONResponse({"error": "body is not JSON"}, status_code=400)
     if not isinstance(events, list):
         return JSONResponse({"error": "expected a JSON array of events"}, status_code=400)
-    result = await run_in_threadpool(apply_events, state, events, now=now)
+    try:
+        result = await run_in_threadpool(apply_events, state, events, now=now)
+    except sa.exc.IntegrityError:
+        # The same batch delivered twice at once: the other request applied it; read it as duplicates.
+        result = await run_in_threadpool(apply_events, state, events, now=now)
     log.info(
         "SendGrid webhook: %d applied, %d duplicates, %d ignored",
         result.applied,
