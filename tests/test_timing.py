@@ -21,8 +21,8 @@ def window(hhmm: str, days: frozenset[int] = EVERY_DAY) -> SendWindow:
     return SendWindow(time=parse_time(hhmm), weekdays=days)
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 # --- 08:30 local stays 08:30 local across DST -------------------------------------------------
