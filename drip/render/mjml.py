@@ -162,11 +162,6 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
     "mj-raw": frozenset({"position", "css-class"}),
 }
 
-# Tags that never have content and may be written without a closing tag.
-_VOID = frozenset({"mj-all", "mj-class", "mj-breakpoint", "mj-font", "mj-image", "mj-divider", "mj-spacer"})
-# Inside these, markup is HTML, not MJML: only mj-* tags are checked there.
-_ENDING = frozenset({"mj-text", "mj-button", "mj-table", "mj-raw", "mj-navbar-link", "mj-accordion-text"})
-
 
 class _Linter(HTMLParser):
     def __init__(self, file: Path | None) -> None:
@@ -174,7 +169,6 @@ class _Linter(HTMLParser):
         self.file = file
         self.problems: list[Problem] = []
         self.open: list[tuple[str, int, int]] = []
-        self.in_attributes = 0
 
     def _problem(self, message: str, hint: str | None = None) -> None:
         line, col = self.getpos()
@@ -187,7 +181,7 @@ class _Linter(HTMLParser):
             self._problem(f"unknown MJML tag <{tag}>", did_you_mean(tag, KNOWN_TAGS))
             return False
         allowed = ATTRIBUTES.get(tag)
-        if allowed is not None and not self.in_attributes:
+        if allowed is not None:
             for name, _ in attrs:
                 if name not in allowed:
                     self._problem(f"unknown attribute {name!r} on <{tag}>", did_you_mean(name, allowed))
@@ -196,18 +190,14 @@ class _Linter(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if not self._check(tag, attrs):
             return
-        if tag in _VOID:
-            return
         line, col = self.getpos()
         self.open.append((tag, line, col + 1))
-        if tag == "mj-attributes":
-            self.in_attributes += 1
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._check(tag, attrs)
 
     def handle_endtag(self, tag: str) -> None:
-        if not (tag == "mjml" or tag.startswith("mj-")) or tag not in KNOWN_TAGS or tag in _VOID:
+        if not (tag == "mjml" or tag.startswith("mj-")) or tag not in KNOWN_TAGS:
             return
         if not self.open or self.open[-1][0] != tag:
             expected = f", expected </{self.open[-1][0]}>" if self.open else ""
@@ -218,8 +208,6 @@ class _Linter(HTMLParser):
                 del self.open[len(names) - 1 - names[::-1].index(tag) :]
             return
         self.open.pop()
-        if tag == "mj-attributes":
-            self.in_attributes -= 1
 
     def close(self) -> None:
         super().close()
@@ -228,7 +216,11 @@ class _Linter(HTMLParser):
 
 
 def lint(source: str, file: Path | None = None) -> list[Problem]:
-    """Every unknown ``mj-*`` tag, unknown attribute and unbalanced tag in MJML (or an MJML template)."""
+    """Every unknown ``mj-*`` tag, unknown attribute and unbalanced tag in MJML (or an MJML template).
+
+    MJML is XML: an ``mj-*`` tag is closed by its end tag or written ``<mj-image … />``.
+    HTML inside ``mj-text`` and friends is left alone.
+    """
     linter = _Linter(file)
     linter.feed(source)
     linter.close()
