@@ -145,6 +145,26 @@ def classify_link(href: str, *, base_url: str, known: Iterable[str]) -> LinkVerd
     )
 
 
+def classify_written(href: str, *, known: Iterable[str]) -> LinkVerdict | None:
+    """Mistakes only visible in the link as written, before rendering makes it absolute.
+
+    An empty target or a path relative to the pillar page ("posts/x", "../x", "#top")
+    resolves against the page it is written on; in an email it would silently become
+    another URL. Returns None when the written form is fine.
+    """
+    target = href.strip()
+    if not target:
+        return LinkVerdict("error", "is empty")
+    if target.startswith(("/", "//")) or urlsplit(target).scheme:
+        return None
+    suggestion = closest(_normal_path(target.lstrip("./")), {_normal_path(k) for k in known})
+    return LinkVerdict(
+        "error",
+        "is relative to the page it is written on and cannot resolve in an email: start it with / or https://",
+        hint=f"did you mean '{suggestion}'?" if suggestion else None,
+    )
+
+
 class _Anchors(HTMLParser):
     """Every ``<a href>`` of an HTML document, in order."""
 
@@ -199,13 +219,18 @@ def pillar_hrefs(pillar: Pillar) -> list[str]:
     return hrefs
 
 
+def _line_column(text: str, at: int) -> tuple[int, int]:
+    return text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+
+
 def locate(text: str, href: str) -> tuple[int, int] | None:
     """1-based line and column of ``href`` in a file's text: a Markdown link target first.
 
     The match must end where the URL ends, so ``/guides/`` is never found inside ``/guides/book/``.
     """
     if not href:
-        return None
+        at = text.find("]()")
+        return _line_column(text, at + 2) if at >= 0 else None
     escaped = re.escape(href)
     for pattern in (
         rf"(?<=\]\(){escaped}(?=[\s)])",
@@ -214,10 +239,7 @@ def locate(text: str, href: str) -> tuple[int, int] | None:
     ):
         match = re.search(pattern, text)
         if match:
-            at = match.start()
-            line = text.count("\n", 0, at) + 1
-            column = at - (text.rfind("\n", 0, at) + 1) + 1
-            return line, column
+            return _line_column(text, match.start())
     return None
 
 
@@ -229,6 +251,8 @@ def source_links(pillar: Pillar, base_url: str) -> dict[str, SourceLink]:
         text = ""
     out: dict[str, SourceLink] = {}
     for href in pillar_hrefs(pillar):
+        if classify_written(href, known=()) is not None:
+            continue  # reported as written; its rendered form would match unrelated links
         pos = locate(text, href)
         found = SourceLink(href, pillar.path, pos[0] if pos else None, pos[1] if pos else None)
         for form in {href, href.strip(), _safe_absolute(href, base_url)}:
@@ -241,6 +265,30 @@ def _safe_absolute(href: str, base_url: str) -> str:
         return absolute_url(href, base_url)
     except (ValueError, TypeError):
         return href
+
+
+def written_link_problems(pillar: Pillar, known: Iterable[str]) -> list[Problem]:
+    """Pillar links that are wrong as written (empty, relative to the page), located in the file."""
+    try:
+        text = pillar.path.read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    problems: list[Problem] = []
+    for href in dict.fromkeys(pillar_hrefs(pillar)):
+        verdict = classify_written(href, known=known)
+        if verdict is None:
+            continue
+        pos = locate(text, href)
+        problems.append(
+            Problem(
+                f"link {href!r} {verdict.message}",
+                file=pillar.path,
+                line=pos[0] if pos else None,
+                column=pos[1] if pos else None,
+                hint=verdict.hint,
+            )
+        )
+    return problems
 
 
 def _collect(problems: list[Problem], action: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
@@ -293,7 +341,7 @@ def check_course_links(
             if verdict.level != "ok":
                 verdicts[href] = verdict
                 grouped.add(verdict, href, step_key)
-    errors: list[Problem] = []
+    errors = written_link_problems(course.pillar, known_set)
     warnings: list[Problem] = []
     for (level, href, message), steps in grouped.found.items():
         source = sources.get(href) or sources.get(strip_tracking(href))
@@ -312,7 +360,11 @@ def check_course_links(
             hint=verdicts[href].hint,
         )
         (errors if level == "error" else warnings).append(problem)
-    return count, errors, warnings
+    return count, sorted(errors, key=_position), sorted(warnings, key=_position)
+
+
+def _position(problem: Problem) -> tuple[str, int, int]:
+    return str(problem.file or ""), problem.line or 0, problem.column or 0
 
 
 def check_site(site: Site, *, strict: bool = False) -> CheckReport:

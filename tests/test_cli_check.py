@@ -128,6 +128,8 @@ Le fichier **[Archive](ftp://files.example.org/archive.zip)** et **[Écrire](mai
 
 - **[Le rôle du CTO](/le-role-du-cto/)** — Le pilier principal
 - **[Premiers jours](/posts/premiers-jours-cto-reussir-prise-de-post/)** — À relire
+- **[Vision](posts/vision-technique-roadmap-cto-strategy/)** — Relatif à cette page
+- **[Rien]()** — Un lien vide
 """
 
 BROKEN_SCHEDULE = """\
@@ -165,7 +167,13 @@ def test_a_broken_site_reports_every_error_at_once(broken_site: Path) -> None:
         " scheme 'ftp': use https:// or mailto:" in err
     )
     assert f"{pillar}:13:77: pilier-casse.deeper: link 'mailto:' has no address after mailto:" in err
-    assert err.startswith("4 errors:")
+    assert (
+        f"{pillar}:19:14: link 'posts/vision-technique-roadmap-cto-strategy/' is relative to the page it is"
+        " written on and cannot resolve in an email: start it with / or https://"
+        " (did you mean '/posts/vision-technique-roadmap-cto-strategy/'?)" in err
+    )
+    assert f"{pillar}:20:12: link '' is empty" in err
+    assert err.startswith("6 errors:")
     # Unknown same-site paths stay warnings, with the closest known path when one is close.
     assert (
         f"warning: {pillar}:18:22: pilier-casse.deeper: no content file provides"
@@ -175,3 +183,37 @@ def test_a_broken_site_reports_every_error_at_once(broken_site: Path) -> None:
     # Nothing was written into the site.
     assert not (broken_site / "outbox").exists()
     assert not (broken_site / "drip.db").exists()
+
+
+def test_a_broken_template_is_located(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    for name in ("content", "schedules", "email_templates"):
+        shutil.copytree(REPO / name, site / name)
+    shutil.copy(REPO / "drip.yaml", site / "drip.yaml")
+    template = site / "email_templates" / "welcome.mjml"
+    template.write_text(
+        '{% extends "layout.mjml" %}\n{% block body %}\n{% if %}\n{% endblock %}\n', encoding="utf-8"
+    )
+    result = run(site)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith("1 error:")
+    assert f"{template}:3: template syntax error" in result.stderr
+
+
+def test_a_broken_config_is_located(tmp_path: Path) -> None:
+    text = (
+        (REPO / "drip.yaml")
+        .read_text(encoding="utf-8")
+        .replace("  timezone: Europe/Paris", "  timezone: Europe/Pari")
+    )
+    (tmp_path / "drip.yaml").write_text(text, encoding="utf-8")
+    result = run(tmp_path)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    line = text.splitlines().index("  timezone: Europe/Pari") + 1
+    assert (
+        f"{tmp_path.resolve() / 'drip.yaml'}:{line}:13: site.timezone: unknown time zone 'Europe/Pari'"
+        in result.stderr
+    )
+    assert "did you mean 'Europe/Paris'?" in result.stderr
