@@ -171,6 +171,20 @@ def unsubscribe_targets(msg: OutgoingMessage) -> tuple[str, str]:
     return url, check_url(mailto, role="unsubscribe mailto")
 
 
+def extra_headers(msg: OutgoingMessage) -> list[tuple[str, str]]:
+    """The delivery's extra headers, each name checked and each value made single-line.
+
+    A name that is malformed or one this module writes itself (From, Bcc, List-Unsubscribe…)
+    fails the message: extra headers add information, they never redirect a message.
+    """
+    checked: list[tuple[str, str]] = []
+    for name, value in msg.headers.items():
+        if _HEADER_NAME.fullmatch(name) is None or name.lower() in _RESERVED:
+            raise PermanentTransportError(f"refusing extra header {name!r}")
+        checked.append((name, clean(value)))
+    return checked
+
+
 def build_message(msg: OutgoingMessage, *, now: datetime) -> Built:
     """The RFC 5322 bytes of one delivery (CRLF), with its fresh Message-ID.
 
@@ -204,10 +218,7 @@ def build_message(msg: OutgoingMessage, *, now: datetime) -> Built:
         encode_header("X-Drip-Step", msg.step_key),
         f"X-Drip-Delivery: {msg.delivery_id}",
     ]
-    for name, value in msg.headers.items():
-        if _HEADER_NAME.fullmatch(name) is None or name.lower() in _RESERVED:
-            raise PermanentTransportError(f"refusing extra header {name!r}")
-        lines.append(encode_header(name, value))
+    lines += [encode_header(name, value) for name, value in extra_headers(msg)]
     lines += [
         f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"',
         "",

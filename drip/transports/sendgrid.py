@@ -1,0 +1,303 @@
+"""SendGrid through the official client: the recipients of one step share one request.
+
+Deliveries of the same rendered step (course, step, locale) and sender go in one
+``POST /v3/mail/send`` of up to 1000 personalizations. The subject, text and HTML
+are sent once, in ``Compiled.substitution_form()``, and each personalization
+carries its recipient's values as ``substitutions``. One slot may appear in the
+subject and text, where its value is written as is, and in the HTML, where it
+must be escaped: a tag has one value per recipient, so the two kinds of part use
+two families of tags, ``%drip_t_name%`` and ``%drip_h_name%``.
+
+Batching means SendGrid answers for a whole request. A 400 that names
+personalizations (``personalizations.3.to.0.email``) fails those recipients only
+and the rest is sent again; a 400 or 413 that names nothing is split in halves
+until the bad recipient stands alone; a 400 about the shared content fails the
+request's recipients, as each would fail alone.
+"""
+
+from __future__ import annotations
+
+import html
+import http.client
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from os import environ as os_environ
+from typing import Any
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+
+from drip.config import SendgridSection, Site
+from drip.errors import (
+    ConfigError,
+    PermanentTransportError,
+    Problem,
+    TransientTransportError,
+    TransportError,
+)
+from drip.message import MAX_NAME, check_address, clean, extra_headers, unsubscribe_targets
+from drip.render.slots import one_line, slot_tag
+from drip.transports.base import OutgoingMessage, RenderedStep, SendResult, TransportBase, send_time
+
+MAX_PERSONALIZATIONS = 1000
+MAX_SUBSTITUTION_BYTES = 10_000
+TEXT_TAG = "%drip_t_{}%"
+HTML_TAG = "%drip_h_{}%"
+_PERSONALIZATION_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")
+
+
+@dataclass(frozen=True)
+class _Pending:
+    index: int  # position in the batch, for the result
+    msg: OutgoingMessage
+    personalization: dict[str, Any]
+
+
+def _escape(value: str) -> str:
+    return html.escape(one_line(value), quote=True)
+
+
+def substitutions(msg: OutgoingMessage) -> dict[str, str]:
+    """This recipient's value for every tag of the step, as ``Compiled.fill`` would write it.
+
+    Values are single-line in every part; only the HTML tags get escaped values.
+    """
+    step, values = msg.rendered, msg.values
+    subs: dict[str, str] = {}
+    for part, tag, shape in (
+        (step.subject, TEXT_TAG, one_line),
+        (step.text, TEXT_TAG, one_line),
+        (step.html, HTML_TAG, _escape),
+    ):
+        for slot in part.slots:
+            subs[tag.format(slot_tag(slot))] = shape(values.get(slot.name) or slot.default)
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in subs.items())
+    if size > MAX_SUBSTITUTION_BYTES:
+        raise PermanentTransportError(
+            f"personal values of delivery {msg.delivery_id} take {size} bytes, "
+            f"more than SendGrid's {MAX_SUBSTITUTION_BYTES} per recipient"
+        )
+    return subs
+
+
+def personalization(msg: OutgoingMessage) -> dict[str, Any]:
+    """One recipient: address, substitutions, delivery id (a string), per-recipient headers."""
+    to: dict[str, str] = {"email": check_address(msg.to_email, role="recipient")}
+    name = clean(msg.to_name)[:MAX_NAME].strip()
+    if name:
+        to["name"] = name
+    url, mailto = unsubscribe_targets(msg)
+    headers = {
+        "List-Unsubscribe": f"<{url}>, <{mailto}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "X-Drip-Delivery": str(msg.delivery_id),
+    }
+    headers.update(extra_headers(msg))
+    p: dict[str, Any] = {
+        "to": [to],
+        "headers": headers,
+        "custom_args": {"delivery_id": str(msg.delivery_id), "course": msg.course, "step": msg.step_key},
+    }
+    subs = substitutions(msg)
+    if subs:
+        p["substitutions"] = subs
+    return p
+
+
+def request_template(msg: OutgoingMessage, *, sandbox: bool) -> dict[str, Any]:
+    """Everything the recipients of one step share: sender, subject, content, categories, settings."""
+    step = msg.rendered
+    sender: dict[str, str] = {"email": check_address(msg.from_email, role="sender")}
+    if clean(msg.from_name):
+        sender["name"] = clean(msg.from_name)[:MAX_NAME]
+    body: dict[str, Any] = {
+        "from": sender,
+        "subject": clean(step.subject.substitution_form(TEXT_TAG)),
+        "content": [
+            {"type": "text/plain", "value": step.text.substitution_form(TEXT_TAG)},
+            {"type": "text/html", "value": step.html.substitution_form(HTML_TAG)},
+        ],
+        "categories": list(dict.fromkeys(c[:255] for c in (msg.course, msg.step_key) if c)),
+        "mail_settings": {"sandbox_mode": {"enable": sandbox}},
+    }
+    if msg.reply_to:
+        body["reply_to"] = {"email": check_address(msg.reply_to, role="reply-to")}
+    return body
+
+
+def _errors(raw: bytes | str | None) -> list[tuple[str | None, str]]:
+    """SendGrid's ``{"errors": [{"field", "message"}]}`` as pairs; empty when the body says nothing usable."""
+    try:
+        data = json.loads(raw or b"")
+    except ValueError:
+        return []
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if not isinstance(errors, list):
+        return []
+    return [
+        (e.get("field") if isinstance(e.get("field"), str) else None, str(e.get("message", "")))
+        for e in errors
+        if isinstance(e, dict)
+    ]
+
+
+def _detail(raw: bytes | str | None) -> str:
+    errors = _errors(raw)
+    if errors:
+        return "; ".join(f"{field}: {message}" if field else message for field, message in errors)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else (raw or "")
+    return text.strip()[:300]
+
+
+def retry_after(headers: Mapping[str, str] | None, now: datetime) -> float | None:
+    """Seconds to wait from Retry-After (seconds or HTTP date) or X-RateLimit-Reset (unix time)."""
+    if headers is None:
+        return None
+    value = headers.get("Retry-After")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - now.timestamp())
+        except ValueError:
+            return None
+    return None
+
+
+def status_error(
+    status: int, raw: bytes | str | None, headers: Mapping[str, str] | None, now: datetime
+) -> TransportError:
+    """429, 408 and 5xx are worth retrying; any other refusal (400, 401, 403, 413…) is not."""
+    message = f"SendGrid answered {status}: {_detail(raw)}".rstrip(": ")
+    if status == 429:
+        return TransientTransportError(message, retry_after=retry_after(headers, now))
+    if status == 408 or status >= 500:
+        return TransientTransportError(message, retry_after=retry_after(headers, now))
+    return PermanentTransportError(message)
+
+
+class SendgridTransport(TransportBase):
+    """Batch deliveries into SendGrid mail/send requests with the official client."""
+
+    name = "sendgrid"
+
+    def __init__(
+        self,
+        settings: SendgridSection,
+        *,
+        environ: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        max_per_request: int = MAX_PERSONALIZATIONS,
+    ) -> None:
+        env = os_environ if environ is None else environ
+        api_key = env.get(settings.api_key_env)
+        if not api_key:
+            raise ConfigError(
+                Problem(
+                    f"environment variable {settings.api_key_env} is not set: the SendGrid transport "
+                    "needs an API key, and keys never live in drip.yaml",
+                    key="transport.sendgrid.api_key_env",
+                )
+            )
+        self.settings = settings
+        self.max_per_request = max(1, min(max_per_request, MAX_PERSONALIZATIONS))
+        self._client = SendGridAPIClient(api_key=api_key, host=settings.host)
+        self._client.client.timeout = timeout
+        self.requests_sent = 0  # for tests and benchmarks: batching is observable
+
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], *, now: datetime | None = None
+    ) -> list[SendResult]:
+        date = send_time(now)
+        results: dict[int, SendResult] = {}
+        groups: dict[tuple[RenderedStep, str, str, str | None], list[_Pending]] = {}
+        for index, msg in enumerate(messages):
+            try:
+                pending = _Pending(index, msg, personalization(msg))
+            except TransportError as exc:
+                results[index] = SendResult(msg.delivery_id, error=exc)
+                continue
+            key = (msg.rendered, msg.from_email, msg.from_name, msg.reply_to)
+            groups.setdefault(key, []).append(pending)
+        for items in groups.values():
+            try:
+                template = request_template(items[0].msg, sandbox=self.settings.sandbox)
+            except TransportError as exc:
+                for item in items:
+                    results[item.index] = SendResult(item.msg.delivery_id, error=exc)
+                continue
+            for start in range(0, len(items), self.max_per_request):
+                self._post(template, items[start : start + self.max_per_request], results, date)
+        return [results[i] for i in range(len(messages))]
+
+    def _post(
+        self, template: dict[str, Any], items: list[_Pending], results: dict[int, SendResult], now: datetime
+    ) -> None:
+        body = dict(template, personalizations=[item.personalization for item in items])
+        self.requests_sent += 1
+        error: TransportError
+        try:
+            response = self._client.send(body)
+        except HTTPError as exc:
+            if self._narrow(exc, template, items, results, now):
+                return
+            error = status_error(exc.status_code, exc.body, exc.headers, now)
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timeout
+            error = TransientTransportError(f"cannot reach SendGrid at {self.settings.host}: {exc}")
+        else:
+            provider_id = response.headers.get("X-Message-Id")
+            for item in items:
+                results[item.index] = SendResult(item.msg.delivery_id, provider_id=provider_id)
+            return
+        for item in items:
+            results[item.index] = SendResult(item.msg.delivery_id, error=error)
+
+    def _narrow(
+        self,
+        exc: HTTPError,
+        template: dict[str, Any],
+        items: list[_Pending],
+        results: dict[int, SendResult],
+        now: datetime,
+    ) -> bool:
+        """After a 400/413 on several recipients, find who is at fault; False when the request fails as one."""
+        if exc.status_code not in (400, 413) or len(items) < 2:
+            return False
+        errors = _errors(exc.body)
+        named: dict[int, list[str]] = {}
+        shared = False
+        for field, message in errors:
+            m = _PERSONALIZATION_FIELD.match(field or "")
+            if m and int(m.group(1)) < len(items):
+                named.setdefault(int(m.group(1)), []).append(f"{field}: {message}")
+            elif field:
+                shared = True  # about the content or the sender: every recipient would fail alike
+        if exc.status_code == 400 and named and not shared:
+            for i, messages in named.items():
+                error = PermanentTransportError(f"SendGrid answered 400: {'; '.join(messages)}")
+                results[items[i].index] = SendResult(items[i].msg.delivery_id, error=error)
+            rest = [item for i, item in enumerate(items) if i not in named]
+            if rest:
+                self._post(template, rest, results, now)
+            return True
+        if shared:
+            return False
+        half = len(items) // 2
+        self._post(template, items[:half], results, now)
+        self._post(template, items[half:], results, now)
+        return True
+
+
+def from_site(site: Site) -> SendgridTransport:
+    return SendgridTransport(site.config.transport.sendgrid)

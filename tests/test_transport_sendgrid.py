@@ -1,0 +1,220 @@
+"""The SendGrid transport: the official client against a loopback server validating SendGrid's schema."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from outgoing import NOW, STEP, outgoing, rendered
+from sendgrid_server import API_KEY, Reply, SendgridServer, sendgrid_server
+
+from drip.config import SendgridSection, load_site
+from drip.errors import ConfigError, PermanentTransportError, TransientTransportError
+from drip.transports import get_transport
+from drip.transports.sendgrid import SendgridTransport
+
+ENV = {"SENDGRID_API_KEY": API_KEY}
+
+
+@pytest.fixture
+def server() -> Iterator[SendgridServer]:
+    with sendgrid_server() as s:
+        yield s
+
+
+def transport_for(
+    server: SendgridServer, *, sandbox: bool = False, env: dict[str, str] = ENV
+) -> SendgridTransport:
+    return SendgridTransport(SendgridSection(host=server.url, sandbox=sandbox), environ=env, timeout=5)
+
+
+def deliver(body: dict[str, Any], p: dict[str, Any]) -> tuple[str, str, str]:
+    """What SendGrid makes of one personalization: each tag replaced, in one pass, in subject and content."""
+    subs: dict[str, str] = p.get("substitutions", {})
+
+    def fill(text: str) -> str:
+        if not subs:
+            return text
+        pattern = "|".join(re.escape(k) for k in sorted(subs, key=len, reverse=True))
+        return re.sub(pattern, lambda m: subs[m.group(0)], text)
+
+    content = {c["type"]: c["value"] for c in body["content"]}
+    return fill(body["subject"]), fill(content["text/plain"]), fill(content["text/html"])
+
+
+def test_one_request_per_1000_recipients_of_a_step(server: SendgridServer) -> None:
+    messages = [outgoing(i) for i in range(1, 2501)]
+    with transport_for(server, sandbox=True) as transport:
+        results = transport.send_batch(messages, now=NOW)
+    assert server.schema_errors == []
+    assert [len(r.body["personalizations"]) for r in server.requests] == [1000, 1000, 500]
+    assert transport.requests_sent == 3
+    assert [r.delivery_id for r in results] == list(range(1, 2501))
+    assert all(r.ok for r in results)
+    assert len({r.provider_id for r in results}) == 3  # X-Message-Id of each request
+
+    body = server.requests[0].body
+    assert body["from"] == {"email": "lettre@cto.example.org", "name": "Le métier de CTO"}
+    assert body["reply_to"] == {"email": "bonjour@cto.example.org"}
+    assert body["categories"] == ["le-role-du-cto", "welcome"]
+    assert body["mail_settings"] == {"sandbox_mode": {"enable": True}}
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert server.requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
+    p = body["personalizations"][41]
+    assert p["to"] == [{"email": "lecteur42@example.org", "name": "Zoé Martin"}]
+    assert p["custom_args"] == {"delivery_id": "42", "course": "le-role-du-cto", "step": "welcome"}
+    assert p["headers"] == {
+        "List-Unsubscribe": "<https://cto.example.org/unsubscribe/tok42.sig>, "
+        "<mailto:desinscription@cto.example.org?subject=unsubscribe-42>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "X-Drip-Delivery": "42",
+    }
+
+
+def test_each_recipient_gets_exactly_the_personalised_email(server: SendgridServer) -> None:
+    """The same slot is escaped in HTML, raw in text and single-line in the subject."""
+    tricky = 'Zoé <b>"&" %drip_t_name%\r\nBcc: x@evil'
+    messages = [outgoing(1, to_name=tricky), outgoing(2, to_name="Sam"), outgoing(3, values={})]
+    results = transport_for(server).send_batch(messages, now=NOW)
+    assert all(r.ok for r in results)
+    assert server.schema_errors == []
+    (request,) = server.requests
+    for msg, p in zip(messages, request.body["personalizations"], strict=True):
+        subject, html, text = msg.rendered.personalise(msg.values)
+        assert deliver(request.body, p) == (subject, text, html)
+    subject, text, html = deliver(request.body, request.body["personalizations"][0])
+    assert subject == 'Bienvenue Zoé <b>"&" %drip_t_name% Bcc: x@evil : le rôle du CTO'
+    assert 'Bonjour Zoé <b>"&" %drip_t_name% Bcc: x@evil,' in text
+    assert "Bonjour Zoé &lt;b&gt;&quot;&amp;&quot; %drip_t_name% Bcc: x@evil,</p>" in html
+    assert request.body["personalizations"][0]["to"][0]["name"] == 'Zoé <b>"&" %drip_t_name% Bcc: x@evil'
+    # Empty values fall back to the slot's default in every part.
+    subject, text, html = deliver(request.body, request.body["personalizations"][2])
+    assert (
+        subject == "Bienvenue à vous : le rôle du CTO"
+        and "Bonjour à vous," in text
+        and "Bonjour à vous," in html
+    )
+
+
+def test_steps_and_senders_split_requests_and_results_keep_their_order(server: SendgridServer) -> None:
+    other = rendered(step_key="/le-role-du-cto/recruter/")
+    messages = [
+        outgoing(1),
+        outgoing(2, step=other),
+        outgoing(3),
+        outgoing(4, step=other),
+        outgoing(5, reply_to=None),
+    ]
+    results = transport_for(server).send_batch(messages, now=NOW)
+    assert [r.delivery_id for r in results] == [1, 2, 3, 4, 5]
+    assert all(r.ok for r in results)
+    sent = [[p["custom_args"]["delivery_id"] for p in r.body["personalizations"]] for r in server.requests]
+    assert sorted(sent) == [["1", "3"], ["2", "4"], ["5"]]
+    assert results[0].provider_id == results[2].provider_id != results[1].provider_id
+    assert server.schema_errors == []
+
+
+def test_a_refused_address_fails_only_its_recipient(server: SendgridServer) -> None:
+    server.refuse = {"lecteur4@example.org"}
+    results = transport_for(server).send_batch([outgoing(i) for i in range(1, 11)], now=NOW)
+    assert [r.ok for r in results] == [True] * 3 + [False] + [True] * 6
+    assert isinstance(results[3].error, PermanentTransportError)
+    assert "personalizations.3.to.0.email: Does not contain a valid address." in str(results[3].error)
+    assert [r.status for r in server.requests] == [400, 202]
+    assert len(server.requests[1].body["personalizations"]) == 9
+
+
+def test_an_unexplained_400_is_narrowed_down_by_halves(server: SendgridServer) -> None:
+    ok = Reply(202, headers={"X-Message-Id": "msg-ok"})
+    # all four → 400; [1, 2] → 400; [1] → 202; [2] → 400; [3, 4] → 202
+    server.replies.extend([Reply(400), Reply(400), ok, Reply(400), ok])
+    results = transport_for(server).send_batch([outgoing(i) for i in range(1, 5)], now=NOW)
+    assert [r.ok for r in results] == [True, False, True, True]
+    assert isinstance(results[1].error, PermanentTransportError)
+    assert [len(r.body["personalizations"]) for r in server.requests] == [4, 2, 1, 1, 2]
+
+
+def test_a_400_about_shared_content_fails_the_request_at_once(server: SendgridServer) -> None:
+    server.replies.append(
+        Reply(
+            400,
+            body={"errors": [{"field": "content.0.value", "message": "The content value must be a string"}]},
+        )
+    )
+    results = transport_for(server).send_batch([outgoing(i) for i in range(1, 4)], now=NOW)
+    assert all(isinstance(r.error, PermanentTransportError) for r in results)
+    assert "content.0.value: The content value must be a string" in str(results[0].error)
+    assert len(server.requests) == 1
+
+
+def test_429_is_transient_with_retry_after(server: SendgridServer) -> None:
+    reset = int(NOW.timestamp()) + 45
+    server.replies.extend(
+        [Reply(429, headers={"Retry-After": "30"}), Reply(429, headers={"X-RateLimit-Reset": str(reset)})]
+    )
+    transport = transport_for(server)
+    first = transport.send_batch([outgoing(1), outgoing(2)], now=NOW)
+    second = transport.send_batch([outgoing(3)], now=NOW)
+    for result, wait in ((first[0], 30.0), (first[1], 30.0), (second[0], 45.0)):
+        assert isinstance(result.error, TransientTransportError)
+        assert result.error.retry_after == wait
+    assert len(server.requests) == 2  # a rate limit is not narrowed down
+
+
+def test_500_is_transient_and_401_permanent(server: SendgridServer) -> None:
+    server.replies.append(Reply(500, body={"errors": [{"message": "internal error"}]}))
+    (result,) = transport_for(server).send_batch([outgoing(1)], now=NOW)
+    assert isinstance(result.error, TransientTransportError) and "500" in str(result.error)
+
+    results = transport_for(server, env={"SENDGRID_API_KEY": "SG.wrong"}).send_batch(
+        [outgoing(2), outgoing(3)], now=NOW
+    )
+    assert all(isinstance(r.error, PermanentTransportError) for r in results)
+    assert "401" in str(results[0].error)
+
+
+def test_unreachable_is_transient() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    transport = SendgridTransport(SendgridSection(host=f"http://127.0.0.1:{port}"), environ=ENV, timeout=2)
+    results = transport.send_batch([outgoing(1), outgoing(2)], now=NOW)
+    assert all(isinstance(r.error, TransientTransportError) for r in results)
+    assert "cannot reach SendGrid" in str(results[0].error)
+
+
+def test_bad_delivery_fails_alone_and_never_reaches_sendgrid(server: SendgridServer) -> None:
+    huge = {"name": "x" * 11_000, "unsubscribe_url": "https://cto.example.org/u", "email": "a@b.org"}
+    messages = [outgoing(1, to_email="a@b.org\r\nBcc: x@evil"), outgoing(2), outgoing(3, values=huge)]
+    results = transport_for(server).send_batch(messages, now=NOW)
+    assert isinstance(results[0].error, PermanentTransportError)
+    assert isinstance(results[2].error, PermanentTransportError) and "10000" in str(results[2].error)
+    assert results[1].ok
+    (request,) = server.requests
+    assert [p["to"][0]["email"] for p in request.body["personalizations"]] == ["lecteur2@example.org"]
+
+
+def test_missing_api_key_is_a_clear_config_error() -> None:
+    with pytest.raises(ConfigError, match="environment variable MY_SG_KEY is not set"):
+        SendgridTransport(SendgridSection(api_key_env="MY_SG_KEY"), environ={})
+
+
+def test_get_transport_builds_sendgrid_from_drip_yaml(
+    server: SendgridServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "drip.yaml").write_text(
+        "site: {name: CTO, base_url: 'https://cto.example.org'}\n"
+        "sender: {name: CTO, email: lettre@cto.example.org}\n"
+        "postal_address: '12 rue des Lilas, 69003 Lyon'\n"
+        f"transport: {{backend: sendgrid, sendgrid: {{host: '{server.url}', sandbox: true}}}}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+    transport = get_transport(load_site(tmp_path))
+    assert isinstance(transport, SendgridTransport)
+    assert transport.send_batch([outgoing(1, step=STEP)], now=NOW)[0].ok
+    assert server.requests[0].body["mail_settings"] == {"sandbox_mode": {"enable": True}}
