@@ -5,11 +5,13 @@ stem. Everything but the pillar has a default, and the pillar itself defaults to
 the course slug::
 
     pillar: le-role-du-cto
-    title: "Devenir CTO, en 5 emails"
+    title: "Comprendre le rôle du CTO"
     send_window: {time: "08:30", days: weekdays}
     cadence: 2
     articles:
       /posts/premiers-jours-cto-reussir-prise-de-poste/: {subject: "…", day: 5}
+    sections: [comprendre-les-roles]
+    closing: false
 
 This module checks the file on its own (types, unknown keys, times, day names,
 zones, locales) and keeps every key's position, so the compiler can point back
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drip.config import Site, check_locale, check_timezone
@@ -75,6 +78,16 @@ class SenderModel(_Strict):
     reply_to: str | None = None
 
     _text = field_validator("name", "email", "reply_to")(classmethod(lambda cls, v: _one_line(v)))
+
+    @field_validator("email", "reply_to")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(f"not a valid email address: {exc}") from None
 
 
 class WindowModel(_Strict):

@@ -82,6 +82,16 @@ def test_values_that_reach_headers_stay_on_one_line(site: Site) -> None:
     assert problems_of("header-injection.yaml", site) == [
         f"{path}:2:12: welcome.subject: must fit on one line",
         f"{path}:4:13: sender.reply_to: must not be empty",
+        f"{path}:5:10: sender.email: must fit on one line",
+    ]
+
+
+def test_sender_addresses_are_checked(site: Site) -> None:
+    path = SCHEDULES / "bad-sender.yaml"
+    assert problems_of("bad-sender.yaml", site) == [
+        f"{path}:2:10: sender.email: not a valid email address: There must be something after the @-sign.",
+        f"{path}:3:13: sender.reply_to: not a valid email address: The email address contains invalid"
+        " characters before the @-sign: SPACE.",
     ]
 
 
