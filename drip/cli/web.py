@@ -166,7 +166,7 @@ def erase(obj: Context, email: str, yes: bool, now: str | None) -> None:
     """Erase EMAIL everywhere (row, enrollments, deliveries, outbox files); keep only a keyed hash
     on the suppression list so the address is never mailed again unless it subscribes and confirms."""
     from drip.store.db import open_store
-    from drip.web.personal_data import erase_person, remove_files
+    from drip.web.personal_data import erase_person, flush_sqlite, remove_files
 
     secret = secret_from_env()
     when = parse_now(now)
@@ -176,6 +176,7 @@ def erase(obj: Context, email: str, yes: bool, now: str | None) -> None:
     try:
         with engine.begin() as conn:
             result = erase_person(conn, secret, email, outbox=obj.site.outbox_dir, now=when)
+        flush_sqlite(engine)
     finally:
         engine.dispose()
     files = remove_files(result.outbox_files)

@@ -1,0 +1,101 @@
+"""`drip embed`, `drip serve` refusing to start without a key, and personal-data export / erase."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from web_support import COURSE, SECRET, Harness, make_harness, messages_to, outbox_messages
+
+from drip.cli import _register, cli
+from drip.suppression import email_hash, is_suppressed
+from drip.web.ratelimit import RateLimit
+
+_register()
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Harness:
+    return make_harness(tmp_path, rate_limit=RateLimit(per_minute=0))
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("DRIP_SECRET_KEY", SECRET)
+    monkeypatch.delenv("DRIP_DATABASE_URL", raising=False)
+    return CliRunner()
+
+
+def test_embed_prints_a_labelled_form_with_honeypot_and_no_script(web: Harness, runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["--site", str(web.site.root), "embed", COURSE])
+    assert result.exit_code == 0, result.output
+    form = result.output
+    assert f'action="{web.site.config.site.base_url}/subscribe"' in form
+    assert f'name="course" value="{COURSE}"' in form
+    assert 'name="website"' in form and 'tabindex="-1"' in form
+    assert f'<label for="drip-email-{COURSE}">' in form and "<script" not in form
+    english = runner.invoke(cli, ["--site", str(web.site.root), "embed", COURSE, "--locale", "en"])
+    assert "Email address" in english.output
+    typo = runner.invoke(cli, ["--site", str(web.site.root), "embed", "le-role-du-cta"])
+    assert typo.exit_code == 1 and "did you mean 'le-role-du-cto'" in typo.output
+    assert "Traceback" not in typo.output
+
+
+def test_serve_refuses_to_start_without_a_key(
+    web: Harness, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DRIP_SECRET_KEY")
+    result = runner.invoke(cli, ["--site", str(web.site.root), "serve", "--port", "1"])
+    assert result.exit_code == 1
+    assert "DRIP_SECRET_KEY is not set" in result.output and "Traceback" not in result.output
+
+
+def test_export_one_person_then_erase_everything_but_a_keyed_hash(web: Harness, runner: CliRunner) -> None:
+    web.subscribe("person@example.org", name="Personne")
+    web.client.get(web.confirm_link("person@example.org"))
+    web.subscribe("other@example.org")
+    site = ["--site", str(web.site.root)]
+
+    exported = runner.invoke(cli, [*site, "subscribers", "export", "Person@Example.org"])
+    assert exported.exit_code == 0, exported.output
+    data = json.loads(exported.output)
+    assert data["subscriber"]["email"] == "person@example.org" and data["subscriber"]["name"] == "Personne"
+    assert [e["course"] for e in data["enrollments"]] == [COURSE]
+    assert len(data["deliveries"]) >= 1 and data["suppressed"] is False
+    whole_list = runner.invoke(cli, [*site, "subscribers", "export", "--format", "json"])
+    assert whole_list.exit_code == 0 and {r["email"] for r in json.loads(whole_list.output)} == {
+        "person@example.org",
+        "other@example.org",
+    }
+
+    assert len(messages_to(web.site, "person@example.org")) == 1
+    erased = runner.invoke(cli, [*site, "subscribers", "erase", "person@example.org", "--yes"])
+    assert erased.exit_code == 0, erased.output
+    assert web.subscriber("person@example.org") is None
+    assert messages_to(web.site, "person@example.org") == []
+    assert len(messages_to(web.site, "other@example.org")) == 1  # someone else's email stays
+    with web.engine.connect() as conn:
+        assert is_suppressed(conn, SECRET, "person@example.org")
+    db_bytes = (web.site.root / "drip.db").read_bytes() + b"".join(
+        p.read_bytes() for p in web.site.root.glob("drip.db*") if p.is_file()
+    )
+    assert b"person@example.org" not in db_bytes.lower() and b"Personne" not in db_bytes
+    assert b"other@example.org" in db_bytes  # the check reads real data: someone else is still there
+    assert email_hash(SECRET, "person@example.org").encode() in db_bytes
+
+    gone = runner.invoke(cli, [*site, "subscribers", "export", "person@example.org"])
+    assert gone.exit_code == 1 and "no subscriber" in gone.output and "Traceback" not in gone.output
+    again = runner.invoke(cli, [*site, "subscribers", "erase", "person@example.org", "--yes"])
+    assert again.exit_code == 1  # nothing left to erase, nothing changed
+
+    # Never mailed again unless they subscribe afresh and confirm.
+    web.clock.advance(hours=1)
+    web.subscribe("person@example.org")
+    with web.engine.connect() as conn:
+        assert is_suppressed(conn, SECRET, "person@example.org")
+    web.client.get(web.confirm_link("person@example.org"))
+    with web.engine.connect() as conn:
+        assert not is_suppressed(conn, SECRET, "person@example.org")
+    assert len(outbox_messages(web.site)) == 2
