@@ -13,8 +13,9 @@ from rich.text import Text
 from drip.checks import check_site
 from drip.cli import Context, cli, now_option, parse_now
 from drip.config import check_timezone
+from drip.course import compile_course
 from drip.errors import InputError
-from drip.preview.emails import FORMATS, email_bytes, find_course, preview_course, write_course
+from drip.preview.emails import FORMATS, email_bytes, preview_course, write_course
 from drip.preview.timeline import TimelineRow, course_timeline, course_zone
 from drip.render.course import sample_values
 
@@ -52,7 +53,8 @@ def check(obj: Context, strict: bool) -> None:
       warning  a path of this site that no content file provides (the page may
                live elsewhere on the site); an error with --strict;
       error    an empty link, a malformed URL, a scheme other than http, https or
-               mailto, or a relative link (emails need absolute links).
+               mailto, a relative link in an email (emails need absolute links),
+               or a pillar link written relative to its page ("posts/x").
 
     Each problem names the file, line and column where it is written (the pillar
     for links) and suggests the closest known name. Exit status 1 with every error
@@ -97,7 +99,7 @@ def _zone_option(value: str | None) -> str | None:
 
 
 @cli.command()
-@click.argument("course_slug", metavar="COURSE", required=False)
+@click.argument("course_slug", metavar="[COURSE]", required=False)
 @now_option
 @click.option(
     "--timezone",
@@ -121,6 +123,7 @@ def _zone_option(value: str | None) -> str | None:
 @click.option(
     "--out",
     "out_dir",
+    metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
     help="Write every email of the course to DIR as NN-key.html, NN-key.txt and NN-key.eml.",
 )
@@ -131,6 +134,7 @@ def _zone_option(value: str | None) -> str | None:
 )
 @click.option(
     "--port",
+    metavar="N",
     type=click.IntRange(0, 65535),
     default=DEFAULT_PORT,
     show_default=True,
@@ -166,7 +170,7 @@ def preview(
         return
     if course_slug is None:
         raise click.UsageError("missing COURSE (e.g. drip preview le-role-du-cto)")
-    course = find_course(site, course_slug)
+    course = compile_course(site, course_slug)
     values = sample_values(site, course)
     if step_ref is not None:
         step = course.step(step_ref)
@@ -197,7 +201,7 @@ def _serve(
     site = obj.site
     path = "/"
     if course_slug is not None:
-        find_course(site, course_slug)
+        compile_course(site, course_slug)
         path = f"/courses/{course_slug}/"
     app = create_app(site, now=now, timezone=zone_name)
     click.echo(f"Preview on http://127.0.0.1:{port}{path} (Ctrl-C to stop)")

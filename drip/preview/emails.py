@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drip.config import Site
-from drip.course import compile_course, course_slugs
-from drip.errors import NotFoundError, Problem, did_you_mean
 from drip.message import build_message
 from drip.models import Course, Step
 from drip.render.course import mjml_source, render_course
@@ -19,14 +17,6 @@ from drip.transports.base import OutgoingMessage, RenderedStep
 
 FORMATS = ("html", "text", "mjml", "eml")
 PREVIEW_DELIVERY_ID = 0  # a preview is never a delivery
-
-
-def find_course(site: Site, slug: str) -> Course:
-    """Compile one course by name; an unknown name is a NotFoundError naming the closest course."""
-    slugs = course_slugs(site)
-    if slug not in slugs:
-        raise NotFoundError(Problem(f"no course {slug!r}", hint=did_you_mean(slug, slugs)))
-    return compile_course(site, slug)
 
 
 def file_stem(step: Step) -> str:

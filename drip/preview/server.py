@@ -25,9 +25,9 @@ from starlette.routing import Route
 from drip.config import Site
 from drip.course import compile_course, course_slugs
 from drip.errors import InputError, NotFoundError
-from drip.preview.emails import EmailPreview, find_course, preview_course
+from drip.preview.emails import preview_course
 from drip.preview.timeline import course_timeline, course_zone
-from drip.render.course import sample_values
+from drip.render.course import render_step, sample_values
 
 TEMPLATES = Path(__file__).parent / "templates"
 FRAMES = (("Desktop", 600), ("Mobile", 375))
@@ -96,7 +96,7 @@ def create_app(
     async def course_page(request: Request) -> Response:
         slug = request.path_params["slug"]
         try:
-            course = find_course(site, slug)
+            course = compile_course(site, slug)
             values = sample_values(site, course)
             rendered, previews = preview_course(site, course, values)
             zone = course_zone(course, timezone)
@@ -120,17 +120,15 @@ def create_app(
         slug = request.path_params["slug"]
         number = request.path_params["number"]
         try:
-            course = find_course(site, slug)
+            course = compile_course(site, slug)
             step = course.step(number)
-            values = sample_values(site, course)
-            _, previews = preview_course(site, course, values)
+            _, html, _ = render_step(site, course, step).personalise(sample_values(site, course))
         except NotFoundError as exc:
             return _problems_page(site, "Not found", exc, 404)
         except InputError as exc:
             return _problems_page(site, f"Course {slug} does not compile", exc, 422)
-        preview: EmailPreview = previews[step.number - 1]
         return HTMLResponse(
-            preview.html,
+            html,
             headers={"Content-Security-Policy": EMAIL_CSP, "X-Content-Type-Options": "nosniff"},
         )
 
