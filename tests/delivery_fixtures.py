@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +17,12 @@ import pytest
 import sqlalchemy as sa
 
 from drip.config import Site, load_site
+from drip.course import compile_course
 from drip.errors import TransportError
 from drip.models import Course, Pillar, Sender, SendWindow, Step
 from drip.render.slots import Slot, marker, split
 from drip.store.db import connect, upgrade
+from drip.store.enrollments import enroll
 from drip.store.schema import deliveries, enrollments, subscribers
 from drip.transports.base import OutgoingMessage, RenderedStep, SendResult
 
@@ -293,3 +298,83 @@ class RecordingTransport:
             else:
                 results.append(SendResult(m.delivery_id, error=error))
         return results
+
+
+REPO = Path(__file__).resolve().parents[1]
+COURSE = "le-role-du-cto"
+
+
+def real_site(
+    root: Path,
+    *,
+    database: str,
+    transport: str,
+    batch_size: int = 20,
+    lease_seconds: int = 5,
+    tick_seconds: float = 0.2,
+    max_attempts: int = 50,
+) -> Site:
+    """A copy of the repository's example site (its real course and templates) with chosen settings."""
+    root.mkdir(parents=True, exist_ok=True)
+    for folder in ("content", "schedules", "email_templates"):
+        shutil.copytree(REPO / folder, root / folder)
+    make_site(
+        root,
+        database=database,
+        batch_size=batch_size,
+        lease_seconds=lease_seconds,
+        tick_seconds=tick_seconds,
+        max_attempts=max_attempts,
+    )
+    yaml_text = (root / "drip.yaml").read_text(encoding="utf-8")
+    yaml_text = yaml_text.replace("transport:\n  backend: outbox\n", transport)
+    (root / "drip.yaml").write_text(yaml_text, encoding="utf-8")
+    return load_site(root)
+
+
+def enroll_many(engine: sa.Engine, site: Site, count: int, *, started: dt.datetime) -> int:
+    """``count`` active subscribers enrolled in the example course at ``started``; returns deliveries made."""
+    course = compile_course(site, COURSE)
+    with engine.begin() as conn:
+        conn.execute(
+            subscribers.insert(),
+            [
+                {
+                    "email": f"lecteur{i}@example.org",
+                    "name": f"Lecteur {i}",
+                    "timezone": "Europe/Paris",
+                    "status": "active",
+                    "attributes": {},
+                    "created_at": started,
+                    "updated_at": started,
+                }
+                for i in range(count)
+            ],
+        )
+        ids = list(conn.execute(sa.select(subscribers.c.id).order_by(subscribers.c.id)).scalars())
+        for sid in ids:
+            enroll(conn, sid, course, now=started)
+        return int(conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one())
+
+
+def start_worker(site: Site, name: str, logs: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A real `drip run` worker process (python -m drip), its output kept in ``logs``."""
+    logs.mkdir(parents=True, exist_ok=True)
+    out = (logs / f"{name}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "drip", "--site", str(site.root), "run", "--worker", name],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+    )
+
+
+def unfinished(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(deliveries)
+                .where(deliveries.c.status.in_(("pending", "claimed")))
+            ).scalar_one()
+        )
