@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import html
 import os
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,6 +113,7 @@ def test_preview_page_in_chromium(server: str, tmp_path: Path) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(server + "/")
             expect(page.get_by_role("heading", name="Courses")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "preview-index.png"))
             page.get_by_role("link", name="Le rôle du CTO").first.click()
             expect(page).to_have_url(server + "/courses/le-role-du-cto/")
 
@@ -141,8 +145,49 @@ def test_preview_page_in_chromium(server: str, tmp_path: Path) -> None:
             assert content is not None
             assert content.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
-            page.screenshot(path=str(tmp_path / "preview-index.png"))
-            email.scroll_into_view_if_needed()
-            page.screenshot(path=str(tmp_path / "preview-email.png"), full_page=True)
+            page.screenshot(path=str(tmp_path / "preview-course.png"))
+            email.screenshot(path=str(tmp_path / "preview-email.png"))
+            assert (tmp_path / "preview-email.png").stat().st_size > 10_000
         finally:
             browser.close()
+
+
+def test_serve_command_prints_its_url_and_serves(tmp_path: Path) -> None:
+    """`drip preview --serve --port 0` binds first, then prints the URL it really listens on."""
+    command = [sys.executable, "-m", "drip", "--site", str(REPO), "preview", "le-role-du-cto", "--serve"]
+    command += ["--port", "0", "--now", NOW.isoformat()]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.fullmatch(
+            r"Preview on (http://127\.0\.0\.1:(\d+)/courses/le-role-du-cto/) \(Ctrl-C to stop\)\n", line
+        )
+        assert match, line + (proc.stderr.read() if proc.stderr and proc.poll() is not None else "")
+        assert int(match.group(2)) > 0
+        page = httpx.get(match.group(1), timeout=30)
+        assert page.status_code == 200
+        assert "Tue 2026-12-01 11:00 CET" in page.text
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_command_fails_fast_on_an_unknown_course() -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "drip",
+        "--site",
+        str(REPO),
+        "preview",
+        "le-role",
+        "--serve",
+        "--port",
+        "0",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "no course 'le-role'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from urllib.parse import quote
 
 import click
 from rich.console import Console
@@ -193,7 +194,13 @@ def preview(
 def _serve(
     obj: Context, course_slug: str | None, now: dt.datetime | None, zone_name: str | None, port: int
 ) -> None:
-    """Run the preview page until Ctrl-C; a named course is checked first so a typo fails fast."""
+    """Run the preview page until Ctrl-C; a named course is checked first so a typo fails fast.
+
+    The socket is bound before the URL is printed, so ``--port 0`` prints the port
+    actually chosen and a client may connect as soon as the line appears.
+    """
+    import socket
+
     import uvicorn
 
     from drip.preview.server import create_app
@@ -202,7 +209,20 @@ def _serve(
     path = "/"
     if course_slug is not None:
         compile_course(site, course_slug)
-        path = f"/courses/{course_slug}/"
+        path = f"/courses/{quote(course_slug)}/"
     app = create_app(site, now=now, timezone=zone_name)
-    click.echo(f"Preview on http://127.0.0.1:{port}{path} (Ctrl-C to stop)")
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    bound = sock.getsockname()[1]
+    click.echo(f"Preview on http://127.0.0.1:{bound}{path} (Ctrl-C to stop)")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
