@@ -260,22 +260,24 @@ class _InlineStyles(HTMLParser):
 def split_inline_css(source: str) -> tuple[str, str]:
     """MJML without its ``<mj-style inline="inline">`` blocks, and their CSS joined.
 
-    Only the head is parsed: ``mj-style`` belongs there, and the body is most of the document.
+    Only the head from the first ``mj-style`` on is parsed: ``mj-style`` belongs
+    there, and the body is most of the document.
     """
     head_end = source.find("</mj-head>")
-    head = source if head_end < 0 else source[:head_end]
-    if "<mj-style" not in head:
+    first = source.find("<mj-style", 0, head_end if head_end >= 0 else len(source))
+    if first < 0:
         return source, ""
-    finder = _InlineStyles(head)
-    finder.feed(head)
+    region = source[first:head_end] if head_end >= 0 else source[first:]
+    finder = _InlineStyles(region)
+    finder.feed(region)
     finder.close()
     if not finder.spans:
         return source, ""
     parts: list[str] = []
     last = 0
     for start, end in finder.spans:
-        parts.append(source[last:start])
-        last = end
+        parts.append(source[last : first + start])
+        last = first + end
     parts.append(source[last:])
     return "".join(parts), "\n".join(finder.css)
 
