@@ -24,12 +24,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Literal, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from drip.config import Site
 from drip.content import ContentIndex, load_content, read_pillar
 from drip.content.links import absolute_url
+from drip.content.posts import normalise_path, site_path_of
 from drip.course import compile_course, course_slugs
 from drip.errors import InputError, Problem, closest
 from drip.models import Course, Pillar
@@ -73,25 +74,10 @@ def _plural(n: int, word: str) -> str:
 class LinkVerdict:
     """The outcome of checking one href: ``level`` is "ok", "warning" or "error"."""
 
-    level: str
+    level: Literal["ok", "warning", "error"]
     message: str = ""
     site_path: str | None = None  # the same-site path, when the link points into the site
     hint: str | None = None
-
-
-def _site_prefix(base_url: str) -> tuple[str, str]:
-    base = urlsplit(base_url)
-    return (base.hostname or "").lower(), base.path.rstrip("/")
-
-
-def _normal_path(path: str) -> str:
-    """Site paths compare with a trailing slash, like the URLs content files get."""
-    if not path.startswith("/"):
-        path = "/" + path
-    last = path.rsplit("/", 1)[-1]
-    if path.endswith("/") or "." in last:
-        return path
-    return path + "/"
 
 
 def classify_link(href: str, *, base_url: str, known: Iterable[str]) -> LinkVerdict:
@@ -127,13 +113,11 @@ def classify_link(href: str, *, base_url: str, known: Iterable[str]) -> LinkVerd
     host = parts.hostname or ""
     if not host or not port_ok or host.startswith(".") or ".." in host:
         return LinkVerdict("error", "is malformed: no valid host name")
-    base_host, base_path = _site_prefix(base_url)
-    if host.lower() != base_host:
-        return LinkVerdict("ok")
-    if base_path and not (parts.path == base_path or parts.path.startswith(base_path + "/")):
-        return LinkVerdict("ok")  # same host, outside the site's own folder
-    path = _normal_path(parts.path[len(base_path) :] or "/")
-    known_paths = {_normal_path(k) for k in known}
+    on_site = site_path_of(target, base_url)
+    if on_site is None:
+        return LinkVerdict("ok")  # another site, or this host outside the site's own folder
+    path = normalise_path(on_site)
+    known_paths = {normalise_path(k) for k in known}
     if path in known_paths or path == "/":
         return LinkVerdict("ok", site_path=path)
     suggestion = closest(path, known_paths)
@@ -157,7 +141,7 @@ def classify_written(href: str, *, known: Iterable[str]) -> LinkVerdict | None:
         return LinkVerdict("error", "is empty")
     if target.startswith(("/", "//")) or urlsplit(target).scheme:
         return None
-    suggestion = closest(_normal_path(target.lstrip("./")), {_normal_path(k) for k in known})
+    suggestion = closest(normalise_path(target.lstrip("./")), {normalise_path(k) for k in known})
     return LinkVerdict(
         "error",
         "is relative to the page it is written on and cannot resolve in an email: start it with / or https://",
