@@ -13,7 +13,7 @@ import pytest
 
 from drip.config import Site
 from drip.errors import TemplateError
-from drip.models import Course
+from drip.models import Article, Course, Step
 from drip.render.course import (
     RenderCache,
     mjml_source,
@@ -468,3 +468,53 @@ def test_inline_styles_are_split_out_and_applied() -> None:
 
 def test_text_tidy_keeps_the_signature_separator() -> None:
     assert tidy("\n\nBonjour  \r\n\n\n\nTexte\n-- \nPied   \n\n") == "Bonjour\n\nTexte\n-- \nPied\n"
+
+
+def _with_section_step(course: Course) -> tuple[Course, Step]:
+    """The example course with one more email for the pillar's first article section."""
+    section = course.pillar.sections[0]
+    articles = tuple(
+        Article(url=BASE + link.url, title=link.text, description=None, label=None, minutes=7, date=None)
+        for link in section.links
+    )
+    step = Step(
+        key=f"section:{section.slug}",
+        kind="section",
+        number=len(course.steps) + 1,
+        day=course.steps[-1].day + 2,
+        subject=f"Thème : {section.title}",
+        preheader="Une sélection d'articles",
+        section=section,
+        section_articles=articles,
+    )
+    return dataclasses.replace(course, steps=(*course.steps, step)), step
+
+
+def test_section_email_lists_the_section_articles(example_site: Site, example_course: Course) -> None:
+    course, step = _with_section_step(example_course)
+    assert step.section is not None
+    subject, html, text = render_step(example_site, course, step).personalise(
+        sample_values(example_site, course)
+    )
+    assert subject == f"Thème : {step.section.title}"
+    for part in (unescape(html), text):
+        assert step.section.title in part
+        assert "Une sélection d'articles sur ce thème :" in part
+        for article in step.section_articles:
+            assert article.title in part
+            assert "7 min de lecture" in part.lower()
+    hrefs = [h for h in _hrefs(html).hrefs if "/posts/" in h]
+    assert hrefs and all("utm_content=section%3Acomprendre-les-roles" in h for h in hrefs)
+
+
+def test_every_step_speaks_english_when_asked(example_site: Site, example_course: Course) -> None:
+    course, _ = _with_section_step(example_course)
+    french = [
+        CATALOGUES["fr"][k]
+        for k in ("unsubscribe", "preferences", "read_article", "sign_off", "welcome_plan")
+    ]
+    for step in course.steps:
+        _, html, text = render_step(example_site, course, step, locale="en").personalise({"name": "Sam"})
+        for part in (unescape(html), text):
+            assert "Hi Sam," in part and "Unsubscribe" in part, step.key
+            assert not [word for word in french if word in part], step.key
