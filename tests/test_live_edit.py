@@ -237,3 +237,56 @@ def test_plan_counts_the_emails_of_the_next_24_hours(site: Site, store: Store) -
     v2 = make_course(steps=[V1[0], V1[1], V1[2]])
     gone = plan(site, store.engine, v2, now=now)
     assert (gone.due_next_24h_before, gone.due_next_24h_after) == (1, 0)
+
+
+def test_cli_plan_then_run_applies_the_edit_and_status_tells(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from delivery_fixtures import real_site
+
+    from drip.cli import _register, cli
+
+    _register()
+    root = real_site(
+        tmp_path / "site", database="sqlite:///drip.db", transport="transport:\n  backend: outbox\n"
+    ).root
+    runner = CliRunner()
+
+    def drip(*args: str) -> str:
+        result = runner.invoke(
+            cli, ["--site", str(root), *args], catch_exceptions=False, env={"COLUMNS": "250"}
+        )
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    for i in (1, 2):
+        drip(
+            "subscribe",
+            f"lecteur{i}@example.org",
+            "--course",
+            "le-role-du-cto",
+            "--timezone",
+            "Europe/Paris",
+            "--now",
+            "2026-12-01T08:00",
+        )
+    out = drip("run", "--now", "2026-12-01T08:00", "--until", "2026-12-04T08:00", "--step", "1h")
+    assert "until 2026-12-04T08:00+00:00: sent 4" in out
+    assert len(list((root / "outbox").glob("*.eml"))) == 4
+    assert "up to date" in drip("plan", "le-role-du-cto", "--now", "2026-12-04T08:00")
+
+    # The third article leaves the pillar's reading path.
+    pillar = root / "content" / "le-role-du-cto.md"
+    text = pillar.read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("3. **[Vision technique"))
+    pillar.write_text(text.replace(line + "\n", ""), encoding="utf-8")
+    removed = "article:/posts/vision-technique-roadmap-cto-strategy/"
+
+    planned = drip("plan", "le-role-du-cto", "--now", "2026-12-04T08:00")
+    assert "changes not applied yet" in planned and "removed" in planned and removed in planned
+    assert "not applied" in drip("status", "--now", "2026-12-04T08:00")
+    ran = drip("run", "--once", "--now", "2026-12-04T08:00")
+    assert f"applied: le-role-du-cto: removed {removed}" in ran
+    assert "0 scheduled, 0 skipped, 2 cancelled" in ran
+    status = drip("status", "--now", "2026-12-04T08:00")
+    assert "applied" in status and "step removed" in status
+    assert "not applied" not in status

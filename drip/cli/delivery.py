@@ -171,9 +171,12 @@ def _print_plan(p: Plan, *, applied: bool) -> None:
     state = "applied" if applied else ("changes not applied yet" if p.pending_version else "up to date")
     out.print(f"[bold]{p.course}[/]: {state} — {p.enrollments} active subscribers")
     if p.changes:
-        table = Table("change", "step", "what", "scheduled", "skipped", "cancelled")
+        table = Table("change", "scheduled", "skipped", "cancelled")
+        # Step keys are URLs: fold them rather than cut them in a narrow terminal.
+        table.add_column("step", overflow="fold")
+        table.add_column("what", overflow="fold")
         for c in p.changes:
-            table.add_row(c.kind, c.key, c.detail, str(c.scheduled), str(c.skipped), str(c.cancelled))
+            table.add_row(c.kind, str(c.scheduled), str(c.skipped), str(c.cancelled), c.key, c.detail)
         out.print(table)
     if p.shifted:
         out.print(f"{p.shifted} later emails move back to keep the course's spacing")
@@ -239,22 +242,20 @@ def status(obj: Context, now: str | None) -> None:
             )
         ):
             enrolled[course][state] = n
-        next_due: dict[str, dt.datetime] = dict(
-            conn.execute(
+        next_due: dict[str, dt.datetime] = {
+            course: due
+            for course, due in conn.execute(
                 sa.select(d.c.course, sa.func.min(d.c.due_at)).where(d.c.status == DUE).group_by(d.c.course)
             )
-            .tuples()
-            .all()
-        )
-        duplicates: dict[str, int] = dict(
-            conn.execute(
+        }
+        duplicates: dict[str, int] = {
+            course: n
+            for course, n in conn.execute(
                 sa.select(d.c.course, sa.func.count())
                 .where(d.c.possible_duplicate.is_(True))
                 .group_by(d.c.course)
             )
-            .tuples()
-            .all()
-        )
+        }
         reasons = conn.execute(
             sa.select(d.c.course, d.c.status, d.c.note, sa.func.count())
             .where(d.c.status.in_((SKIPPED, CANCELLED)))
@@ -267,9 +268,10 @@ def status(obj: Context, now: str | None) -> None:
             .group_by(d.c.course, d.c.last_error)
             .order_by(d.c.course, sa.func.count().desc())
         ).all()
-        applied: dict[str, str] = dict(
-            conn.execute(sa.select(course_versions.c.course, course_versions.c.fingerprint)).tuples().all()
-        )
+        applied: dict[str, str] = {
+            course: fp
+            for course, fp in conn.execute(sa.select(course_versions.c.course, course_versions.c.fingerprint))
+        }
 
     slugs = sorted(set(counts) | set(enrolled) | set(courses))
     # One column per course, one row per figure: readable in a narrow terminal.
