@@ -80,6 +80,24 @@ def test_pages_escape_what_comes_from_the_site(hostile_site: Path) -> None:
         assert "default-src 'none'" in page.headers["content-security-policy"]
 
 
+def test_a_course_that_does_not_compile_is_shown_not_raised(hostile_site: Path) -> None:
+    schedule = hostile_site / "schedules" / "le-role-du-cto.yaml"
+    schedule.write_text(schedule.read_text(encoding="utf-8") + "cadense: <b>3</b>\n", encoding="utf-8")
+    running = PreviewServer(create_app(load_site(hostile_site), now=NOW))
+    url = running.start()
+    try:
+        index = httpx.get(url + "/")
+        course = httpx.get(url + "/courses/le-role-du-cto/")
+    finally:
+        running.stop()
+    assert index.status_code == 200
+    assert course.status_code == 422
+    for page in (index, course):
+        assert f"{schedule}:" in page.text
+        assert "cadense: unknown key (did you mean &#39;cadence&#39;?)" in page.text
+        assert "<b>" not in page.text
+
+
 def test_unknown_course_and_step_are_404_pages_with_a_hint(server: str) -> None:
     missing = httpx.get(server + "/courses/le-role-du-ct/")
     assert missing.status_code == 404

@@ -29,10 +29,11 @@ def file_stem(step: Step) -> str:
 def sample_message(
     site: Site, course: Course, rendered: RenderedStep, values: Mapping[str, str]
 ) -> OutgoingMessage:
-    """The message a sample subscriber would get, as the transports receive it."""
+    """The message a sample subscriber would get, shaped like the dispatcher's (delivery id 0)."""
     sender = course.sender
     domain = sender.email.rpartition("@")[2] or "localhost"
-    base_url = site.config.site.base_url
+    unsubscribe_url = values.get("unsubscribe_url") or f"{site.config.site.base_url}/unsubscribe/preview"
+    token = unsubscribe_url.rpartition("/")[2]
     return OutgoingMessage(
         delivery_id=PREVIEW_DELIVERY_ID,
         to_email=values.get("email", f"preview@{domain}"),
@@ -42,8 +43,8 @@ def sample_message(
         reply_to=sender.reply_to,
         rendered=rendered,
         values=dict(values),
-        unsubscribe_url=values.get("unsubscribe_url") or f"{base_url}/unsubscribe/preview",
-        unsubscribe_mailto=f"mailto:{sender.email}?subject=unsubscribe",
+        unsubscribe_url=unsubscribe_url,
+        unsubscribe_mailto=f"mailto:{sender.email}?subject=unsubscribe%20{token}",
         postal_address=site.config.postal_address,
         message_id_domain=domain,
     )
