@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from html import unescape
 from html.parser import HTMLParser
@@ -518,3 +519,17 @@ def test_every_step_speaks_english_when_asked(example_site: Site, example_course
         for part in (unescape(html), text):
             assert "Hi Sam," in part and "Unsubscribe" in part, step.key
             assert not [word for word in french if word in part], step.key
+
+
+def test_an_edited_template_is_picked_up_by_the_next_render(
+    example_site: Site, example_course: Course, tmp_path: Path
+) -> None:
+    theme = _default("theme.j2")
+    site = _site_with_templates(example_site, tmp_path, {"theme.j2": theme.replace("#1d4ed8", "#8a1538")})
+    assert "#8a1538" in render_step(site, example_course, example_course.steps[1]).personalise({})[1]
+    path = tmp_path / "email_templates" / "theme.j2"
+    path.write_text(theme.replace("#1d4ed8", "#0b5394"), encoding="utf-8")
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    html = render_step(site, example_course, example_course.steps[1]).personalise({})[1]
+    assert "#0b5394" in html and "#8a1538" not in html

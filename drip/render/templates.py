@@ -131,7 +131,8 @@ def environment(site_templates: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        auto_reload=True,
+        # check_templates() notices edited files and empties the cache: no stat per lookup.
+        auto_reload=False,
     )
     return env
 
@@ -227,6 +228,9 @@ def check_templates(env: jinja2.Environment) -> None:
         known = _checked.get(id(env))
         if known is not None and known[0] is env and known[1] == signature:
             return
+        if env.cache is not None:
+            env.cache.clear()  # a template changed since last time: compile afresh
+        _compiled_string.cache_clear()
     problems: list[Problem] = []
     for name in sorted(env.list_templates()):
         try:
