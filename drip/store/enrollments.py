@@ -7,12 +7,15 @@ course's), and stored in UTC: the dispatcher only has to compare it with now.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from drip.errors import DripError, NotFoundError, Problem
+from drip.errors import DripError
 from drip.models import Course
 from drip.store.schema import BOUNCED, COMPLAINED, DUE, UNSUBSCRIBED, deliveries, enrollments, subscribers
+from drip.store.subscribers import CHUNK
 from drip.timing import due_at, resolve_timezone
 
 # Subscribers who asked (or whose mailbox told us) never to be mailed.
@@ -33,47 +36,111 @@ def enrollment_id(conn: sa.Connection, subscriber_id: int, course: str) -> int |
     return found
 
 
-def enroll(conn: sa.Connection, subscriber_id: int, course: Course, *, now: dt.datetime) -> int:
-    """Enroll a subscriber, scheduling every step; enrolling twice is a no-op.
+@dataclass(frozen=True)
+class Enrolled:
+    """What :func:`enroll_many` did."""
 
-    Returns the enrollment id (the existing one when already enrolled, whatever
-    its state: someone who left a course is not put back by a re-import).
+    ids: Mapping[int, int]  # subscriber id → enrollment id, new or existing
+    new: frozenset[int]  # subscriber ids enrolled by this call
+    refused: Mapping[int, str]  # subscriber id → why not (unknown, unsubscribed, ...)
+
+
+def _schedule(course: Course, zone: str | None, now: dt.datetime) -> list[tuple[str, dt.datetime]]:
+    # The zone was validated when stored; one removed from tzdata since falls back like a missing one.
+    tz, _warning = resolve_timezone(zone, course.timezone)
+    return [
+        (step.key, due_at(now, step.day, course.window, tz, immediate=step.immediate))
+        for step in course.steps
+    ]
+
+
+def enroll_many(
+    conn: sa.Connection, subscriber_ids: Sequence[int], course: Course, *, now: dt.datetime
+) -> Enrolled:
+    """Enroll many subscribers at once, scheduling every step; those already in the course are left alone.
+
+    An existing enrollment is kept whatever its state: someone who left a course is
+    not put back by a re-import. Due times are computed once per time zone.
     """
-    existing = enrollment_id(conn, subscriber_id, course.slug)
-    if existing is not None:
-        return existing
-    row = conn.execute(
-        sa.select(subscribers.c.email, subscribers.c.status, subscribers.c.timezone).where(
-            subscribers.c.id == subscriber_id
+    ids: dict[int, int] = {}
+    new: set[int] = set()
+    refused: dict[int, str] = {}
+    schedules: dict[str | None, list[tuple[str, dt.datetime]]] = {}
+    for start in range(0, len(subscriber_ids), CHUNK):
+        chunk = list(dict.fromkeys(subscriber_ids[start : start + CHUNK]))
+        ids.update(
+            conn.execute(
+                sa.select(enrollments.c.subscriber_id, enrollments.c.id).where(
+                    enrollments.c.course == course.slug, enrollments.c.subscriber_id.in_(chunk)
+                )
+            ).all()
         )
-    ).first()
-    if row is None:
-        raise NotFoundError(Problem(f"no subscriber with id {subscriber_id}"))
-    email, status, zone_name = row
-    if status in NOT_ENROLLABLE:
-        raise NotEnrollableError(f"{email} is {status}: not enrolled in {course.slug!r}")
-    # The zone was validated when stored; a zone removed from tzdata since falls back with the course.
-    tz, _warning = resolve_timezone(zone_name, course.timezone)
-    new_id: int = conn.execute(
-        enrollments.insert()
-        .values(subscriber_id=subscriber_id, course=course.slug, started_at=now, updated_at=now)
-        .returning(enrollments.c.id)
-    ).scalar_one()
-    if course.steps:
+        found = {
+            sid: (email, status, zone)
+            for sid, email, status, zone in conn.execute(
+                sa.select(
+                    subscribers.c.id, subscribers.c.email, subscribers.c.status, subscribers.c.timezone
+                ).where(subscribers.c.id.in_(chunk))
+            ).all()
+        }
+        todo: list[int] = []
+        for sid in chunk:
+            if sid in ids:
+                continue
+            if sid not in found:
+                refused[sid] = f"no subscriber with id {sid}"
+            elif found[sid][1] in NOT_ENROLLABLE:
+                refused[sid] = f"{found[sid][0]} is {found[sid][1]}: not enrolled in {course.slug!r}"
+            else:
+                todo.append(sid)
+        if not todo:
+            continue
         conn.execute(
-            deliveries.insert(),
+            enrollments.insert(),
             [
+                {"subscriber_id": sid, "course": course.slug, "started_at": now, "updated_at": now}
+                for sid in todo
+            ],
+        )
+        created = dict(
+            conn.execute(
+                sa.select(enrollments.c.subscriber_id, enrollments.c.id).where(
+                    enrollments.c.course == course.slug, enrollments.c.subscriber_id.in_(todo)
+                )
+            ).all()
+        )
+        rows: list[dict[str, object]] = []
+        for sid in todo:
+            zone = found[sid][2]
+            if zone not in schedules:
+                schedules[zone] = _schedule(course, zone, now)
+            rows.extend(
                 {
-                    "enrollment_id": new_id,
-                    "subscriber_id": subscriber_id,
+                    "enrollment_id": created[sid],
+                    "subscriber_id": sid,
                     "course": course.slug,
-                    "step_key": step.key,
-                    "due_at": due_at(now, step.day, course.window, tz, immediate=step.immediate),
+                    "step_key": key,
+                    "due_at": due,
                     "status": DUE,
                     "created_at": now,
                     "updated_at": now,
                 }
-                for step in course.steps
-            ],
-        )
-    return new_id
+                for key, due in schedules[zone]
+            )
+        if rows:
+            conn.execute(deliveries.insert(), rows)
+        ids.update(created)
+        new.update(todo)
+    return Enrolled(ids=ids, new=frozenset(new), refused=refused)
+
+
+def enroll(conn: sa.Connection, subscriber_id: int, course: Course, *, now: dt.datetime) -> int:
+    """Enroll one subscriber, scheduling every step; enrolling twice is a no-op.
+
+    Returns the enrollment id (the existing one when already enrolled, whatever
+    its state). A subscriber who must not be mailed is a :class:`NotEnrollableError`.
+    """
+    result = enroll_many(conn, [subscriber_id], course, now=now)
+    if subscriber_id in result.refused:
+        raise NotEnrollableError(result.refused[subscriber_id])
+    return result.ids[subscriber_id]

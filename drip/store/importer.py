@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from drip.errors import InputError, Problem, closest
 from drip.models import Course
-from drip.store.enrollments import NotEnrollableError, enroll, enrollment_id
-from drip.store.subscribers import FieldError, Profile, make_profile, store_profile
+from drip.store.enrollments import enroll_many
+from drip.store.subscribers import FieldError, Profile, make_profile, store_profiles
 
 KNOWN_COLUMNS = ("email", "name", "locale", "timezone")
 DELIMITERS = ",;\t"
@@ -197,30 +197,21 @@ def import_csv(
     parsed = read_csv(path)
     if parsed.problems and not skip_invalid:
         raise InputError(parsed.problems)
-    created = updated = unchanged = enrolled = already = no_zone = 0
+    stored = store_profiles(conn, [row.profile for row in parsed.rows], now=now)
+    enrolled = enroll_many(conn, [result.id for result in stored], course, now=now)
     warnings = list(parsed.warnings)
-    for row in parsed.rows:
-        result = store_profile(conn, row.profile, now=now)
-        created += result.created
-        updated += result.changed and not result.created
-        unchanged += not result.changed
-        no_zone += result.subscriber.timezone is None
-        if enrollment_id(conn, result.id, course.slug) is not None:
-            already += 1
-            continue
-        try:
-            enroll(conn, result.id, course, now=now)
-        except NotEnrollableError as exc:
-            warnings.append(Problem(str(exc), file=path, line=row.line, key="email"))
-            continue
-        enrolled += 1
+    warnings.extend(
+        Problem(enrolled.refused[result.id], file=path, line=row.line, key="email")
+        for row, result in zip(parsed.rows, stored, strict=True)
+        if result.id in enrolled.refused
+    )
     return ImportReport(
-        created=created,
-        updated=updated,
-        unchanged=unchanged,
-        enrolled=enrolled,
-        already_enrolled=already,
-        no_zone=no_zone,
+        created=sum(r.created for r in stored),
+        updated=sum(r.changed and not r.created for r in stored),
+        unchanged=sum(not r.changed for r in stored),
+        enrolled=len(enrolled.new),
+        already_enrolled=len(enrolled.ids) - len(enrolled.new),
+        no_zone=sum(r.subscriber.timezone is None for r in stored),
         skipped=parsed.problems,
         warnings=tuple(warnings),
     )

@@ -33,6 +33,7 @@ from drip.store.schema import (
 )
 
 NAME_MAX = 200
+CHUNK = 500  # rows per statement in batch writes: well under SQLite's bound-parameter limit
 NO_ZONE = "no time zone given: the course's zone applies"
 UNSUBSCRIBED_NOTE = "unsubscribed"
 ExportFormat = Literal["csv", "json"]
@@ -208,33 +209,13 @@ def get_subscriber(conn: sa.Connection, email: str) -> SubscriberRow | None:
     return _row(row) if row is not None else None
 
 
-def store_profile(
-    conn: sa.Connection, profile: Profile, *, status: str = ACTIVE, now: dt.datetime
-) -> Upserted:
-    """Insert or update by address; only the fields given change, attributes merge.
+def _by_email(conn: sa.Connection, emails: Sequence[str]) -> dict[str, SubscriberRow]:
+    rows = conn.execute(sa.select(subscribers).where(subscribers.c.email.in_(emails)))
+    return {sub.email: sub for sub in map(_row, rows)}
 
-    An existing subscriber's status is never changed here: re-importing a list
-    must not bring back someone who unsubscribed.
-    """
-    existing = get_subscriber(conn, profile.email)
-    if existing is None:
-        new_id = conn.execute(
-            subscribers.insert()
-            .values(
-                email=profile.email,
-                name=profile.name or "",
-                locale=profile.locale,
-                timezone=profile.timezone,
-                status=status,
-                attributes=dict(profile.attributes),
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(subscribers.c.id)
-        ).scalar_one()
-        created = get_subscriber(conn, profile.email)
-        assert created is not None and created.id == new_id
-        return Upserted(created, created=True, changed=True, warnings=_warnings(profile, created))
+
+def _changes(profile: Profile, existing: SubscriberRow) -> dict[str, Any]:
+    """The columns ``profile`` would change: only fields it gives, attributes merged."""
     changes: dict[str, Any] = {}
     if profile.name is not None and profile.name != existing.name:
         changes["name"] = profile.name
@@ -245,14 +226,70 @@ def store_profile(
     merged = {**existing.attributes, **profile.attributes}
     if merged != dict(existing.attributes):
         changes["attributes"] = merged
-    if not changes:
-        return Upserted(existing, created=False, changed=False, warnings=_warnings(profile, existing))
-    conn.execute(
-        subscribers.update().where(subscribers.c.id == existing.id).values(**changes, updated_at=now)
-    )
-    updated = get_subscriber(conn, profile.email)
-    assert updated is not None
-    return Upserted(updated, created=False, changed=True, warnings=_warnings(profile, updated))
+    return changes
+
+
+def store_profiles(
+    conn: sa.Connection, profiles: Sequence[Profile], *, status: str = ACTIVE, now: dt.datetime
+) -> list[Upserted]:
+    """Insert or update by address, a chunk of rows per statement; results in the order given.
+
+    Only the fields a profile gives change, and attributes merge. An existing
+    subscriber's status is never changed here: re-importing a list must not bring
+    back someone who unsubscribed. Each address may appear once.
+    """
+    if len({p.email for p in profiles}) != len(profiles):
+        raise ValueError("store_profiles: an address appears twice")
+    results: list[Upserted] = []
+    for start in range(0, len(profiles), CHUNK):
+        chunk = profiles[start : start + CHUNK]
+        existing = _by_email(conn, [p.email for p in chunk])
+        new = [p for p in chunk if p.email not in existing]
+        if new:
+            conn.execute(
+                subscribers.insert(),
+                [
+                    {
+                        "email": p.email,
+                        "name": p.name or "",
+                        "locale": p.locale,
+                        "timezone": p.timezone,
+                        "status": status,
+                        "attributes": dict(p.attributes),
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for p in new
+                ],
+            )
+        changed = {p.email for p in new}
+        for p in chunk:
+            if p.email in existing and (changes := _changes(p, existing[p.email])):
+                conn.execute(
+                    subscribers.update()
+                    .where(subscribers.c.id == existing[p.email].id)
+                    .values(**changes, updated_at=now)
+                )
+                changed.add(p.email)
+        stored = {**existing, **(_by_email(conn, sorted(changed)) if changed else {})}
+        for p in chunk:
+            sub = stored[p.email]
+            results.append(
+                Upserted(
+                    sub,
+                    created=p.email not in existing,
+                    changed=p.email in changed,
+                    warnings=_warnings(p, sub),
+                )
+            )
+    return results
+
+
+def store_profile(
+    conn: sa.Connection, profile: Profile, *, status: str = ACTIVE, now: dt.datetime
+) -> Upserted:
+    """Insert or update one subscriber by address (see :func:`store_profiles`)."""
+    return store_profiles(conn, [profile], status=status, now=now)[0]
 
 
 def _warnings(profile: Profile, stored: SubscriberRow) -> tuple[Problem, ...]:
