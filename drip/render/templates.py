@@ -207,7 +207,7 @@ def _signature(env: jinja2.Environment) -> tuple[tuple[str, int, int], ...]:
             if not root.is_dir():
                 continue
             for path in sorted(root.rglob("*")):
-                if path.is_file():
+                if path.is_file() and path.name.endswith(TEMPLATE_SUFFIXES):
                     stat = path.stat()
                     entries.append((str(path), stat.st_mtime_ns, stat.st_size))
     return tuple(entries)
@@ -232,7 +232,7 @@ def check_templates(env: jinja2.Environment) -> None:
             env.cache.clear()  # a template changed since last time: compile afresh
         _compiled_string.cache_clear()
     problems: list[Problem] = []
-    for name in sorted(env.list_templates()):
+    for name in sorted(env.list_templates(extensions=[s.lstrip(".") for s in TEMPLATE_SUFFIXES])):
         try:
             source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
         except jinja2.TemplateNotFound:  # listed by one loader, shadowed oddly: skip
