@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import jinja2
 import pytest
 
 from drip.config import Site
@@ -533,3 +534,31 @@ def test_an_edited_template_is_picked_up_by_the_next_render(
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     html = render_step(site, example_course, example_course.steps[1]).personalise({})[1]
     assert "#0b5394" in html and "#8a1538" not in html
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("folder", [DEFAULTS_DIR, Path(__file__).resolve().parent.parent / "email_templates"])
+def test_theme_colours_pass_wcag_aa(folder: Path) -> None:
+    """Text on its background: 4.5:1 at least (WCAG 2.1 AA for body text)."""
+    theme = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder))).get_template("theme.j2").module
+    pairs = {
+        "text on card": (theme.text, theme.card_bg),
+        "text on highlight": (theme.text, theme.highlight_bg),
+        "muted on page": (theme.muted, theme.page_bg),
+        "muted on highlight": (theme.muted, theme.highlight_bg),
+        "accent links on card": (theme.accent, theme.card_bg),
+        "button text": (theme.accent_text, theme.accent),
+        "label on highlight": (theme.label, theme.highlight_bg),
+    }
+    weak = {name: round(_contrast(*pair), 2) for name, pair in pairs.items() if _contrast(*pair) < 4.5}
+    assert not weak
