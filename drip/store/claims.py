@@ -83,24 +83,20 @@ def _claim_where(
     }
     if reclaim:
         values["possible_duplicate"] = True
+    # Only what differs per row comes back: token, lease end and the duplicate flag are
+    # the same for the whole statement, and each returned datetime costs a parse.
     stmt = (
         sa.update(d)
         .where(d.c.id.in_(ids))
         .values(values)
         .returning(
-            d.c.id,
-            d.c.enrollment_id,
-            d.c.subscriber_id,
-            d.c.course,
-            d.c.step_key,
-            d.c.due_at,
-            d.c.attempts,
-            d.c.lease_token,
-            d.c.leased_until,
-            d.c.possible_duplicate,
+            d.c.id, d.c.enrollment_id, d.c.subscriber_id, d.c.course, d.c.step_key, d.c.due_at, d.c.attempts
         )
     )
-    return [Claimed(*row) for row in conn.execute(stmt)]
+    return [
+        Claimed(id_, enrollment, subscriber, course, key, due, attempts, token, leased_until, reclaim)
+        for id_, enrollment, subscriber, course, key, due, attempts in conn.execute(stmt)
+    ]
 
 
 def claim(
