@@ -38,3 +38,8 @@ def example_site() -> Site:
 def example_course(example_site: Site) -> Course:
     """The example course compiled from schedules/ and content/."""
     return compile_course(example_site, EXAMPLE_COURSE)
+
+
+# The store fixtures, `db_url` and `engine`: SQLite and PostgreSQL (skipped unless
+# DRIP_TEST_POSTGRES_URL is set), defined in dbfixtures.py.
+from dbfixtures import db_url_fixture, engine_fixture  # noqa: E402, F401

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
-from dbfixtures import COURSE, course_site, db_url_fixture  # noqa: F401  (fixture)
+from dbfixtures import COURSE, course_site
 
 import drip.cli.subscribers  # noqa: F401  (registers the commands on the group)
 from drip.cli import cli

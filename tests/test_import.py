@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from dbfixtures import COURSE, course_site, db_url_fixture, engine_fixture  # noqa: F401  (fixtures)
+from dbfixtures import COURSE, course_site
 
 from drip.config import load_site
 from drip.course import compile_course
@@ -18,7 +18,14 @@ from drip.errors import InputError
 from drip.models import Course
 from drip.store.importer import import_csv, read_csv
 from drip.store.schema import deliveries, enrollments, metadata, subscribers
-from drip.store.subscribers import export_subscribers, get_subscriber, unsubscribe
+from drip.store.subscribers import (
+    CHUNK,
+    export_subscribers,
+    get_subscriber,
+    make_profile,
+    store_profiles,
+    unsubscribe,
+)
 
 CSV = Path(__file__).parent / "fixtures" / "csv"
 NOW = dt.datetime(2026, 12, 1, 7, 0, tzinfo=dt.UTC)
@@ -227,3 +234,53 @@ def test_an_import_with_problems_leaves_enrollments_untouched_too(engine: sa.Eng
         import_csv(conn, CSV / "bad_rows.csv", Course(**{**course.__dict__, "slug": "autre"}), now=NOW)
     assert snapshot(engine) == before
     assert count(engine, enrollments) == 3
+
+
+def test_a_file_larger_than_one_batch_is_imported_whole(
+    engine: sa.Engine, course: Course, tmp_path: Path
+) -> None:
+    size = 2 * CHUNK + 1
+    zones = ("Europe/Paris", "America/New_York", "")
+    path = tmp_path / "big.csv"
+    path.write_text(
+        "email,timezone\n" + "".join(f"u{i}@example.org,{zones[i % 3]}\n" for i in range(size)),
+        encoding="utf-8",
+    )
+    with engine.begin() as conn:  # one of them is already there, in another zone
+        import_csv(conn, CSV / "valid.csv", course, now=NOW)
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.email == "sam@example.org")
+            .values(email="u7@example.org")
+        )
+    with engine.begin() as conn:
+        report = import_csv(conn, path, course, now=NOW)
+    assert (report.created, report.updated, report.enrolled, report.already_enrolled) == (
+        size - 1,
+        1,
+        size - 1,
+        1,
+    )
+    with engine.connect() as conn:
+        second_steps = dict(
+            conn.execute(
+                sa.select(subscribers.c.email, deliveries.c.due_at)
+                .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
+                .where(deliveries.c.step_key == course.steps[1].key)
+            ).all()
+        )
+    assert len(second_steps) == size + 2
+    paris, new_york = (
+        dt.datetime(2026, 12, 3, 7, 30, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 3, 13, 30, tzinfo=dt.UTC),
+    )
+    assert second_steps["u0@example.org"] == second_steps[f"u{size - 2}@example.org"] == paris
+    assert second_steps["u1@example.org"] == second_steps[f"u{CHUNK + 2}@example.org"] == new_york
+    assert second_steps["u2@example.org"] == paris  # no zone: the course's
+    assert second_steps["u7@example.org"] == paris  # enrolled before (as sam, no zone): not rescheduled
+
+
+def test_the_batch_writer_refuses_an_address_twice(engine: sa.Engine) -> None:
+    profile = make_profile("a@example.org")
+    with pytest.raises(ValueError, match="an address appears twice"), engine.begin() as conn:
+        store_profiles(conn, [profile, profile], now=NOW)

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from dbfixtures import COURSE, course_site, db_url_fixture, engine_fixture  # noqa: F401  (fixtures)
+from dbfixtures import COURSE, course_site
 from delivery_fixtures import pg_schema
 
 from drip.config import load_site
