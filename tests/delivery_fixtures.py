@@ -22,7 +22,7 @@ from drip.errors import TransportError
 from drip.models import Course, Pillar, Sender, SendWindow, Step
 from drip.render.slots import Slot, marker, split
 from drip.store.db import connect, upgrade
-from drip.store.enrollments import enroll
+from drip.store.enrollments import enroll_many as store_enroll_many
 from drip.store.schema import deliveries, enrollments, subscribers
 from drip.transports.base import OutgoingMessage, RenderedStep, SendResult
 
@@ -352,8 +352,8 @@ def enroll_many(engine: sa.Engine, site: Site, count: int, *, started: dt.dateti
             ],
         )
         ids = list(conn.execute(sa.select(subscribers.c.id).order_by(subscribers.c.id)).scalars())
-        for sid in ids:
-            enroll(conn, sid, course, now=started)
+        enrolled = store_enroll_many(conn, ids, course, now=started)
+        assert len(enrolled.new) == count
         return int(conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one())
 
 
