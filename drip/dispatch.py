@@ -225,6 +225,7 @@ def _still_sendable(conn: sa.Connection, batch: Sequence[Claimed]) -> dict[int, 
         .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
         .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
         .where(deliveries.c.id.in_([c.id for c in batch]))
+        .with_for_update(read=True, of=[subscribers, enrollments])
     )
     tokens = {c.id: c.lease_token for c in batch}
     out: dict[int, str | None] = {c.id: "subscriber deleted" for c in batch}
@@ -336,16 +337,19 @@ def dispatch_once(
             )
 
     # Read again right before the transport: an unsubscribe may have landed since the claim.
+    # The read's transaction stays open until the batch is handed over, so an unsubscribe
+    # arriving meanwhile waits for the send instead of answering before it (SQLite: the
+    # BEGIN IMMEDIATE write lock; PostgreSQL: FOR SHARE on the subscriber and enrollment rows).
     with engine.connect() as conn:
         verdict = _still_sendable(conn, [item for item, _ in candidates])
-    to_send: list[tuple[Claimed, OutgoingMessage]] = []
-    for item, message in candidates:
-        why = verdict.get(item.id)
-        if why is None:
-            to_send.append((item, message))
-        elif why != "lease lost":
-            outcomes.append(Outcome(item.id, item.lease_token, "cancelled", note=why))
-    results = _send(transport, [m for _, m in to_send], now=now)
+        to_send: list[tuple[Claimed, OutgoingMessage]] = []
+        for item, message in candidates:
+            why = verdict.get(item.id)
+            if why is None:
+                to_send.append((item, message))
+            elif why != "lease lost":
+                outcomes.append(Outcome(item.id, item.lease_token, "cancelled", note=why))
+        results = _send(transport, [m for _, m in to_send], now=now)
 
     for item, message in to_send:
         result = results[message.delivery_id]
