@@ -239,11 +239,9 @@ def check(site_dir: Path, result: LoadResult) -> list[str]:
                     sa.select(enrollments.c.subscriber_id, sa.func.count()).group_by(
                         enrollments.c.subscriber_id
                     )
-                )
-                .tuples()
-                .all()
+                ).all()
             )
-            status = dict(conn.execute(sa.select(subscribers.c.email, subscribers.c.status)).tuples().all())
+            status = dict(conn.execute(sa.select(subscribers.c.email, subscribers.c.status)).all())
             sent_after = conn.execute(
                 sa.select(subscribers.c.email, deliveries.c.step_key)
                 .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)

@@ -105,7 +105,7 @@ def test_suppressing_events_stop_all_mail_and_a_replay_changes_nothing(web: Harn
     )
     assert post(web, signer, body) == 200
     with web.engine.connect() as conn:
-        statuses = dict(conn.execute(sa.select(subscribers.c.id, subscribers.c.status)).tuples().all())
+        statuses = dict(conn.execute(sa.select(subscribers.c.id, subscribers.c.status)).all())
     assert statuses[bounce] == "bounced" and statuses[spam] == "complained"
     assert statuses[unsub] == statuses[group] == "unsubscribed"
     with web.engine.connect() as conn:
