@@ -117,14 +117,19 @@ class Harness:
         return dict(row._mapping) if row is not None else None
 
 
-def make_harness(tmp_path: Path, **app_options: object) -> Harness:
+def make_harness(tmp_path: Path, *, database: str | None = None, **app_options: object) -> Harness:
+    """The app on a copy of the example site; ``database`` names another store (e.g. a PostgreSQL schema)."""
     from starlette.testclient import TestClient
 
-    from drip.store.db import open_store
+    from drip.store.db import connect, open_store, upgrade
     from drip.web.app import create_app
 
-    site = copy_site(tmp_path)
+    site = copy_site(tmp_path, database=database)
     clock = Clock()
-    engine = open_store(site.database_url)
+    if database is not None and not database.startswith("sqlite"):
+        engine = connect(database)
+        upgrade(engine)
+    else:
+        engine = open_store(site.database_url)
     app = create_app(site, now_fn=clock, secret=SECRET, engine=engine, **app_options)  # type: ignore[arg-type]
     return Harness(site, clock, TestClient(app, raise_server_exceptions=True), engine)
