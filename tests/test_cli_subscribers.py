@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from pathlib import Path
@@ -16,6 +17,8 @@ import drip.cli.subscribers  # noqa: F401  (registers the commands on the group)
 from drip.cli import cli
 from drip.store.db import connect
 from drip.store.schema import deliveries, metadata, subscribers
+from drip.suppression import ERASED, suppress
+from drip.tokens import DEMO_SECRET
 
 CSV = Path(__file__).parent / "fixtures" / "csv"
 NOW = "2026-12-01T08:00+01:00"
@@ -32,7 +35,7 @@ class Site:
         return CliRunner().invoke(
             cli,
             ["--site", str(self.root), *args],
-            env={"DRIP_DATABASE_URL": self.db_url},
+            env={"DRIP_DATABASE_URL": self.db_url, "DRIP_SECRET_KEY": None},  # the demo key, as in dev
             catch_exceptions=False,
         )
 
@@ -195,3 +198,24 @@ def test_postgresql_needs_db_upgrade_first(tmp_path: Path, db_url: str) -> None:
     upgraded = site.run("db", "upgrade")
     assert upgraded.stdout.startswith("Database upgraded from nothing to ")
     assert site.run("subscribe", "a@example.org", "--course", COURSE).exit_code == 0
+
+
+def test_a_suppressed_address_is_refused_and_not_stored_again(site: Site) -> None:
+    # No DRIP_SECRET_KEY and the outbox transport: the demo key, as dispatch uses it.
+    engine = connect(site.db_url)
+    with engine.begin() as conn:
+        suppress(conn, DEMO_SECRET, "claire@exemple.fr", ERASED, now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    engine.dispose()
+    result = site.run("subscribe", "Claire@Exemple.fr", "--course", COURSE)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: claire@exemple.fr is on the suppression list (erased): "
+        "only a subscription its owner confirms from the web form brings it back\n"
+    )
+    assert site.rows(subscribers) == []
+    imported = site.run("import", str(CSV / "valid.csv"), "--course", COURSE, "--now", NOW)
+    assert (
+        imported.stdout
+        == "valid.csv: 2 new, 0 updated, 0 unchanged; 2 enrolled in cto, 0 already there; 1 suppressed.\n"
+    )
+    assert [row.email for row in site.rows(subscribers)] == ["jean.dupont@example.fr", "sam@example.org"]

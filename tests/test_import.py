@@ -26,6 +26,8 @@ from drip.store.subscribers import (
     store_profiles,
     unsubscribe,
 )
+from drip.suppression import ERASED, suppress
+from drip.tokens import MissingSecret
 
 CSV = Path(__file__).parent / "fixtures" / "csv"
 NOW = dt.datetime(2026, 12, 1, 7, 0, tzinfo=dt.UTC)
@@ -284,3 +286,42 @@ def test_the_batch_writer_refuses_an_address_twice(engine: sa.Engine) -> None:
     profile = make_profile("a@example.org")
     with pytest.raises(ValueError, match="an address appears twice"), engine.begin() as conn:
         store_profiles(conn, [profile, profile], now=NOW)
+
+
+KEY = "k" * 32
+
+
+def test_suppressed_addresses_are_left_out_and_not_stored_again(
+    engine: sa.Engine, course: Course, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRIP_SECRET_KEY", KEY)
+    with engine.begin() as conn:
+        suppress(conn, KEY, "claire@exemple.fr", ERASED, now=NOW)
+        report = import_csv(conn, CSV / "valid.csv", course, now=NOW)
+    assert (report.created, report.enrolled, report.suppressed) == (2, 2, 1)
+    assert [str(w).removeprefix(str(CSV) + "/") for w in report.warnings] == [
+        "valid.csv:3: email: claire@exemple.fr is on the suppression list (erased): not imported; "
+        "only a subscription confirmed by its owner brings it back"
+    ]
+    with engine.connect() as conn:
+        assert get_subscriber(conn, "claire@exemple.fr") is None
+
+
+def test_a_suppression_list_cannot_be_checked_without_its_key(
+    engine: sa.Engine, course: Course, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as conn:
+        suppress(conn, KEY, "claire@exemple.fr", ERASED, now=NOW)
+    before = snapshot(engine)
+    monkeypatch.delenv("DRIP_SECRET_KEY", raising=False)
+    with pytest.raises(MissingSecret, match="DRIP_SECRET_KEY is not set"), engine.begin() as conn:
+        import_csv(conn, CSV / "valid.csv", course, now=NOW)
+    assert snapshot(engine) == before
+
+
+def test_an_empty_suppression_list_needs_no_key(
+    engine: sa.Engine, course: Course, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DRIP_SECRET_KEY", raising=False)
+    with engine.begin() as conn:
+        assert import_csv(conn, CSV / "valid.csv", course, now=NOW).created == 3

@@ -7,7 +7,7 @@ before it opens a transaction, and writes everything in that one transaction.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO, cast
@@ -30,9 +30,11 @@ from drip.store.subscribers import (
     enrolled_courses,
     export_subscribers,
     list_subscribers,
+    suppressed_addresses,
     upsert_subscriber,
 )
 from drip.store.subscribers import unsubscribe as unsubscribe_subscriber
+from drip.tokens import secret_from_env
 
 STATUSES = (PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
 
@@ -47,6 +49,11 @@ def _store(obj: Context) -> Iterator[sa.Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def _secret(obj: Context) -> Callable[[], str]:
+    """The key the suppression list's hashes need; the public demo key only with the outbox, like dispatch."""
+    return lambda: secret_from_env(demo=obj.site.config.transport.backend == "outbox")
 
 
 def _warn(problems: Iterable[Problem]) -> None:
@@ -84,6 +91,13 @@ def subscribe(
     course = compile_course(obj.site, course_slug)
     with _store(obj) as engine, engine.begin() as conn:
         result = upsert_subscriber(conn, email, name=name, locale=locale, timezone=timezone, now=moment)
+        suppressed = suppressed_addresses(conn, [result.subscriber.email], _secret(obj))
+        if suppressed:
+            # Raising rolls the transaction back: an erased address is not stored again.
+            raise DripError(
+                f"{result.subscriber.email} is on the suppression list ({suppressed[result.subscriber.email]}): "
+                "only a subscription its owner confirms from the web form brings it back"
+            )
         already = enrollment_id(conn, result.id, course.slug) is not None
         enrolled = enroll(conn, result.id, course, now=moment)
         first = conn.execute(
@@ -121,7 +135,7 @@ def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now:
     moment = parse_now(now)
     course = compile_course(obj.site, course_slug)
     with _store(obj) as engine, engine.begin() as conn:
-        report = import_csv(conn, file, course, skip_invalid=skip_invalid, now=moment)
+        report = import_csv(conn, file, course, skip_invalid=skip_invalid, now=moment, secret=_secret(obj))
     for problem in report.skipped:
         err.print(Text("skipped: ", style="red") + Text(str(problem)))
     _warn(report.warnings)
@@ -137,6 +151,7 @@ def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now:
         Text(
             f"{file.name}: {report.created} new, {report.updated} updated, {report.unchanged} unchanged; "
             f"{report.enrolled} enrolled in {course.slug}, {report.already_enrolled} already there"
+            + (f"; {report.suppressed} suppressed" if report.suppressed else "")
             + (f"; {_plural(len(report.skipped), 'row')} skipped" if report.skipped else "")
             + "."
         )

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import sqlalchemy as sa
 from drip.errors import InputError, Problem, closest
 from drip.models import Course
 from drip.store.enrollments import enroll_many
-from drip.store.subscribers import FieldError, Profile, make_profile, store_profiles
+from drip.store.subscribers import FieldError, Profile, make_profile, store_profiles, suppressed_addresses
+from drip.tokens import secret_from_env
 
 KNOWN_COLUMNS = ("email", "name", "locale", "timezone")
 DELIMITERS = ",;\t"
@@ -51,6 +53,7 @@ class ImportReport:
     enrolled: int
     already_enrolled: int
     no_zone: int  # subscribers left on the course's zone
+    suppressed: int  # rows left out: addresses that must never be mailed again
     skipped: tuple[Problem, ...]
     warnings: tuple[Problem, ...]
 
@@ -187,22 +190,43 @@ def _row(
 
 
 def import_csv(
-    conn: sa.Connection, path: Path, course: Course, *, skip_invalid: bool = False, now: dt.datetime
+    conn: sa.Connection,
+    path: Path,
+    course: Course,
+    *,
+    skip_invalid: bool = False,
+    now: dt.datetime,
+    secret: Callable[[], str] = secret_from_env,
 ) -> ImportReport:
     """Upsert every row and enroll it in ``course``, in the caller's transaction.
 
     With a bad row and no ``skip_invalid``: an :class:`InputError` listing every
-    bad row, before anything is written.
+    bad row, before anything is written. Addresses on the suppression list (erased,
+    bounced, complained) are left out with a warning; ``secret`` gives the key
+    their hashes need, asked for only when the list is not empty.
     """
     parsed = read_csv(path)
     if parsed.problems and not skip_invalid:
         raise InputError(parsed.problems)
-    stored = store_profiles(conn, [row.profile for row in parsed.rows], now=now)
-    enrolled = enroll_many(conn, [result.id for result in stored], course, now=now)
     warnings = list(parsed.warnings)
+    suppressed = suppressed_addresses(conn, [row.profile.email for row in parsed.rows], secret)
+    rows = [row for row in parsed.rows if row.profile.email not in suppressed]
+    warnings.extend(
+        Problem(
+            f"{row.profile.email} is on the suppression list ({suppressed[row.profile.email]}): not imported; "
+            "only a subscription confirmed by its owner brings it back",
+            file=path,
+            line=row.line,
+            key="email",
+        )
+        for row in parsed.rows
+        if row.profile.email in suppressed
+    )
+    stored = store_profiles(conn, [row.profile for row in rows], now=now)
+    enrolled = enroll_many(conn, [result.id for result in stored], course, now=now)
     warnings.extend(
         Problem(enrolled.refused[result.id], file=path, line=row.line, key="email")
-        for row, result in zip(parsed.rows, stored, strict=True)
+        for row, result in zip(rows, stored, strict=True)
         if result.id in enrolled.refused
     )
     return ImportReport(
@@ -212,6 +236,7 @@ def import_csv(
         enrolled=len(enrolled.new),
         already_enrolled=len(enrolled.ids) - len(enrolled.new),
         no_zone=sum(r.subscriber.timezone is None for r in stored),
+        suppressed=len(parsed.rows) - len(rows),
         skipped=parsed.problems,
         warnings=tuple(warnings),
     )

@@ -10,7 +10,7 @@ import csv
 import datetime as dt
 import json
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
@@ -30,7 +30,10 @@ from drip.store.schema import (
     deliveries,
     enrollments,
     subscribers,
+    suppressions,
 )
+from drip.suppression import email_hash
+from drip.tokens import secret_from_env
 
 NAME_MAX = 200
 CHUNK = 500  # rows per statement in batch writes: well under SQLite's bound-parameter limit
@@ -384,6 +387,30 @@ def unsubscribe(
     conn.execute(active.where(enrollments.c.course == course).values(state=LEFT, updated_at=now))
     cancelled = conn.execute(pending.where(deliveries.c.course == course)).rowcount
     return Unsubscribed(subscriber.id, course, cancelled, already=state != ENROLLED and cancelled == 0)
+
+
+def suppressed_addresses(
+    conn: sa.Connection, emails: Sequence[str], secret: Callable[[], str] = secret_from_env
+) -> dict[str, str]:
+    """Which of ``emails`` are on the suppression list, with the reason (erased, bounced, ...).
+
+    The list holds keyed hashes, so checking needs the signing key: ``secret`` is
+    asked for only once the list has an entry, so a new site needs no key to import.
+    """
+    if conn.execute(sa.select(suppressions.c.email_hash).limit(1)).first() is None:
+        return {}
+    key = secret()
+    by_hash = {email_hash(key, email): email for email in emails}
+    hashes = list(by_hash)
+    found: dict[str, str] = {}
+    for start in range(0, len(hashes), CHUNK):
+        rows = conn.execute(
+            sa.select(suppressions.c.email_hash, suppressions.c.reason).where(
+                suppressions.c.email_hash.in_(hashes[start : start + CHUNK])
+            )
+        )
+        found.update((by_hash[digest], reason) for digest, reason in rows)
+    return found
 
 
 def list_subscribers(
