@@ -97,6 +97,7 @@ def run_forever(
     engine: sa.Engine | None = None,
     transport: Transport | None = None,
     courses: Mapping[str, Course] | None = None,
+    renderer: Renderer | None = None,
 ) -> DispatchReport:
     """Tick every ``dispatch.tick_seconds`` until ``stop_event`` is set; return what was done.
 
@@ -117,7 +118,14 @@ def run_forever(
         if stop_event.is_set():
             return
         report = drain(
-            site, engine, transport, now_fn=now_fn, worker=worker, courses=compiled, stop_event=stop_event
+            site,
+            engine,
+            transport,
+            now_fn=now_fn,
+            worker=worker,
+            courses=compiled,
+            renderer=renderer,
+            stop_event=stop_event,
         )
         with lock:
             totals[0] += report

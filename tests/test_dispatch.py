@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from delivery_fixtures import (  # noqa: F401  (store_fixture)
     store_fixture,
 )
 
+from drip.clock import frozen_clock, run_forever
 from drip.config import Site
 from drip.dispatch import backoff_delay, dispatch_once
 from drip.errors import PermanentTransportError, TransientTransportError
@@ -195,3 +198,69 @@ def test_backoff_grows_exponentially_is_capped_and_honours_retry_after() -> None
         assert all(0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling * 0.8  # full jitter spreads over the whole range
     assert backoff_delay(1, base=60, cap=3600, retry_after=7200, rng=rng) == 7200
+
+
+def test_the_clock_drains_full_batches_and_a_stop_lets_the_batch_in_flight_finish(
+    tmp_path: Path, store: Store
+) -> None:
+    site = make_site(tmp_path / "clock", batch_size=50, tick_seconds=3600)
+    seed(store.engine, subscribers_count=170, steps=[("welcome", T0)])
+    course = make_course()
+    stop = threading.Event()
+
+    class StopAfter(RecordingTransport):
+        """Stop is requested (as SIGTERM does) while the second batch is in flight."""
+
+        def send_batch(self, messages, *, now=None):  # type: ignore[no-untyped-def]
+            results = super().send_batch(messages, now=now)
+            if self.batches == 2:
+                stop.set()
+            return results
+
+    transport = StopAfter()
+    report = run_forever(
+        site,
+        now_fn=frozen_clock(T0),
+        stop_event=stop,
+        worker="clock",
+        engine=store.engine,
+        transport=transport,
+        courses={course.slug: course},
+        renderer=simple_render,
+    )
+    # The batch in flight when the stop came was finished and recorded; no third batch
+    # was claimed, though the second was full and more was due.
+    assert transport.batches == 2
+    assert (report.claimed, report.sent) == (100, 100)
+    welcomes = [r for r in rows(store.engine) if r.step_key == "welcome"]
+    assert Counter(r.status for r in welcomes) == {"sent": 100, "pending": 70}
+
+
+def test_the_clock_keeps_draining_while_batches_are_full(tmp_path: Path, store: Store) -> None:
+    site = make_site(tmp_path / "clock", batch_size=50, tick_seconds=3600)
+    seed(store.engine, subscribers_count=170, steps=[("welcome", T0)])
+    course = make_course()
+    stop = threading.Event()
+
+    class StopWhenIdle(RecordingTransport):
+        def send_batch(self, messages, *, now=None):  # type: ignore[no-untyped-def]
+            results = super().send_batch(messages, now=now)
+            if len(messages) < 50:
+                stop.set()  # the last, partial batch: everything due is sent
+            return results
+
+    transport = StopWhenIdle()
+    report = run_forever(
+        site,
+        now_fn=frozen_clock(T0),
+        stop_event=stop,
+        worker="clock",
+        engine=store.engine,
+        transport=transport,
+        courses={course.slug: course},
+        renderer=simple_render,
+    )
+    # A single tick (the next one is an hour away) went on while batches came back full.
+    assert transport.batches == 4
+    assert (report.claimed, report.sent) == (170, 170)
+    assert {r.status for r in rows(store.engine) if r.step_key == "welcome"} == {"sent"}
