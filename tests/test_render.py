@@ -612,3 +612,18 @@ def test_emails_fit_a_phone_and_read_at_16px(example_site: Site, example_course:
                 page.close()
         finally:
             browser.close()
+
+
+def test_missing_included_template_is_located(
+    example_site: Site, example_course: Course, tmp_path: Path
+) -> None:
+    text = _default("article.txt").replace('{{ t("reply_invite") }}', '{% include "signature.txt" %}')
+    site = _site_with_templates(example_site, tmp_path, {"article.txt": text})
+    with pytest.raises(TemplateError) as caught:
+        render_step(site, example_course, example_course.steps[1])
+    [problem] = caught.value.problems
+    line = 1 + text.splitlines().index(next(x for x in text.splitlines() if "signature.txt" in x))
+    assert str(problem) == (
+        f"{tmp_path}/email_templates/article.txt:{line}: {example_course.steps[1].key}: "
+        "template not found: signature.txt"
+    )

@@ -151,9 +151,10 @@ def problem_from(exc: Exception, *, what: str, key: str | None = None, file: Pat
     if isinstance(exc, jinja2.TemplateSyntaxError):
         path = Path(exc.filename) if exc.filename else file
         return Problem(f"template syntax error: {exc.message}", file=path, line=exc.lineno, key=key)
-    if isinstance(exc, jinja2.TemplateNotFound):
-        return Problem(f"template not found: {exc.name}", file=file, key=key)
     located = _template_frame(exc)
+    if isinstance(exc, jinja2.TemplateNotFound):
+        where = located or (file, None)
+        return Problem(f"template not found: {exc.name}", file=where[0], line=where[1], key=key)
     message = str(exc) if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
     if located is not None:
         return Problem(f"error in {what}: {message}", file=located[0], line=located[1], key=key)
