@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from web_support import COURSE, SECRET, Harness, make_harness, messages_to, outbox_messages
@@ -99,3 +105,51 @@ def test_export_one_person_then_erase_everything_but_a_keyed_hash(web: Harness, 
     with web.engine.connect() as conn:
         assert not is_suppressed(conn, SECRET, "person@example.org")
     assert len(outbox_messages(web.site)) == 2
+
+
+def test_serve_demo_mode_says_so_loudly_and_serves(web: Harness, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("DRIP_SECRET_KEY", "DRIP_DATABASE_URL")}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "drip",
+                "--site",
+                str(web.site.root),
+                "serve",
+                "--demo",
+                "--port",
+                str(port),
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # readiness poll of a real server
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert httpx.get(f"http://127.0.0.1:{port}/subscribe?course={COURSE}").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    output = log.read_text()
+    assert "DEMO MODE" in output and "anyone can forge them" in output
+
+
+def test_both_languages_have_every_string() -> None:
+    from drip.web.i18n import STRINGS
+
+    assert set(STRINGS) == {"fr", "en"}
+    assert set(STRINGS["fr"]) == set(STRINGS["en"])
