@@ -119,6 +119,22 @@ def test_subscriber_journey_in_a_real_browser(served: Served, tmp_path: Path) ->
             confirm_url = link_in(confirmation, "confirm")
             page.goto(confirm_url)
             assert page.locator("h1").inner_text() == "Inscription confirmée"
+
+            # Keyboard only on drip's own form page: Tab reaches the fields in order, skips the honeypot.
+            keys = browser.new_page(extra_http_headers={"Accept-Language": "en"})
+            keys.goto(f"http://127.0.0.1:{served.port}/subscribe?course={COURSE}")
+            assert keys.locator("html").get_attribute("lang") == "en"
+            keys.keyboard.press("Tab")
+            assert keys.evaluate("document.activeElement.id") == "drip-email"
+            keys.keyboard.type("clavier@example.org")
+            keys.keyboard.press("Tab")
+            assert keys.evaluate("document.activeElement.id") == "drip-name"
+            keys.keyboard.press("Tab")
+            assert keys.evaluate("document.activeElement.tagName") == "BUTTON"
+            keys.keyboard.press("Enter")
+            keys.wait_for_load_state()
+            assert keys.locator("h1").inner_text() == "Check your inbox"
+            assert len(messages_to(site, "clavier@example.org")) == 1
         finally:
             browser.close()
 
