@@ -133,3 +133,8 @@ def test_resolve_the_seed_pillar_against_the_site_content() -> None:
     assert [a.minutes for a in articles] == [10, 15, 20]
     assert [a.label for a in articles] == ["Fondamental", "Posture", "Terrain"]
     assert all(a.url.startswith("https://example.com/posts/") for a in articles)
+
+
+def test_only_web_links_are_tagged() -> None:
+    for url in ("mailto:hello@example.org?subject=Hi", "tel:+33123456789"):
+        assert add_utm(url, source="drip", medium="email", campaign="c", content="k") == url

@@ -29,9 +29,12 @@ def add_utm(url: str, *, source: str, medium: str, campaign: str, content: str) 
     """Tag ``url`` for analytics, leaving its query string and fragment as written.
 
     A ``utm_`` parameter already in the link is the author's own choice and is kept;
-    only the missing ones are added, after the existing parameters.
+    only the missing ones are added, after the existing parameters. Only web links
+    are tagged: a ``mailto:`` or ``tel:`` link is returned as written.
     """
     parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return url
     present = {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
     wanted = {"utm_source": source, "utm_medium": medium, "utm_campaign": campaign, "utm_content": content}
     added = urlencode([(key, value) for key, value in wanted.items() if key not in present])
