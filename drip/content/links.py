@@ -33,7 +33,7 @@ def add_utm(url: str, *, source: str, medium: str, campaign: str, content: str) 
     are tagged: a ``mailto:`` or ``tel:`` link is returned as written.
     """
     parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
+    if parts.scheme.lower() not in ("", "http", "https"):
         return url
     present = {key for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
     wanted = {"utm_source": source, "utm_medium": medium, "utm_campaign": campaign, "utm_content": content}
