@@ -156,3 +156,40 @@ def test_english_pages_from_accept_language(web: Harness) -> None:
     assert mail["Subject"].startswith("Confirm your subscription")
     page = web.client.get(f"/subscribe?course={COURSE}", headers={"Accept-Language": "fr"})
     assert '<html lang="fr">' in page.text and '<label for="drip-email">' in page.text
+
+
+def test_confirming_again_after_unsubscribing_restarts_the_course(web: Harness) -> None:
+    from drip.store.schema import DUE
+    from drip.tokens import make_token
+
+    web.subscribe("back@example.org")
+    web.client.get(web.confirm_link("back@example.org"))
+    sub = web.subscriber("back@example.org")
+    assert sub is not None
+    token = make_token(SECRET, "unsubscribe", int(str(sub["id"])), COURSE, now=web.clock.now)
+    web.client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    web.clock.advance(hours=1)
+    web.subscribe("back@example.org")
+    with web.engine.connect() as conn:
+        assert (
+            conn.execute(
+                sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.status == DUE)
+            ).scalar_one()
+            == 0
+        )
+    web.client.get(web.confirm_link("back@example.org"))
+    sub = web.subscriber("back@example.org")
+    assert sub is not None and sub["status"] == ACTIVE
+    with web.engine.connect() as conn:
+        states = list(conn.execute(sa.select(enrollments.c.state)).scalars())
+        due = conn.execute(sa.select(deliveries.c.step_key).where(deliveries.c.status == DUE)).scalars().all()
+    assert states == ["active"] and "welcome" in due
+
+
+def test_oversized_json_body_is_an_input_error(web: Harness) -> None:
+    response = web.client.post(
+        "/subscribe",
+        content=b'{"email": "' + b"a" * 20000 + b'@example.org"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400 and outbox_messages(web.site) == []

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from drip.config import LOCALES
 from drip.errors import Problem, did_you_mean
 from drip.store.enrollments import enroll
-from drip.store.schema import ACTIVE, CANCELLED, LEFT, PAUSED, PENDING, deliveries, enrollments, subscribers
+from drip.store.schema import ACTIVE, LEFT, PAUSED, PENDING, deliveries, enrollments, subscribers
 from drip.store.subscribers import FieldError, get_subscriber, make_profile, store_profile
 from drip.suppression import is_suppressed, lift
 from drip.tokens import BadToken, read_token
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 HONEYPOT = "website"
 MAX_FIELD = 320
+MAX_JSON_BODY = 16 * 1024
 _ANY_ADDRESS = "name-check@example.org"
 
 
@@ -180,8 +181,9 @@ async def _read_body(request: Request) -> tuple[dict[str, Any], bool]:
     """The submitted fields and whether the client speaks JSON."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
+        body = await request.body()
         try:
-            data = json.loads(await request.body())
+            data = json.loads(body) if len(body) <= MAX_JSON_BODY else None
         except ValueError:
             data = None
         return (data if isinstance(data, dict) else {}), True
@@ -297,7 +299,11 @@ def confirm_subscription(
 
 
 def _restart_if_left(conn: sa.Connection, subscriber_id: int, course: str) -> None:
-    """A confirmed new request to join a course they once left starts it afresh."""
+    """A confirmed new request to join a course they once left starts it afresh.
+
+    ``enroll`` keeps a left enrollment as it is (a re-import must not bring anyone
+    back); a confirmed opt-in is the one case where coming back is what was asked.
+    """
     left = conn.execute(
         sa.select(enrollments.c.id).where(
             enrollments.c.subscriber_id == subscriber_id,
@@ -307,12 +313,6 @@ def _restart_if_left(conn: sa.Connection, subscriber_id: int, course: str) -> No
     ).scalar_one_or_none()
     if left is None:
         return
-    sent_any = conn.execute(
-        sa.select(sa.func.count())
-        .select_from(deliveries)
-        .where(deliveries.c.enrollment_id == left, deliveries.c.status != CANCELLED)
-    ).scalar_one()
-    log.info("restarting a course left earlier (%d deliveries on record)", sent_any)
     conn.execute(deliveries.delete().where(deliveries.c.enrollment_id == left))
     conn.execute(enrollments.delete().where(enrollments.c.id == left))
 
