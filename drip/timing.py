@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from drip.config import check_timezone
 from drip.errors import did_you_mean
-from drip.models import SendWindow
+from drip.models import SendWindow, Step
 
 _DAY_NAMES: dict[str, int] = {}
 for _index, _names in enumerate(
@@ -123,6 +123,27 @@ def due_at(
         if moment >= start:
             return moment.astimezone(dt.UTC)
     raise AssertionError("unreachable: an allowed weekday recurs within eight days")  # pragma: no cover
+
+
+def course_schedule(
+    start: dt.datetime, steps: Sequence[Step], window: SendWindow, tz: ZoneInfo
+) -> list[dt.datetime]:
+    """Due times (UTC) of a course's steps for one subscriber starting at ``start``.
+
+    Each step leaves at :func:`due_at`, except that two emails never land on the
+    same local day: when skipping closed weekdays would bunch steps together (day 4
+    on a Saturday moving onto day 6's Monday), the later one moves to the next open day.
+    """
+    out: list[dt.datetime] = []
+    local_start = start.astimezone(tz).date()
+    last: dt.date | None = None
+    for step in steps:
+        when = due_at(start, step.day, window, tz, immediate=step.immediate)
+        if last is not None and not step.immediate and when.astimezone(tz).date() <= last:
+            when = due_at(start, (last - local_start).days + 1, window, tz)
+        out.append(when)
+        last = when.astimezone(tz).date()
+    return out
 
 
 def resolve_timezone(name: str | None, fallback: str) -> tuple[ZoneInfo, str | None]:

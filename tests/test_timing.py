@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from drip.models import SendWindow
-from drip.timing import due_at, local_moment, parse_time, parse_weekdays, resolve_timezone
+from drip.models import SendWindow, Step
+from drip.timing import course_schedule, due_at, local_moment, parse_time, parse_weekdays, resolve_timezone
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -213,3 +213,22 @@ def test_resolve_timezone_never_reads_outside_the_zone_database() -> None:
     zone, warning = resolve_timezone("../../etc/passwd", "Europe/Paris")
     assert zone == PARIS
     assert warning is not None and warning.endswith("; using Europe/Paris")
+
+
+def test_closed_days_never_bunch_two_emails_on_one_day() -> None:
+    """Day 4 on a Saturday would move onto day 6's Monday; it takes the next open day instead."""
+    window = SendWindow(time=dt.time(8, 30), weekdays=frozenset(range(5)))
+    tz = ZoneInfo("Europe/Paris")
+    start = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)  # a Tuesday
+    steps = [
+        Step(key=k, kind="article", number=i + 1, day=d, subject="", preheader="", immediate=(i == 0))
+        for i, (k, d) in enumerate([("welcome", 0), ("a", 2), ("b", 4), ("c", 6), ("d", 8)])
+    ]
+    local = [d.astimezone(tz) for d in course_schedule(start, steps, window, tz)]
+    assert local[0] == start
+    assert [d.strftime("%a %d %H:%M") for d in local[1:]] == [
+        "Thu 03 08:30",
+        "Mon 07 08:30",  # day 4 is Saturday the 5th: next open day
+        "Tue 08 08:30",  # day 6 is Monday the 7th, taken: the next open day
+        "Wed 09 08:30",  # day 8
+    ]

@@ -16,7 +16,7 @@ from drip.errors import DripError
 from drip.models import Course
 from drip.store.schema import BOUNCED, COMPLAINED, DUE, UNSUBSCRIBED, deliveries, enrollments, subscribers
 from drip.store.subscribers import CHUNK
-from drip.timing import due_at, resolve_timezone
+from drip.timing import course_schedule, resolve_timezone
 
 # Subscribers who asked (or whose mailbox told us) never to be mailed.
 NOT_ENROLLABLE = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
@@ -48,10 +48,8 @@ class Enrolled:
 def _schedule(course: Course, zone: str | None, now: dt.datetime) -> list[tuple[str, dt.datetime]]:
     # The zone was validated when stored; one removed from tzdata since falls back like a missing one.
     tz, _warning = resolve_timezone(zone, course.timezone)
-    return [
-        (step.key, due_at(now, step.day, course.window, tz, immediate=step.immediate))
-        for step in course.steps
-    ]
+    dues = course_schedule(now, course.steps, course.window, tz)
+    return [(step.key, due) for step, due in zip(course.steps, dues, strict=True)]
 
 
 def enroll_many(
