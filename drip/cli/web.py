@@ -140,9 +140,11 @@ def _install_export() -> None:
                 raise click.UsageError("give the EMAIL of the person whose data to export")
             ctx.invoke(bulk, **options)
             return
-        given = {k: v for k, v in options.items() if v not in (None, "csv")}
-        if given:
-            raise click.UsageError(f"{', '.join(given)} only apply to the whole list, not to one EMAIL")
+        # One person's record is always JSON; --status filters a list, so it has no meaning here.
+        if options.get("status") is not None:
+            raise click.UsageError("--status applies to the whole list, not to one EMAIL")
+        if options.get("output") is not None:
+            raise click.UsageError("--output applies to the whole list; redirect standard output instead")
         _export_person(ctx.find_object(Context) or ctx.obj, email)
 
     params: list[click.Parameter] = [click.Argument(["email"], required=False)]
