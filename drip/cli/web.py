@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from drip.cli import Context, cli, now_option, parse_now
+from drip.cli import subscribers as subscribers_cli
 from drip.errors import NotFoundError, Problem, did_you_mean
 from drip.tokens import DEMO_SECRET, secret_from_env
 
@@ -99,20 +100,8 @@ def embed(obj: Context, course: str, locale: str | None) -> None:
     click.echo(embed_form(obj, course, locale), nl=False)
 
 
-def _subscribers_group() -> click.Group:
-    """The `subscribers` group, whichever module defined it first."""
-    existing = cli.commands.get("subscribers")
-    if isinstance(existing, click.Group):
-        return existing
-
-    @cli.group()
-    def subscribers() -> None:
-        """Look at the subscriber list."""
-
-    return subscribers
-
-
-_group = _subscribers_group()
+# The `subscribers` group lives beside `list`; importing it first keeps one group whatever the order.
+_group: click.Group = subscribers_cli.subscribers
 
 
 def _export_person(obj: Context, email: str) -> None:
