@@ -163,7 +163,7 @@ def create_app(
         site=site,
         engine=engine if engine is not None else open_store(site.database_url),
         secret=secret if secret is not None else secret_from_env(),
-        courses=courses if courses is not None else _courses_by_slug(load_courses(site)),
+        courses=courses if courses is not None else load_courses(site),
         now_fn=now_fn or _utcnow,
         transport_factory=transport_factory or (lambda: get_transport(site)),
         limiter=TokenBucket(rate_limit or RateLimit()),
@@ -189,12 +189,3 @@ def create_app(
     )
     app.state.web = state
     return app
-
-
-def _courses_by_slug(courses: object) -> dict[str, Course]:
-    """``load_courses`` may answer a mapping or a sequence: index it by slug either way."""
-    if isinstance(courses, Mapping):
-        return {str(k): v for k, v in courses.items()}
-    if isinstance(courses, list | tuple):
-        return {c.slug: c for c in courses}
-    raise TypeError(f"unexpected courses {type(courses).__name__}")
