@@ -18,9 +18,13 @@ import datetime as dt
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from drip.store.schema import CANCELLED, CLAIMED, DUE, FAILED, SENT, deliveries
 
@@ -58,6 +62,24 @@ class Outcome:
     note: str | None = None  # for cancelled: why
 
 
+class _ArrayOf(sa.sql.expression.ColumnElement[Any]):
+    """PostgreSQL's ``ARRAY(subquery)``: the subquery's rows as one array value."""
+
+    # The subquery is part of the statement cache key, so two claims with different
+    # conditions never share a compiled statement.
+    _traverse_internals = [("select", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+    inherit_cache = True
+    type = ARRAY(sa.Integer())
+
+    def __init__(self, select: sa.Select[tuple[int]]) -> None:
+        self.select = select
+
+
+@compiles(_ArrayOf)
+def _compile_array_of(element: _ArrayOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"ARRAY({compiler.process(element.select, **kw)})"
+
+
 def _claim_where(
     conn: sa.Connection,
     where: sa.ColumnElement[bool],
@@ -74,6 +96,13 @@ def _claim_where(
     # On PostgreSQL the row locks make concurrent claimers skip each other's rows;
     # SQLite ignores FOR UPDATE and relies on the write lock of BEGIN IMMEDIATE.
     ids = sa.select(d.c.id).where(where).order_by(d.c.due_at).limit(limit).with_for_update(skip_locked=True)
+    if conn.dialect.name == "postgresql":
+        # `id IN (subquery)` lets PostgreSQL pick a hash semi-join over a sequential scan
+        # of the whole table; `id = ANY(ARRAY(subquery))` runs the subquery once and
+        # fetches the rows by primary key.
+        chosen: sa.ColumnElement[bool] = d.c.id == sa.any_(_ArrayOf(ids))
+    else:
+        chosen = d.c.id.in_(ids)
     values: dict[str, object] = {
         "status": CLAIMED,
         "lease_token": token,
@@ -87,7 +116,7 @@ def _claim_where(
     # the same for the whole statement, and each returned datetime costs a parse.
     stmt = (
         sa.update(d)
-        .where(d.c.id.in_(ids))
+        .where(chosen)
         .values(values)
         .returning(
             d.c.id, d.c.enrollment_id, d.c.subscriber_id, d.c.course, d.c.step_key, d.c.due_at, d.c.attempts
