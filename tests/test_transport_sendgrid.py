@@ -66,12 +66,11 @@ def test_one_request_per_1000_recipients_of_a_step(server: SendgridServer) -> No
     assert server.requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
     p = body["personalizations"][41]
     assert p["to"] == [{"email": "lecteur42@example.org", "name": "Zoé Martin"}]
-    assert p["custom_args"] == {"delivery_id": "42", "course": "le-role-du-cto", "step": "welcome"}
+    assert p["custom_args"] == {"delivery_id": "42"}
     assert p["headers"] == {
         "List-Unsubscribe": "<https://cto.example.org/unsubscribe/tok42.sig>, "
         "<mailto:desinscription@cto.example.org?subject=unsubscribe-42>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "X-Drip-Delivery": "42",
     }
 
 

@@ -57,34 +57,49 @@ class _Pending:
     personalization: dict[str, Any]
 
 
-def _escape(value: str) -> str:
-    return html.escape(one_line(value), quote=True)
+Plan = tuple[tuple[str, str, str, bool], ...]  # (tag, slot name, default, escape for HTML)
 
 
-def substitutions(msg: OutgoingMessage) -> dict[str, str]:
-    """This recipient's value for every tag of the step, as ``Compiled.fill`` would write it.
-
-    Values are single-line in every part; only the HTML tags get escaped values.
-    """
-    step, values = msg.rendered, msg.values
-    subs: dict[str, str] = {}
-    for part, tag, shape in (
-        (step.subject, TEXT_TAG, one_line),
-        (step.text, TEXT_TAG, one_line),
-        (step.html, HTML_TAG, _escape),
+def substitution_plan(step: RenderedStep) -> Plan:
+    """Every distinct tag of a step with the slot it stands for; computed once per request group."""
+    plan: dict[str, tuple[str, str, str, bool]] = {}
+    for part, tag, escape in (
+        (step.subject, TEXT_TAG, False),
+        (step.text, TEXT_TAG, False),
+        (step.html, HTML_TAG, True),
     ):
         for slot in part.slots:
-            subs[tag.format(slot_tag(slot))] = shape(values.get(slot.name) or slot.default)
-    size = sum(len(k.encode()) + len(v.encode()) for k, v in subs.items())
-    if size > MAX_SUBSTITUTION_BYTES:
-        raise PermanentTransportError(
-            f"personal values of delivery {msg.delivery_id} take {size} bytes, "
-            f"more than SendGrid's {MAX_SUBSTITUTION_BYTES} per recipient"
-        )
+            key = tag.format(slot_tag(slot))
+            plan[key] = (key, slot.name, slot.default, escape)
+    return tuple(plan.values())
+
+
+def substitutions(msg: OutgoingMessage, plan: Plan) -> dict[str, str]:
+    """This recipient's value for every tag, as ``Compiled.fill`` writes it: one line, escaped in HTML."""
+    values = msg.values
+    subs: dict[str, str] = {}
+    size = 0
+    for key, name, default, escape in plan:
+        value = values.get(name) or default
+        if not value.isprintable():
+            value = one_line(value)
+        if escape:
+            value = html.escape(value, quote=True)
+        subs[key] = value
+        size += len(key) + len(value)
+    if (
+        size * 4 > MAX_SUBSTITUTION_BYTES
+    ):  # exact count only when it could matter (4 bytes a character at most)
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in subs.items())
+        if size > MAX_SUBSTITUTION_BYTES:
+            raise PermanentTransportError(
+                f"personal values of delivery {msg.delivery_id} take {size} bytes, "
+                f"more than SendGrid's {MAX_SUBSTITUTION_BYTES} per recipient"
+            )
     return subs
 
 
-def personalization(msg: OutgoingMessage) -> dict[str, Any]:
+def personalization(msg: OutgoingMessage, plan: Plan) -> dict[str, Any]:
     """One recipient: address, substitutions, delivery id (a string), per-recipient headers."""
     to: dict[str, str] = {"email": check_address(msg.to_email, role="recipient")}
     name = clean(msg.to_name)[:MAX_NAME].strip()
@@ -94,17 +109,12 @@ def personalization(msg: OutgoingMessage) -> dict[str, Any]:
     headers = {
         "List-Unsubscribe": f"<{url}>, <{mailto}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "X-Drip-Delivery": str(msg.delivery_id),
     }
-    headers.update(extra_headers(msg))
-    p: dict[str, Any] = {
-        "to": [to],
-        "headers": headers,
-        "custom_args": {"delivery_id": str(msg.delivery_id), "course": msg.course, "step": msg.step_key},
-    }
-    subs = substitutions(msg)
-    if subs:
-        p["substitutions"] = subs
+    if msg.headers:
+        headers.update(extra_headers(msg))
+    p: dict[str, Any] = {"to": [to], "headers": headers, "custom_args": {"delivery_id": str(msg.delivery_id)}}
+    if plan:
+        p["substitutions"] = substitutions(msg, plan)
     return p
 
 
@@ -221,22 +231,25 @@ class SendgridTransport(TransportBase):
     ) -> list[SendResult]:
         date = send_time(now)
         results: dict[int, SendResult] = {}
-        groups: dict[tuple[RenderedStep, str, str, str | None], list[_Pending]] = {}
+        groups: dict[tuple[RenderedStep, str, str, str | None], list[int]] = {}
         for index, msg in enumerate(messages):
+            groups.setdefault((msg.rendered, msg.from_email, msg.from_name, msg.reply_to), []).append(index)
+        for indexes in groups.values():
+            first = messages[indexes[0]]
+            plan = substitution_plan(first.rendered)
             try:
-                pending = _Pending(index, msg, personalization(msg))
+                template = request_template(first, sandbox=self.settings.sandbox)
             except TransportError as exc:
-                results[index] = SendResult(msg.delivery_id, error=exc)
+                for index in indexes:
+                    results[index] = SendResult(messages[index].delivery_id, error=exc)
                 continue
-            key = (msg.rendered, msg.from_email, msg.from_name, msg.reply_to)
-            groups.setdefault(key, []).append(pending)
-        for items in groups.values():
-            try:
-                template = request_template(items[0].msg, sandbox=self.settings.sandbox)
-            except TransportError as exc:
-                for item in items:
-                    results[item.index] = SendResult(item.msg.delivery_id, error=exc)
-                continue
+            items: list[_Pending] = []
+            for index in indexes:
+                msg = messages[index]
+                try:
+                    items.append(_Pending(index, msg, personalization(msg, plan)))
+                except TransportError as exc:
+                    results[index] = SendResult(msg.delivery_id, error=exc)
             for start in range(0, len(items), self.max_per_request):
                 self._post(template, items[start : start + self.max_per_request], results, date)
         return [results[i] for i in range(len(messages))]
