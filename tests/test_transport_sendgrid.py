@@ -217,3 +217,24 @@ def test_get_transport_builds_sendgrid_from_drip_yaml(
     assert isinstance(transport, SendgridTransport)
     assert transport.send_batch([outgoing(1, step=STEP)], now=NOW)[0].ok
     assert server.requests[0].body["mail_settings"] == {"sandbox_mode": {"enable": True}}
+
+
+def test_extra_headers_are_single_line_and_413_is_split(server: SendgridServer) -> None:
+    server.replies.append(Reply(413, body={"errors": [{"message": "payload too large"}]}))
+    messages = [outgoing(i, headers={"X-Campaign": "printemps\r\nBcc: x@evil"}) for i in (1, 2, 3)]
+    results = transport_for(server).send_batch(messages, now=NOW)
+    assert all(r.ok for r in results)
+    assert [len(r.body["personalizations"]) for r in server.requests] == [3, 1, 2]
+    assert server.requests[1].body["personalizations"][0]["headers"]["X-Campaign"] == "printemps Bcc: x@evil"
+    assert server.schema_errors == []
+
+
+def test_a_silent_server_times_out_transiently() -> None:
+    with socket.socket() as listener:  # accepts connections (kernel backlog) and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        host = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        transport = SendgridTransport(SendgridSection(host=host), environ=ENV, timeout=0.3)
+        results = transport.send_batch([outgoing(1), outgoing(2)], now=NOW)
+    assert all(isinstance(r.error, TransientTransportError) for r in results)
+    assert "timed out" in str(results[0].error)

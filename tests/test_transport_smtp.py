@@ -13,8 +13,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from outgoing import NOW, outgoing
 from smtp_server import SmtpServer, self_signed, smtp_server
 
-from drip.config import SmtpSection
+from drip.config import SmtpSection, load_site
 from drip.errors import ConfigError, PermanentTransportError, TransientTransportError
+from drip.transports import get_transport
 from drip.transports.smtp import SmtpTransport
 
 
@@ -168,4 +169,22 @@ def test_implicit_tls(tmp_path: Path) -> None:
         settings = SmtpSection(host=server.host, port=server.port, security="tls", timeout=5)
         with SmtpTransport(settings, environ={}, ssl_context=client_ctx) as transport:
             assert all(r.ok for r in transport.send_batch([outgoing(1)], now=NOW))
+    assert [m.rcpt_tos for m in server.messages] == [("lecteur1@example.org",)]
+
+
+def test_get_transport_builds_smtp_from_drip_yaml(
+    server: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "drip.yaml").write_text(
+        "site: {name: CTO, base_url: 'https://cto.example.org'}\n"
+        "sender: {name: CTO, email: lettre@cto.example.org}\n"
+        "postal_address: '12 rue des Lilas, 69003 Lyon'\n"
+        f"transport: {{backend: smtp, smtp: {{host: 127.0.0.1, port: {server.port}, security: none}}}}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.delenv("DRIP_SMTP_USERNAME", raising=False)
+    monkeypatch.delenv("DRIP_SMTP_PASSWORD", raising=False)
+    with get_transport(load_site(tmp_path)) as transport:
+        assert isinstance(transport, SmtpTransport)
+        assert transport.send_batch([outgoing(1)], now=NOW)[0].ok
     assert [m.rcpt_tos for m in server.messages] == [("lecteur1@example.org",)]
