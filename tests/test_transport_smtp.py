@@ -109,11 +109,11 @@ def test_unreachable_server_fails_the_whole_batch_transiently() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = SmtpSection(host="127.0.0.1", port=port, security="none", timeout=2)
-    transport = SmtpTransport(settings, environ={})
-    results = transport.send_batch([outgoing(1), outgoing(2), outgoing(3)], now=NOW)
+    with SmtpTransport(settings, environ={}) as transport:  # opening never raises: the batch reports it
+        results = transport.send_batch([outgoing(1), outgoing(2), outgoing(3)], now=NOW)
     assert all(isinstance(r.error, TransientTransportError) for r in results)
     assert "cannot reach SMTP server" in str(results[0].error)
-    transport.close()
+    assert transport.connections_opened == 0
 
 
 def test_credentials_must_come_in_pairs_from_the_environment() -> None:

@@ -104,9 +104,16 @@ class SmtpTransport(TransportBase):
         return conn
 
     def open(self) -> None:
-        """Connect now (``drip run`` fails early on a wrong host); sending connects lazily anyway."""
+        """Nothing to do yet: ``send_batch`` connects on first need.
+
+        An unreachable server is then a transient failure of the batch (retried with
+        backoff), never an exception escaping from a worker's start-up.
+        """
+
+    def _ensure(self) -> smtplib.SMTP:
         if self._conn is None:
             self._conn = self._connect()
+        return self._conn
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -145,10 +152,9 @@ class SmtpTransport(TransportBase):
     def _send_one(self, msg: OutgoingMessage, built: Built) -> SendResult:
         """Send one message; connection failures propagate, message failures become its result."""
         for attempt in (1, 2):
-            self.open()
-            assert self._conn is not None
+            conn = self._ensure()
             try:
-                self._conn.sendmail(msg.from_email, [msg.to_email], built.data)
+                conn.sendmail(msg.from_email, [msg.to_email], built.data)
             except smtplib.SMTPServerDisconnected as exc:
                 self._drop()
                 if attempt == 1:
