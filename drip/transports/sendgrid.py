@@ -22,11 +22,10 @@ import http.client
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from os import environ as os_environ
-from typing import Any
+from typing import Any, NamedTuple
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
@@ -47,12 +46,12 @@ MAX_PERSONALIZATIONS = 1000
 MAX_SUBSTITUTION_BYTES = 10_000
 TEXT_TAG = "%drip_t_{}%"
 HTML_TAG = "%drip_h_{}%"
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
 _PERSONALIZATION_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")
 
 
-@dataclass(frozen=True)
-class _Pending:
-    index: int  # position in the batch, for the result
+class _Pending(NamedTuple):  # a tuple: thousands are made per request
+    position: int  # in the batch, for the result
     msg: OutgoingMessage
     personalization: dict[str, Any]
 
@@ -83,7 +82,7 @@ def substitutions(msg: OutgoingMessage, plan: Plan) -> dict[str, str]:
         value = values.get(name) or default
         if not value.isprintable():
             value = one_line(value)
-        if escape:
+        if escape and _HTML_SPECIAL.search(value):
             value = html.escape(value, quote=True)
         subs[key] = value
         size += len(key) + len(value)
@@ -271,10 +270,10 @@ class SendgridTransport(TransportBase):
         else:
             provider_id = response.headers.get("X-Message-Id")
             for item in items:
-                results[item.index] = SendResult(item.msg.delivery_id, provider_id=provider_id)
+                results[item.position] = SendResult(item.msg.delivery_id, provider_id=provider_id)
             return
         for item in items:
-            results[item.index] = SendResult(item.msg.delivery_id, error=error)
+            results[item.position] = SendResult(item.msg.delivery_id, error=error)
 
     def _narrow(
         self,
@@ -299,7 +298,7 @@ class SendgridTransport(TransportBase):
         if exc.status_code == 400 and named and not shared:
             for i, messages in named.items():
                 error = PermanentTransportError(f"SendGrid answered 400: {'; '.join(messages)}")
-                results[items[i].index] = SendResult(items[i].msg.delivery_id, error=error)
+                results[items[i].position] = SendResult(items[i].msg.delivery_id, error=error)
             rest = [item for i, item in enumerate(items) if i not in named]
             if rest:
                 self._post(template, rest, results, now)
