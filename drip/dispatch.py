@@ -302,13 +302,32 @@ def dispatch_once(
 ) -> DispatchReport:
     """Claim one batch of due deliveries, send what may still be sent, and record every outcome."""
     cfg = site.config.dispatch
+    secret = signing_secret(transport)  # before claiming: a missing key must not strand a batch
     batch = claim(engine, now=now, limit=cfg.batch_size, lease_seconds=cfg.lease_seconds, worker=worker)
     if not batch:
         return DispatchReport(batch_size=cfg.batch_size)
     courses = load_courses(site) if courses is None else courses
     render = renderer or default_renderer(site)
     rng = rng or random.Random()
-    secret = signing_secret(transport)
+
+    def after_error(item: Claimed, text: str, *, permanent: bool, retry_after: float | None) -> Outcome:
+        """Failed for good, or due again after a backoff; failed once attempts run out."""
+        if permanent:
+            return Outcome(item.id, item.lease_token, "failed", error=text)
+        if item.attempts >= cfg.max_attempts:
+            return Outcome(
+                item.id, item.lease_token, "failed", error=f"{text} (gave up after {item.attempts} attempts)"
+            )
+        delay = backoff_delay(
+            item.attempts,
+            base=cfg.backoff_base_seconds,
+            cap=cfg.backoff_max_seconds,
+            retry_after=retry_after,
+            rng=rng,
+        )
+        return Outcome(
+            item.id, item.lease_token, "retry", error=text, retry_at=now + dt.timedelta(seconds=delay)
+        )
 
     outcomes: list[Outcome] = []
     candidates: list[tuple[Claimed, OutgoingMessage]] = []
@@ -332,8 +351,10 @@ def dispatch_once(
             rendered = render(course, step, recipient.locale or course.locale)
             candidates.append((item, _message(site, secret, item, recipient, rendered, course, now=now)))
         except DripError as exc:
+            # A template or content error is the site's to fix, not the subscriber's:
+            # retried with backoff so the email goes once the fix is deployed.
             outcomes.append(
-                Outcome(item.id, item.lease_token, "failed", error=f"cannot build the email: {exc}")
+                after_error(item, f"cannot build the email: {exc}", permanent=False, retry_after=None)
             )
 
     # Read again right before the transport: an unsubscribe may have landed since the claim.
@@ -358,27 +379,7 @@ def dispatch_once(
             continue
         error = result.error
         text = f"{type(error).__name__}: {error}"
-        if error.permanent:
-            outcomes.append(Outcome(item.id, item.lease_token, "failed", error=text))
-        elif item.attempts >= cfg.max_attempts:
-            outcomes.append(
-                Outcome(
-                    item.id,
-                    item.lease_token,
-                    "failed",
-                    error=f"{text} (gave up after {item.attempts} attempts)",
-                )
-            )
-        else:
-            delay = backoff_delay(
-                item.attempts,
-                base=cfg.backoff_base_seconds,
-                cap=cfg.backoff_max_seconds,
-                retry_after=error.retry_after,
-                rng=rng,
-            )
-            retry_at = now + dt.timedelta(seconds=delay)
-            outcomes.append(Outcome(item.id, item.lease_token, "retry", error=text, retry_at=retry_at))
+        outcomes.append(after_error(item, text, permanent=error.permanent, retry_after=error.retry_after))
 
     recorded = record(engine, outcomes, now=now)
     kept = [o for o in outcomes if o.delivery_id in recorded]

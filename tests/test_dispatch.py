@@ -25,11 +25,11 @@ from delivery_fixtures import (  # noqa: F401  (store_fixture)
 from drip.clock import frozen_clock, run_forever
 from drip.config import Site
 from drip.dispatch import backoff_delay, dispatch_once
-from drip.errors import PermanentTransportError, TransientTransportError
+from drip.errors import PermanentTransportError, TemplateError, TransientTransportError
 from drip.models import Course, Step
 from drip.store.schema import enrollments, subscribers
 from drip.store.subscribers import unsubscribe
-from drip.tokens import read_token
+from drip.tokens import MissingSecret, read_token
 from drip.transports.base import RenderedStep
 
 SECRET = "k" * 32
@@ -264,3 +264,32 @@ def test_the_clock_keeps_draining_while_batches_are_full(tmp_path: Path, store: 
     assert transport.batches == 4
     assert (report.claimed, report.sent) == (170, 170)
     assert {r.status for r in rows(store.engine) if r.step_key == "welcome"} == {"sent"}
+
+
+def test_a_template_error_is_retried_not_failed_so_a_fix_lets_the_email_go(site: Site, store: Store) -> None:
+    seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
+    course = make_course()
+
+    def broken(course: Course, step: Step, locale: str) -> RenderedStep:
+        raise TemplateError("email_templates/welcome.mjml:3: unexpected end of template")
+
+    transport = RecordingTransport()
+    report = dispatch_once(
+        site, store.engine, transport, now=T0, worker="t", courses={course.slug: course}, renderer=broken
+    )
+    assert (report.retried, report.failed, transport.sent) == (2, 0, [])
+    retry_at = max(r.due_at for r in rows(store.engine))
+    assert {r.status for r in rows(store.engine)} == {"pending"}
+    assert all("cannot build the email" in (r.last_error or "") for r in rows(store.engine))
+    fixed = run(site, store, transport, retry_at)
+    assert fixed.sent == 2
+
+
+def test_without_a_signing_key_nothing_is_claimed(
+    site: Site, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(store.engine, subscribers_count=1, steps=[("welcome", T0)])
+    monkeypatch.delenv("DRIP_SECRET_KEY")
+    with pytest.raises(MissingSecret):
+        run(site, store, RecordingTransport(), T0)
+    assert [r.status for r in rows(store.engine)] == ["pending"]
