@@ -35,6 +35,7 @@ class Handler:
         self.connections = 0
         self.reject: dict[str, str] = {}  # recipient → full reply, e.g. "550 5.1.1 no such user"
         self.hang_up_on_mail = 0  # hang up (no reply) on this many next MAIL commands
+        self.data_delay = 0.0  # seconds before answering DATA, like a provider under load
         self.live: list[SMTP] = []
         self.lock = threading.Lock()
 
@@ -84,6 +85,8 @@ class Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content
         assert isinstance(data, bytes) and envelope.mail_from is not None
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         received = Received(envelope.mail_from, tuple(envelope.rcpt_tos), data, self._number(server, session))
         with self.lock:
             self.messages.append(received)

@@ -53,6 +53,9 @@ def holders(engine: sa.Engine) -> set[str]:
 def test_sigkilled_workers_lose_nothing_and_flag_every_duplicate(tmp_path: Path) -> None:
     rng = random.Random()
     with smtp_server() as server:
+        # A provider that takes a few milliseconds a message keeps batches in flight long
+        # enough to be caught, however fast or loaded the machine is.
+        server.handler.data_delay = 0.01
         site = real_site(
             tmp_path / "site",
             database=f"sqlite:///{tmp_path / 'drip.db'}",
@@ -84,9 +87,9 @@ def test_sigkilled_workers_lose_nothing_and_flag_every_duplicate(tmp_path: Path)
         try:
             # Kill only a worker caught holding a batch, so every kill lands mid-send.
             while kills < KILLS and time.monotonic() - started < 50:
-                time.sleep(rng.uniform(0.3, 1.0))
                 caught = [name for name in holders(watcher) if name in workers]
                 if not caught:
+                    time.sleep(0.05)
                     continue
                 victim = rng.choice(caught)
                 workers[victim].send_signal(signal.SIGKILL)
@@ -94,6 +97,7 @@ def test_sigkilled_workers_lose_nothing_and_flag_every_duplicate(tmp_path: Path)
                 kills += 1
                 generation += 1
                 workers[f"w{generation}"] = start_worker(site, f"w{generation}", logs, env)
+                time.sleep(rng.uniform(0.3, 1.0))
             assert kills >= 5, f"only {kills} workers were caught holding a lease"
             # The survivors finish, reclaiming the batches of the dead once their leases expire.
             while unfinished(engine) and time.monotonic() - started < 100:
