@@ -51,7 +51,9 @@ def test_confirm_links_expire_after_a_week_unsubscribe_links_never() -> None:
     with pytest.raises(BadToken) as info:
         read_token(SECRET, confirm, "confirm", now=NOW + dt.timedelta(days=7, seconds=1))
     assert info.value.reason == "expired"
-    assert read_token(SECRET, unsubscribe, "unsubscribe", now=NOW + dt.timedelta(days=3650)).subscriber_id == 1
+    assert (
+        read_token(SECRET, unsubscribe, "unsubscribe", now=NOW + dt.timedelta(days=3650)).subscriber_id == 1
+    )
 
 
 def test_secret_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
