@@ -12,10 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from web_support import SECRET, Harness, make_harness
 
-from drip.store.schema import CLAIMED, DUE, SENT, deliveries, subscribers, suppressions
+from drip.store.schema import CLAIMED, DUE, SENT, deliveries, subscribers, suppressions, webhook_events
 from drip.suppression import is_suppressed
 from drip.web.ratelimit import RateLimit
-from drip.web.tables import webhook_events
 from drip.web.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 

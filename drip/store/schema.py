@@ -154,3 +154,21 @@ suppressions = sa.Table(
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("created_at", UTC, nullable=False),
 )
+
+# The web endpoints' tables, created by migration 0002_web.
+# One row per subscriber: when the last confirmation email left, for the cool-down.
+web_confirmations = sa.Table(
+    "web_confirmations",
+    metadata,
+    sa.Column("subscriber_id", sa.Integer, primary_key=True),
+    sa.Column("sent_at", UTC, nullable=False),
+)
+
+# SendGrid retries a batch with new sg_event_id values: the key is a digest of the content.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("received_at", UTC, nullable=False),
+)

@@ -18,10 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from drip.errors import NotFoundError, Problem
-from drip.store.schema import deliveries, enrollments, subscribers
+from drip.store.schema import deliveries, enrollments, subscribers, web_confirmations
 from drip.store.subscribers import get_subscriber, normalise_email
 from drip.suppression import ERASED, email_hash, is_suppressed, suppress
-from drip.web.tables import confirmations
 
 
 def _plain(value: Any) -> Any:
@@ -42,7 +41,7 @@ def export_person(conn: sa.Connection, secret: str, email: str) -> dict[str, Any
         raise NotFoundError(Problem(f"no subscriber with address {email.strip()!r}", key="email"))
     row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber.id)).one()
     cooldown = conn.execute(
-        sa.select(confirmations.c.sent_at).where(confirmations.c.subscriber_id == subscriber.id)
+        sa.select(web_confirmations.c.sent_at).where(web_confirmations.c.subscriber_id == subscriber.id)
     ).scalar_one_or_none()
     return {
         "subscriber": {k: _plain(v) for k, v in row._mapping.items()},
@@ -102,7 +101,7 @@ def erase_person(conn: sa.Connection, secret: str, email: str, *, outbox: Path, 
         n_enrollments = conn.execute(
             enrollments.delete().where(enrollments.c.subscriber_id == subscriber.id)
         ).rowcount
-        conn.execute(confirmations.delete().where(confirmations.c.subscriber_id == subscriber.id))
+        conn.execute(web_confirmations.delete().where(web_confirmations.c.subscriber_id == subscriber.id))
         conn.execute(subscribers.delete().where(subscribers.c.id == subscriber.id))
     suppress(conn, secret, normal, ERASED, now=now)
     return Erased(

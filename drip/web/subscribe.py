@@ -23,7 +23,16 @@ from starlette.routing import Route
 from drip.config import LOCALES
 from drip.errors import Problem, did_you_mean
 from drip.store.enrollments import enroll
-from drip.store.schema import ACTIVE, LEFT, PAUSED, PENDING, deliveries, enrollments, subscribers
+from drip.store.schema import (
+    ACTIVE,
+    LEFT,
+    PAUSED,
+    PENDING,
+    deliveries,
+    enrollments,
+    subscribers,
+    web_confirmations,
+)
 from drip.store.subscribers import FieldError, get_subscriber, make_profile, store_profile
 from drip.suppression import is_suppressed, lift
 from drip.tokens import BadToken, read_token
@@ -31,7 +40,6 @@ from drip.web import pages
 from drip.web.app import WebState, state_of
 from drip.web.i18n import strings
 from drip.web.mail import confirmation_message, send_confirmation
-from drip.web.tables import confirmations
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +149,7 @@ def request_confirmation(state: WebState, form: SubscribeForm, *, now: dt.dateti
     except Exception:
         # Let the visitor try again at once instead of waiting out a cool-down for nothing.
         with state.engine.begin() as conn:
-            conn.execute(confirmations.delete().where(confirmations.c.subscriber_id == subscriber_id))
+            conn.execute(web_confirmations.delete().where(web_confirmations.c.subscriber_id == subscriber_id))
         raise
     return True
 
@@ -162,18 +170,18 @@ def _claim_confirmation(
         log.info("subscribe request for a suppressed address: confirmation only")
     cutoff = now - state.cooldown
     refreshed = conn.execute(
-        confirmations.update()
-        .where(confirmations.c.subscriber_id == subscriber_id, confirmations.c.sent_at <= cutoff)
+        web_confirmations.update()
+        .where(web_confirmations.c.subscriber_id == subscriber_id, web_confirmations.c.sent_at <= cutoff)
         .values(sent_at=now)
     ).rowcount
     if refreshed:
         return subscriber_id, name
     recent = conn.execute(
-        sa.select(confirmations.c.sent_at).where(confirmations.c.subscriber_id == subscriber_id)
+        sa.select(web_confirmations.c.sent_at).where(web_confirmations.c.subscriber_id == subscriber_id)
     ).first()
     if recent is not None:
         return None
-    conn.execute(confirmations.insert().values(subscriber_id=subscriber_id, sent_at=now))
+    conn.execute(web_confirmations.insert().values(subscriber_id=subscriber_id, sent_at=now))
     return subscriber_id, name
 
 

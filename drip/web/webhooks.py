@@ -27,10 +27,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from drip import suppression
-from drip.store.schema import BOUNCED, COMPLAINED, UNSUBSCRIBED, subscribers
+from drip.store.schema import BOUNCED, COMPLAINED, UNSUBSCRIBED, subscribers, webhook_events
 from drip.store.subscribers import get_subscriber, unsubscribe
 from drip.web.app import WebState, state_of
-from drip.web.tables import webhook_events
 
 log = logging.getLogger(__name__)
 
