@@ -36,7 +36,7 @@ def test_demo_delivers_the_course_at_local_send_times_and_again_changes_nothing(
     _register()
     site = copy_site(tmp_path)
     runner = CliRunner()
-    result = runner.invoke(cli, ["--site", str(site), "demo", "--now", "2026-12-01T07:00:00Z"])
+    result = runner.invoke(cli, ["--site", str(site), "demo", "--now", "2026-12-01T07:07:00Z"])
     assert result.exit_code == 0, result.output
     assert "sent 15" in result.output
 
@@ -54,30 +54,31 @@ def test_demo_delivers_the_course_at_local_send_times_and_again_changes_nothing(
         local = msg["Date"].datetime.astimezone(ZoneInfo(zones[address]))
         received[address].append(local.strftime("%a %d %H:%M"))
         assert msg.get_content_type() == "multipart/alternative"
-    # Welcome at subscription (07:00 UTC), then 08:30 local, weekdays only, never two on one day.
+    # Welcome at subscription (07:07 UTC); the simulated clock then ticks on the quarter hour, so
+    # the rest leave at 08:30 local, weekdays only, never two on one day.
     assert received["camille@example.org"] == [
-        "Tue 01 08:00",
+        "Tue 01 08:07",
         "Thu 03 08:30",
         "Mon 07 08:30",
         "Tue 08 08:30",
         "Wed 09 08:30",
     ]
     assert received["ana@example.org"] == [
-        "Tue 01 02:00",
+        "Tue 01 02:07",
         "Thu 03 08:30",
         "Mon 07 08:30",
         "Tue 08 08:30",
         "Wed 09 08:30",
     ]
     assert received["kenji@example.org"] == [
-        "Tue 01 16:00",
+        "Tue 01 16:07",
         "Thu 03 08:30",
         "Mon 07 08:30",
         "Tue 08 08:30",
         "Wed 09 08:30",
     ]
 
-    again = runner.invoke(cli, ["--site", str(site), "demo", "--now", "2026-12-01T07:00:00Z"])
+    again = runner.invoke(cli, ["--site", str(site), "demo", "--now", "2026-12-01T07:07:00Z"])
     assert again.exit_code == 0, again.output
     assert "was already enrolled" in again.output
     assert len(list((site / "outbox").glob("*.eml"))) == 15

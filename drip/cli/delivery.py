@@ -13,8 +13,7 @@ import re
 import signal
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from types import FrameType
 
 import click
@@ -35,7 +34,6 @@ from drip.course import compile_course
 from drip.dispatch import DispatchReport, load_courses
 from drip.live import Plan, apply, fingerprint, plan
 from drip.models import Course
-from drip.store.db import open_store
 from drip.store.schema import (
     CANCELLED,
     CLAIMED,
@@ -63,13 +61,14 @@ def parse_step(value: str) -> dt.timedelta:
     return dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
-@contextmanager
-def _store(obj: Context) -> Iterator[sa.Engine]:
-    engine = open_store(obj.site.database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+def next_tick(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
+    """The next multiple of ``step`` after ``moment`` (counted from the UTC epoch).
+
+    A simulation started at 12:57 then ticks at 13:00, 13:15…, so an email due
+    at 08:30 local is sent, and dated, 08:30 rather than 08:42.
+    """
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return epoch + ((moment - epoch) // step + 1) * step
 
 
 def _summary(report: DispatchReport) -> str:
@@ -110,7 +109,7 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
     site = obj.site
     name = worker or default_worker_name()
     courses = load_courses(site)
-    with _store(obj) as engine:
+    with obj.store() as engine:
         transport = get_transport(site)
         if not (once or until):
             stop = threading.Event()
@@ -161,7 +160,7 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
                 if report.claimed:
                     out.print(f"{at.isoformat(timespec='minutes')}  {_summary(report)}", markup=False)
                 total += report
-                moment += delta
+                moment = next_tick(moment, delta)
             out.print(f"until {end.isoformat(timespec='minutes')}: {_summary(total)}", markup=False)
         finally:
             transport.close()
@@ -199,7 +198,7 @@ def plan_command(obj: Context, course_slug: str, do_apply: bool, backfill: bool,
     site = obj.site
     course = compile_course(site, course_slug)
     moment = parse_now(now)
-    with _store(obj) as engine:
+    with obj.store() as engine:
         if do_apply:
             _print_plan(apply(site, engine, course, now=moment, backfill=backfill), applied=True)
         else:
@@ -229,7 +228,7 @@ def status(obj: Context, now: str | None) -> None:
     moment = parse_now(now)
     courses = load_courses(site)
     d = deliveries
-    with _store(obj) as engine, engine.connect() as conn:
+    with obj.store() as engine, engine.connect() as conn:
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for course, st, n in conn.execute(
             sa.select(d.c.course, d.c.status, sa.func.count()).group_by(d.c.course, d.c.status)
