@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+import sqlalchemy as sa
 from rich.console import Console
 
 from drip.config import Site, load_site
 from drip.errors import DripError, InputError
+from drip.store.db import open_store
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -32,6 +36,15 @@ class Context:
         if self._site is None:
             self._site = load_site(self.site_dir)
         return self._site
+
+    @contextmanager
+    def store(self) -> Iterator[sa.Engine]:
+        """The site's store, schema checked; its connections are closed when the command is done."""
+        engine = open_store(self.site.database_url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def parse_now(value: str | None) -> dt.datetime:

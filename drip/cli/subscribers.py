@@ -7,8 +7,7 @@ before it opens a transaction, and writes everything in that one transaction.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO, cast
 
@@ -21,7 +20,7 @@ from rich.text import Text
 from drip.cli import Context, cli, now_option, parse_now
 from drip.course import compile_course
 from drip.errors import DripError, Problem
-from drip.store.db import connect, current_revisions, open_store, upgrade
+from drip.store.db import connect, current_revisions, upgrade
 from drip.store.enrollments import enroll, enrollment_id
 from drip.store.importer import import_csv
 from drip.store.schema import ACTIVE, BOUNCED, COMPLAINED, DUE, PAUSED, PENDING, UNSUBSCRIBED, deliveries
@@ -40,15 +39,6 @@ STATUSES = (PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-@contextmanager
-def _store(obj: Context) -> Iterator[sa.Engine]:
-    engine = open_store(obj.site.database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _secret(obj: Context) -> Callable[[], str]:
@@ -89,7 +79,7 @@ def subscribe(
     """
     moment = parse_now(now)
     course = compile_course(obj.site, course_slug)
-    with _store(obj) as engine, engine.begin() as conn:
+    with obj.store() as engine, engine.begin() as conn:
         result = upsert_subscriber(conn, email, name=name, locale=locale, timezone=timezone, now=moment)
         suppressed = suppressed_addresses(conn, [result.subscriber.email], _secret(obj))
         if suppressed:
@@ -134,7 +124,7 @@ def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now:
     """
     moment = parse_now(now)
     course = compile_course(obj.site, course_slug)
-    with _store(obj) as engine, engine.begin() as conn:
+    with obj.store() as engine, engine.begin() as conn:
         report = import_csv(conn, file, course, skip_invalid=skip_invalid, now=moment, secret=_secret(obj))
     for problem in report.skipped:
         err.print(Text("skipped: ", style="red") + Text(str(problem)))
@@ -166,7 +156,7 @@ def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now:
 def unsubscribe(obj: Context, email: str, course_slug: str | None, now: str | None) -> None:
     """Stop mail to a subscriber (or one course's), cancelling every email not sent yet."""
     moment = parse_now(now)
-    with _store(obj) as engine, engine.begin() as conn:
+    with obj.store() as engine, engine.begin() as conn:
         result = unsubscribe_subscriber(conn, email, course=course_slug, now=moment)
     scope = f"from {result.course}" if result.course else "from all mail"
     if result.already:
@@ -190,7 +180,7 @@ def subscribers() -> None:
 @click.pass_obj
 def list_(obj: Context, status: str | None, course_slug: str | None) -> None:
     """Subscribers as a table: address, name, locale, zone, status, courses."""
-    with _store(obj) as engine, engine.connect() as conn:
+    with obj.store() as engine, engine.connect() as conn:
         rows = list_subscribers(conn, status=status, course=course_slug)
         courses = enrolled_courses(conn)
     table = Table(title=_plural(len(rows), "subscriber"), title_justify="left")
@@ -225,7 +215,7 @@ def list_(obj: Context, status: str | None, course_slug: str | None) -> None:
 @click.pass_obj
 def export(obj: Context, fmt: str, status: str | None, output: Path | None) -> None:
     """Export subscribers as CSV (cells a spreadsheet would evaluate are quoted) or JSON."""
-    with _store(obj) as engine, engine.connect() as conn:
+    with obj.store() as engine, engine.connect() as conn:
         if output is None:
             count = export_subscribers(conn, sys.stdout, fmt=cast(ExportFormat, fmt), status=status)
         else:
