@@ -54,15 +54,17 @@ def serve(obj: Context, host: str, port: int, demo: bool, per_minute: float, bur
             "[bold red]DEMO MODE:[/] links are signed with the public demo key; anyone can forge them. "
             "Set DRIP_SECRET_KEY before serving real subscribers."
         )
-    app = create_app(obj.site, secret=secret, rate_limit=RateLimit(per_minute=per_minute, burst=burst))
-    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
-    err.print(
-        Text(
-            f"Serving {obj.site.config.site.name} on http://{host}:{port} (public URL "
-            f"{obj.site.config.site.base_url})"
+    with obj.store() as engine:
+        limit = RateLimit(per_minute=per_minute, burst=burst)
+        app = create_app(obj.site, secret=secret, engine=engine, rate_limit=limit)
+        logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+        err.print(
+            Text(
+                f"Serving {obj.site.config.site.name} on http://{host}:{port} (public URL "
+                f"{obj.site.config.site.base_url})"
+            )
         )
-    )
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 def embed_form(obj: Context, course: str, locale: str | None) -> str:
@@ -105,16 +107,11 @@ _group: click.Group = subscribers_cli.subscribers
 
 
 def _export_person(obj: Context, email: str) -> None:
-    from drip.store.db import open_store
     from drip.web.personal_data import export_person
 
     secret = secret_from_env()
-    engine = open_store(obj.site.database_url)
-    try:
-        with engine.connect() as conn:
-            data = export_person(conn, secret, email)
-    finally:
-        engine.dispose()
+    with obj.store() as engine, engine.connect() as conn:
+        data = export_person(conn, secret, email)
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
@@ -156,20 +153,16 @@ _install_export()
 def erase(obj: Context, email: str, yes: bool, now: str | None) -> None:
     """Erase EMAIL everywhere (row, enrollments, deliveries, outbox files); keep only a keyed hash
     on the suppression list so the address is never mailed again unless it subscribes and confirms."""
-    from drip.store.db import open_store
     from drip.web.personal_data import erase_person, flush_sqlite, remove_files
 
     secret = secret_from_env()
     when = parse_now(now)
     if not yes:
         click.confirm(f"Erase every record of {email.strip()}?", abort=True, err=True)
-    engine = open_store(obj.site.database_url)
-    try:
+    with obj.store() as engine:
         with engine.begin() as conn:
             result = erase_person(conn, secret, email, outbox=obj.site.outbox_dir, now=when)
         flush_sqlite(engine)
-    finally:
-        engine.dispose()
     files = remove_files(result.outbox_files)
     out.print(
         Text(
