@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from drip.config import Site, load_site
 from drip.course import compile_course
 from drip.models import Course
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_COURSE = "le-role-du-cto"
@@ -38,6 +43,33 @@ def example_site() -> Site:
 def example_course(example_site: Site) -> Course:
     """The example course compiled from schedules/ and content/."""
     return compile_course(example_site, EXAMPLE_COURSE)
+
+
+# Debian's Chromium, never a downloaded one; the flags keep it offline and quiet.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the whole run (starting it is the slow part); skips where it is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 # The store fixtures, `db_url` and `engine`: SQLite and PostgreSQL (skipped unless

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -26,18 +27,11 @@ from drip.cli import _register, cli
 from drip.config import Site
 from drip.web.app import create_app
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 T0 = dt.datetime(2026, 12, 1, 7, 0, tzinfo=dt.UTC)
 
 _register()
@@ -74,8 +68,6 @@ class Served:
 
 @pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed")
     monkeypatch.setenv("DRIP_SECRET_KEY", SECRET)
     monkeypatch.delenv("DRIP_DATABASE_URL", raising=False)
     port = free_port()
@@ -89,9 +81,7 @@ def run_once(site: Site, now: dt.datetime) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_subscriber_journey_in_a_real_browser(served: Served, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_subscriber_journey_in_a_real_browser(browser: Browser, served: Served, tmp_path: Path) -> None:
     site = served.site
     embed = CliRunner().invoke(cli, ["--site", str(site.root), "embed", COURSE])
     assert embed.exit_code == 0, embed.output
@@ -102,41 +92,40 @@ def test_subscriber_journey_in_a_real_browser(served: Served, tmp_path: Path) ->
         encoding="utf-8",
     )
     reader = "lea.martin@example.org"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(java_script_enabled=False)  # the form must work without JavaScript
-            page.goto(host_page.as_uri())
-            page.get_by_label("Adresse email").fill(reader)
-            page.get_by_label("Prénom (facultatif)").fill("Léa")
-            page.get_by_role("button", name="M'inscrire").click()
-            page.wait_for_load_state()
-            assert page.locator("h1").inner_text() == "Vérifiez votre boîte de réception"
-            assert page.locator("html").get_attribute("lang") == "fr"
+    page = browser.new_page(java_script_enabled=False)  # the form must work without JavaScript
+    keys = browser.new_page(extra_http_headers={"Accept-Language": "en"})
+    try:
+        page.goto(host_page.as_uri())
+        page.get_by_label("Adresse email").fill(reader)
+        page.get_by_label("Prénom (facultatif)").fill("Léa")
+        page.get_by_role("button", name="M'inscrire").click()
+        page.wait_for_load_state()
+        assert page.locator("h1").inner_text() == "Vérifiez votre boîte de réception"
+        assert page.locator("html").get_attribute("lang") == "fr"
 
-            (confirmation,) = messages_to(site, reader)
-            assert "Confirmez votre inscription" in confirmation["Subject"]
-            confirm_url = link_in(confirmation, "confirm")
-            page.goto(confirm_url)
-            assert page.locator("h1").inner_text() == "Inscription confirmée"
+        (confirmation,) = messages_to(site, reader)
+        assert "Confirmez votre inscription" in confirmation["Subject"]
+        confirm_url = link_in(confirmation, "confirm")
+        page.goto(confirm_url)
+        assert page.locator("h1").inner_text() == "Inscription confirmée"
 
-            # Keyboard only on drip's own form page: Tab reaches the fields in order, skips the honeypot.
-            keys = browser.new_page(extra_http_headers={"Accept-Language": "en"})
-            keys.goto(f"http://127.0.0.1:{served.port}/subscribe?course={COURSE}")
-            assert keys.locator("html").get_attribute("lang") == "en"
-            keys.keyboard.press("Tab")
-            assert keys.evaluate("document.activeElement.id") == "drip-email"
-            keys.keyboard.type("clavier@example.org")
-            keys.keyboard.press("Tab")
-            assert keys.evaluate("document.activeElement.id") == "drip-name"
-            keys.keyboard.press("Tab")
-            assert keys.evaluate("document.activeElement.tagName") == "BUTTON"
-            keys.keyboard.press("Enter")
-            keys.wait_for_load_state()
-            assert keys.locator("h1").inner_text() == "Check your inbox"
-            assert len(messages_to(site, "clavier@example.org")) == 1
-        finally:
-            browser.close()
+        # Keyboard only on drip's own form page: Tab reaches the fields in order, skips the honeypot.
+        keys.goto(f"http://127.0.0.1:{served.port}/subscribe?course={COURSE}")
+        assert keys.locator("html").get_attribute("lang") == "en"
+        keys.keyboard.press("Tab")
+        assert keys.evaluate("document.activeElement.id") == "drip-email"
+        keys.keyboard.type("clavier@example.org")
+        keys.keyboard.press("Tab")
+        assert keys.evaluate("document.activeElement.id") == "drip-name"
+        keys.keyboard.press("Tab")
+        assert keys.evaluate("document.activeElement.tagName") == "BUTTON"
+        keys.keyboard.press("Enter")
+        keys.wait_for_load_state()
+        assert keys.locator("h1").inner_text() == "Check your inbox"
+        assert len(messages_to(site, "clavier@example.org")) == 1
+    finally:
+        page.close()
+        keys.close()
 
     # A control reader who stays subscribed, so "nothing more" below means something.
     control = "controle@example.org"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import os
 import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -19,17 +19,10 @@ from drip.config import load_site
 from drip.course import compile_course
 from drip.preview.server import PreviewServer, create_app
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
 
 
@@ -117,57 +110,50 @@ def test_email_documents_allow_no_script(server: str) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed at /usr/bin/chromium"
-)
-def test_preview_page_in_chromium(server: str, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_preview_page_in_chromium(browser: Browser, server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
 
     title = first_article_title()
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(server + "/")
-            expect(page.get_by_role("heading", name="Courses")).to_be_visible()
-            page.screenshot(path=str(tmp_path / "preview-index.png"))
-            page.get_by_role("link", name="Le rôle du CTO").first.click()
-            expect(page).to_have_url(server + "/courses/le-role-du-cto/")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(server + "/")
+        expect(page.get_by_role("heading", name="Courses")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "preview-index.png"))
+        page.get_by_role("link", name="Le rôle du CTO").first.click()
+        expect(page).to_have_url(server + "/courses/le-role-du-cto/")
 
-            timeline = page.locator("table tbody tr")
-            expect(timeline).to_have_count(5)
-            expect(timeline.nth(0)).to_contain_text("Tue 2026-12-01 11:00 CET")
+        timeline = page.locator("table tbody tr")
+        expect(timeline).to_have_count(5)
+        expect(timeline.nth(0)).to_contain_text("Tue 2026-12-01 11:00 CET")
 
-            email = page.locator("#email-2")
-            subject = email.locator(".subject")
-            expect(subject).not_to_be_empty()
-            expect(email.locator("pre.text")).to_contain_text(title)
+        email = page.locator("#email-2")
+        subject = email.locator(".subject")
+        expect(subject).not_to_be_empty()
+        expect(email.locator("pre.text")).to_contain_text(title)
 
-            for kind, width in (("desktop", 600), ("mobile", 375)):
-                frame_element = email.locator(f"iframe.{kind}")
-                box = frame_element.bounding_box()
-                assert box is not None
-                assert round(box["width"]) == width + (
-                    2 if kind == "desktop" else 16
-                )  # plus the frame border
-                frame = frame_element.content_frame
-                expect(frame.locator("body")).to_contain_text(title)
-                unsubscribe = frame.locator("a[href*='/unsubscribe/']")
-                expect(unsubscribe.first).to_be_attached()
+        for kind, width in (("desktop", 600), ("mobile", 375)):
+            frame_element = email.locator(f"iframe.{kind}")
+            box = frame_element.bounding_box()
+            assert box is not None
+            assert round(box["width"]) == width + (2 if kind == "desktop" else 16)  # plus the frame border
+            frame = frame_element.content_frame
+            expect(frame.locator("body")).to_contain_text(title)
+            unsubscribe = frame.locator("a[href*='/unsubscribe/']")
+            expect(unsubscribe.first).to_be_attached()
 
-            # No horizontal scrolling inside the phone frame: the email fits 375 px.
-            phone = email.locator("iframe.mobile").element_handle()
-            assert phone is not None
-            content = phone.content_frame()
-            assert content is not None
-            assert content.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        # No horizontal scrolling inside the phone frame: the email fits 375 px.
+        phone = email.locator("iframe.mobile").element_handle()
+        assert phone is not None
+        content = phone.content_frame()
+        assert content is not None
+        assert content.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
-            page.screenshot(path=str(tmp_path / "preview-course.png"))
-            email.screenshot(path=str(tmp_path / "preview-email.png"))
-            assert (tmp_path / "preview-email.png").stat().st_size > 10_000
-        finally:
-            browser.close()
+        page.screenshot(path=str(tmp_path / "preview-course.png"))
+        email.screenshot(path=str(tmp_path / "preview-email.png"))
+        assert (tmp_path / "preview-email.png").stat().st_size > 10_000
+    finally:
+        page.close()
 
 
 def test_serve_command_prints_its_url_and_serves(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import re
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import jinja2
@@ -28,6 +29,9 @@ from drip.render.mjml import lint, split_inline_css, to_html
 from drip.render.slots import MARKER_PREFIX
 from drip.render.templates import DEFAULTS_DIR
 from drip.render.text import tidy
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 BASE = "https://cto.example.org"
 HOSTILE_NAME = '<script>alert("x")</script> O\'Hara {{ 7*7 }}\r\nBcc: evil@example.org'
@@ -564,54 +568,38 @@ def test_theme_colours_pass_wcag_aa(folder: Path) -> None:
     assert not weak
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
-def test_emails_fit_a_phone_and_read_at_16px(example_site: Site, example_course: Course) -> None:
+def test_emails_fit_a_phone_and_read_at_16px(
+    browser: Browser, example_site: Site, example_course: Course
+) -> None:
     """In a real browser at 600 and 375 px: no sideways scrolling, body text 16px or more, a visible button."""
-    from playwright.sync_api import sync_playwright
-
     course, _ = _with_section_step(example_course)
     values = sample_values(example_site, course)
     pages = {s.key: render_step(example_site, course, s).personalise(values)[1] for s in course.steps}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    for width in (600, 375):
+        page = browser.new_page(viewport={"width": width, "height": 800})
         try:
-            for width in (600, 375):
-                page = browser.new_page(viewport={"width": width, "height": 800})
-                for key, html in pages.items():
-                    page.set_content(html)
-                    assert page.evaluate("document.documentElement.scrollWidth") <= width, (key, width)
-                    sizes = page.evaluate(
-                        """() => [...document.querySelectorAll('.content *')]
-                            .filter(e => [...e.childNodes].some(
-                                n => n.nodeType === Node.TEXT_NODE && n.textContent.trim().length > 40))
-                            .map(e => parseFloat(getComputedStyle(e).fontSize))"""
+            for key, html in pages.items():
+                page.set_content(html)
+                assert page.evaluate("document.documentElement.scrollWidth") <= width, (key, width)
+                sizes = page.evaluate(
+                    """() => [...document.querySelectorAll('.content *')]
+                        .filter(e => [...e.childNodes].some(
+                            n => n.nodeType === Node.TEXT_NODE && n.textContent.trim().length > 40))
+                        .map(e => parseFloat(getComputedStyle(e).fontSize))"""
+                )
+                assert sizes and min(sizes) >= 16, (key, width, sizes)
+                hidden = page.evaluate("getComputedStyle(document.body.firstElementChild).display")
+                assert hidden == "none", key  # the preheader
+                if key != "deeper":
+                    box = (
+                        page.locator("a[target=_blank]")
+                        .filter(has_text=re.compile("Lire"))
+                        .first.bounding_box()
                     )
-                    assert sizes and min(sizes) >= 16, (key, width, sizes)
-                    hidden = page.evaluate("getComputedStyle(document.body.firstElementChild).display")
-                    assert hidden == "none", key  # the preheader
-                    if key != "deeper":
-                        box = (
-                            page.locator("a[target=_blank]")
-                            .filter(has_text=re.compile("Lire"))
-                            .first.bounding_box()
-                        )
-                        assert box is not None and box["height"] >= 40 and box["x"] + box["width"] <= width
-                page.close()
+                    assert box is not None and box["height"] >= 40 and box["x"] + box["width"] <= width
         finally:
-            browser.close()
+            page.close()
 
 
 def test_missing_included_template_is_located(
