@@ -100,11 +100,11 @@ def test_subscriber_journey_in_a_real_browser(browser: Browser, served: Served, 
         page.get_by_label("Prénom (facultatif)").fill("Léa")
         page.get_by_role("button", name="M'inscrire").click()
         page.wait_for_load_state()
-        assert page.locator("h1").inner_text() == "Vérifiez votre boîte de réception"
+        assert page.locator("h1").inner_text() == "Vérifie ta boîte de réception"
         assert page.locator("html").get_attribute("lang") == "fr"
 
         (confirmation,) = messages_to(site, reader)
-        assert "Confirmez votre inscription" in confirmation["Subject"]
+        assert "Confirme ton inscription" in confirmation["Subject"]
         confirm_url = link_in(confirmation, "confirm")
         page.goto(confirm_url)
         assert page.locator("h1").inner_text() == "Inscription confirmée"

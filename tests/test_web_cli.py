@@ -153,3 +153,16 @@ def test_both_languages_have_every_string() -> None:
 
     assert set(STRINGS) == {"fr", "en"}
     assert set(STRINGS["fr"]) == set(STRINGS["en"])
+
+
+def test_french_pages_say_tu_like_the_emails() -> None:
+    """The emails say "tu": a "vous" on a page or in the confirmation email would switch register mid-journey."""
+    import re
+
+    from drip.render.i18n import CATALOGUES
+    from drip.web.i18n import STRINGS
+
+    formal = re.compile(r"\b(vous|votre|vos)\b", re.IGNORECASE)
+    french = [*STRINGS["fr"].values(), *CATALOGUES["fr"].values()]
+    assert [text for text in french if formal.search(text)] == []
+    assert re.search(r"\btu\b", STRINGS["fr"]["unsub_intro"], re.IGNORECASE)

@@ -68,7 +68,7 @@ def test_unsubscribe_page_offers_this_course_or_everything(web: Harness) -> None
     assert 'name="scope" value="course"' in page.text and 'name="scope" value="all"' in page.text
     assert delivery_statuses(web, sid) == {DUE}  # showing the page changes nothing
     done = web.client.post(f"/unsubscribe/{token}", data={"scope": "course"})
-    assert done.status_code == 200 and "Vous ne recevrez plus le parcours" in html.unescape(done.text)
+    assert done.status_code == 200 and "Tu ne recevras plus le parcours" in html.unescape(done.text)
     sub = web.subscriber("page@example.org")
     assert sub is not None and sub["status"] == "active"  # only the course was left
     with web.engine.connect() as conn:

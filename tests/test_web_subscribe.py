@@ -33,13 +33,13 @@ def enrolled(web: Harness, address: str) -> list[str]:
 def test_subscribe_sends_a_confirmation_and_only_confirming_enrolls(web: Harness) -> None:
     response = web.subscribe("Camille@Example.org", name="Camille")
     assert response.status_code == 200
-    assert "Vérifiez votre boîte de réception" in response.text
+    assert "Vérifie ta boîte de réception" in response.text
     sub = web.subscriber("camille@example.org")
     assert sub is not None and sub["status"] == PENDING
     assert enrolled(web, "camille@example.org") == []
     (mail,) = messages_to(web.site, "camille@example.org")
     assert mail["From"].addresses[0].addr_spec == web.site.config.sender.email
-    assert "Confirmez votre inscription" in mail["Subject"]
+    assert "Confirme ton inscription" in mail["Subject"]
     assert web.site.config.postal_address in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
     confirmed = web.client.get(web.confirm_link("camille@example.org"))
@@ -106,7 +106,7 @@ def test_every_field_error_reported_at_once_and_nothing_recorded(web: Harness) -
 
 def test_honeypot_answers_like_success_and_sends_nothing(web: Harness) -> None:
     response = web.subscribe("bot@example.org", website="http://spam.test")
-    assert response.status_code == 200 and "Vérifiez" in response.text
+    assert response.status_code == 200 and "Vérifie ta boîte" in response.text
     assert outbox_messages(web.site) == [] and web.subscriber("bot@example.org") is None
 
 
