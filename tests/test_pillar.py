@@ -340,6 +340,15 @@ def test_front_matter_reading_path_is_validated_with_locations(tmp_path: Path) -
     ]
 
 
+def test_front_matter_minutes_take_the_spellings_posts_take(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '---\nreading_path:\n  - url: /a/\n    minutes: "12"\n  - url: /b/\n    minutes: 1 h 30\n'
+        "  - url: /c/\n    minutes: 7\n---\n",
+    )
+    assert [item.minutes for item in read_pillar(path).reading_path] == [12, 90, 7]
+
+
 def test_empty_front_matter_reading_path(tmp_path: Path) -> None:
     path = write(tmp_path, "---\nreading_path: []\n---\n\n## Par où commencer\n\n1. [A](/a/)\n")
     (problem,) = problems_of(path)

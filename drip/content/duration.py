@@ -7,6 +7,7 @@ The regular expression only ever looks at one already-extracted string, such as
 from __future__ import annotations
 
 import re
+from typing import Any
 
 WORDS_PER_MINUTE = 200
 
@@ -32,6 +33,19 @@ def parse_duration(text: str) -> int | None:
     """Minutes in "10 min", "(1 h 30)", "~12 min read", "45 minutes"; None when absent."""
     match = _last(text)
     return _minutes(match) if match else None
+
+
+def minutes_field(value: Any) -> Any:
+    """A front-matter reading time: "12" and "10 min" become minutes; other types are left to the field.
+
+    Pillar and post metadata both take it, so the two accept the same spellings.
+    """
+    if not isinstance(value, str):
+        return value
+    minutes = int(value) if value.strip().isdigit() else parse_duration(value)
+    if minutes is None:
+        raise ValueError(f"expected a number of minutes or a duration like '10 min', got {value!r}")
+    return minutes
 
 
 def label_and_minutes(text: str) -> tuple[str | None, int | None]:

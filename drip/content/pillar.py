@@ -19,7 +19,7 @@ from typing import Any
 from markdown_it.tree import SyntaxTreeNode
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drip.content.duration import label_and_minutes, parse_duration
+from drip.content.duration import label_and_minutes, minutes_field
 from drip.content.mdtree import (
     LISTS,
     Document,
@@ -79,12 +79,7 @@ class ReadingEntry(BaseModel):
     @field_validator("minutes", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            minutes = parse_duration(v)
-            if minutes is None:
-                raise ValueError(f"expected a number of minutes or a duration like '10 min', got {v!r}")
-            return minutes
-        return v
+        return minutes_field(v)
 
 
 class PillarMeta(Meta):

@@ -25,22 +25,13 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
 
-from drip.content.duration import minutes_for_words, parse_duration
+from drip.content.duration import minutes_field, minutes_for_words
 from drip.content.mdtree import parse_document, plain_text
 from drip.content.source import Meta, Source, read_source
 from drip.errors import ContentError, Problem
 from drip.models import Post
 
 PILLAR, POST = "pillar", "post"
-
-
-def _minutes(v: Any) -> Any:
-    if isinstance(v, str):
-        minutes = parse_duration(v) if not v.strip().isdigit() else int(v)
-        if minutes is None:
-            raise ValueError(f"expected a number of minutes or a duration like '10 min', got {v!r}")
-        return minutes
-    return v
 
 
 class PostMeta(Meta):
@@ -54,7 +45,7 @@ class PostMeta(Meta):
         return v.date() if isinstance(v, dt.datetime) else v
 
     _reading_time = field_validator("reading_time", "minutes", mode="before")(
-        classmethod(lambda cls, v: _minutes(v))
+        classmethod(lambda cls, v: minutes_field(v))
     )
 
 
