@@ -95,8 +95,8 @@ def substitution_plan(step: RenderedStep) -> Plan:
         PlanSlot(
             name,
             default,
-            json_string(by[TEXT_TAG]) + ":" if TEXT_TAG in by else None,
-            json_string(by[HTML_TAG]) + ":" if HTML_TAG in by else None,
+            f",{json_string(by[TEXT_TAG])}:" if TEXT_TAG in by else None,
+            f",{json_string(by[HTML_TAG])}:" if HTML_TAG in by else None,
         )
         for (name, default), by in tags.items()
     )
@@ -104,56 +104,55 @@ def substitution_plan(step: RenderedStep) -> Plan:
 
 
 def substitutions(msg: OutgoingMessage, plan: Plan) -> str:
-    """This recipient's ``"tag":"value"`` pairs, as ``Compiled.fill`` writes values: one line, escaped in HTML."""
+    """This recipient's ``"tag":"value"`` pairs, values as ``Compiled.fill`` writes them: one line, escaped in HTML."""
     values = msg.values
     pairs: list[str] = []
-    written: list[str] = []  # each value once per tag, for the size limit
+    chars = plan.tag_chars
     for name, default, text_key, html_key in plan.slots:
         value = values.get(name) or default
         if not value.isprintable():
             value = one_line(value)
         encoded = json_string(value)
         if text_key is not None:
-            pairs.append(text_key + encoded)
-            written.append(value)
+            pairs.append(text_key)
+            pairs.append(encoded)
+            chars += len(value)
         if html_key is not None:
             if _HTML_SPECIAL.search(value):
-                escaped = html.escape(value, quote=True)
-                pairs.append(html_key + json_string(escaped))
-                written.append(escaped)
-            else:
-                pairs.append(html_key + encoded)
-                written.append(value)
-    size = plan.tag_chars + sum(map(len, written))
-    if (
-        size * 4 > MAX_SUBSTITUTION_BYTES
-    ):  # exact count only when it could matter (4 bytes a character at most)
-        size = plan.tag_chars + sum(len(v.encode()) for v in written)
+                value = html.escape(value, quote=True)
+                encoded = json_string(value)
+            pairs.append(html_key)
+            pairs.append(encoded)
+            chars += len(value)
+    text = "".join(pairs)[1:]  # each key starts with its comma
+    # The exact count (of what SendGrid receives: the JSON read back) only when it could matter,
+    # a character taking 4 bytes at most.
+    if chars * 4 > MAX_SUBSTITUTION_BYTES:
+        written: dict[str, str] = json.loads("{" + text + "}")
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in written.items())
         if size > MAX_SUBSTITUTION_BYTES:
             raise PermanentTransportError(
                 f"personal values of delivery {msg.delivery_id} take {size} bytes, "
                 f"more than SendGrid's {MAX_SUBSTITUTION_BYTES} per recipient"
             )
-    return ",".join(pairs)
+    return text
 
 
 def personalization(msg: OutgoingMessage, plan: Plan) -> str:
     """One recipient as JSON text: address, per-recipient headers, delivery id (a string), substitutions."""
-    to = '{"email":' + json_string(check_address(msg.to_email, role="recipient"))
+    email = json_string(check_address(msg.to_email, role="recipient"))
     name = clean(msg.to_name)[:MAX_NAME].strip()
-    if name:
-        to += ',"name":' + json_string(name)
+    named = f',"name":{json_string(name)}' if name else ""
     url, mailto = unsubscribe_targets(msg)
-    headers = '"List-Unsubscribe":' + json_string(f"<{url}>, <{mailto}>") + "," + _ONE_CLICK
-    if msg.headers:
-        headers += "".join(f",{json_string(k)}:{json_string(v)}" for k, v in extra_headers(msg))
-    p = (
-        f'{{"to":[{to}}}],"headers":{{{headers}}},'
-        f'"custom_args":{{"delivery_id":{json_string(str(msg.delivery_id))}}}'
+    extra = (
+        "".join(f",{json_string(k)}:{json_string(v)}" for k, v in extra_headers(msg)) if msg.headers else ""
     )
-    if plan.slots:
-        p += f',"substitutions":{{{substitutions(msg, plan)}}}'
-    return p + "}"
+    subs = f',"substitutions":{{{substitutions(msg, plan)}}}' if plan.slots else ""
+    return (
+        f'{{"to":[{{"email":{email}{named}}}],'
+        f'"headers":{{"List-Unsubscribe":{json_string(f"<{url}>, <{mailto}>")},{_ONE_CLICK}{extra}}},'
+        f'"custom_args":{{"delivery_id":"{msg.delivery_id:d}"}}{subs}}}'
+    )
 
 
 def request_template(msg: OutgoingMessage, *, sandbox: bool) -> dict[str, Any]:
