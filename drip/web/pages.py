@@ -6,6 +6,7 @@ only ever a template *value*, never template source.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from drip.tokens import BadToken
+from drip.tokens import BadToken, Scope, TokenData, read_token
 from drip.web.app import WebState, state_of
 from drip.web.i18n import negotiate, strings
 
@@ -100,6 +101,15 @@ def bad_token(request: Request, exc: BadToken) -> HTMLResponse:
         paragraphs=[strings(locale)[f"token_{exc.reason}"]],
         status=400,
     )
+
+
+def path_token(request: Request, scope: Scope, *, now: dt.datetime) -> TokenData | HTMLResponse:
+    """The signed token in the URL checked for ``scope``, or the page saying why it is refused."""
+    state = state_of(request)
+    try:
+        return read_token(state.secret, request.path_params["token"], scope, now=now)
+    except BadToken as exc:
+        return bad_token(request, exc)
 
 
 def gone(request: Request, locale: str) -> HTMLResponse:

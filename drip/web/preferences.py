@@ -22,7 +22,6 @@ from drip.config import LOCALES, check_timezone
 from drip.errors import did_you_mean
 from drip.store.schema import ACTIVE, ENROLLED, PAUSED, enrollments, subscribers
 from drip.store.subscribers import unsubscribe
-from drip.tokens import BadToken, read_token
 from drip.web import pages
 from drip.web.app import WebState, state_of
 from drip.web.subscribe import FieldProblem, problem_text
@@ -124,16 +123,6 @@ def apply(state: WebState, subscriber_id: int, change: Change, *, now: dt.dateti
             unsubscribe(conn, email, course=course, now=now)
 
 
-def _token(request: Request) -> int | BadToken:
-    state = state_of(request)
-    try:
-        return read_token(
-            state.secret, request.path_params["token"], "preferences", now=state.now()
-        ).subscriber_id
-    except BadToken as exc:
-        return exc
-
-
 def _page(
     request: Request,
     prefs: Preferences,
@@ -166,10 +155,10 @@ def _page(
 
 async def preferences_page(request: Request) -> Response:
     state = state_of(request)
-    subscriber_id = _token(request)
-    if isinstance(subscriber_id, BadToken):
-        return pages.bad_token(request, subscriber_id)
-    prefs = await run_in_threadpool(load, state, subscriber_id)
+    data = pages.path_token(request, "preferences", now=state.now())
+    if isinstance(data, Response):
+        return data
+    prefs = await run_in_threadpool(load, state, data.subscriber_id)
     if prefs is None:
         return pages.gone(request, pages.page_locale(request, state))
     return _page(request, prefs)
@@ -177,9 +166,10 @@ async def preferences_page(request: Request) -> Response:
 
 async def preferences_post(request: Request) -> Response:
     state = state_of(request)
-    subscriber_id = _token(request)
-    if isinstance(subscriber_id, BadToken):
-        return pages.bad_token(request, subscriber_id)
+    data = pages.path_token(request, "preferences", now=state.now())
+    if isinstance(data, Response):
+        return data
+    subscriber_id = data.subscriber_id
     form = await request.form(max_files=0, max_fields=200)
     prefs = await run_in_threadpool(load, state, subscriber_id)
     if prefs is None:

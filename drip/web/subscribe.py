@@ -35,7 +35,6 @@ from drip.store.schema import (
 )
 from drip.store.subscribers import FieldError, get_subscriber, make_profile, store_profile
 from drip.suppression import is_suppressed, lift
-from drip.tokens import BadToken, read_token
 from drip.web import pages
 from drip.web.app import WebState, state_of
 from drip.web.i18n import strings
@@ -328,10 +327,9 @@ def _restart_if_left(conn: sa.Connection, subscriber_id: int, course: str) -> No
 async def confirm(request: Request) -> Response:
     state = state_of(request)
     now = state.now()
-    try:
-        data = read_token(state.secret, request.path_params["token"], "confirm", now=now)
-    except BadToken as exc:
-        return pages.bad_token(request, exc)
+    data = pages.path_token(request, "confirm", now=now)
+    if isinstance(data, Response):
+        return data
     locale = pages.page_locale(request, state)
     if data.course is None:
         return pages.gone(request, locale)

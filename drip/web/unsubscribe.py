@@ -20,7 +20,7 @@ from starlette.routing import Route
 from drip.errors import NotFoundError
 from drip.store.schema import subscribers
 from drip.store.subscribers import unsubscribe
-from drip.tokens import BadToken, TokenData, make_token, read_token
+from drip.tokens import make_token
 from drip.web import pages
 from drip.web.app import WebState, state_of
 from drip.web.i18n import strings
@@ -50,20 +50,12 @@ def leave(
     return email, locale
 
 
-def _read(request: Request) -> TokenData | BadToken:
-    state = state_of(request)
-    try:
-        return read_token(state.secret, request.path_params["token"], "unsubscribe", now=state.now())
-    except BadToken as exc:
-        return exc
-
-
 async def unsubscribe_page(request: Request) -> Response:
     """GET: what will happen, with one button per choice (no JavaScript, no auto-action)."""
     state = state_of(request)
-    data = _read(request)
-    if isinstance(data, BadToken):
-        return pages.bad_token(request, data)
+    data = pages.path_token(request, "unsubscribe", now=state.now())
+    if isinstance(data, Response):
+        return data
 
     def lookup() -> tuple[str, str | None] | None:
         with state.engine.connect() as conn:
@@ -96,9 +88,9 @@ async def unsubscribe_page(request: Request) -> Response:
 async def unsubscribe_post(request: Request) -> Response:
     """POST: RFC 8058 one-click (``List-Unsubscribe=One-Click``) or the page's form."""
     state = state_of(request)
-    data = _read(request)
-    if isinstance(data, BadToken):
-        return pages.bad_token(request, data)
+    data = pages.path_token(request, "unsubscribe", now=state.now())
+    if isinstance(data, Response):
+        return data
     form = await request.form(max_files=0, max_fields=10)
     one_click = form.get("List-Unsubscribe") == ONE_CLICK
     scope: Literal["course", "all"] = "course" if form.get("scope") == "course" and data.course else "all"

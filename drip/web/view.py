@@ -18,7 +18,7 @@ from starlette.routing import Route
 from drip.errors import NotFoundError
 from drip.render.course import RenderCache
 from drip.store.schema import subscribers
-from drip.tokens import BadToken, Scope, make_token, read_token
+from drip.tokens import BadToken, Scope, make_token
 from drip.web import pages
 from drip.web.app import WebState, state_of
 
@@ -71,10 +71,9 @@ def render_view(
 async def view(request: Request) -> Response:
     state = state_of(request)
     now = state.now()
-    try:
-        data = read_token(state.secret, request.path_params["token"], "view", now=now)
-    except BadToken as exc:
-        return pages.bad_token(request, exc)
+    data = pages.path_token(request, "view", now=now)
+    if isinstance(data, Response):
+        return data
     if data.course is None or data.step is None:
         return pages.bad_token(request, BadToken("invalid"))
     html = await run_in_threadpool(render_view, state, data.subscriber_id, data.course, data.step, now=now)
