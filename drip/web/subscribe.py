@@ -198,6 +198,32 @@ async def _read_body(request: Request) -> tuple[dict[str, Any], bool]:
     return {k: v for k, v in form.items() if isinstance(v, str)}, False
 
 
+def _form_page(
+    request: Request,
+    state: WebState,
+    locale: str,
+    course: str,
+    *,
+    values: dict[str, str],
+    problems: list[str],
+    status: int = 200,
+) -> Response:
+    """The form on its own page: blank, or given back with the reader's values and what to fix."""
+    known = course in state.courses
+    return pages.render(
+        request,
+        "subscribe.html",
+        locale=locale,
+        title_key="subscribe_title",
+        status=status,
+        action="/subscribe",
+        course_slug=course if known else "",
+        course_title=state.courses[course].title if known else "",
+        values=values,
+        problems=problems,
+    )
+
+
 async def subscribe_page(request: Request) -> Response:
     """GET /subscribe?course=…: the form on its own page (what `drip embed` prints, framed)."""
     state = state_of(request)
@@ -211,17 +237,7 @@ async def subscribe_page(request: Request) -> Response:
             paragraphs=[strings(locale)["err_course"]],
             status=404,
         )
-    return pages.render(
-        request,
-        "subscribe.html",
-        locale=locale,
-        title_key="subscribe_title",
-        action="/subscribe",
-        course_slug=course,
-        course_title=state.courses[course].title,
-        values={"email": "", "name": ""},
-        problems=[],
-    )
+    return _form_page(request, state, locale, course, values={"email": "", "name": ""}, problems=[])
 
 
 async def subscribe(request: Request) -> Response:
@@ -248,18 +264,15 @@ async def subscribe(request: Request) -> Response:
                 {"errors": [{"key": p.key, "message": p.message, "hint": p.hint} for p in problems]},
                 status_code=400,
             )
-        course = _text(data, "course")
-        return pages.render(
+        values = {"email": _text(data, "email")[:MAX_FIELD], "name": _text(data, "name")[:MAX_FIELD]}
+        return _form_page(
             request,
-            "subscribe.html",
-            locale=locale,
-            title_key="subscribe_title",
-            status=400,
-            action="/subscribe",
-            course_slug=course if course in state.courses else "",
-            course_title=state.courses[course].title if course in state.courses else "",
-            values={"email": _text(data, "email")[:MAX_FIELD], "name": _text(data, "name")[:MAX_FIELD]},
+            state,
+            locale,
+            _text(data, "course"),
+            values=values,
             problems=[p.message for p in problems],
+            status=400,
         )
     if _text(data, HONEYPOT):
         log.info("subscribe: honeypot field filled, nothing recorded")
