@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,8 +86,9 @@ class Recorded:
 
 
 class SendgridServer:
-    def __init__(self, *, validate: bool = True) -> None:
+    def __init__(self, *, validate: bool = True, answer_first: bool = False) -> None:
         self.validate = validate
+        self.answer_first = answer_first  # benchmarks: 202 first, then parse and record
         self.requests: list[Recorded] = []
         self.replies: deque[Reply] = deque()  # answered first, one per request
         self.refuse: set[str] = set()  # addresses answered with SendGrid's 400 for an invalid address
@@ -133,15 +135,56 @@ class SendgridServer:
             self.requests.append(Recorded(headers, body, errors, reply.status))
         return reply
 
+    def can_answer_first(self, headers: dict[str, str]) -> bool:
+        """True when the reply cannot depend on the body: no schema check, nothing queued or refused."""
+        with self.lock:
+            return (
+                self.answer_first
+                and not self.validate
+                and not self.replies
+                and not self.refuse
+                and headers.get("Authorization") == f"Bearer {API_KEY}"
+            )
+
+    def stats(self) -> dict[str, Any]:
+        """What a benchmark checks from another process: what was received, and the CPU this process used."""
+        with self.lock:
+            statuses: dict[str, int] = {}
+            for r in self.requests:
+                statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+            return {
+                "requests": len(self.requests),
+                "personalizations": sum(
+                    len(r.body["personalizations"]) for r in self.requests if r.status == 202
+                ),
+                "statuses": statuses,
+                "cpu_seconds": time.process_time(),
+            }
+
 
 def _handler(state: SendgridServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/stats":
+                self._reply(Reply(200, body=state.stats()))
+            else:
+                self._reply(Reply(404, body={"errors": [{"message": f"no route {self.path}"}]}))
+
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            headers = dict(self.headers.items())
             if self.path != "/v3/mail/send":
-                reply = Reply(404, body={"errors": [{"message": f"no route {self.path}"}]})
+                self._reply(Reply(404, body={"errors": [{"message": f"no route {self.path}"}]}))
+            elif state.can_answer_first(headers):
+                # The reply is 202 whatever the body: send it, then parse and record while the
+                # client builds its next request, as SendGrid's own work is not the client's.
+                self._reply(Reply(202, headers={"X-Message-Id": secrets.token_urlsafe(16)}))
+                self.wfile.flush()
+                state.answer(headers, raw)  # recorded with the status it would have had
             else:
-                reply = state.answer(dict(self.headers.items()), raw)
+                self._reply(state.answer(headers, raw))
+
+        def _reply(self, reply: Reply) -> None:
             payload = json.dumps(reply.body).encode() if reply.body is not None else b""
             self.send_response(reply.status)
             for name, value in reply.headers.items():
@@ -159,9 +202,13 @@ def _handler(state: SendgridServer) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def sendgrid_server(*, validate: bool = True) -> Iterator[SendgridServer]:
-    """Serve on 127.0.0.1 (a free port) for the ``with`` block; ``validate=False`` only for benchmarks."""
-    state = SendgridServer(validate=validate)
+def sendgrid_server(*, validate: bool = True, answer_first: bool = False) -> Iterator[SendgridServer]:
+    """Serve on 127.0.0.1 (a free port) for the ``with`` block.
+
+    ``validate=False`` and ``answer_first=True`` are for benchmarks only: the server
+    then stays off the client's path, and ``GET /stats`` tells what it received.
+    """
+    state = SendgridServer(validate=validate, answer_first=answer_first)
     if validate:
         mail_send_validator()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
