@@ -115,11 +115,9 @@ def yaml_syntax_problem(exc: yaml.YAMLError, file: Path | None, *, line_offset: 
 def load_yaml_file(path: Path) -> tuple[Any, Positions]:
     """Read and parse a YAML file; syntax errors become an InputError naming the file."""
     from drip.errors import InputError
+    from drip.textfile import read_text
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(Problem(f"cannot read file: {exc.strerror}", file=path)) from None
+    text = read_text(path)
     try:
         return parse_yaml(text, path)
     except yaml.YAMLError as exc:

@@ -210,7 +210,7 @@ def test_a_quoted_line_break_keeps_the_following_line_numbers_right(tmp_path: Pa
             "no_email_column.csv:1: no 'email' column: the first line must name the columns, one of them 'email' "
             "(is 'mail' the email column? rename it 'email')",
         ),
-        ("latin1.csv", None, "latin1.csv:2: not UTF-8 text (byte 0xe9): save the file as CSV UTF-8"),
+        ("latin1.csv", None, "latin1.csv:2:19: not UTF-8 text (byte 0xe9): save the file as CSV UTF-8"),
         ("empty.csv", "", "empty.csv: the file is empty: expected a header line naming an 'email' column"),
         ("twice.csv", "email,name,Name\n", "twice.csv:1:3: column 'name' appears twice"),
     ],

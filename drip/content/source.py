@@ -16,7 +16,8 @@ import yaml
 from frontmatter.default_handlers import YAMLHandler
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from drip.errors import Problem
+from drip.errors import InputError, Problem
+from drip.textfile import read_text
 from drip.yamlsource import Positions, parse_yaml, validate, yaml_syntax_problem
 
 M = TypeVar("M", bound=BaseModel)
@@ -76,8 +77,11 @@ class Source:
 
 def read_source(path: Path) -> Source:
     """Read ``path``; broken or non-mapping front matter becomes a Problem, never an exception."""
-    text = path.read_text(encoding="utf-8-sig")
     empty = Positions(file=path)
+    try:
+        text = read_text(path)
+    except InputError as exc:
+        return Source(path, {}, empty, "", 0, tuple(exc.problems))
     if not _HANDLER.detect(text):
         return Source(path, {}, empty, text, 0, ())
     try:

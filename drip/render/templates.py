@@ -23,9 +23,10 @@ from typing import Any
 
 import jinja2
 
-from drip.errors import Problem, TemplateError, did_you_mean
+from drip.errors import InputError, Problem, TemplateError, did_you_mean
 from drip.render.mjml import lint
 from drip.render.slots import Slot, marker
+from drip.textfile import read_text
 
 DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "defaults" / "email_templates"
 
@@ -218,6 +219,21 @@ _checked: dict[int, tuple[jinja2.Environment, tuple[tuple[str, int, int], ...]]]
 _checked_lock = threading.Lock()
 
 
+def _undecodable(env: jinja2.Environment, name: str) -> list[Problem]:
+    """The located problem of a template file that is not UTF-8 (the first file the loaders pick)."""
+    loader = env.loader
+    for sub in loader.loaders if isinstance(loader, jinja2.ChoiceLoader) else [loader]:
+        for folder in getattr(sub, "searchpath", []):
+            path = Path(folder) / name
+            if path.is_file():
+                try:
+                    read_text(path)
+                except InputError as exc:
+                    return list(exc.problems)
+                return []
+    return []  # pragma: no cover - a listed template always has a file
+
+
 def check_templates(env: jinja2.Environment) -> None:
     """Compile every template and lint every MJML one; raise one TemplateError with all problems.
 
@@ -237,6 +253,9 @@ def check_templates(env: jinja2.Environment) -> None:
         try:
             source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
         except jinja2.TemplateNotFound:  # listed by one loader, shadowed oddly: skip
+            continue
+        except UnicodeDecodeError:
+            problems.extend(_undecodable(env, name))
             continue
         file = Path(filename) if filename else None
         try:

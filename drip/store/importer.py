@@ -22,6 +22,7 @@ from drip.errors import InputError, Problem, closest
 from drip.models import Course
 from drip.store.enrollments import enroll_many
 from drip.store.subscribers import FieldError, Profile, make_profile, store_profiles, suppressed_addresses
+from drip.textfile import read_text
 from drip.tokens import secret_from_env
 
 KNOWN_COLUMNS = ("email", "name", "locale", "timezone")
@@ -56,21 +57,6 @@ class ImportReport:
     suppressed: int  # rows left out: addresses that must never be mailed again
     skipped: tuple[Problem, ...]
     warnings: tuple[Problem, ...]
-
-
-def _decode(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(
-            Problem(
-                f"not UTF-8 text (byte 0x{data[exc.start]:02x}): save the file as CSV UTF-8",
-                file=path,
-                line=line,
-            )
-        ) from None
 
 
 def _delimiter(text: str) -> str:
@@ -109,7 +95,7 @@ def _columns(path: Path, header: list[str]) -> tuple[dict[str, int], list[Proble
 
 def read_csv(path: Path) -> ParsedCsv:
     """Parse and validate every row, collecting every problem instead of stopping at the first."""
-    text = _decode(path)
+    text = read_text(path, advice="save the file as CSV UTF-8")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     problems: list[Problem] = []
     warnings: list[Problem] = []
