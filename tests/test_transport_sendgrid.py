@@ -238,3 +238,45 @@ def test_a_silent_server_times_out_transiently() -> None:
         results = transport.send_batch([outgoing(1), outgoing(2)], now=NOW)
     assert all(isinstance(r.error, TransientTransportError) for r in results)
     assert "timed out" in str(results[0].error)
+
+
+def test_body_is_json_text_sent_as_utf8_json(server: SendgridServer) -> None:
+    """The body is written as text: it must reach SendGrid as JSON with every value intact."""
+    odd = 'Zoé "\\" \u2028 🙂 </script> \x00'
+    messages = [outgoing(1, to_name=odd), outgoing(2, headers={"X-Campagne": 'été \\ "2026"'})]
+    results = transport_for(server).send_batch(messages, now=NOW)
+    assert all(r.ok for r in results)
+    (request,) = server.requests
+    assert request.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert server.schema_errors == []
+    first, second = request.body["personalizations"]
+    # The name cleaned as for SMTP (control characters and runs of spaces become one space)
+    assert first["to"] == [{"email": "lecteur1@example.org", "name": 'Zoé "\\" 🙂 </script>'}]
+    for msg, p in zip(messages, request.body["personalizations"], strict=True):
+        subject, html, text = msg.rendered.personalise(msg.values)
+        assert deliver(request.body, p) == (subject, text, html)
+    assert second["headers"]["X-Campagne"] == 'été \\ "2026"'
+    assert second["custom_args"] == {"delivery_id": "2"}
+
+
+def test_substitution_limit_counts_utf8_bytes_exactly(server: SendgridServer) -> None:
+    """10,000 bytes of tags and values pass, one more byte fails: bytes, not characters or JSON escapes."""
+    base = {"unsubscribe_url": "https://cto.example.org/u", "email": "a@b.org"}
+    probe = transport_for(server).send_batch([outgoing(1, values={**base, "name": "x"})], now=NOW)
+    assert probe[0].ok
+    subs = server.requests[0].body["personalizations"][0]["substitutions"]
+    fixed = sum(len(k.encode()) + len(v.encode()) for k, v in subs.items()) - 2  # without the two "x"
+    room = (10_000 - fixed) // 2  # the name is written twice, in the text and the HTML tags
+    assert fixed + 2 * room == 10_000 and room % 2 == 0, "é (2 bytes) must fill the room exactly"
+    fits = "é" * (room // 2)
+    over = fits + "x"  # one byte more in each tag
+    results = transport_for(server).send_batch(
+        [outgoing(2, values={**base, "name": fits}), outgoing(3, values={**base, "name": over})], now=NOW
+    )
+    assert results[0].ok
+    assert isinstance(results[1].error, PermanentTransportError)
+    assert "10002 bytes" in str(results[1].error)
+    assert server.schema_errors == []
+    sent = server.requests[-1].body["personalizations"]
+    assert [p["custom_args"]["delivery_id"] for p in sent] == ["2"]
+    assert sum(len(k.encode()) + len(v.encode()) for k, v in sent[0]["substitutions"].items()) == 10_000
