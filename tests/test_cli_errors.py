@@ -12,10 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import drip.cli.authoring  # each module registers its commands
-import drip.cli.delivery
-import drip.cli.subscribers
-from drip.cli import cli
+from drip.cli import authoring, cli, delivery, subscribers  # noqa: F401  (modules register their commands)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +31,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def drip(site: Path, *args: str) -> Result:
+def run_drip(site: Path, *args: str) -> Result:
     result = CliRunner().invoke(cli, ["--site", str(site), *args])
     assert "Traceback" not in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), (
@@ -63,7 +60,21 @@ def test_a_file_that_is_not_utf8_is_located(site: Path, relative: str, good_pref
     """Before: a Latin-1 file anywhere in the site ended `drip check` with a UnicodeDecodeError traceback."""
     path = site / relative
     path.write_bytes(good_prefix + "Café".encode("latin-1") + b"\n")
-    result = drip(site, "check")
+    result = run_drip(site, "check")
     assert result.exit_code == 1
     line = good_prefix.count(b"\n") + 1
     assert f"{path}:{line}:{column + 3}: not UTF-8 text (byte 0xe9): save the file as UTF-8" in errors(result)
+
+
+def test_preview_shows_the_dates_emails_really_leave(site: Path) -> None:
+    """Before: the timeline put days 4 and 6 both on Monday 7 December, while the store sends day 6 on Tuesday."""
+    result = run_drip(site, "preview", "le-role-du-cto", "--now", "2026-12-01T07:00")
+    assert result.exit_code == 0
+    dates = [line.split("│")[4].strip() for line in result.output.splitlines() if line.startswith("│")]
+    assert dates == [
+        "Tue 2026-12-01 08:00 CET",
+        "Thu 2026-12-03 08:30 CET",
+        "Mon 2026-12-07 08:30 CET",
+        "Tue 2026-12-08 08:30 CET",
+        "Wed 2026-12-09 08:30 CET",
+    ]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from drip.models import Course
-from drip.timing import due_at
+from drip.timing import course_schedule
 from drip.transports.base import RenderedStep
 
 
@@ -35,8 +35,9 @@ def course_timeline(
 ) -> list[TimelineRow]:
     """Rows in step order for a subscriber in ``tz`` who subscribes at ``now`` (aware UTC)."""
     rows: list[TimelineRow] = []
-    for step in course.steps:
-        due = due_at(now, step.day, course.window, tz, immediate=step.immediate)
+    # The same rule enrollment uses, so the timeline shows the dates emails really leave.
+    dues = course_schedule(now, course.steps, course.window, tz)
+    for step, due in zip(course.steps, dues, strict=True):
         step_render = rendered[step.key]
         title = step.article.title if step.article else (step.section.title if step.section else None)
         rows.append(
