@@ -367,7 +367,7 @@ def check_site(site: Site, *, strict: bool = False) -> CheckReport:
         if course is not None:
             courses.append(course)
     if index is not None:
-        warnings.extend(_unused_pillar_problems(index, courses))
+        warnings.extend(_unused_pillar_problems(index, courses, errors))
     known: set[str] = index.known_urls() if index is not None else set()
     emails = links = 0
     for course in courses:
@@ -402,9 +402,15 @@ def _personal_links(values: Mapping[str, str]) -> Sequence[str]:
     return [v for k, v in values.items() if k.endswith("_url")]
 
 
-def _unused_pillar_problems(index: ContentIndex, courses: Sequence[Course]) -> list[Problem]:
-    """Pillars that no course compiles are still read, so a broken one is noticed before it is used."""
+def _unused_pillar_problems(
+    index: ContentIndex, courses: Sequence[Course], errors: Sequence[Problem]
+) -> list[Problem]:
+    """Pillars that no course compiles are still read, so a broken one is noticed before it is used.
+
+    A pillar already named by an error is a course's pillar that failed to compile: not unused.
+    """
     used = {course.pillar.path.resolve() for course in courses}
+    used |= {p.file.resolve() for p in errors if p.file is not None}
     problems: list[Problem] = []
     for path in index.pillars.values():
         if path.resolve() in used:

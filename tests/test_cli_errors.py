@@ -78,3 +78,20 @@ def test_preview_shows_the_dates_emails_really_leave(site: Path) -> None:
         "Tue 2026-12-08 08:30 CET",
         "Wed 2026-12-09 08:30 CET",
     ]
+
+
+def test_a_course_pillar_without_reading_path_is_one_error(site: Path) -> None:
+    """Before: also a warning claiming "no course uses this pillar yet", though le-role-du-cto uses it."""
+    pillar = site / "content" / "le-role-du-cto.md"
+    pillar.write_text(
+        pillar.read_text(encoding="utf-8").replace("Par où commencer", "Lectures"), encoding="utf-8"
+    )
+    result = run_drip(site, "check")
+    assert result.exit_code == 1
+    assert "no course uses this pillar" not in result.output
+    assert errors(result) == [
+        f"{pillar}:6:1: no reading path: no heading 'Par où commencer' or 'Commencer ici' or 'Start here' or "
+        "'Where to start', and no reading_path in front matter; headings in this file: 'Le rôle du CTO', "
+        "'À qui s'adresse cette page', 'Lectures', 'Articles', 'Comprendre les rôles', 'Les premiers pas', "
+        "'Recruter et construire son équipe', 'Pour approfondir', 'Explorer les autres piliers'"
+    ]
