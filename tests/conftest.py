@@ -58,9 +58,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# One test at a time: while sync Playwright runs, its event loop counts as running in this thread,
+# so a browser kept for the whole session would break every later test that calls asyncio.run().
+@pytest.fixture
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the whole run (starting it is the slow part); skips where it is missing."""
+    """Debian's headless Chromium, launched the one way every browser test uses; skips where it is missing."""
     if not CHROMIUM.exists():
         pytest.skip(f"Debian's chromium is not installed at {CHROMIUM}")
     sync_api = pytest.importorskip("playwright.sync_api")
