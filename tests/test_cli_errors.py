@@ -95,3 +95,37 @@ def test_a_course_pillar_without_reading_path_is_one_error(site: Path) -> None:
         "'À qui s'adresse cette page', 'Lectures', 'Articles', 'Comprendre les rôles', 'Les premiers pas', "
         "'Recruter et construire son équipe', 'Pour approfondir', 'Explorer les autres piliers'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("preview", "le-role-du-cto", "--now", "yesterday"),
+            "Error: Invalid value for '--now': 'yesterday' is not an ISO 8601 date-time, "
+            "e.g. 2026-12-01T08:00 or 2026-12-01T08:00+01:00",
+        ),
+        (
+            ("run", "--now", "2026-12-01T07:00", "--until", "2026-12-32"),
+            "Error: Invalid value for '--until': '2026-12-32' is not an ISO 8601 date-time, "
+            "e.g. 2026-12-01T08:00 or 2026-12-01T08:00+01:00",
+        ),
+        (
+            ("run", "--now", "2026-12-01T07:00", "--until", "2026-12-15", "--step", "1x"),
+            "Error: Invalid value for '--step': '1x' is not a duration; use e.g. 30m, 1h or 1d",
+        ),
+        (
+            ("run", "--now", "2026-12-15T07:00", "--until", "2026-12-01"),
+            "Error: Invalid value for '--until': '2026-12-01' is before --now",
+        ),
+    ],
+)
+def test_a_bad_time_option_is_named_and_nothing_is_stored(
+    site: Path, args: tuple[str, ...], message: str
+) -> None:
+    """Before: "Invalid value: ..." without the option's name, and drip run checked --until and --step
+    only after opening the store and applying course edits."""
+    result = run_drip(site, *args)
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == message
+    assert not (site / "drip.db").exists()

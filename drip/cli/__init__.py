@@ -47,15 +47,16 @@ class Context:
             engine.dispose()
 
 
-def parse_now(value: str | None) -> dt.datetime:
-    """``--now`` as an aware UTC datetime; ISO 8601, naive values are UTC."""
+def parse_now(value: str | None, option: str = "--now") -> dt.datetime:
+    """``--now`` (or another ``option``) as an aware UTC datetime; ISO 8601, naive values are UTC."""
     if value is None:
         return dt.datetime.now(dt.UTC)
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 date-time, e.g. 2026-12-01T08:00 or 2026-12-01T08:00+01:00"
+            f"{value!r} is not an ISO 8601 date-time, e.g. 2026-12-01T08:00 or 2026-12-01T08:00+01:00",
+            param_hint=f"'{option}'",
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)

@@ -57,7 +57,9 @@ def parse_step(value: str) -> dt.timedelta:
     """``--step`` as a duration: 90s, 30m, 1h, 1d."""
     match = _STEP.fullmatch(value.strip().lower())
     if match is None or int(match.group(1)) == 0:
-        raise click.BadParameter(f"{value!r} is not a duration; use e.g. 30m, 1h or 1d")
+        raise click.BadParameter(
+            f"{value!r} is not a duration; use e.g. 30m, 1h or 1d", param_hint="'--step'"
+        )
     return dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
@@ -94,7 +96,14 @@ def _summary(report: DispatchReport) -> str:
     metavar="DATETIME",
     help="Simulate: step time from --now (or now) to this moment, sending what falls due.",
 )
-@click.option("--step", "step", default="1h", show_default=True, help="Simulated time step for --until.")
+@click.option(
+    "--step",
+    "step",
+    metavar="DURATION",
+    default="1h",
+    show_default=True,
+    help="Simulated time step for --until: 90s, 30m, 1h, 1d.",
+)
 @click.option("--worker", default=None, help="Name of this worker in leases. Default: host:pid.")
 @click.pass_obj
 def run(obj: Context, once: bool, now: str | None, until: str | None, step: str, worker: str | None) -> None:
@@ -106,6 +115,12 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if now is not None and not (once or until):
         raise click.UsageError("--now needs --once or --until: a long-running worker follows the real clock")
+    # Every option is checked before the store is opened: a typo changes nothing.
+    start = parse_now(now)
+    end = parse_now(until, "--until") if until is not None else None
+    delta = parse_step(step)
+    if end is not None and end < start:
+        raise click.BadParameter(f"{until!r} is before --now", param_hint="'--until'")
     site = obj.site
     name = worker or default_worker_name()
     courses = load_courses(site)
@@ -131,7 +146,6 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
             )
             out.print(_summary(total))
             return
-        start = parse_now(now)
         for line in apply_course_changes(site, engine, courses, now=start):
             out.print(f"applied: {line}", markup=False)
         transport.open()
@@ -148,10 +162,7 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
                 )
                 out.print(_summary(report))
                 return
-            end = parse_now(until)
-            if end < start:
-                raise click.BadParameter("--until is before --now", param_hint="--until")
-            delta = parse_step(step)
+            assert end is not None  # neither forever nor --once: --until was given
             total = DispatchReport()
             moment = start
             while moment <= end:
