@@ -24,7 +24,7 @@ from drip.content.links import absolute_url, add_utm
 from drip.errors import Problem, TemplateError
 from drip.models import Article, Course, Link, Step
 from drip.render import mjml as mjml_compiler
-from drip.render.i18n import messages, pick_locale
+from drip.render.i18n import Messages, messages, pick_locale
 from drip.render.slots import split
 from drip.render.templates import (
     SlotRecorder,
@@ -147,13 +147,41 @@ def _cadence(steps: Iterable[Step]) -> int | None:
     return max(set(gaps), key=lambda g: (gaps.count(g), -g))
 
 
+def course_context(site: Site, course: Course, locale: str, env: jinja2.Environment) -> dict[str, Any]:
+    """What a template sees that is the same for every step of a course: built once per course render."""
+    t = messages(locale)
+    pillar = course.pillar
+    return {
+        "locale": locale,
+        "t": t,
+        "theme": env.get_template("theme.j2").module,
+        "site": {
+            "name": site.config.site.name,
+            "base_url": site.config.site.base_url,
+            "postal_address": site.config.postal_address,
+        },
+        "course": {"slug": course.slug, "title": course.title, "sender": course.sender.name},
+        "pillar": {
+            "title": pillar.title,
+            "description": pillar.description,
+            "intro_paragraphs": _paragraphs(pillar.intro),
+        },
+        "plan": [
+            {"day": s.day, "title": _step_title(s, t("closing_title")), "kind": s.kind}
+            for s in course.steps
+            if s.kind != "welcome"
+        ],
+        "cadence": _cadence(s for s in course.steps if s.kind != "welcome"),
+        "deeper_paragraphs": _paragraphs(pillar.deeper_text),
+    }
+
+
 def _context(
-    site: Site, course: Course, step: Step, locale: str, recorder: SlotRecorder, env: jinja2.Environment
+    site: Site, course: Course, step: Step, shared: dict[str, Any], recorder: SlotRecorder
 ) -> dict[str, Any]:
     """Everything a template may use. Only ``subscriber`` (and ``name``) vary per reader: as slots."""
-    t = messages(locale)
+    t: Messages = shared["t"]
     track = _Linker(site, course, step)
-    pillar = course.pillar
     subscriber = Subscriber(recorder)
     section: dict[str, Any] | None = None
     if step.section is not None:
@@ -168,15 +196,7 @@ def _context(
         for i, link in enumerate(course.deeper)
     ]
     return {
-        "locale": locale,
-        "t": t,
-        "theme": env.get_template("theme.j2").module,
-        "site": {
-            "name": site.config.site.name,
-            "base_url": site.config.site.base_url,
-            "postal_address": site.config.postal_address,
-        },
-        "course": {"slug": course.slug, "title": course.title, "sender": course.sender.name},
+        **shared,
         "step": {
             "key": step.key,
             "kind": step.kind,
@@ -184,22 +204,10 @@ def _context(
             "day": step.day,
             "total": len(course.steps),
         },
-        "pillar": {
-            "title": pillar.title,
-            "description": pillar.description,
-            "intro_paragraphs": _paragraphs(pillar.intro),
-        },
-        "links": _Links(track, site.config.site.base_url + "/", pillar.url),
-        "plan": [
-            {"day": s.day, "title": _step_title(s, t("closing_title")), "kind": s.kind}
-            for s in course.steps
-            if s.kind != "welcome"
-        ],
-        "cadence": _cadence(s for s in course.steps if s.kind != "welcome"),
+        "links": _Links(track, site.config.site.base_url + "/", course.pillar.url),
         "article": _article_card(step.article, track) if step.article is not None else None,
         "section": section,
         "deeper": deeper,
-        "deeper_paragraphs": _paragraphs(pillar.deeper_text),
         "others": [_link_card(link, track) for link in course.other_pillars],
         "subscriber": subscriber,
         "name": subscriber("name"),
@@ -213,12 +221,16 @@ def _one_line(text: str) -> str:
 class _Draft:
     """One step rendered through Jinja, markers still in: the input of MJML and of the text part."""
 
-    def __init__(self, site: Site, course: Course, step: Step, locale: str | None) -> None:
+    def __init__(
+        self, site: Site, course: Course, step: Step, locale: str | None, shared: dict[str, Any] | None = None
+    ) -> None:
         self.locale = pick_locale(locale or course.locale)
         self.env = environment(site.templates_dir)
         self.recorder = SlotRecorder()
         self.step = step
-        context = _context(site, course, step, self.locale, self.recorder, self.env)
+        if shared is None or shared["locale"] != self.locale:
+            shared = course_context(site, course, self.locale, self.env)
+        context = _context(site, course, step, shared, self.recorder)
         where = course.schedule_path
         self.subject = _one_line(
             render_string(
@@ -269,8 +281,10 @@ def render_step(site: Site, course: Course, step: Step, *, locale: str | None = 
     return _render_checked(site, course, step, locale)
 
 
-def _render_checked(site: Site, course: Course, step: Step, locale: str | None) -> RenderedStep:
-    draft = _Draft(site, course, step, locale)
+def _render_checked(
+    site: Site, course: Course, step: Step, locale: str | None, shared: dict[str, Any] | None = None
+) -> RenderedStep:
+    draft = _Draft(site, course, step, locale, shared)
     html = draft.html()
     slots = draft.recorder.slots
     preheader = split(draft.preheader, slots).fill({}, escape=False)
@@ -287,8 +301,10 @@ def _render_checked(site: Site, course: Course, step: Step, locale: str | None) 
 
 def render_course(site: Site, course: Course) -> dict[str, RenderedStep]:
     """Every step of a course in its own locale, keyed by step key."""
-    check_templates(environment(site.templates_dir))
-    return {step.key: _render_checked(site, course, step, None) for step in course.steps}
+    env = environment(site.templates_dir)
+    check_templates(env)
+    shared = course_context(site, course, pick_locale(course.locale), env)
+    return {step.key: _render_checked(site, course, step, None, shared) for step in course.steps}
 
 
 def mjml_source(site: Site, course: Course, step: Step, *, locale: str | None = None) -> str:
