@@ -129,3 +129,13 @@ def test_a_bad_time_option_is_named_and_nothing_is_stored(
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == message
     assert not (site / "drip.db").exists()
+
+
+def test_a_csv_with_only_a_header_is_refused(site: Path) -> None:
+    """Before: "0 new, 0 updated, 0 unchanged" and exit status 0, as if the import had worked."""
+    readers = site / "readers.csv"
+    readers.write_text("email,name,timezone\n", encoding="utf-8")
+    result = run_drip(site, "import", str(readers), "--course", "le-role-du-cto")
+    assert result.exit_code == 1
+    assert errors(result) == [f"{readers}:2: no subscribers: the file has a header line but no rows"]
+    assert not (site / "drip.db").exists() or "0 subscribers" in run_drip(site, "subscribers", "list").output

@@ -135,6 +135,9 @@ def read_csv(path: Path) -> ParsedCsv:
             warnings.extend(dataclasses.replace(w, file=path, line=start) for w in row.profile.warnings)
     except csv.Error as exc:
         problems.append(Problem(f"unreadable CSV: {exc}", file=path, line=reader.line_num))
+    if not rows and not problems:
+        # Most likely the wrong file or an export that lost its rows: say so rather than import nothing.
+        raise InputError(Problem("no subscribers: the file has a header line but no rows", file=path, line=2))
     return ParsedCsv(tuple(rows), tuple(problems), tuple(warnings))
 
 
