@@ -35,6 +35,7 @@ from drip.course import compile_course, course_slugs
 from drip.errors import InputError, Problem, closest
 from drip.models import Course, Pillar
 from drip.render.course import render_step, sample_values
+from drip.render.templates import unused_site_templates
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -368,6 +369,7 @@ def check_site(site: Site, *, strict: bool = False) -> CheckReport:
             courses.append(course)
     if index is not None:
         warnings.extend(_unused_pillar_problems(index, courses, errors))
+    warnings.extend(unused_site_templates(site.templates_dir))
     known: set[str] = index.known_urls() if index is not None else set()
     emails = links = 0
     for course in courses:

@@ -139,3 +139,22 @@ def test_a_csv_with_only_a_header_is_refused(site: Path) -> None:
     assert result.exit_code == 1
     assert errors(result) == [f"{readers}:2: no subscribers: the file has a header line but no rows"]
     assert not (site / "drip.db").exists() or "0 subscribers" in run_drip(site, "subscribers", "list").output
+
+
+def test_a_misspelt_template_override_is_reported(site: Path) -> None:
+    """Before: email_templates/welcom.mjml was silently ignored and the default welcome email went out."""
+    typo = site / "email_templates" / "welcom.mjml"
+    shutil.copy(REPO / "drip" / "defaults" / "email_templates" / "welcome.mjml", typo)
+    result = run_drip(site, "check", "--strict")
+    assert result.exit_code == 1
+    assert (
+        f"{typo}: replaces no default template and no template includes it, so it is never used (strict) "
+        "(did you mean 'welcome.mjml'?)"
+    ) in errors(result)
+    # A site's own partial, included by one of its templates, is not reported.
+    typo.rename(site / "email_templates" / "signature.mjml")
+    layout = (REPO / "drip" / "defaults" / "email_templates" / "layout.mjml").read_text(encoding="utf-8")
+    (site / "email_templates" / "layout.mjml").write_text(
+        layout + '{% if false %}{% include "signature.mjml" %}{% endif %}\n', encoding="utf-8"
+    )
+    assert "never used" not in run_drip(site, "check").output

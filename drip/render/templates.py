@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from drip.errors import InputError, Problem, TemplateError, did_you_mean
 from drip.render.mjml import lint
@@ -232,6 +233,37 @@ def _undecodable(env: jinja2.Environment, name: str) -> list[Problem]:
                     return list(exc.problems)
                 return []
     return []  # pragma: no cover - a listed template always has a file
+
+
+def unused_site_templates(site_templates: Path) -> list[Problem]:
+    """Site templates that replace no default and that no template uses: most likely a misspelt name.
+
+    drip renders only the default names, so ``welcom.mjml`` would be ignored
+    without a word; a site's own partial is fine as long as a template includes it.
+    """
+    if not site_templates.is_dir():
+        return []
+    env = environment(site_templates)
+    defaults = {p.name for p in DEFAULTS_DIR.iterdir() if p.name.endswith(TEMPLATE_SUFFIXES)}
+    referenced: set[str] = set()
+    for name in env.list_templates(extensions=[s.lstrip(".") for s in TEMPLATE_SUFFIXES]):
+        try:
+            source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+            referenced.update(n for n in jinja2.meta.find_referenced_templates(env.parse(source)) if n)
+        except (jinja2.TemplateError, UnicodeDecodeError):
+            continue  # check_templates reports it
+    problems: list[Problem] = []
+    for path in sorted(site_templates.rglob("*")):
+        name = path.relative_to(site_templates).as_posix()
+        if path.is_file() and name.endswith(TEMPLATE_SUFFIXES) and name not in defaults | referenced:
+            problems.append(
+                Problem(
+                    "replaces no default template and no template includes it, so it is never used",
+                    file=path,
+                    hint=did_you_mean(name, sorted(defaults)),
+                )
+            )
+    return problems
 
 
 def check_templates(env: jinja2.Environment) -> None:
