@@ -158,3 +158,14 @@ def test_a_misspelt_template_override_is_reported(site: Path) -> None:
         layout + '{% if false %}{% include "signature.mjml" %}{% endif %}\n', encoding="utf-8"
     )
     assert "never used" not in run_drip(site, "check").output
+
+
+def test_listing_a_misspelt_course_names_the_closest(site: Path) -> None:
+    """Before: "0 subscribers" and exit status 0, as if nobody were enrolled in the course."""
+    assert run_drip(site, "subscribe", "camille@example.org", "--course", "le-role-du-cto").exit_code == 0
+    result = run_drip(site, "subscribers", "list", "--course", "le-role-du-ct")
+    assert result.exit_code == 1
+    assert errors(result) == [
+        "course: no course 'le-role-du-ct' (courses: le-role-du-cto) (did you mean 'le-role-du-cto'?)"
+    ]
+    assert "camille@example.org" in run_drip(site, "subscribers", "list", "--course", "le-role-du-cto").output

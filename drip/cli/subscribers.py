@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from drip.cli import Context, cli, now_option, parse_now
-from drip.course import compile_course
-from drip.errors import DripError, Problem
+from drip.course import compile_course, course_slugs
+from drip.errors import DripError, NotFoundError, Problem, did_you_mean
 from drip.store.db import connect, current_revisions, upgrade
 from drip.store.enrollments import enroll, enrollment_id
 from drip.store.importer import import_csv
@@ -183,6 +183,17 @@ def list_(obj: Context, status: str | None, course_slug: str | None) -> None:
     with obj.store() as engine, engine.connect() as conn:
         rows = list_subscribers(conn, status=status, course=course_slug)
         courses = enrolled_courses(conn)
+    if course_slug is not None and not rows:
+        # A course is known by its schedule, or by enrollments left from a removed one.
+        known = sorted(set(course_slugs(obj.site)).union(*courses.values()))
+        if course_slug not in known:
+            raise NotFoundError(
+                Problem(
+                    f"no course {course_slug!r} (courses: {', '.join(known) or 'none'})",
+                    key="course",
+                    hint=did_you_mean(course_slug, known),
+                )
+            )
     table = Table(title=_plural(len(rows), "subscriber"), title_justify="left")
     for column in ("Email", "Name", "Locale", "Time zone", "Status", "Courses", "Since (UTC)"):
         table.add_column(column)
