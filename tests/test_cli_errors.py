@@ -7,6 +7,7 @@ answer, on a copy of the example site.
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,42 @@ def test_listing_a_misspelt_course_names_the_closest(site: Path) -> None:
         "course: no course 'le-role-du-ct' (courses: le-role-du-cto) (did you mean 'le-role-du-cto'?)"
     ]
     assert "camille@example.org" in run_drip(site, "subscribers", "list", "--course", "le-role-du-cto").output
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_an_smtp_server_that_is_down_is_explained(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: "sent 0, retrying 1" and nowhere, not even in drip status, a word about why."""
+    port = _closed_port()
+    config = site / "drip.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "backend: outbox", f"backend: smtp\n  smtp: {{host: 127.0.0.1, port: {port}, security: none}}"
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("DRIP_SECRET_KEY", "k" * 32)
+    now = "2026-12-01T07:00"
+    assert (
+        run_drip(
+            site, "subscribe", "camille@example.org", "--course", "le-role-du-cto", "--now", now
+        ).exit_code
+        == 0
+    )
+    sent = run_drip(site, "run", "--once", "--now", now)
+    assert sent.exit_code == 0
+    assert sent.output.strip() == "sent 0, retrying 1 (drip status gives the reasons)"
+    status = run_drip(site, "status", "--now", now)
+    reason = (
+        f"TransientTransportError: cannot reach SMTP server 127.0.0.1:{port}: [Errno 111] Connection refused"
+    )
+    table = status.output[status.output.index("Retrying (last error)") :].splitlines()
+    cells = [[c.strip() for c in line.split("│")[1:4]] for line in table if line.startswith("│")]
+    # Rich wraps long cells over several lines: put each column back together.
+    columns = [" ".join(piece for piece in column if piece) for column in zip(*cells, strict=True)]
+    assert columns == ["le-role-du-cto", reason, "1"]

@@ -85,7 +85,8 @@ def _summary(report: DispatchReport) -> str:
     ):
         if value:
             parts.append(f"{label} {value}")
-    return ", ".join(parts)
+    reasons = " (drip status gives the reasons)" if report.retried or report.failed else ""
+    return ", ".join(parts) + reasons
 
 
 @cli.command()
@@ -278,6 +279,12 @@ def status(obj: Context, now: str | None) -> None:
             .group_by(d.c.course, d.c.last_error)
             .order_by(d.c.course, sa.func.count().desc())
         ).all()
+        retrying = conn.execute(
+            sa.select(d.c.course, d.c.last_error, sa.func.count())
+            .where(d.c.status == DUE, d.c.last_error.is_not(None))
+            .group_by(d.c.course, d.c.last_error)
+            .order_by(d.c.course, sa.func.count().desc())
+        ).all()
         applied: dict[str, str] = {
             course: fp
             for course, fp in conn.execute(sa.select(course_versions.c.course, course_versions.c.fingerprint))
@@ -311,8 +318,9 @@ def status(obj: Context, now: str | None) -> None:
         for course, st, note, n in reasons:
             why.add_row(course, st, note or "—", str(n))
         out.print(why)
-    if failures:
-        failed = Table("course", "reason", "count", title="Failures")
-        for course, error, n in failures:
-            failed.add_row(course, error or "—", str(n))
-        out.print(failed)
+    for title, rows in (("Failures", failures), ("Retrying (last error)", retrying)):
+        if rows:
+            why_failed = Table("course", "reason", "count", title=title)
+            for course, error, n in rows:
+                why_failed.add_row(course, error or "—", str(n))
+            out.print(why_failed)
