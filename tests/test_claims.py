@@ -6,9 +6,12 @@ import datetime as dt
 import threading
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from delivery_fixtures import T0, Store, rows, seed, store_fixture  # noqa: F401  (fixture)
 
 from drip.store.claims import Outcome, claim, record, record_failure, record_sent
+from drip.store.db import MIGRATIONS_DIR, upgrade
 
 H = dt.timedelta(hours=1)
 
@@ -122,30 +125,82 @@ def test_a_batch_records_every_outcome_in_one_go(store: Store) -> None:
     assert [(x.id, x.attempts) for x in later] == [(c.id, 2)]
 
 
-def test_claim_uses_the_status_due_index_on_postgresql(store: Store) -> None:
-    if store.kind != "postgresql":
-        seed(store.engine, subscribers_count=1, steps=[("welcome", T0)])
-        with store.engine.connect() as conn:
-            plan = " ".join(
-                str(r[-1])
-                for r in conn.exec_driver_sql(
-                    "EXPLAIN QUERY PLAN SELECT id FROM deliveries WHERE status = 'pending' "
-                    "AND due_at <= '2026-12-01 08:00:00.000000' ORDER BY due_at LIMIT 10"
-                )
-            )
-        assert "ix_deliveries_status_due_at" in plan
-        return
-    seed(store.engine, subscribers_count=1, steps=[("welcome", T0)])
+def _claim_statements(store: Store, now: dt.datetime) -> list[tuple[str, object]]:
+    """The SQL a claim sends, with its parameters, as the driver receives them."""
+    sent: list[tuple[str, object]] = []
+
+    def capture(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE"):
+            sent.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        claim(store.engine, now=now, limit=10, lease_seconds=60, worker="w")
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
+    return sent
+
+
+def test_each_claim_walks_its_partial_index_not_the_table(store: Store) -> None:
+    seed(store.engine, subscribers_count=3, steps=[("welcome", T0), ("later", T0 + 48 * H)])
+    # Leave one lease in flight so the lease index is not empty.
+    claim(store.engine, now=T0, limit=1, lease_seconds=60, worker="w0")
+    expired, due = _claim_statements(store, T0 + H)
     with store.engine.begin() as conn:
-        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        plan = " ".join(
-            r[0]
-            for r in conn.execute(
-                sa.text(
-                    "EXPLAIN SELECT id FROM deliveries WHERE status = 'pending' AND due_at <= :now "
-                    "ORDER BY due_at LIMIT 10 FOR UPDATE SKIP LOCKED"
-                ),
-                {"now": T0},
+        if store.kind == "postgresql":
+            # A handful of rows: forbid the sequential scan that would win on them.
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            explain = "EXPLAIN "
+        else:
+            explain = "EXPLAIN QUERY PLAN "
+        plans = [
+            " ".join(str(r[-1]) for r in conn.exec_driver_sql(explain + sql, params))  # type: ignore[arg-type]
+            for sql, params in (expired, due)
+        ]
+        conn.rollback()
+    assert "ix_deliveries_leased_until_claimed" in plans[0]
+    assert "ix_deliveries_due_at_pending" in plans[1]
+    # Both predicates are literal, so a cached plan stays valid for every call.
+    assert "'claimed'" in expired[0] and "'pending'" in due[0]
+
+
+def _deliveries_layout(engine: sa.Engine) -> tuple[set[str], list[str]]:
+    """Index names on deliveries, and its PostgreSQL storage options."""
+    names = {ix["name"] for ix in sa.inspect(engine).get_indexes("deliveries") if ix["name"]}
+    options: list[str] = []
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            options = (
+                conn.execute(
+                    sa.text("SELECT reloptions FROM pg_class WHERE oid = 'deliveries'::regclass")
+                ).scalar_one()
+                or []
             )
-        )
-    assert "ix_deliveries_status_due_at" in plan
+    return names, options
+
+
+def test_the_claim_index_migration_goes_down_and_up_keeping_the_queue(store: Store) -> None:
+    seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
+    [held] = claim(store.engine, now=T0, limit=1, lease_seconds=60, worker="w")
+    names, options = _deliveries_layout(store.engine)
+    assert {"ix_deliveries_due_at_pending", "ix_deliveries_leased_until_claimed"} <= names
+    assert "ix_deliveries_status_due_at" not in names
+    assert options == (["fillfactor=70"] if store.kind == "postgresql" else [])
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002_web")
+    names, options = _deliveries_layout(store.engine)
+    assert "ix_deliveries_status_due_at" in names
+    assert not names & {"ix_deliveries_due_at_pending", "ix_deliveries_leased_until_claimed"}
+    assert options == []
+
+    upgrade(store.engine)
+    assert _deliveries_layout(store.engine)[0] >= {"ix_deliveries_due_at_pending"}
+    # The lease taken before survives both ways; the other row is still in the queue.
+    [other] = claim(store.engine, now=T0, limit=5, lease_seconds=3600, worker="w2")
+    assert other.id != held.id
+    [again] = claim(store.engine, now=T0 + H, limit=5, lease_seconds=60, worker="w3")
+    assert (again.id, again.possible_duplicate) == (held.id, True)

@@ -10,11 +10,22 @@ provider just before the worker died.
 Engines come from :func:`drip.store.db.connect`, whose SQLite transactions start
 with ``BEGIN IMMEDIATE``: a claim or a recording holds the write lock from its
 first statement, so concurrent processes queue instead of failing with SQLITE_BUSY.
+
+Each claim rewrites every row it leases, and ``status`` is indexed, so on
+PostgreSQL every claimed row gets a new entry in each index of ``deliveries``
+(no HOT update is possible). The claim therefore walks two small partial
+indexes instead of one over the whole history: ``ix_deliveries_due_at_pending``
+(the queue, by due time) and ``ix_deliveries_leased_until_claimed`` (leases in
+flight, by expiry). A leased row leaves the large queue index and enters only
+the small lease index, and sent rows sit in neither. The status values are
+written into the SQL as literals so both planners can match the partial
+index predicates whatever plan they cache.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,6 +91,14 @@ def _compile_array_of(element: _ArrayOf, compiler: SQLCompiler, **kw: Any) -> st
     return f"ARRAY({compiler.process(element.select, **kw)})"
 
 
+def _status_is(status: str) -> sa.ColumnElement[bool]:
+    """``status = '<status>'`` with the value in the SQL text, as a partial index predicate needs."""
+    return d.c.status == sa.literal(status, d.c.status.type, literal_execute=True)
+
+
+_by_due_time = operator.attrgetter("due_at", "id")
+
+
 def _claim_where(
     conn: sa.Connection,
     where: sa.ColumnElement[bool],
@@ -122,9 +141,10 @@ def _claim_where(
             d.c.id, d.c.enrollment_id, d.c.subscriber_id, d.c.course, d.c.step_key, d.c.due_at, d.c.attempts
         )
     )
+    # fetchall() converts the whole answer in one call instead of one cursor call per row.
     return [
         Claimed(id_, enrollment, subscriber, course, key, due, attempts, token, leased_until, reclaim)
-        for id_, enrollment, subscriber, course, key, due, attempts in conn.execute(stmt)
+        for id_, enrollment, subscriber, course, key, due, attempts in conn.execute(stmt).all()
     ]
 
 
@@ -142,7 +162,7 @@ def claim(
     with engine.begin() as conn:
         expired = _claim_where(
             conn,
-            sa.and_(d.c.status == CLAIMED, d.c.leased_until < now),
+            sa.and_(_status_is(CLAIMED), d.c.leased_until < now),
             limit=limit,
             token=token,
             now=now,
@@ -151,14 +171,14 @@ def claim(
         )
         due = _claim_where(
             conn,
-            sa.and_(d.c.status == DUE, d.c.due_at <= now),
+            sa.and_(_status_is(DUE), d.c.due_at <= now),
             limit=limit - len(expired),
             token=token,
             now=now,
             leased_until=leased_until,
             reclaim=False,
         )
-    return sorted(expired + due, key=lambda c: (c.due_at, c.id))
+    return sorted(expired + due, key=_by_due_time)
 
 
 def _update_many(conn: sa.Connection, rows: list[dict[str, object]], values: dict[str, object]) -> None:
