@@ -107,9 +107,12 @@ def yaml_syntax_problem(exc: yaml.YAMLError, file: Path | None, *, line_offset: 
     what = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     message = f"invalid YAML: {what}" + (f" ({context})" if context else "")
+    hint = "indent with spaces: YAML does not allow tabs" if "'\\t'" in what else None
     if mark is not None:
-        return Problem(message, file=file, line=mark.line + 1 + line_offset, column=mark.column + 1)
-    return Problem(message, file=file)
+        return Problem(
+            message, file=file, line=mark.line + 1 + line_offset, column=mark.column + 1, hint=hint
+        )
+    return Problem(message, file=file, hint=hint)
 
 
 def load_yaml_file(path: Path) -> tuple[Any, Positions]:

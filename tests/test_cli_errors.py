@@ -209,3 +209,15 @@ def test_an_smtp_server_that_is_down_is_explained(site: Path, monkeypatch: pytes
     # Rich wraps long cells over several lines: put each column back together.
     columns = [" ".join(piece for piece in column if piece) for column in zip(*cells, strict=True)]
     assert columns == ["le-role-du-cto", reason, "1"]
+
+
+def test_a_tab_in_a_schedule_says_yaml_wants_spaces(site: Path) -> None:
+    """Before: only PyYAML's "found character '\\t' that cannot start any token"."""
+    schedule = site / "schedules" / "le-role-du-cto.yaml"
+    schedule.write_text("pillar: le-role-du-cto\nsend_window:\n\ttime: '08:30'\n", encoding="utf-8")
+    result = run_drip(site, "check")
+    assert result.exit_code == 1
+    assert errors(result) == [
+        f"{schedule}:3:1: invalid YAML: found character '\\t' that cannot start any token "
+        "(while scanning for the next token) (indent with spaces: YAML does not allow tabs)"
+    ]
