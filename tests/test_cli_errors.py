@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from drip.cli import authoring, cli, delivery, subscribers  # noqa: F401  (modules register their commands)
+from drip.cli import authoring, cli, delivery, subscribers, web  # noqa: F401  (modules register their commands)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -221,3 +221,18 @@ def test_a_tab_in_a_schedule_says_yaml_wants_spaces(site: Path) -> None:
         f"{schedule}:3:1: invalid YAML: found character '\\t' that cannot start any token "
         "(while scanning for the next token) (indent with spaces: YAML does not allow tabs)"
     ]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "no-such-host.invalid"])
+def test_serve_on_a_port_in_use_or_an_unknown_host_is_one_line(
+    site: Path, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """Before: "Serving … on http://…" then uvicorn's own log of the failure, and exit status 3."""
+    monkeypatch.setenv("DRIP_SECRET_KEY", "k" * 32)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_drip(site, "serve", "--host", host, "--port", str(port))
+    assert result.exit_code == 1
+    assert "Serving" not in result.output
+    reason = "Address already in use" if host == "127.0.0.1" else "Name or service not known"
+    assert result.output.splitlines()[-1] == f"Error: cannot listen on {host}:{port}: {reason}"

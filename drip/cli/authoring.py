@@ -199,10 +199,9 @@ def _serve(
     The socket is bound before the URL is printed, so ``--port 0`` prints the port
     actually chosen and a client may connect as soon as the line appears.
     """
-    import socket
-
     import uvicorn
 
+    from drip.cli.web import listen
     from drip.preview.server import create_app
 
     site = obj.site
@@ -211,14 +210,7 @@ def _serve(
         compile_course(site, course_slug)
         path = f"/courses/{quote(course_slug)}/"
     app = create_app(site, now=now, timezone=zone_name)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError as exc:
-        sock.close()
-        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
-    sock.listen(128)
+    sock = listen("127.0.0.1", port)
     bound = sock.getsockname()[1]
     click.echo(f"Preview on http://127.0.0.1:{bound}{path} (Ctrl-C to stop)")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 from typing import Any
 
 import click
@@ -58,13 +60,35 @@ def serve(obj: Context, host: str, port: int, demo: bool, per_minute: float, bur
         limit = RateLimit(per_minute=per_minute, burst=burst)
         app = create_app(obj.site, secret=secret, engine=engine, rate_limit=limit)
         logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+        sock = listen(host, port)
         err.print(
             Text(
                 f"Serving {obj.site.config.site.name} on http://{host}:{port} (public URL "
                 f"{obj.site.config.site.base_url})"
             )
         )
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="info", proxy_headers=False))
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound before anything says it is serving.
+
+    A port in use or a host that does not resolve is then a one-line error,
+    rather than a "Serving on" line followed by the server's own log and exit 3.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:  # its message repeats the address: keep the reason alone
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise click.ClickException(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 def embed_form(obj: Context, course: str, locale: str | None) -> str:
