@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import yaml
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -57,6 +58,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_SYNTAX = jinja2.Environment(autoescape=True)  # parses subjects, never renders them
+
+
 class MessageModel(_Strict):
     """Subject and preheader overrides (Jinja source; may use subscriber fields like ``{{ name }}``)."""
 
@@ -64,6 +68,17 @@ class MessageModel(_Strict):
     preheader: str | None = None
 
     _text = field_validator("subject", "preheader")(classmethod(lambda cls, v: _one_line(v)))
+
+    @field_validator("subject", "preheader")
+    @classmethod
+    def _jinja(cls, value: str | None) -> str | None:
+        """Syntax is checked here, where the line is known; rendering would only know the snippet's."""
+        if value is not None:
+            try:
+                _SYNTAX.parse(value)
+            except jinja2.TemplateSyntaxError as exc:
+                raise ValueError(f"template syntax error: {exc.message}") from None
+        return value
 
 
 class TimedMessageModel(MessageModel):

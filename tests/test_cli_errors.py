@@ -236,3 +236,23 @@ def test_serve_on_a_port_in_use_or_an_unknown_host_is_one_line(
     assert "Serving" not in result.output
     reason = "Address already in use" if host == "127.0.0.1" else "Name or service not known"
     assert result.output.splitlines()[-1] == f"Error: cannot listen on {host}:{port}: {reason}"
+
+
+def test_a_broken_subject_is_located_in_the_schedule(site: Path) -> None:
+    """Before: "schedules/…yaml:1: welcome.subject: template syntax error…", line 1 being the subject's own
+    line, not the file's, and a second broken subject only after fixing the first."""
+    schedule = site / "schedules" / "le-role-du-cto.yaml"
+    schedule.write_text(
+        'pillar: le-role-du-cto\nwelcome: {subject: "Bonjour {{ name "}\narticles:\n'
+        '  /posts/premiers-jours-cto-reussir-prise-de-poste/:\n    preheader: "{% if name %}x"\n',
+        encoding="utf-8",
+    )
+    result = run_drip(site, "check")
+    assert result.exit_code == 1
+    assert errors(result) == [
+        f"{schedule}:2:20: welcome.subject: template syntax error: unexpected end of template, "
+        "expected 'end of print statement'.",
+        f"{schedule}:5:16: articles./posts/premiers-jours-cto-reussir-prise-de-poste/.preheader: template "
+        "syntax error: Unexpected end of template. Jinja was looking for the following tags: 'elif' or 'else' "
+        "or 'endif'. The innermost block that needs to be closed is 'if'.",
+    ]
