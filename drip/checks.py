@@ -362,6 +362,13 @@ def check_site(site: Site, *, strict: bool = False) -> CheckReport:
     warnings: list[Problem] = []
     index: ContentIndex | None = _collect(errors, load_content, site.content_dir)
     slugs = _collect(errors, course_slugs, site) or []
+    if not slugs:
+        # "0 courses: all good" would hide a schedules folder that is misnamed or missing.
+        folder = site.schedules_dir
+        if folder.is_dir():
+            warnings.append(Problem("no course yet: a course is a schedule file, <course>.yaml", file=folder))
+        else:
+            errors.append(Problem("schedules folder not found", file=folder))
     courses: list[Course] = []
     for slug in slugs:
         course = _collect(errors, compile_course, site, slug, content=index)

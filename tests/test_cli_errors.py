@@ -256,3 +256,17 @@ def test_a_broken_subject_is_located_in_the_schedule(site: Path) -> None:
         "syntax error: Unexpected end of template. Jinja was looking for the following tags: 'elif' or 'else' "
         "or 'endif'. The innermost block that needs to be closed is 'if'.",
     ]
+
+
+def test_a_site_without_schedules_is_not_all_good(site: Path) -> None:
+    """Before: "0 courses, 0 emails, 0 links: all good" and exit status 0 with no schedules folder at all."""
+    shutil.rmtree(site / "schedules")
+    result = run_drip(site, "check")
+    assert result.exit_code == 1
+    assert errors(result) == [f"{site / 'schedules'}: schedules folder not found"]
+    (site / "schedules").mkdir()
+    result = run_drip(site, "check")
+    assert result.exit_code == 0
+    assert f"warning: {site / 'schedules'}: no course yet: a course is a schedule file, <course>.yaml" in (
+        result.output.splitlines()
+    )
