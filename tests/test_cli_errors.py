@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from drip.cli import authoring, cli, delivery, subscribers, web  # noqa: F401  (modules register their commands)
+from drip.cli import authoring, cli, delivery, demo, subscribers, web  # noqa: F401  (modules register their commands)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -270,3 +270,13 @@ def test_a_site_without_schedules_is_not_all_good(site: Path) -> None:
     assert f"warning: {site / 'schedules'}: no course yet: a course is a schedule file, <course>.yaml" in (
         result.output.splitlines()
     )
+
+
+def test_demo_with_a_misspelt_course_fails_before_running_anything(site: Path) -> None:
+    """Before: the whole site check ran and printed its warnings, then the typo was reported."""
+    result = run_drip(site, "demo", "--course", "le-role-du-ct")
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "1 error:",
+        "  no course 'le-role-du-ct' in schedules/ (courses: le-role-du-cto) (did you mean 'le-role-du-cto'?)",
+    ]

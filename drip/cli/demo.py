@@ -22,7 +22,7 @@ from drip.cli import Context, cli, now_option, parse_now
 from drip.cli.authoring import check
 from drip.cli.delivery import run
 from drip.cli.subscribers import subscribe
-from drip.course import course_slugs
+from drip.course import compile_course, course_slugs
 from drip.errors import InputError, Problem
 
 out = Console(highlight=False, soft_wrap=True)
@@ -51,6 +51,8 @@ def demo(ctx: click.Context, course_slug: str | None, now: str | None) -> None:
     if not slugs:
         raise InputError(Problem("no schedule in schedules/: write one first", file=obj.site.schedules_dir))
     slug = course_slug or slugs[0]
+    if slug not in slugs:
+        compile_course(obj.site, slug)  # raises the "no course" error: a typo fails before the long check
     out.rule("1. drip check")
     ctx.invoke(check, strict=False)
     out.rule(f"2. drip subscribe (course {slug})")
