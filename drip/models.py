@@ -159,5 +159,8 @@ class Course:
                 return step
         keys = [s.key for s in self.steps]
         raise NotFoundError(
-            Problem(f"course {self.slug!r} has no step {text!r}", hint=did_you_mean(text, keys))
+            Problem(
+                f"course {self.slug!r} has no step {text!r} (steps: {', '.join(keys)}, or 1 to {len(keys)})",
+                hint=did_you_mean(text, keys),
+            )
         )

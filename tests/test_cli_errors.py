@@ -280,3 +280,15 @@ def test_demo_with_a_misspelt_course_fails_before_running_anything(site: Path) -
         "1 error:",
         "  no course 'le-role-du-ct' in schedules/ (courses: le-role-du-cto) (did you mean 'le-role-du-cto'?)",
     ]
+
+
+def test_an_unknown_step_lists_the_steps(site: Path) -> None:
+    """Before: "has no step 'article:/posts/x/'" and no way to learn the keys but reading the timeline."""
+    result = run_drip(site, "preview", "le-role-du-cto", "--step", "article:/posts/x/")
+    assert result.exit_code == 1
+    assert errors(result) == [
+        "course 'le-role-du-cto' has no step 'article:/posts/x/' (steps: welcome, "
+        "article:/posts/cto-vs-lead-dev-vp-engineering-differences-role/, "
+        "article:/posts/premiers-jours-cto-reussir-prise-de-poste/, "
+        "article:/posts/vision-technique-roadmap-cto-strategy/, deeper, or 1 to 5)"
+    ]
