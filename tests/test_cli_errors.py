@@ -292,3 +292,11 @@ def test_an_unknown_step_lists_the_steps(site: Path) -> None:
         "article:/posts/premiers-jours-cto-reussir-prise-de-poste/, "
         "article:/posts/vision-technique-roadmap-cto-strategy/, deeper, or 1 to 5)"
     ]
+
+
+def test_subscribers_help_says_what_the_group_does(site: Path) -> None:
+    """Before: "Look at the subscriber list." for a group that also exports and erases, and no help on --format."""
+    assert "List, export and erase subscribers." in run_drip(site, "subscribers", "--help").output
+    export_help = " ".join(run_drip(site, "subscribers", "export", "--help").output.split())
+    assert "Without EMAIL: every subscriber as CSV" in export_help
+    assert "--format [csv|json] Format of the list; one person's data (EMAIL) is always JSON." in export_help

@@ -169,7 +169,7 @@ def unsubscribe(obj: Context, email: str, course_slug: str | None, now: str | No
 
 @cli.group()
 def subscribers() -> None:
-    """Look at the subscriber list."""
+    """List, export and erase subscribers."""
 
 
 @subscribers.command("list")
@@ -212,7 +212,14 @@ def list_(obj: Context, status: str | None, course_slug: str | None) -> None:
 
 
 @subscribers.command("export")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="Format of the list; one person's data (EMAIL) is always JSON.",
+)
 @click.option(
     "--status", type=click.Choice(STATUSES), default=None, help="Only subscribers with this status."
 )
@@ -225,7 +232,7 @@ def list_(obj: Context, status: str | None, course_slug: str | None) -> None:
 )
 @click.pass_obj
 def export(obj: Context, fmt: str, status: str | None, output: Path | None) -> None:
-    """Export subscribers as CSV (cells a spreadsheet would evaluate are quoted) or JSON."""
+    """every subscriber as CSV (cells a spreadsheet would evaluate are quoted) or JSON."""
     with obj.store() as engine, engine.connect() as conn:
         if output is None:
             count = export_subscribers(conn, sys.stdout, fmt=cast(ExportFormat, fmt), status=status)

@@ -161,7 +161,7 @@ def _install_export() -> None:
     params += list(bulk.params) if bulk is not None else []
     help_text = (
         "With EMAIL: everything known about that person as JSON (subscriber, enrollments, deliveries). "
-        + (f"Without: {bulk.help}" if bulk is not None and bulk.help else "")
+        + (f"Without EMAIL: {bulk.help}" if bulk is not None and bulk.help else "")
     )
     _group.add_command(click.Command("export", callback=export, params=params, help=help_text))
 
