@@ -19,6 +19,7 @@ when it can be found there, and suggests the closest known site path.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from drip.config import Site
 from drip.content import ContentIndex, load_content, read_pillar
 from drip.content.links import absolute_url
-from drip.content.posts import normalise_path, site_path_of
+from drip.content.pillar import PillarMeta
+from drip.content.posts import PostMeta, normalise_path, site_path_of
+from drip.content.source import Meta, read_source
 from drip.course import compile_course, course_slugs
 from drip.errors import InputError, Problem, closest
 from drip.models import Course, Pillar
@@ -376,6 +379,7 @@ def check_site(site: Site, *, strict: bool = False) -> CheckReport:
             courses.append(course)
     if index is not None:
         warnings.extend(_unused_pillar_problems(index, courses, errors))
+        warnings.extend(_misspelt_front_matter(index))
     warnings.extend(unused_site_templates(site.templates_dir))
     known: set[str] = index.known_urls() if index is not None else set()
     emails = links = 0
@@ -409,6 +413,32 @@ def check_site(site: Site, *, strict: bool = False) -> CheckReport:
 def _personal_links(values: Mapping[str, str]) -> Sequence[str]:
     """drip's own per-subscriber links (unsubscribe, preferences, view): served by ``drip serve``."""
     return [v for k, v in values.items() if k.endswith("_url")]
+
+
+def _misspelt_front_matter(index: ContentIndex) -> list[Problem]:
+    """Front matter keys one typo away from a key drip reads ("titel"), which drip would otherwise ignore.
+
+    Other keys belong to the site's generator (tags, draft, layout…) and stay silent:
+    the cut-off is strict enough that "draft" is not taken for "date".
+    """
+    problems: list[Problem] = []
+    files: list[tuple[Path, type[Meta]]] = [(path, PillarMeta) for path in index.pillars.values()]
+    files += [(post.path, PostMeta) for post in index.posts.values()]
+    for path, model in files:
+        source = read_source(path)
+        known = list(model.model_fields)
+        for key in source.meta:
+            near = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+            if key not in known and near:
+                problems.append(
+                    source.positions.problem(
+                        (key,),
+                        "not a front matter key drip reads",
+                        hint=f"did you mean '{near[0]}'?",
+                        key=True,
+                    )
+                )
+    return problems
 
 
 def _unused_pillar_problems(

@@ -300,3 +300,20 @@ def test_subscribers_help_says_what_the_group_does(site: Path) -> None:
     export_help = " ".join(run_drip(site, "subscribers", "export", "--help").output.split())
     assert "Without EMAIL: every subscriber as CSV" in export_help
     assert "--format [csv|json] Format of the list; one person's data (EMAIL) is always JSON." in export_help
+
+
+def test_a_misspelt_front_matter_key_is_reported(site: Path) -> None:
+    """Before: "titel:" in a pillar was kept as a key of the site's own and the title silently fell back."""
+    pillar = site / "content" / "le-role-du-cto.md"
+    pillar.write_text(pillar.read_text(encoding="utf-8").replace("title:", "titel:", 1), encoding="utf-8")
+    post = site / "content" / "posts" / "autre.md"
+    post.write_text(
+        "---\ntitle: Autre\ndraft: true\ntags: [cto]\ndescripton: Un autre article\n---\nTexte.\n"
+    )
+    result = run_drip(site, "check", "--strict")
+    assert result.exit_code == 1
+    found = [line for line in errors(result) if "front matter" in line]
+    assert found == [
+        f"{pillar}:2:1: titel: not a front matter key drip reads (strict) (did you mean 'title'?)",
+        f"{post}:5:1: descripton: not a front matter key drip reads (strict) (did you mean 'description'?)",
+    ]
