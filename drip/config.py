@@ -164,6 +164,8 @@ def load_site(root: Path | str = ".") -> Site:
         data, pos = load_yaml_file(path)
     except InputError as exc:
         raise ConfigError(exc.problems) from None
+    if data is None:
+        data = {}  # an empty file: validation names every required key
     if not isinstance(data, dict):
         raise ConfigError(Problem("expected a mapping of settings at the top level", file=path, line=1))
     model, problems = validate(ConfigModel, data, pos)

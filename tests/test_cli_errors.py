@@ -308,7 +308,8 @@ def test_a_misspelt_front_matter_key_is_reported(site: Path) -> None:
     pillar.write_text(pillar.read_text(encoding="utf-8").replace("title:", "titel:", 1), encoding="utf-8")
     post = site / "content" / "posts" / "autre.md"
     post.write_text(
-        "---\ntitle: Autre\ndraft: true\ntags: [cto]\ndescripton: Un autre article\n---\nTexte.\n"
+        "---\ntitle: Autre\ndraft: true\ntags: [cto]\ndescripton: Un autre article\n---\nTexte.\n",
+        encoding="utf-8",
     )
     result = run_drip(site, "check", "--strict")
     assert result.exit_code == 1
@@ -316,4 +317,17 @@ def test_a_misspelt_front_matter_key_is_reported(site: Path) -> None:
     assert found == [
         f"{pillar}:2:1: titel: not a front matter key drip reads (strict) (did you mean 'title'?)",
         f"{post}:5:1: descripton: not a front matter key drip reads (strict) (did you mean 'description'?)",
+    ]
+
+
+def test_an_empty_drip_yaml_names_the_keys_it_needs(site: Path) -> None:
+    """Before: "expected a mapping of settings at the top level", which an empty file does not explain."""
+    config = site / "drip.yaml"
+    config.write_text("# à remplir\n", encoding="utf-8")
+    result = run_drip(site, "check")
+    assert result.exit_code == 1
+    assert errors(result) == [
+        f"{config}: site: required key is missing",
+        f"{config}: sender: required key is missing",
+        f"{config}: postal_address: required key is missing",
     ]
