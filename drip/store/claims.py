@@ -44,9 +44,13 @@ d = deliveries
 OutcomeStatus = Literal["sent", "failed", "retry", "cancelled"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claimed:
-    """One delivery leased to this worker until ``leased_until``."""
+    """One delivery leased to this worker until ``leased_until``.
+
+    Slotted: a claim builds a thousand of these at a time, and a slotted
+    instance is a third cheaper to create.
+    """
 
     id: int
     enrollment_id: int
