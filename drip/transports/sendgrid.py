@@ -59,7 +59,6 @@ HTML_TAG = "%drip_h_{}%"
 CONTENT_TYPE = "application/json; charset=utf-8"
 _HTML_SPECIAL = re.compile(r"[&<>\"']")
 _PERSONALIZATION_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")
-_ONE_CLICK = '"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"'
 
 
 # One recipient waiting for a request: its position in the batch (for the result), the
@@ -150,7 +149,7 @@ def personalization(msg: OutgoingMessage, plan: Plan) -> str:
     subs = f',"substitutions":{{{substitutions(msg, plan)}}}' if plan.slots else ""
     return (
         f'{{"to":[{{"email":{email}{named}}}],'
-        f'"headers":{{"List-Unsubscribe":{json_string(f"<{url}>, <{mailto}>")},{_ONE_CLICK}{extra}}},'
+        f'"headers":{{"List-Unsubscribe":{json_string(f"<{url}>, <{mailto}>")}{extra}}},'
         f'"custom_args":{{"delivery_id":"{msg.delivery_id:d}"}}{subs}}}'
     )
 
@@ -170,6 +169,8 @@ def request_template(msg: OutgoingMessage, *, sandbox: bool) -> dict[str, Any]:
         ],
         "categories": list(dict.fromkeys(c[:255] for c in (msg.course, msg.step_key) if c)),
         "mail_settings": {"sandbox_mode": {"enable": sandbox}},
+        # The same for every recipient, so sent once; each personalization adds its own List-Unsubscribe.
+        "headers": {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
     }
     if msg.reply_to:
         body["reply_to"] = {"email": check_address(msg.reply_to, role="reply-to")}
