@@ -80,9 +80,9 @@ class PathsSection(_Strict):
 
 class SmtpSection(_Strict):
     host: str = "127.0.0.1"
-    port: int = 587
+    port: int = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
-    timeout: float = 30.0
+    timeout: float = Field(default=30.0, gt=0)
     # Credentials never live in this file: names of environment variables only.
     username_env: str = "DRIP_SMTP_USERNAME"
     password_env: str = "DRIP_SMTP_PASSWORD"

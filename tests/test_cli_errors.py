@@ -331,3 +331,25 @@ def test_an_empty_drip_yaml_names_the_keys_it_needs(site: Path) -> None:
         f"{config}: sender: required key is missing",
         f"{config}: postal_address: required key is missing",
     ]
+
+
+def test_an_impossible_smtp_port_or_timeout_is_a_config_error(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: drip.yaml passed, then drip run died with a traceback (OverflowError or "Timeout value out of
+    range") inside the SMTP transport, leaving the claimed email stuck until its lease expired."""
+    config = site / "drip.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "backend: outbox",
+            "backend: smtp\n  smtp: {host: 127.0.0.1, port: 70000, security: none, timeout: -1}",
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("DRIP_SECRET_KEY", "k" * 32)
+    result = run_drip(site, "run", "--once", "--now", "2026-12-01T07:00")
+    assert result.exit_code == 1
+    assert errors(result) == [
+        f"{config}:16:33: transport.smtp.port: Input should be less than or equal to 65535, got 70000",
+        f"{config}:16:65: transport.smtp.timeout: Input should be greater than 0, got -1",
+    ]
