@@ -353,3 +353,14 @@ def test_an_impossible_smtp_port_or_timeout_is_a_config_error(
         f"{config}:16:33: transport.smtp.port: Input should be less than or equal to 65535, got 70000",
         f"{config}:16:65: transport.smtp.timeout: Input should be greater than 0, got -1",
     ]
+
+
+def test_serve_without_a_signing_key_mentions_demo(site: Path) -> None:
+    """Before: only "export DRIP_SECRET_KEY=…", though --demo is the way to try the server on a laptop."""
+    result = run_drip(site, "serve")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        'error: DRIP_SECRET_KEY is not set: export a long random value, e.g. `export DRIP_SECRET_KEY="$(python -c '
+        "'import secrets; print(secrets.token_urlsafe(32))')\"`; to try drip serve on this machine only, add --demo"
+    )
+    assert not (site / "drip.db").exists()

@@ -17,7 +17,7 @@ from rich.text import Text
 from drip.cli import Context, cli, now_option, parse_now
 from drip.cli import subscribers as subscribers_cli
 from drip.errors import NotFoundError, Problem, did_you_mean
-from drip.tokens import DEMO_SECRET, secret_from_env
+from drip.tokens import DEMO_SECRET, SECRET_ENV, MissingSecret, secret_from_env
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -50,7 +50,12 @@ def serve(obj: Context, host: str, port: int, demo: bool, per_minute: float, bur
     from drip.web.app import RedactTokens, create_app
     from drip.web.ratelimit import RateLimit
 
-    secret = secret_from_env(demo=demo)
+    try:
+        secret = secret_from_env(demo=demo)
+    except MissingSecret as exc:
+        if os.environ.get(SECRET_ENV):
+            raise
+        raise MissingSecret(f"{exc}; to try drip serve on this machine only, add --demo") from None
     if secret == DEMO_SECRET:
         err.print(
             "[bold red]DEMO MODE:[/] links are signed with the public demo key; anyone can forge them. "
