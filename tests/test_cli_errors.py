@@ -364,3 +364,25 @@ def test_serve_without_a_signing_key_mentions_demo(site: Path) -> None:
         "'import secrets; print(secrets.token_urlsafe(32))')\"`; to try drip serve on this machine only, add --demo"
     )
     assert not (site / "drip.db").exists()
+
+
+def test_status_still_reports_when_a_schedule_is_broken(site: Path) -> None:
+    """Before: drip status printed only the schedule's error, hiding every figure of the store."""
+    now = "2026-12-01T07:00"
+    assert (
+        run_drip(
+            site, "subscribe", "camille@example.org", "--course", "le-role-du-cto", "--now", now
+        ).exit_code
+        == 0
+    )
+    schedule = site / "schedules" / "le-role-du-cto.yaml"
+    schedule.write_text(schedule.read_text(encoding="utf-8") + "cadense: 3\n", encoding="utf-8")
+    result = run_drip(site, "status", "--now", now)
+    assert result.exit_code == 0
+    rows = {
+        cells[1].strip(): cells[2].strip()
+        for cells in (line.split("│") for line in result.output.splitlines() if line.startswith("│"))
+    }
+    assert rows["enrolled (active)"] == "1"
+    assert rows["pending"] == "5"
+    assert rows["course edits"] == "schedule has errors: see drip check"

@@ -30,8 +30,10 @@ from drip.clock import (
     run_forever,
     wall_clock,
 )
-from drip.course import compile_course
+from drip.config import Site
+from drip.course import compile_course, course_slugs
 from drip.dispatch import DispatchReport, load_courses
+from drip.errors import InputError
 from drip.live import Plan, apply, fingerprint, plan
 from drip.models import Course
 from drip.store.schema import (
@@ -223,12 +225,29 @@ def _when(due: dt.datetime | None, moment: dt.datetime) -> str:
     return "now" if due <= moment else due.isoformat(timespec="minutes")
 
 
-def _edits(slug: str, courses: Mapping[str, Course], applied: Mapping[str, str]) -> str:
+def _edits(slug: str, courses: Mapping[str, Course | None], applied: Mapping[str, str]) -> str:
     if slug not in courses:
         return "course removed"
-    if applied.get(slug) == fingerprint(courses[slug]):
+    course = courses[slug]
+    if course is None:
+        return "schedule has errors: see drip check"
+    if applied.get(slug) == fingerprint(course):
         return "applied"
     return f"not applied: see drip plan {slug}"
+
+
+def _courses_or_none(site: Site) -> dict[str, Course | None]:
+    """Every course by slug, None for one that does not compile.
+
+    A report on what is in the store must not be held hostage by a typo in one schedule.
+    """
+    courses: dict[str, Course | None] = {}
+    for slug in course_slugs(site):
+        try:
+            courses[slug] = compile_course(site, slug)
+        except InputError:
+            courses[slug] = None
+    return courses
 
 
 @cli.command()
@@ -238,7 +257,7 @@ def status(obj: Context, now: str | None) -> None:
     """Per course: enrolled, pending, sent, failed, next due, skipped/cancelled reasons, duplicates."""
     site = obj.site
     moment = parse_now(now)
-    courses = load_courses(site)
+    courses = _courses_or_none(site)
     d = deliveries
     with obj.store() as engine, engine.connect() as conn:
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
