@@ -386,3 +386,13 @@ def test_status_still_reports_when_a_schedule_is_broken(site: Path) -> None:
     assert rows["enrolled (active)"] == "1"
     assert rows["pending"] == "5"
     assert rows["course edits"] == "schedule has errors: see drip check"
+
+
+def test_step_without_until_is_refused(site: Path) -> None:
+    """Before: `drip run --once --step 30m` ignored --step without a word."""
+    result = run_drip(site, "run", "--once", "--now", "2026-12-01T07:00", "--step", "30m")
+    assert result.exit_code == 2
+    assert (
+        result.output.splitlines()[-1] == "Error: --step needs --until: it is the step of a simulated clock"
+    )
+    assert not (site / "drip.db").exists()

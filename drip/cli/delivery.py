@@ -118,6 +118,9 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if now is not None and not (once or until):
         raise click.UsageError("--now needs --once or --until: a long-running worker follows the real clock")
+    source = click.get_current_context().get_parameter_source("step")
+    if until is None and source is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--step needs --until: it is the step of a simulated clock")
     # Every option is checked before the store is opened: a typo changes nothing.
     start = parse_now(now)
     end = parse_now(until, "--until") if until is not None else None
