@@ -396,3 +396,18 @@ def test_step_without_until_is_refused(site: Path) -> None:
         result.output.splitlines()[-1] == "Error: --step needs --until: it is the step of a simulated clock"
     )
     assert not (site / "drip.db").exists()
+
+
+@pytest.mark.parametrize("command", [("subscribers", "erase", "--yes"), ("subscribers", "export")])
+def test_erase_and_export_of_a_misspelt_address_suggest_the_stored_one(
+    site: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """Before: "no subscriber with address …" with no hint, where drip unsubscribe suggests the closest."""
+    monkeypatch.setenv("DRIP_SECRET_KEY", "k" * 32)
+    assert run_drip(site, "subscribe", "camille@example.org", "--course", "le-role-du-cto").exit_code == 0
+    result = run_drip(site, *command, "camile@example.org")
+    assert result.exit_code == 1
+    assert errors(result) == [
+        "email: no subscriber with address 'camile@example.org' (did you mean 'camille@example.org'?)"
+    ]
+    assert "camille@example.org" in run_drip(site, "subscribers", "list").output

@@ -320,7 +320,7 @@ def upsert_subscriber(
     return store_profile(conn, profile, now=now)
 
 
-def _not_found(conn: sa.Connection, email: str) -> NotFoundError:
+def unknown_address(conn: sa.Connection, email: str) -> NotFoundError:
     """The error for an unknown address, suggesting a stored one with the same local part or domain."""
     local, _, domain = email.strip().lower().rpartition("@")
     near = conn.execute(
@@ -348,7 +348,7 @@ def unsubscribe(
     """
     subscriber = get_subscriber(conn, email)
     if subscriber is None:
-        raise _not_found(conn, email)
+        raise unknown_address(conn, email)
     pending = (
         deliveries.update()
         .where(deliveries.c.subscriber_id == subscriber.id, deliveries.c.status.in_((DUE, CLAIMED)))

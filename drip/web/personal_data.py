@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from drip.errors import NotFoundError, Problem
 from drip.store.schema import deliveries, enrollments, subscribers, web_confirmations
-from drip.store.subscribers import get_subscriber, normalise_email
+from drip.store.subscribers import get_subscriber, normalise_email, unknown_address
 from drip.suppression import ERASED, email_hash, is_suppressed, suppress
 
 
@@ -38,7 +38,7 @@ def export_person(conn: sa.Connection, secret: str, email: str) -> dict[str, Any
     """Subscriber row, enrollments and deliveries of one address, JSON-ready; NotFoundError if unknown."""
     subscriber = get_subscriber(conn, email)
     if subscriber is None:
-        raise NotFoundError(Problem(f"no subscriber with address {email.strip()!r}", key="email"))
+        raise unknown_address(conn, email)
     row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber.id)).one()
     cooldown = conn.execute(
         sa.select(web_confirmations.c.sent_at).where(web_confirmations.c.subscriber_id == subscriber.id)
@@ -89,7 +89,7 @@ def erase_person(conn: sa.Connection, secret: str, email: str, *, outbox: Path, 
     files = outbox_files_for(outbox, normal)
     subscriber = get_subscriber(conn, normal)
     if subscriber is None and not files:
-        raise NotFoundError(Problem(f"no subscriber with address {email.strip()!r}", key="email"))
+        raise unknown_address(conn, email)
     n_deliveries = n_enrollments = 0
     if conn.dialect.name == "sqlite":
         # Zero the freed bytes instead of leaving the rows readable in free pages.
