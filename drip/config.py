@@ -156,6 +156,8 @@ def load_site(root: Path | str = ".") -> Site:
     """Read ``drip.yaml`` under ``root``; raise :class:`ConfigError` with every problem."""
     root = Path(root).resolve()
     path = root / CONFIG_FILE
+    if path.is_dir():
+        raise ConfigError(Problem(f"{CONFIG_FILE} is a folder; it must be a YAML file", file=path))
     if not path.is_file():
         raise ConfigError(
             Problem(f"no {CONFIG_FILE} here; run drip from a site's root or pass --site DIR", file=path)

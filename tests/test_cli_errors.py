@@ -411,3 +411,13 @@ def test_erase_and_export_of_a_misspelt_address_suggest_the_stored_one(
         "email: no subscriber with address 'camile@example.org' (did you mean 'camille@example.org'?)"
     ]
     assert "camille@example.org" in run_drip(site, "subscribers", "list").output
+
+
+def test_a_drip_yaml_folder_is_not_called_missing(site: Path) -> None:
+    """Before: "no drip.yaml here; run drip from a site's root", though drip.yaml was right there."""
+    config = site / "drip.yaml"
+    config.unlink()
+    config.mkdir()
+    result = run_drip(site, "check")
+    assert result.exit_code == 1
+    assert errors(result) == [f"{config}: drip.yaml is a folder; it must be a YAML file"]
