@@ -421,3 +421,18 @@ def test_a_drip_yaml_folder_is_not_called_missing(site: Path) -> None:
     result = run_drip(site, "check")
     assert result.exit_code == 1
     assert errors(result) == [f"{config}: drip.yaml is a folder; it must be a YAML file"]
+
+
+def test_sendgrid_without_its_key_points_into_drip_yaml(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the missing SENDGRID_API_KEY was reported with a key path but no file or line."""
+    config = site / "drip.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("backend: outbox", "backend: sendgrid"), encoding="utf-8"
+    )
+    monkeypatch.setenv("DRIP_SECRET_KEY", "k" * 32)
+    result = run_drip(site, "run", "--once", "--now", "2026-12-01T07:00")
+    assert result.exit_code == 1
+    assert errors(result) == [
+        f"{config}:15:3: transport.sendgrid.api_key_env: environment variable SENDGRID_API_KEY is not set: "
+        "the SendGrid transport needs an API key, and keys never live in drip.yaml"
+    ]

@@ -8,11 +8,13 @@ client. Adding a provider means one module and one line in :data:`BACKENDS`.
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from typing import cast
 
 from drip.config import Site
 from drip.errors import ConfigError, Problem, did_you_mean
 from drip.transports.base import Transport
+from drip.yamlsource import load_yaml_file
 
 BACKENDS: dict[str, str] = {
     "outbox": "drip.transports.outbox",
@@ -35,4 +37,17 @@ def get_transport(site: Site) -> Transport:
             )
         )
     module = importlib.import_module(module_name)
-    return cast(Transport, module.from_site(site))
+    try:
+        return cast(Transport, module.from_site(site))
+    except ConfigError as exc:
+        raise ConfigError([_in_config_file(site, p) for p in exc.problems]) from None
+
+
+def _in_config_file(site: Site, problem: Problem) -> Problem:
+    """Locate a transport's setting problem in drip.yaml (at the key, or the nearest one written)."""
+    if problem.file is not None or not problem.key:
+        return problem
+    path = site.root / "drip.yaml"
+    _, positions = load_yaml_file(path)
+    where = positions.find(tuple(problem.key.split(".")))
+    return replace(problem, file=path, line=where[0] if where else None, column=where[1] if where else None)
