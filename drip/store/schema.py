@@ -104,7 +104,6 @@ SENT = "sent"
 FAILED = "failed"  # permanent failure or attempts exhausted
 CANCELLED = "cancelled"  # subscriber left, or the step was removed from the course
 SKIPPED = "skipped"  # step added behind the subscriber's position (a recorded choice)
-DELIVERIES_FILLFACTOR = 70  # percent of each PostgreSQL page filled by inserts
 
 deliveries = sa.Table(
     "deliveries",
@@ -133,9 +132,6 @@ deliveries = sa.Table(
     sa.Column("created_at", UTC, nullable=False),
     sa.Column("updated_at", UTC, nullable=False),
     sa.UniqueConstraint("enrollment_id", "step_key"),
-    # Room on each page for the new versions a claim and its outcome write, so they
-    # stay next to the old ones (see drip/store/claims.py).
-    postgresql_with={"fillfactor": DELIVERIES_FILLFACTOR},
 )
 # The queue and the leases in flight: partial, so the history of sent rows is in neither.
 _pending = deliveries.c.status == DUE
