@@ -436,3 +436,11 @@ def test_sendgrid_without_its_key_points_into_drip_yaml(site: Path, monkeypatch:
         f"{config}:15:3: transport.sendgrid.api_key_env: environment variable SENDGRID_API_KEY is not set: "
         "the SendGrid transport needs an API key, and keys never live in drip.yaml"
     ]
+
+
+def test_preview_out_where_a_file_is_in_the_way(site: Path) -> None:
+    """Before: a NotADirectoryError traceback from mkdir."""
+    (site / "previews").write_text("", encoding="utf-8")
+    result = run_drip(site, "preview", "le-role-du-cto", "--out", str(site / "previews" / "cto"))
+    assert result.exit_code == 1
+    assert errors(result) == [f"{site / 'previews' / 'cto'}: cannot write: Not a directory"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drip.config import Site
+from drip.errors import InputError, Problem
 from drip.message import build_message
 from drip.models import Course, Step
 from drip.render.course import mjml_source, render_course
@@ -112,7 +113,11 @@ def write_course(
         stem = file_stem(preview.step)
         for fmt, ext in OUT_FORMATS:
             files[out_dir / f"{stem}.{ext}"] = email_bytes(site, course, preview, fmt, values, now=now)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for path, data in files.items():
-        path.write_bytes(data)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path, data in files.items():
+            path.write_bytes(data)
+    except OSError as exc:  # a file in the way, no permission, a full disk: the user's to fix
+        where = Path(exc.filename) if exc.filename else out_dir
+        raise InputError(Problem(f"cannot write: {exc.strerror}", file=where)) from None
     return list(files)
