@@ -444,3 +444,12 @@ def test_preview_out_where_a_file_is_in_the_way(site: Path) -> None:
     result = run_drip(site, "preview", "le-role-du-cto", "--out", str(site / "previews" / "cto"))
     assert result.exit_code == 1
     assert errors(result) == [f"{site / 'previews' / 'cto'}: cannot write: Not a directory"]
+
+
+def test_export_to_a_path_that_cannot_be_written(site: Path) -> None:
+    """Before: a NotADirectoryError traceback from open()."""
+    (site / "exports").write_text("", encoding="utf-8")
+    target = site / "exports" / "readers.csv"
+    result = run_drip(site, "subscribers", "export", "--output", str(target))
+    assert result.exit_code == 1
+    assert errors(result) == [f"{target}: --output: cannot write: Not a directory"]

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from drip.cli import Context, cli, now_option, parse_now
 from drip.course import compile_course, course_slugs
-from drip.errors import DripError, NotFoundError, Problem, did_you_mean
+from drip.errors import DripError, InputError, NotFoundError, Problem, did_you_mean
 from drip.store.db import connect, current_revisions, upgrade
 from drip.store.enrollments import enroll, enrollment_id
 from drip.store.importer import import_csv
@@ -237,7 +237,13 @@ def export(obj: Context, fmt: str, status: str | None, output: Path | None) -> N
         if output is None:
             count = export_subscribers(conn, sys.stdout, fmt=cast(ExportFormat, fmt), status=status)
         else:
-            with output.open("w", encoding="utf-8", newline="") as handle:
+            try:
+                handle = output.open("w", encoding="utf-8", newline="")
+            except OSError as exc:
+                raise InputError(
+                    Problem(f"cannot write: {exc.strerror}", file=output, key="--output")
+                ) from None
+            with handle:
                 count = export_subscribers(
                     conn, cast(TextIO, handle), fmt=cast(ExportFormat, fmt), status=status
                 )
