@@ -453,3 +453,23 @@ def test_export_to_a_path_that_cannot_be_written(site: Path) -> None:
     result = run_drip(site, "subscribers", "export", "--output", str(target))
     assert result.exit_code == 1
     assert errors(result) == [f"{target}: --output: cannot write: Not a directory"]
+
+
+def test_a_file_where_the_outbox_folder_goes_stops_run_before_claiming(site: Path) -> None:
+    """Before: a FileExistsError traceback from mkdir when drip run opened the outbox."""
+    now = "2026-12-01T07:00"
+    assert (
+        run_drip(
+            site, "subscribe", "camille@example.org", "--course", "le-role-du-cto", "--now", now
+        ).exit_code
+        == 0
+    )
+    (site / "outbox").write_text("", encoding="utf-8")
+    result = run_drip(site, "run", "--once", "--now", now)
+    assert result.exit_code == 1
+    assert errors(result) == [
+        f"{site / 'outbox'}: paths.outbox: cannot create the outbox folder: File exists"
+    ]
+    status = run_drip(site, "status", "--now", now).output
+    assert "│ in flight (claimed) │ 0" in status
+    assert "│ pending             │ 5" in status

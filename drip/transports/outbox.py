@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from drip.config import Site
-from drip.errors import TransientTransportError, TransportError
+from drip.errors import ConfigError, Problem, TransientTransportError, TransportError
 from drip.message import build_message
 from drip.transports.base import OutgoingMessage, SendResult, TransportBase, send_time
 
@@ -46,14 +46,24 @@ class OutboxTransport(TransportBase):
         return self.directory / f"{delivery_id:09d}.eml"
 
     def open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Create the folder before anything is claimed: a file in its place is the site's to fix."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                Problem(
+                    f"cannot create the outbox folder: {exc.strerror}",
+                    file=self.directory,
+                    key="paths.outbox",
+                )
+            ) from None
 
     def send_batch(
         self, messages: Sequence[OutgoingMessage], *, now: datetime | None = None
     ) -> list[SendResult]:
         date = send_time(now)
         try:
-            self.open()
+            self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             error = TransientTransportError(f"cannot create the outbox {self.directory}: {exc}")
             return [SendResult(msg.delivery_id, error=error) for msg in messages]
