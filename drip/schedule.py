@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -37,7 +36,7 @@ from drip.config import Site, check_locale, check_timezone
 from drip.errors import InputError, Problem, ScheduleError, did_you_mean
 from drip.models import Sender, SendWindow
 from drip.timing import parse_time, parse_weekdays
-from drip.yamlsource import KeyPath, Positions, dotted, load_yaml_file, validate
+from drip.yamlsource import KeyPath, Positions, load_yaml_file, repeated_keys, validate
 
 SCHEDULE_SUFFIXES = (".yaml", ".yml")
 _SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_:]*")
@@ -221,33 +220,6 @@ def _repeated_entries(data: dict[str, Any], pos: Positions) -> list[Problem]:
     return problems
 
 
-def _repeated_keys(text: str, file: Path) -> list[Problem]:
-    """PyYAML keeps the last of two equal keys without a word; a second ``articles:`` would erase the first."""
-    problems: list[Problem] = []
-    stack: list[tuple[yaml.Node | None, KeyPath]] = [(yaml.compose(text, Loader=yaml.SafeLoader), ())]
-    while stack:
-        node, path = stack.pop()
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for key, value in node.value:
-                name = str(key.value)
-                if name in seen:
-                    problems.append(
-                        Problem(
-                            f"appears twice (first on line {seen[name]}); merge both into one",
-                            file=file,
-                            line=key.start_mark.line + 1,
-                            column=key.start_mark.column + 1,
-                            key=dotted((*path, name)),
-                        )
-                    )
-                seen.setdefault(name, key.start_mark.line + 1)
-                stack.append((value, (*path, name)))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
-    return problems
-
-
 def _recover_sexagesimal(data: dict[str, Any], pos: Positions) -> None:
     """YAML 1.1 reads an unquoted ``8:30`` as the number 510: take the text back as written."""
     window = data.get("send_window")
@@ -296,7 +268,7 @@ def read_schedule(path: Path, site: Site) -> tuple[Schedule | None, list[Problem
     model, problems = validate(ScheduleModel, data, pos)
     problems = [_entry_key_hint(p) for p in problems]
     problems.extend(_repeated_entries(data, pos))
-    problems.extend(_repeated_keys(path.read_text(encoding="utf-8"), path))
+    problems.extend(repeated_keys(path.read_text(encoding="utf-8"), path))
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
     if model is None:
         model = _valid_part(data, pos, problems)

@@ -127,6 +127,33 @@ def load_yaml_file(path: Path) -> tuple[Any, Positions]:
         raise InputError(yaml_syntax_problem(exc, path)) from None
 
 
+def repeated_keys(text: str, file: Path) -> list[Problem]:
+    """PyYAML keeps the last of two equal keys without a word: a second ``articles:`` would erase the first."""
+    problems: list[Problem] = []
+    stack: list[tuple[yaml.Node | None, KeyPath]] = [(yaml.compose(text, Loader=yaml.SafeLoader), ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                name = str(key.value)
+                if name in seen:
+                    problems.append(
+                        Problem(
+                            f"appears twice (first on line {seen[name]}); merge both into one",
+                            file=file,
+                            line=key.start_mark.line + 1,
+                            column=key.start_mark.column + 1,
+                            key=dotted((*path, name)),
+                        )
+                    )
+                seen.setdefault(name, key.start_mark.line + 1)
+                stack.append((value, (*path, name)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
+    return problems
+
+
 _MESSAGES = {
     "missing": "required key is missing",
     "extra_forbidden": "unknown key",

@@ -473,3 +473,16 @@ def test_a_file_where_the_outbox_folder_goes_stops_run_before_claiming(site: Pat
     status = run_drip(site, "status", "--now", now).output
     assert "│ in flight (claimed) │ 0" in status
     assert "│ pending             │ 5" in status
+
+
+def test_a_key_written_twice_in_drip_yaml_is_reported(site: Path) -> None:
+    """Before: the second `database:` silently replaced the first, as PyYAML keeps the last."""
+    config = site / "drip.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8") + 'database: "sqlite:///autre.db"\n', encoding="utf-8"
+    )
+    result = run_drip(site, "check")
+    assert result.exit_code == 1
+    assert errors(result) == [
+        f"{config}:16:1: database: appears twice (first on line 13); merge both into one"
+    ]
