@@ -251,6 +251,12 @@ def _send(
         results = transport.send_batch(messages, now=now)
     except TransportError as exc:
         return {m.delivery_id: SendResult(m.delivery_id, error=exc) for m in messages}
+    except Exception as exc:  # a transport bug must not strand the batch until its lease expires
+        log.exception("transport %s failed unexpectedly; the batch is retried with backoff", transport.name)
+        error = TransientTransportError(
+            f"unexpected {type(exc).__name__} in the {transport.name} transport: {exc}"
+        )
+        return {m.delivery_id: SendResult(m.delivery_id, error=error) for m in messages}
     by_id = {r.delivery_id: r for r in results}
     missing = TransientTransportError("the transport returned no result for this message")
     return {

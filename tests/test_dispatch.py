@@ -181,6 +181,21 @@ def test_a_transport_failing_the_whole_batch_retries_every_message(site: Site, s
     assert {r.last_error for r in rows(store.engine)} == {"TransientTransportError: connection refused"}
 
 
+def test_a_transport_bug_is_retried_with_backoff_not_left_claimed(site: Site, store: Store) -> None:
+    seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
+
+    class Broken(RecordingTransport):
+        def send_batch(self, messages, *, now=None):  # type: ignore[no-untyped-def]
+            raise KeyError("personalizations")
+
+    report = run(site, store, Broken(), T0)
+    assert (report.retried, report.sent) == (2, 0)
+    assert {r.status for r in rows(store.engine)} == {"pending"}
+    assert {r.last_error for r in rows(store.engine)} == {
+        "TransientTransportError: unexpected KeyError in the recording transport: 'personalizations'"
+    }
+
+
 def test_a_step_no_longer_in_the_course_is_cancelled(site: Site, store: Store) -> None:
     seed(store.engine, subscribers_count=1, steps=[("welcome", T0), ("article:/gone/", T0)])
     transport = RecordingTransport()
