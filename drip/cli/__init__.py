@@ -63,6 +63,10 @@ def parse_now(value: str | None, option: str = "--now") -> dt.datetime:
     return parsed.astimezone(dt.UTC)
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 now_option = click.option(
     "--now",
     "now",

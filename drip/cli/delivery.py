@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from drip.cli import Context, cli, now_option, parse_now
+from drip.cli import Context, cli, now_option, parse_now, plural
 from drip.clock import (
     apply_course_changes,
     default_worker_name,
@@ -185,7 +185,7 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
 
 def _print_plan(p: Plan, *, applied: bool) -> None:
     state = "applied" if applied else ("changes not applied yet" if p.pending_version else "up to date")
-    out.print(f"[bold]{p.course}[/]: {state} — {p.enrollments} active subscribers")
+    out.print(f"[bold]{p.course}[/]: {state} — {plural(p.enrollments, 'active subscriber')}")
     if p.changes:
         table = Table("change", "scheduled", "skipped", "cancelled")
         # Step keys are URLs: fold them rather than cut them in a narrow terminal.

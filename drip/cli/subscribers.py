@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from drip.cli import Context, cli, now_option, parse_now
+from drip.cli import Context, cli, now_option, parse_now, plural
 from drip.course import compile_course, course_slugs
 from drip.errors import DripError, InputError, NotFoundError, Problem, did_you_mean
 from drip.store.db import connect, current_revisions, upgrade
@@ -49,10 +49,6 @@ def _secret(obj: Context) -> Callable[[], str]:
 def _warn(problems: Iterable[Problem]) -> None:
     for problem in problems:
         err.print(Text("warning: ", style="yellow") + Text(str(problem)))
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 @cli.command()
@@ -103,7 +99,7 @@ def subscribe(
         return
     verb = "Subscribed" if result.created else "Enrolled"
     due = f", first due {first.isoformat()}" if first is not None else ""
-    out.print(Text(f"{verb} {who} to {course.slug}: {_plural(len(course.steps), 'email')}{due}."))
+    out.print(Text(f"{verb} {who} to {course.slug}: {plural(len(course.steps), 'email')}{due}."))
 
 
 @cli.command("import")
@@ -132,7 +128,7 @@ def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now:
     if report.no_zone:
         err.print(
             Text(
-                f"warning: {_plural(report.no_zone, 'subscriber')} without a time zone: "
+                f"warning: {plural(report.no_zone, 'subscriber')} without a time zone: "
                 f"the course's ({course.timezone}) applies",
                 style="yellow",
             )
@@ -142,7 +138,7 @@ def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now:
             f"{file.name}: {report.created} new, {report.updated} updated, {report.unchanged} unchanged; "
             f"{report.enrolled} enrolled in {course.slug}, {report.already_enrolled} already there"
             + (f"; {report.suppressed} suppressed" if report.suppressed else "")
-            + (f"; {_plural(len(report.skipped), 'row')} skipped" if report.skipped else "")
+            + (f"; {plural(len(report.skipped), 'row')} skipped" if report.skipped else "")
             + "."
         )
     )
@@ -163,7 +159,7 @@ def unsubscribe(obj: Context, email: str, course_slug: str | None, now: str | No
         out.print(Text(f"{email.strip()} was already unsubscribed {scope}: nothing changed."))
         return
     out.print(
-        Text(f"Unsubscribed {email.strip()} {scope}; {_plural(result.cancelled, 'pending email')} cancelled.")
+        Text(f"Unsubscribed {email.strip()} {scope}; {plural(result.cancelled, 'pending email')} cancelled.")
     )
 
 
@@ -194,7 +190,7 @@ def list_(obj: Context, status: str | None, course_slug: str | None) -> None:
                     hint=did_you_mean(course_slug, known),
                 )
             )
-    table = Table(title=_plural(len(rows), "subscriber"), title_justify="left")
+    table = Table(title=plural(len(rows), "subscriber"), title_justify="left")
     for column in ("Email", "Name", "Locale", "Time zone", "Status", "Courses", "Since (UTC)"):
         table.add_column(column)
     for sub in rows:
@@ -247,7 +243,7 @@ def export(obj: Context, fmt: str, status: str | None, output: Path | None) -> N
                 count = export_subscribers(
                     conn, cast(TextIO, handle), fmt=cast(ExportFormat, fmt), status=status
                 )
-            err.print(Text(f"{_plural(count, 'subscriber')} written to {output}"))
+            err.print(Text(f"{plural(count, 'subscriber')} written to {output}"))
 
 
 @cli.group()
