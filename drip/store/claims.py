@@ -25,6 +25,7 @@ index predicates whatever plan they cache.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import operator
 import secrets
 from collections.abc import Sequence
@@ -101,25 +102,31 @@ def _status_is(status: str) -> sa.ColumnElement[bool]:
 
 
 _by_due_time = operator.attrgetter("due_at", "id")
+_RETURNED = (d.c.id, d.c.enrollment_id, d.c.subscriber_id, d.c.course, d.c.step_key, d.c.due_at, d.c.attempts)
 
 
-def _claim_where(
-    conn: sa.Connection,
-    where: sa.ColumnElement[bool],
-    *,
-    limit: int,
-    token: str,
-    now: dt.datetime,
-    leased_until: dt.datetime,
-    reclaim: bool,
-) -> list[Claimed]:
-    """Lease up to ``limit`` rows matching ``where``, oldest due first, in one UPDATE … RETURNING."""
-    if limit <= 0:
-        return []
+@functools.cache
+def _claim_statement(dialect: str, reclaim: bool) -> sa.Executable:
+    """The claim UPDATE for one dialect and kind of row; it takes b_now, b_limit, b_token, b_until.
+
+    Built once: assembling the statement and its cache key on every call cost
+    more client time than converting the thousand rows it returns.
+    """
+    now = sa.bindparam("b_now", type_=d.c.due_at.type)
+    if reclaim:
+        where = sa.and_(_status_is(CLAIMED), d.c.leased_until < now)
+    else:
+        where = sa.and_(_status_is(DUE), d.c.due_at <= now)
     # On PostgreSQL the row locks make concurrent claimers skip each other's rows;
     # SQLite ignores FOR UPDATE and relies on the write lock of BEGIN IMMEDIATE.
-    ids = sa.select(d.c.id).where(where).order_by(d.c.due_at).limit(limit).with_for_update(skip_locked=True)
-    if conn.dialect.name == "postgresql":
+    ids = (
+        sa.select(d.c.id)
+        .where(where)
+        .order_by(d.c.due_at)
+        .limit(sa.bindparam("b_limit", type_=sa.Integer()))
+        .with_for_update(skip_locked=True)
+    )
+    if dialect == "postgresql":
         # `id IN (subquery)` lets PostgreSQL pick a hash semi-join over a sequential scan
         # of the whole table; `id = ANY(ARRAY(subquery))` runs the subquery once and
         # fetches the rows by primary key.
@@ -128,27 +135,36 @@ def _claim_where(
         chosen = d.c.id.in_(ids)
     values: dict[str, object] = {
         "status": CLAIMED,
-        "lease_token": token,
-        "leased_until": leased_until,
+        "lease_token": sa.bindparam("b_token", type_=d.c.lease_token.type),
+        "leased_until": sa.bindparam("b_until", type_=d.c.leased_until.type),
         "attempts": d.c.attempts + 1,
         "updated_at": now,
     }
     if reclaim:
         values["possible_duplicate"] = True
     # Only what differs per row comes back: token, lease end and the duplicate flag are
-    # the same for the whole statement, and each returned datetime costs a parse.
-    stmt = (
-        sa.update(d)
-        .where(chosen)
-        .values(values)
-        .returning(
-            d.c.id, d.c.enrollment_id, d.c.subscriber_id, d.c.course, d.c.step_key, d.c.due_at, d.c.attempts
-        )
-    )
-    # fetchall() converts the whole answer in one call instead of one cursor call per row.
+    # the same for the whole statement.
+    return sa.update(d).where(chosen).values(values).returning(*_RETURNED)
+
+
+def _claim_where(
+    conn: sa.Connection,
+    *,
+    limit: int,
+    token: str,
+    now: dt.datetime,
+    leased_until: dt.datetime,
+    reclaim: bool,
+) -> list[Claimed]:
+    """Lease up to ``limit`` rows (expired leases if ``reclaim``, else due rows), oldest due first."""
+    if limit <= 0:
+        return []
+    params = {"b_now": now, "b_limit": limit, "b_token": token, "b_until": leased_until}
+    rows = conn.execute(_claim_statement(conn.dialect.name, reclaim), params).all()
+    # all(): the driver converts the whole answer in one call, not one call per row.
     return [
-        Claimed(id_, enrollment, subscriber, course, key, due, attempts, token, leased_until, reclaim)
-        for id_, enrollment, subscriber, course, key, due, attempts in conn.execute(stmt).all()
+        Claimed(id_, e, s, course, key, due, attempts, token, leased_until, reclaim)
+        for id_, e, s, course, key, due, attempts in rows
     ]
 
 
@@ -165,22 +181,10 @@ def claim(
     leased_until = now + dt.timedelta(seconds=lease_seconds)
     with engine.begin() as conn:
         expired = _claim_where(
-            conn,
-            sa.and_(_status_is(CLAIMED), d.c.leased_until < now),
-            limit=limit,
-            token=token,
-            now=now,
-            leased_until=leased_until,
-            reclaim=True,
+            conn, limit=limit, token=token, now=now, leased_until=leased_until, reclaim=True
         )
         due = _claim_where(
-            conn,
-            sa.and_(_status_is(DUE), d.c.due_at <= now),
-            limit=limit - len(expired),
-            token=token,
-            now=now,
-            leased_until=leased_until,
-            reclaim=False,
+            conn, limit=limit - len(expired), token=token, now=now, leased_until=leased_until, reclaim=False
         )
     return sorted(expired + due, key=_by_due_time)
 
