@@ -11,15 +11,15 @@ Engines come from :func:`drip.store.db.connect`, whose SQLite transactions start
 with ``BEGIN IMMEDIATE``: a claim or a recording holds the write lock from its
 first statement, so concurrent processes queue instead of failing with SQLITE_BUSY.
 
-Each claim rewrites every row it leases, and ``status`` is indexed, so on
-PostgreSQL every claimed row gets a new entry in each index of ``deliveries``
-(no HOT update is possible). The claim therefore walks two small partial
-indexes instead of one over the whole history: ``ix_deliveries_due_at_pending``
-(the queue, by due time) and ``ix_deliveries_leased_until_claimed`` (leases in
-flight, by expiry). A leased row leaves the large queue index and enters only
-the small lease index, and sent rows sit in neither. The status values are
-written into the SQL as literals so both planners can match the partial
-index predicates whatever plan they cache.
+A claim changes ``status``, which dispatch, live edits, unsubscribes and
+``drip status`` all read, so on PostgreSQL no claim can be a HOT update: each
+leased row gets a new entry in every index whose predicate it matches. The
+claim therefore walks two partial indexes rather than one over the whole
+history: ``ix_deliveries_due_at_pending`` (the queue, by due time) and
+``ix_deliveries_leased_until_claimed`` (leases in flight, by expiry). A leased
+row leaves the large queue index and enters only the small lease index; sent
+rows are in neither. The status values are written into the SQL as literals
+so both planners can match the index predicates, whatever plan they cache.
 """
 
 from __future__ import annotations
