@@ -26,7 +26,10 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(REPO / "drip.yaml", root / "drip.yaml")
     for folder in ("content", "schedules", "email_templates"):
         shutil.copytree(REPO / folder, root / folder)
-    monkeypatch.chdir(root)
+    # Run from outside the site (commands get --site): problems then show absolute paths.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     for name in ("DRIP_DATABASE_URL", "DRIP_SECRET_KEY", "SENDGRID_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     return root
@@ -485,4 +488,19 @@ def test_a_key_written_twice_in_drip_yaml_is_reported(site: Path) -> None:
     assert result.exit_code == 1
     assert errors(result) == [
         f"{config}:16:1: database: appears twice (first on line 13); merge both into one"
+    ]
+
+
+def test_from_inside_the_site_problems_show_paths_as_typed(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schedule = site / "schedules" / "le-role-du-cto.yaml"
+    schedule.write_text(
+        schedule.read_text(encoding="utf-8").replace("cadence:", "cadense:"), encoding="utf-8"
+    )
+    monkeypatch.chdir(site)
+    result = run_drip(site, "check")
+    assert result.exit_code == 1
+    assert errors(result) == [
+        "schedules/le-role-du-cto.yaml:9:1: cadense: unknown key (did you mean 'cadence'?)"
     ]

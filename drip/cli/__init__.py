@@ -6,10 +6,11 @@ exit status 1, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from rich.console import Console
 
 from drip.config import Site, load_site
-from drip.errors import DripError, InputError
+from drip.errors import DripError, InputError, Problem
 from drip.store.db import open_store
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -75,11 +76,19 @@ now_option = click.option(
 )
 
 
+def shown(problem: Problem) -> str:
+    """A problem as printed: its file relative to the working directory when it lies inside it."""
+    if problem.file is not None and problem.file.is_absolute():
+        with suppress(ValueError):  # outside the working directory: keep it absolute
+            problem = dataclasses.replace(problem, file=problem.file.relative_to(Path.cwd()))
+    return str(problem)
+
+
 def report_input_error(exc: InputError) -> None:
     count = len(exc.problems)
     err_console.print(f"[bold red]{count} error{'s' if count != 1 else ''}:[/]")
     for problem in exc.problems:
-        err_console.print(f"  {problem}", markup=False)
+        err_console.print(f"  {shown(problem)}", markup=False)
 
 
 class DripGroup(click.Group):

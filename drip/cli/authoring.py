@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from drip.checks import check_site
-from drip.cli import Context, cli, now_option, parse_now
+from drip.cli import Context, cli, now_option, parse_now, shown
 from drip.config import check_timezone
 from drip.course import compile_course
 from drip.errors import InputError
@@ -64,7 +64,7 @@ def check(obj: Context, strict: bool) -> None:
     report = check_site(obj.site, strict=strict)
     console = _console()
     for warning in report.warnings:
-        console.print(Text.assemble(("warning: ", "yellow"), str(warning)), soft_wrap=True)
+        console.print(Text.assemble(("warning: ", "yellow"), shown(warning)), soft_wrap=True)
     if not report.ok:
         raise InputError(list(report.errors))
     console.print(report.summary(), markup=False, soft_wrap=True)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from drip.cli import Context, cli, now_option, parse_now, plural
+from drip.cli import Context, cli, now_option, parse_now, plural, shown
 from drip.course import compile_course, course_slugs
 from drip.errors import DripError, InputError, NotFoundError, Problem, did_you_mean
 from drip.store.db import connect, current_revisions, upgrade
@@ -48,7 +48,7 @@ def _secret(obj: Context) -> Callable[[], str]:
 
 def _warn(problems: Iterable[Problem]) -> None:
     for problem in problems:
-        err.print(Text("warning: ", style="yellow") + Text(str(problem)))
+        err.print(Text("warning: ", style="yellow") + Text(shown(problem)))
 
 
 @cli.command()
