@@ -11,8 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drip.errors import ConfigError, InputError, Problem, did_you_mean
-from drip.textfile import read_text
-from drip.yamlsource import load_yaml_file, repeated_keys, validate
+from drip.yamlsource import load_yaml_file, validate
 
 CONFIG_FILE = "drip.yaml"
 LOCALES = ("fr", "en")
@@ -172,7 +171,7 @@ def load_site(root: Path | str = ".") -> Site:
     if not isinstance(data, dict):
         raise ConfigError(Problem("expected a mapping of settings at the top level", file=path, line=1))
     model, problems = validate(ConfigModel, data, pos)
-    problems += repeated_keys(read_text(path), path)
+    problems += pos.repeated
     if model is None or problems:
         raise ConfigError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
     return Site(root=root, config=model)

@@ -36,7 +36,7 @@ from drip.config import Site, check_locale, check_timezone
 from drip.errors import InputError, Problem, ScheduleError, did_you_mean
 from drip.models import Sender, SendWindow
 from drip.timing import parse_time, parse_weekdays
-from drip.yamlsource import KeyPath, Positions, load_yaml_file, repeated_keys, validate
+from drip.yamlsource import KeyPath, Positions, load_yaml_file, validate
 
 SCHEDULE_SUFFIXES = (".yaml", ".yml")
 _SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_:]*")
@@ -268,7 +268,7 @@ def read_schedule(path: Path, site: Site) -> tuple[Schedule | None, list[Problem
     model, problems = validate(ScheduleModel, data, pos)
     problems = [_entry_key_hint(p) for p in problems]
     problems.extend(_repeated_entries(data, pos))
-    problems.extend(repeated_keys(path.read_text(encoding="utf-8"), path))
+    problems.extend(pos.repeated)
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
     if model is None:
         model = _valid_part(data, pos, problems)

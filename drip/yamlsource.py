@@ -31,6 +31,8 @@ class Positions:
     nodes: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
     keys: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
     offset: int = 0  # lines before the document (front matter starts after '---')
+    # PyYAML keeps the last of two equal keys without a word: each repeat is a problem here.
+    repeated: list[Problem] = field(default_factory=list)
 
     def find(self, path: KeyPath, *, key: bool = False) -> tuple[int, int] | None:
         """Position of ``path``, or of its closest ancestor that exists."""
@@ -72,7 +74,19 @@ def _walk(node: yaml.Node, path: KeyPath, pos: Positions) -> Any:
         for key_node, value_node in node.value:
             key = _scalar(key_node)
             child = (*path, str(key))
-            pos.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if child in pos.keys:
+                pos.repeated.append(
+                    Problem(
+                        f"appears twice (first on line {pos.keys[child][0] + pos.offset}); merge both into one",
+                        file=pos.file,
+                        line=where[0] + pos.offset,
+                        column=where[1],
+                        key=dotted(child),
+                    )
+                )
+            else:
+                pos.keys[child] = where
             out[key] = _walk(value_node, child, pos)
         return out
     if isinstance(node, yaml.SequenceNode):
@@ -125,33 +139,6 @@ def load_yaml_file(path: Path) -> tuple[Any, Positions]:
         return parse_yaml(text, path)
     except yaml.YAMLError as exc:
         raise InputError(yaml_syntax_problem(exc, path)) from None
-
-
-def repeated_keys(text: str, file: Path) -> list[Problem]:
-    """PyYAML keeps the last of two equal keys without a word: a second ``articles:`` would erase the first."""
-    problems: list[Problem] = []
-    stack: list[tuple[yaml.Node | None, KeyPath]] = [(yaml.compose(text, Loader=yaml.SafeLoader), ())]
-    while stack:
-        node, path = stack.pop()
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for key, value in node.value:
-                name = str(key.value)
-                if name in seen:
-                    problems.append(
-                        Problem(
-                            f"appears twice (first on line {seen[name]}); merge both into one",
-                            file=file,
-                            line=key.start_mark.line + 1,
-                            column=key.start_mark.column + 1,
-                            key=dotted((*path, name)),
-                        )
-                    )
-                seen.setdefault(name, key.start_mark.line + 1)
-                stack.append((value, (*path, name)))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
-    return problems
 
 
 _MESSAGES = {

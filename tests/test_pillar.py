@@ -359,3 +359,17 @@ def test_unclosed_front_matter(tmp_path: Path) -> None:
     path = write(tmp_path, "---\ntitle: x\n\n## Par où commencer\n\n1. [A](/a/)\n")
     (problem,) = problems_of(path)
     assert str(problem) == f"{path}:1:1: front matter opened with '---' is never closed"
+
+
+def test_a_front_matter_key_written_twice_is_an_error(tmp_path: Path) -> None:
+    page = tmp_path / "pillar.md"
+    page.write_text(
+        "---\ntitle: Premier titre\ndescription: x\ntitle: Second titre\n---\n\n"
+        "## Par où commencer\n\n1. **[A](/posts/a/)** — Fondamental (5 min)\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ContentError) as caught:
+        read_pillar(page)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{page}:4:1: title: appears twice (first on line 2); merge both into one"
+    ]

@@ -107,7 +107,9 @@ def read_source(path: Path) -> Source:
             column=where[1],
         )
         return Source(path, {}, positions, body, body_line, (problem,))
-    return Source(path, {str(k): v for k, v in data.items()}, positions, body, body_line, ())
+    return Source(
+        path, {str(k): v for k, v in data.items()}, positions, body, body_line, tuple(positions.repeated)
+    )
 
 
 def _syntax_problem(exc: yaml.YAMLError, path: Path, fm_line: int) -> Problem:
