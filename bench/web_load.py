@@ -7,9 +7,10 @@ checks that no subscriber was lost or duplicated and that no course email was
 written for anyone after their unsubscribe answered, and prints requests/s and
 latency percentiles.
 
-    DRIP_SECRET_KEY=... python bench/web_load.py --site /tmp/site-copy [--subscribes 2000 --unsubscribes 500]
+    python bench/web_load.py [--site /tmp/site-copy] [--subscribes 2000 --unsubscribes 500]
 
-Use a throw-away copy of a site: it writes to the site's database and outbox.
+Without --site it works on a fresh copy of the example site in a temporary folder
+(it writes to the site's database and outbox); DRIP_SECRET_KEY defaults to a random key.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ import json
 import os
 import random
 import re
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -280,13 +284,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--site", type=Path, required=True, help="a throw-away copy of a drip site")
+    parser.add_argument(
+        "--site",
+        type=Path,
+        default=None,
+        help="a throw-away copy of a drip site (default: a copy of the example)",
+    )
     parser.add_argument("--subscribes", type=int, default=2000)
     parser.add_argument("--unsubscribes", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    if not os.environ.get("DRIP_SECRET_KEY"):
-        parser.error("set DRIP_SECRET_KEY")
+    # The server and the dispatch processes inherit the environment: a fresh key per run.
+    os.environ.setdefault("DRIP_SECRET_KEY", secrets.token_urlsafe(32))
+    if args.site is None:
+        args.site = Path(tempfile.mkdtemp(prefix="drip-web-load-")) / "site"
+        example = Path(__file__).resolve().parent.parent
+        args.site.mkdir()
+        shutil.copy(example / "drip.yaml", args.site / "drip.yaml")
+        for folder in ("content", "schedules", "email_templates"):
+            shutil.copytree(example / folder, args.site / folder)
+        print(f"site: a copy of the example in {args.site}")
     result = run_load(
         args.site, subscribes=args.subscribes, unsubscribes=args.unsubscribes, concurrency=args.concurrency
     )
