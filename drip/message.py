@@ -13,6 +13,7 @@ from __future__ import annotations
 import binascii
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.charset import Charset
@@ -21,6 +22,7 @@ from email.utils import format_datetime, formataddr
 from functools import lru_cache
 
 from drip.errors import PermanentTransportError
+from drip.render.slots import Compiled
 from drip.transports.base import OutgoingMessage, send_time
 
 CRLF = "\r\n"
@@ -145,13 +147,44 @@ def message_id(delivery_id: int, domain: str) -> str:
 
 def qp_body(text: str) -> bytes:
     """UTF-8 quoted-printable with CRLF line endings, whatever line endings the text had."""
+    if not text.endswith(("\n", "\r")):
+        text += "\n"
+    return _qp(text)
+
+
+def _qp(text: str) -> bytes:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.endswith("\n"):
-        text += "\n"
     encoded = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
     # b2a_qp keeps the input's LF (soft breaks included); no bare CR is left to confuse this.
     return encoded.replace(b"\n", b"\r\n")
+
+
+def _qp_piece(text: str) -> bytes:
+    """A piece of a body, encoded to end with a soft line break so the next piece starts a line.
+
+    Quoted-printable counts line lengths, so pieces encoded apart join safely only at
+    line ends; a soft break (``=`` CRLF) is one that decodes to nothing.
+    """
+    return _qp(text) + b"=\r\n" if text else b""
+
+
+@lru_cache(maxsize=256)
+def _qp_parts(compiled: Compiled) -> tuple[bytes, ...]:
+    """The literal parts of a compiled body, encoded once per step rather than once per reader."""
+    *pieces, last = compiled.parts
+    return (*(_qp_piece(p) for p in pieces), qp_body(last))
+
+
+def qp_compiled(compiled: Compiled, values: Mapping[str, str], *, escape: bool) -> bytes:
+    """``qp_body(compiled.fill(values, escape=escape))``, decoding to the same text, at the cost
+    of encoding the subscriber's few values: the long literal parts come encoded from a cache."""
+    parts = _qp_parts(compiled)
+    out = [parts[0]]
+    for i, value in enumerate(compiled.slot_values(values, escape=escape)):
+        out.append(_qp_piece(value))
+        out.append(parts[i + 1])
+    return b"".join(out)
 
 
 def check_domain(domain: str) -> str:
@@ -197,7 +230,8 @@ def build_message(msg: OutgoingMessage, *, now: datetime) -> Built:
     from_email = check_address(msg.from_email, role="sender")
     https, mailto = unsubscribe_targets(msg)
     mid = message_id(msg.delivery_id, domain)
-    subject, html_body, text_body = msg.rendered.personalise(msg.values)
+    step = msg.rendered
+    subject = step.subject.fill(msg.values, escape=False)
     boundary = "=_drip_" + secrets.token_hex(12)  # "=_" never occurs in quoted-printable output
 
     lines = [
@@ -240,5 +274,7 @@ def build_message(msg: OutgoingMessage, *, now: datetime) -> Built:
         ]
     ).encode("ascii")
     tail = f"{CRLF}--{boundary}--{CRLF}".encode("ascii")
-    data = b"".join((head, qp_body(text_body), middle, qp_body(html_body), tail))
+    text_body = qp_compiled(step.text, msg.values, escape=False)
+    html_body = qp_compiled(step.html, msg.values, escape=True)
+    data = b"".join((head, text_body, middle, html_body, tail))
     return Built(message_id=mid, data=data)

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from itsdangerous import BadData, URLSafeSerializer
@@ -68,6 +69,7 @@ def secret_from_env(*, demo: bool = False) -> str:
     )
 
 
+@lru_cache(maxsize=64)
 def _serializer(secret: str, scope: Scope) -> URLSafeSerializer:
     return URLSafeSerializer(secret, salt=f"drip.{scope}", signer_kwargs={"digest_method": hashlib.sha256})
 

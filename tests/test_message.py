@@ -226,3 +226,44 @@ def test_date_must_be_aware_utc() -> None:
         build_message(outgoing(1), now=datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=1))))
     later = NOW + timedelta(days=3, seconds=5)
     assert parse(build_message(outgoing(1), now=later))["Date"].datetime == later.astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Zoé",
+        "",
+        "trailing space ",
+        " leading",
+        "a=b=c",
+        "tab\there\t",
+        "x" * 200,
+        "é" * 90,
+        "<script>alert('x')</script> & \"quotes\"",
+        "line\r\nbreak\x00nul",
+        "=?utf-8?q?encoded?=",
+    ],
+)
+def test_bodies_encoded_per_part_decode_to_exactly_the_personalised_text(value: str) -> None:
+    """Literal parts are quoted-printable encoded once per step; each reader's values are encoded
+    alone and joined with soft line breaks. Decoded, that must be exactly what personalise() gives."""
+    step = rendered()
+    name = marker(0)
+    long_line = "mot " * 40  # a literal line longer than 76 characters, then a slot in the middle of it
+    step = type(step)(
+        course=step.course,
+        step_key=step.step_key,
+        locale="fr",
+        subject=step.subject,
+        preheader="",
+        html=split(f"<p>{long_line}{name} {long_line}</p>\n<p>{name}</p>", [Slot("name", "à toi")]),
+        text=split(f"{long_line}{name}\n{name} \n\n{name}", [Slot("name", "à toi")]),
+    )
+    msg = outgoing(5, step=step, values={"name": value})
+    built = build_message(msg, now=NOW)
+    assert_crlf_only(built.data)
+    assert all(len(line) <= 78 for line in built.data.split(b"\r\n"))
+    _, html_expected, text_expected = step.personalise(msg.values)
+    text, html = (content(p) for p in parse(built).iter_parts())
+    assert text == text_expected + "\n"
+    assert html == html_expected + "\n"

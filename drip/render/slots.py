@@ -58,13 +58,20 @@ class Compiled:
         if not self.slots:
             return parts[0]
         out = [parts[0]]
-        for i, slot in enumerate(self.slots):
+        for i, value in enumerate(self.slot_values(values, escape=escape)):
+            out.append(value)
+            out.append(parts[i + 1])
+        return "".join(out)
+
+    def slot_values(self, values: Mapping[str, str], *, escape: bool) -> list[str]:
+        """What goes in each slot for this subscriber: one line, HTML-escaped when ``escape``."""
+        out: list[str] = []
+        for slot in self.slots:
             value = values.get(slot.name) or slot.default
             if not value.isprintable():  # fast path: most values have no control characters
                 value = one_line(value)
             out.append(html.escape(value, quote=True) if escape else value)
-            out.append(parts[i + 1])
-        return "".join(out)
+        return out
 
     def substitution_form(self, token: str = "-{}-") -> str:
         """The output with each slot written as a provider substitution tag (e.g. ``-name-``)."""
