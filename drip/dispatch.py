@@ -27,7 +27,6 @@ from drip.render.course import RenderCache
 from drip.store.claims import Claimed, Outcome, claim, record
 from drip.store.schema import (
     ACTIVE,
-    CLAIMED,
     COMPLETED,
     DUE,
     ENROLLED,
@@ -56,7 +55,7 @@ class DispatchReport:
     retried: int = 0
     cancelled: int = 0
     lost_lease: int = 0  # outcomes dropped because the lease expired and the row moved on
-    possible_duplicates: int = 0  # reclaimed after an expired lease
+    possible_duplicates: int = 0  # an earlier lease on it expired unrecorded
     completed: int = 0  # enrollments whose last delivery was done
     batch_size: int = 0
     notes: tuple[str, ...] = ()
@@ -219,6 +218,7 @@ def _still_sendable(conn: sa.Connection, batch: Sequence[Claimed]) -> dict[int, 
             deliveries.c.id,
             deliveries.c.status,
             deliveries.c.lease_token,
+            deliveries.c.leased_until,
             subscribers.c.status,
             enrollments.c.state,
         )
@@ -229,8 +229,9 @@ def _still_sendable(conn: sa.Connection, batch: Sequence[Claimed]) -> dict[int, 
     )
     tokens = {c.id: c.lease_token for c in batch}
     out: dict[int, str | None] = {c.id: "subscriber deleted" for c in batch}
-    for did, status, token, sub_status, state in conn.execute(query):
-        if status != CLAIMED or token != tokens[did]:
+    for did, status, token, until, sub_status, state in conn.execute(query):
+        # Still pending under our token and not recorded: nobody reclaimed or cancelled it.
+        if status != DUE or until is None or token != tokens[did]:
             out[did] = "lease lost"
         elif sub_status != ACTIVE:
             out[did] = f"subscriber {sub_status}"
@@ -269,9 +270,7 @@ def _complete_enrollments(engine: sa.Engine, enrollment_ids: Iterable[int], *, n
     ids = sorted(set(enrollment_ids))
     if not ids:
         return 0
-    left = sa.exists().where(
-        deliveries.c.enrollment_id == enrollments.c.id, deliveries.c.status.in_((DUE, CLAIMED))
-    )
+    left = sa.exists().where(deliveries.c.enrollment_id == enrollments.c.id, deliveries.c.status == DUE)
     with engine.begin() as conn:
         done = conn.execute(
             enrollments.update()

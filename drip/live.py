@@ -35,8 +35,8 @@ import sqlalchemy as sa
 
 from drip.config import Site
 from drip.models import Course
+from drip.store.claims import in_flight, waiting
 from drip.store.schema import (
-    CLAIMED,
     DUE,
     ENROLLED,
     SENT,
@@ -51,6 +51,9 @@ from drip.timing import due_at, resolve_timezone
 ADDED_BEHIND = "added behind"
 STEP_REMOVED = "step removed"
 HORIZON = dt.timedelta(hours=24)
+# A pending delivery under a live lease, as this module sees it: a worker may be sending
+# it right now, so it counts as received and is neither moved nor cancelled.
+IN_FLIGHT = "in flight"
 
 ChangeKind = Literal["added", "removed", "moved"]
 
@@ -185,7 +188,7 @@ def _applied(conn: sa.Connection, slug: str) -> tuple[str | None, list[StepSpec]
     return row.fingerprint, [StepSpec(s["key"], int(s["day"]), bool(s.get("immediate"))) for s in row.steps]
 
 
-def _enrollments(conn: sa.Connection, slug: str) -> list[_Enrollment]:
+def _enrollments(conn: sa.Connection, slug: str, *, now: dt.datetime) -> list[_Enrollment]:
     found: dict[int, _Enrollment] = {}
     query = (
         sa.select(
@@ -198,18 +201,19 @@ def _enrollments(conn: sa.Connection, slug: str) -> list[_Enrollment]:
             deliveries.c.status,
             deliveries.c.due_at,
             deliveries.c.sent_at,
+            in_flight(now),
         )
         .join(subscribers, subscribers.c.id == enrollments.c.subscriber_id)
         .outerjoin(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
         .where(enrollments.c.course == slug, enrollments.c.state == ENROLLED)
         .order_by(enrollments.c.id)
     )
-    for eid, sid, started, zone, did, key, status, due, sent in conn.execute(query):
+    for eid, sid, started, zone, did, key, status, due, sent, flying in conn.execute(query):
         enrollment = found.get(eid)
         if enrollment is None:
             enrollment = found[eid] = _Enrollment(eid, sid, started, zone)
         if did is not None:
-            enrollment.rows[key] = _Row(did, key, status, due, sent)
+            enrollment.rows[key] = _Row(did, key, IN_FLIGHT if flying else status, due, sent)
     return list(found.values())
 
 
@@ -232,7 +236,7 @@ def _compute(conn: sa.Connection, course: Course, *, now: dt.datetime, backfill:
     shifted = 0
     before_24h = after_24h = 0
 
-    active = _enrollments(conn, course.slug)
+    active = _enrollments(conn, course.slug, now=now)
     for enrollment in active:
         tz: ZoneInfo = resolve_timezone(enrollment.timezone, course.timezone)[0]
 
@@ -246,7 +250,7 @@ def _compute(conn: sa.Connection, course: Course, *, now: dt.datetime, backfill:
             if old.step_key not in index and old.status == DUE:
                 cancel.append(old.id)
                 cancelled[old.step_key] += 1
-        received = {k: r for k, r in rows.items() if k in index and r.status in (SENT, CLAIMED)}
+        received = {k: r for k, r in rows.items() if k in index and r.status in (SENT, IN_FLIGHT)}
         position = max((index[k] for k in received), default=-1)
         # The latest email they got: nothing new may follow it closer than the cadence.
         last = max((r.sent_at or r.due_at for r in received.values()), default=None)
@@ -357,7 +361,8 @@ def apply(site: Site, engine: sa.Engine, course: Course, *, now: dt.datetime, ba
                     for n in done.new
                 ],
             )
-        pending_only = sa.and_(deliveries.c.id == sa.bindparam("b_id"), deliveries.c.status == DUE)
+        # A worker may have leased a row since it was read: then it is left alone.
+        pending_only = sa.and_(deliveries.c.id == sa.bindparam("b_id"), waiting(now))
         if done.cancel:
             conn.execute(
                 deliveries.update()

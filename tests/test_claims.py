@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -12,6 +13,7 @@ from delivery_fixtures import T0, Store, rows, seed, store_fixture  # noqa: F401
 
 from drip.store.claims import Outcome, claim, record, record_failure, record_sent
 from drip.store.db import MIGRATIONS_DIR, upgrade
+from drip.store.schema import FILLFACTOR
 
 H = dt.timedelta(hours=1)
 
@@ -28,7 +30,9 @@ def test_claims_only_due_rows_oldest_first_up_to_the_limit(store: Store) -> None
     assert all(c.leased_until == T0 + 3 * H + dt.timedelta(seconds=60) for c in got)
     by_id = {r.id: r for r in rows(store.engine)}
     for c in got:
-        assert by_id[c.id].status == "claimed"
+        # The lease alone marks the row: it stays pending, so no index entry changes.
+        assert by_id[c.id].status == "pending"
+        assert (by_id[c.id].lease_token, by_id[c.id].leased_until) == (c.lease_token, c.leased_until)
         assert by_id[c.id].attempts == 1
     # What is left due: two "b" rows; "later" is not due yet.
     rest = claim(store.engine, now=T0 + 3 * H, limit=10, lease_seconds=60, worker="w2")
@@ -116,7 +120,7 @@ def test_a_batch_records_every_outcome_in_one_go(store: Store) -> None:
         "421 try later",
     )
     assert (by_id[e.id].status, by_id[e.id].note) == ("cancelled", "subscriber unsubscribed")
-    assert by_id[f.id].status == "claimed"
+    assert (by_id[f.id].status, by_id[f.id].lease_token) == ("pending", f.lease_token)
     # The retried row comes back when due again, counting its attempts.
     assert (
         claim(store.engine, now=T0 + H - dt.timedelta(seconds=1), limit=5, lease_seconds=30, worker="w") == []
@@ -141,11 +145,11 @@ def _claim_statements(store: Store, now: dt.datetime) -> list[tuple[str, object]
     return sent
 
 
-def test_each_claim_walks_its_partial_index_not_the_table(store: Store) -> None:
+def test_the_claim_walks_the_pending_index_not_the_table(store: Store) -> None:
     seed(store.engine, subscribers_count=3, steps=[("welcome", T0), ("later", T0 + 48 * H)])
-    # Leave one lease in flight so the lease index is not empty.
-    claim(store.engine, now=T0, limit=1, lease_seconds=60, worker="w0")
-    expired, due = _claim_statements(store, T0 + H)
+    # Leave one lease in flight: the claim must step over it, still on the index.
+    claim(store.engine, now=T0, limit=1, lease_seconds=7200, worker="w0")
+    [(sql, params)] = _claim_statements(store, T0 + H)
     with store.engine.begin() as conn:
         if store.kind == "postgresql":
             # A handful of rows: forbid the sequential scan that would win on them.
@@ -153,44 +157,112 @@ def test_each_claim_walks_its_partial_index_not_the_table(store: Store) -> None:
             explain = "EXPLAIN "
         else:
             explain = "EXPLAIN QUERY PLAN "
-        plans = [
-            " ".join(str(r[-1]) for r in conn.exec_driver_sql(explain + sql, params))  # type: ignore[arg-type]
-            for sql, params in (expired, due)
-        ]
+        plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(explain + sql, params))  # type: ignore[arg-type]
         conn.rollback()
-    assert "ix_deliveries_leased_until_claimed" in plans[0]
-    assert "ix_deliveries_due_at_pending" in plans[1]
-    # Both predicates are literal, so a cached plan stays valid for every call.
-    assert "'claimed'" in expired[0] and "'pending'" in due[0]
+    assert "ix_deliveries_due_at_pending" in plan
+    # The predicate is literal, so a cached plan stays valid for every call; no status is written.
+    assert "'pending'" in sql and "status" not in sql.split("WHERE", 1)[0]
+
+
+def test_a_retried_row_comes_back_unflagged_and_an_expired_lease_flags_it_for_good(store: Store) -> None:
+    seed(store.engine, subscribers_count=1, steps=[("welcome", T0)])
+    [first] = claim(store.engine, now=T0, limit=1, lease_seconds=30, worker="w")
+    retry = Outcome(first.id, first.lease_token, "retry", error="421", retry_at=T0 + H)
+    assert record(store.engine, [retry], now=T0 + dt.timedelta(seconds=5))
+    # Recorded, so its lease is gone: due again, it is not a possible duplicate.
+    [second] = claim(store.engine, now=T0 + H, limit=1, lease_seconds=30, worker="w")
+    assert (second.id, second.attempts, second.possible_duplicate) == (first.id, 2, False)
+    # This lease expires unrecorded: the next claim may send it twice.
+    [third] = claim(store.engine, now=T0 + 2 * H, limit=1, lease_seconds=30, worker="w")
+    assert (third.attempts, third.possible_duplicate) == (3, True)
+    # The late holder of the second lease cannot record any more.
+    assert not record_sent(
+        store.engine, second.id, second.lease_token, provider_id="<late@x>", now=T0 + 2 * H
+    )
+    retry = Outcome(third.id, third.lease_token, "retry", error="421", retry_at=T0 + 3 * H)
+    assert record(store.engine, [retry], now=T0 + 2 * H)
+    # Retried after that: still flagged, since the message may already be in the inbox.
+    [fourth] = claim(store.engine, now=T0 + 3 * H, limit=1, lease_seconds=30, worker="w")
+    assert (fourth.attempts, fourth.possible_duplicate) == (4, True)
+    [row] = rows(store.engine)
+    assert (row.status, row.possible_duplicate, row.leased_until) == ("pending", True, fourth.leased_until)
+
+
+def _updates(engine: sa.Engine) -> tuple[int, int]:
+    """(row updates, of which HOT) on deliveries, once this backend's statistics are flushed."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        conn.commit()  # the backend flushes when it goes idle
+        row = conn.exec_driver_sql(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'deliveries'::regclass"
+        ).one()
+        return int(row[0]), int(row[1])
+
+
+def test_on_postgresql_a_claim_is_a_hot_update(store: Store) -> None:
+    if store.kind != "postgresql":
+        pytest.skip("HOT updates are PostgreSQL's")
+    # One connection: the statistics read are those of the backend that claimed.
+    engine = sa.create_engine(store.engine.url, poolclass=sa.pool.StaticPool)
+    try:
+        with engine.connect() as conn:
+            options = conn.exec_driver_sql(
+                "SELECT reloptions FROM pg_class WHERE oid = 'deliveries'::regclass"
+            ).scalar_one()
+        assert options == [f"fillfactor={FILLFACTOR}"]
+        # Ten steps each, one due: the claimed rows are a tenth of every page, as in a real queue.
+        later = [(f"s{k}", T0 + k * 48 * H) for k in range(1, 10)]
+        seed(engine, subscribers_count=150, steps=[("welcome", T0), *later])
+        before = _updates(engine)
+        got = claim(engine, now=T0, limit=1000, lease_seconds=60, worker="w")
+        updated, hot = (a - b for a, b in zip(_updates(engine), before, strict=True))
+    finally:
+        engine.dispose()
+    assert len(got) == 150
+    assert updated == 150
+    assert hot == 150, f"only {hot} of {updated} claimed rows were HOT updates"
 
 
 def _index_names(engine: sa.Engine) -> set[str]:
     return {ix["name"] for ix in sa.inspect(engine).get_indexes("deliveries") if ix["name"]}
 
 
-def test_the_claim_index_migration_goes_down_and_up_keeping_the_queue(store: Store) -> None:
-    seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
-    [held] = claim(store.engine, now=T0, limit=1, lease_seconds=60, worker="w")
-    names = _index_names(store.engine)
-    assert {"ix_deliveries_due_at_pending", "ix_deliveries_leased_until_claimed"} <= names
-    assert "ix_deliveries_status_due_at" not in names
-
+def _migrate(engine: sa.Engine, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with store.engine.begin() as conn:
+    with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0002_web")
+        command.downgrade(config, revision)
+
+
+def test_the_lease_migration_goes_down_and_up_keeping_leases_and_the_queue(store: Store) -> None:
+    seed(store.engine, subscribers_count=3, steps=[("welcome", T0)])
+    [held] = claim(store.engine, now=T0, limit=1, lease_seconds=60, worker="w")
+    [retried] = claim(store.engine, now=T0, limit=1, lease_seconds=60, worker="w")
+    assert record(store.engine, [Outcome(retried.id, retried.lease_token, "retry", retry_at=T0)], now=T0)
     names = _index_names(store.engine)
-    assert "ix_deliveries_status_due_at" in names
-    assert not names & {"ix_deliveries_due_at_pending", "ix_deliveries_leased_until_claimed"}
+    assert "ix_deliveries_due_at_pending" in names
+    assert not names & {"ix_deliveries_status_due_at", "ix_deliveries_leased_until_claimed"}
+
+    _migrate(store.engine, "0003_claim_indexes")
+    # Back to a status per lease: only the unrecorded lease is claimed again.
+    assert {r.id: r.status for r in rows(store.engine)} == {
+        held.id: "claimed",
+        retried.id: "pending",
+        3: "pending",
+    }
+    assert "ix_deliveries_leased_until_claimed" in _index_names(store.engine)
+    _migrate(store.engine, "0002_web")
+    assert "ix_deliveries_status_due_at" in _index_names(store.engine)
 
     upgrade(store.engine)
-    assert _index_names(store.engine) >= {
-        "ix_deliveries_due_at_pending",
-        "ix_deliveries_leased_until_claimed",
-    }
-    # The lease taken before survives both ways; the other row is still in the queue.
-    [other] = claim(store.engine, now=T0, limit=5, lease_seconds=3600, worker="w2")
-    assert other.id != held.id
+    names = _index_names(store.engine)
+    assert "ix_deliveries_due_at_pending" in names
+    assert not names & {"ix_deliveries_status_due_at", "ix_deliveries_leased_until_claimed"}
+    assert {r.status for r in rows(store.engine)} == {"pending"}
+    # The lease taken before survives both ways; the other rows are still in the queue.
+    other = claim(store.engine, now=T0, limit=5, lease_seconds=3600, worker="w2")
+    assert sorted(c.id for c in other) == sorted({retried.id, 3})
+    assert not any(c.possible_duplicate for c in other)
     [again] = claim(store.engine, now=T0 + H, limit=5, lease_seconds=60, worker="w3")
     assert (again.id, again.possible_duplicate) == (held.id, True)

@@ -36,9 +36,9 @@ from drip.dispatch import DispatchReport, load_courses
 from drip.errors import InputError
 from drip.live import Plan, apply, fingerprint, plan
 from drip.models import Course
+from drip.store.claims import in_flight, waiting
 from drip.store.schema import (
     CANCELLED,
-    CLAIMED,
     DUE,
     FAILED,
     SENT,
@@ -278,7 +278,13 @@ def status(obj: Context, now: str | None) -> None:
         next_due: dict[str, dt.datetime] = {
             course: due
             for course, due in conn.execute(
-                sa.select(d.c.course, sa.func.min(d.c.due_at)).where(d.c.status == DUE).group_by(d.c.course)
+                sa.select(d.c.course, sa.func.min(d.c.due_at)).where(waiting(moment)).group_by(d.c.course)
+            )
+        }
+        flying: dict[str, int] = {
+            course: n
+            for course, n in conn.execute(
+                sa.select(d.c.course, sa.func.count()).where(in_flight(moment)).group_by(d.c.course)
             )
         }
         duplicates: dict[str, int] = {
@@ -323,8 +329,8 @@ def status(obj: Context, now: str | None) -> None:
     figure("enrolled (active)", [str(enrolled[s].get("active", 0)) for s in slugs])
     figure("completed", [str(enrolled[s].get("completed", 0)) for s in slugs])
     figure("left", [str(enrolled[s].get("left", 0)) for s in slugs])
-    figure("pending", [str(counts[s].get(DUE, 0)) for s in slugs])
-    figure("in flight (claimed)", [str(counts[s].get(CLAIMED, 0)) for s in slugs])
+    figure("pending", [str(counts[s].get(DUE, 0) - flying.get(s, 0)) for s in slugs])
+    figure("in flight (claimed)", [str(flying.get(s, 0)) for s in slugs])
     figure("sent", [str(counts[s].get(SENT, 0)) for s in slugs])
     figure("failed", [str(counts[s].get(FAILED, 0)) for s in slugs])
     figure("skipped", [str(counts[s].get(SKIPPED, 0)) for s in slugs])

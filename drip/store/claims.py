@@ -1,25 +1,27 @@
 """Leases on due deliveries: how several workers share the work without sending twice.
 
-A worker *claims* a batch: each row gets status ``claimed``, a fresh random
-``lease_token`` and ``leased_until``. Only the holder of the current token can
-record the outcome, so a worker that wakes up after its lease expired cannot
-overwrite what the new owner did. A row whose lease expired is claimable again
-and is flagged ``possible_duplicate``: its first send may have reached the
-provider just before the worker died.
+A worker *claims* a batch: each row gets a fresh random ``lease_token`` and
+``leased_until``, and keeps its status ``pending``. Only the holder of the
+current token can record the outcome, so a worker that wakes up after its lease
+expired cannot overwrite what the new owner did. A row whose lease expired is
+claimable again and is flagged ``possible_duplicate``: its first send may have
+reached the provider just before the worker died.
+
+"In flight" is therefore derived, not stored: a pending row whose lease is
+still live (:func:`in_flight`). Recording an outcome clears ``leased_until``, so
+a pending row with a lease end was leased and never recorded.
 
 Engines come from :func:`drip.store.db.connect`, whose SQLite transactions start
 with ``BEGIN IMMEDIATE``: a claim or a recording holds the write lock from its
 first statement, so concurrent processes queue instead of failing with SQLITE_BUSY.
 
-A claim changes ``status``, which dispatch, live edits, unsubscribes and
-``drip status`` all read, so on PostgreSQL no claim can be a HOT update: each
-leased row gets a new entry in every index whose predicate it matches. The
-claim therefore walks two partial indexes rather than one over the whole
-history: ``ix_deliveries_due_at_pending`` (the queue, by due time) and
-``ix_deliveries_leased_until_claimed`` (leases in flight, by expiry). A leased
-row leaves the large queue index and enters only the small lease index; sent
-rows are in neither. The status values are written into the SQL as literals
-so both planners can match the index predicates, whatever plan they cache.
+Why the lease lives only in columns no index covers: on PostgreSQL a claim is
+then a HOT update, the new row version written on the same page with no new
+index entry (the table keeps free room on each page for it, see migration
+0004). A claim walks one partial index, ``ix_deliveries_due_at_pending`` (the
+queue, by due time), whose predicate a claim no longer changes; sent rows are
+not in it. The status value is written into the SQL as a literal so both
+planners can match the index predicate, whatever plan they cache.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from drip.store.schema import CANCELLED, CLAIMED, DUE, FAILED, SENT, deliveries
+from drip.store.schema import CANCELLED, DUE, FAILED, SENT, deliveries
 
 d = deliveries
 
@@ -62,7 +64,7 @@ class Claimed:
     attempts: int  # including this one
     lease_token: str
     leased_until: dt.datetime
-    possible_duplicate: bool
+    possible_duplicate: bool  # an earlier lease expired unrecorded: it may have been sent already
 
 
 @dataclass(frozen=True)
@@ -101,27 +103,45 @@ def _status_is(status: str) -> sa.ColumnElement[bool]:
     return d.c.status == sa.literal(status, d.c.status.type, literal_execute=True)
 
 
+Moment = dt.datetime | sa.BindParameter[dt.datetime]
+
+
+def in_flight(now: Moment) -> sa.ColumnElement[bool]:
+    """Pending rows a worker holds a live lease on: they may be being sent right now."""
+    return sa.and_(d.c.status == DUE, d.c.leased_until >= now)
+
+
+def waiting(now: Moment) -> sa.ColumnElement[bool]:
+    """Pending rows no live lease holds: the queue, due or not (the complement of :func:`in_flight`)."""
+    return sa.and_(_status_is(DUE), sa.or_(d.c.leased_until.is_(None), d.c.leased_until < now))
+
+
 _by_due_time = operator.attrgetter("due_at", "id")
-_RETURNED = (d.c.id, d.c.enrollment_id, d.c.subscriber_id, d.c.course, d.c.step_key, d.c.due_at, d.c.attempts)
+_RETURNED = (
+    d.c.id,
+    d.c.enrollment_id,
+    d.c.subscriber_id,
+    d.c.course,
+    d.c.step_key,
+    d.c.due_at,
+    d.c.attempts,
+    d.c.possible_duplicate,
+)
 
 
 @functools.cache
-def _claim_statement(dialect: str, reclaim: bool) -> sa.Executable:
-    """The claim UPDATE for one dialect and kind of row; it takes b_now, b_limit, b_token, b_until.
+def _claim_statement(dialect: str) -> sa.Executable:
+    """The claim UPDATE for one dialect; it takes b_now, b_limit, b_token, b_until.
 
     Built once: assembling the statement and its cache key on every call cost
     more client time than converting the thousand rows it returns.
     """
     now = sa.bindparam("b_now", type_=d.c.due_at.type)
-    if reclaim:
-        where = sa.and_(_status_is(CLAIMED), d.c.leased_until < now)
-    else:
-        where = sa.and_(_status_is(DUE), d.c.due_at <= now)
     # On PostgreSQL the row locks make concurrent claimers skip each other's rows;
     # SQLite ignores FOR UPDATE and relies on the write lock of BEGIN IMMEDIATE.
     ids = (
         sa.select(d.c.id)
-        .where(where)
+        .where(waiting(now), d.c.due_at <= now)
         .order_by(d.c.due_at)
         .limit(sa.bindparam("b_limit", type_=sa.Integer()))
         .with_for_update(skip_locked=True)
@@ -133,39 +153,18 @@ def _claim_statement(dialect: str, reclaim: bool) -> sa.Executable:
         chosen: sa.ColumnElement[bool] = d.c.id == sa.any_(_ArrayOf(ids))
     else:
         chosen = d.c.id.in_(ids)
+    # No indexed column changes (status stays pending): on PostgreSQL a HOT update.
+    # SET expressions read the row as it was, so a lease end already there means an
+    # earlier lease expired unrecorded: the flag stays once set.
     values: dict[str, object] = {
-        "status": CLAIMED,
         "lease_token": sa.bindparam("b_token", type_=d.c.lease_token.type),
         "leased_until": sa.bindparam("b_until", type_=d.c.leased_until.type),
         "attempts": d.c.attempts + 1,
         "updated_at": now,
+        "possible_duplicate": sa.or_(d.c.possible_duplicate, d.c.leased_until.is_not(None)),
     }
-    if reclaim:
-        values["possible_duplicate"] = True
-    # Only what differs per row comes back: token, lease end and the duplicate flag are
-    # the same for the whole statement.
+    # Token and lease end are the same for the whole statement: they do not come back.
     return sa.update(d).where(chosen).values(values).returning(*_RETURNED)
-
-
-def _claim_where(
-    conn: sa.Connection,
-    *,
-    limit: int,
-    token: str,
-    now: dt.datetime,
-    leased_until: dt.datetime,
-    reclaim: bool,
-) -> list[Claimed]:
-    """Lease up to ``limit`` rows (expired leases if ``reclaim``, else due rows), oldest due first."""
-    if limit <= 0:
-        return []
-    params = {"b_now": now, "b_limit": limit, "b_token": token, "b_until": leased_until}
-    rows = conn.execute(_claim_statement(conn.dialect.name, reclaim), params).all()
-    # all(): the driver converts the whole answer in one call, not one call per row.
-    return [
-        Claimed(id_, e, s, course, key, due, attempts, token, leased_until, reclaim)
-        for id_, e, s, course, key, due, attempts in rows
-    ]
 
 
 def claim(
@@ -173,20 +172,30 @@ def claim(
 ) -> list[Claimed]:
     """Atomically lease up to ``limit`` due deliveries, ordered by due time.
 
-    Expired leases come first (they are overdue and possibly half-sent, so they
-    are flagged ``possible_duplicate``), then pending rows with ``due_at <= now``.
-    ``worker`` is mixed into the token so a lease can be traced to its holder.
+    A row whose earlier lease expired without an outcome (possibly half-sent) is
+    flagged ``possible_duplicate``, for good. ``worker`` is mixed into the token
+    so a lease can be traced to its holder.
     """
+    if limit <= 0:
+        return []
     token = f"{worker[:24]}:{secrets.token_hex(16)}"
     leased_until = now + dt.timedelta(seconds=lease_seconds)
+    params = {"b_now": now, "b_limit": limit, "b_token": token, "b_until": leased_until}
     with engine.begin() as conn:
-        expired = _claim_where(
-            conn, limit=limit, token=token, now=now, leased_until=leased_until, reclaim=True
-        )
-        due = _claim_where(
-            conn, limit=limit - len(expired), token=token, now=now, leased_until=leased_until, reclaim=False
-        )
-    return sorted(expired + due, key=_by_due_time)
+        rows = conn.execute(_claim_statement(conn.dialect.name), params).all()
+    # all(): the driver converts the whole answer in one call, not one call per row.
+    claimed = [
+        Claimed(id_, e, s, course, key, due, attempts, token, leased_until, dup)
+        for id_, e, s, course, key, due, attempts, dup in rows
+    ]
+    # RETURNING gives no order on either backend.
+    claimed.sort(key=_by_due_time)
+    return claimed
+
+
+# Leased and not recorded yet (recording clears the lease end), live or expired: a
+# late worker may still record while nobody else took the row, as its token says.
+_held = sa.and_(d.c.status == DUE, d.c.leased_until.is_not(None))
 
 
 def _update_many(conn: sa.Connection, rows: list[dict[str, object]], values: dict[str, object]) -> None:
@@ -195,8 +204,7 @@ def _update_many(conn: sa.Connection, rows: list[dict[str, object]], values: dic
     stmt = (
         sa.update(d)
         .where(d.c.id == sa.bindparam("b_id"))
-        .where(d.c.lease_token == sa.bindparam("b_token"))
-        .where(d.c.status == CLAIMED)
+        .where(d.c.lease_token == sa.bindparam("b_token"), _held)
         .values(values)
     )
     conn.execute(stmt, rows)
@@ -215,7 +223,7 @@ def record(engine: sa.Engine, outcomes: Sequence[Outcome], *, now: dt.datetime) 
             (row.id, row.lease_token)
             for row in conn.execute(
                 sa.select(d.c.id, d.c.lease_token)
-                .where(d.c.id.in_([o.delivery_id for o in outcomes]), d.c.status == CLAIMED)
+                .where(d.c.id.in_([o.delivery_id for o in outcomes]), _held)
                 .with_for_update()
             )
         }

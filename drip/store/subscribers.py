@@ -22,7 +22,6 @@ from drip.errors import InputError, NotFoundError, Problem, did_you_mean
 from drip.store.schema import (
     ACTIVE,
     CANCELLED,
-    CLAIMED,
     DUE,
     ENROLLED,
     LEFT,
@@ -344,14 +343,14 @@ def unsubscribe(
     """Stop all mail to ``email`` (or only ``course``'s) in the caller's transaction.
 
     The status (or the enrollment's state) and the cancellation of every pending
-    or claimed delivery change together, so nothing leaves afterwards.
+    delivery, leased or not, change together, so nothing leaves afterwards.
     """
     subscriber = get_subscriber(conn, email)
     if subscriber is None:
         raise unknown_address(conn, email)
     pending = (
         deliveries.update()
-        .where(deliveries.c.subscriber_id == subscriber.id, deliveries.c.status.in_((DUE, CLAIMED)))
+        .where(deliveries.c.subscriber_id == subscriber.id, deliveries.c.status == DUE)
         .values(status=CANCELLED, note=UNSUBSCRIBED_NOTE, updated_at=now)
     )
     active = enrollments.update().where(

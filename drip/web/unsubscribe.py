@@ -1,7 +1,7 @@
 """Unsubscribe: RFC 8058 one-click POST, and a page to leave one course or everything.
 
 Both take effect inside the request's transaction (status or enrollment changed,
-pending and claimed deliveries cancelled) before the answer is sent; dispatch
+pending deliveries cancelled, leased or not) before the answer is sent; dispatch
 checks the subscriber's status again at send time.
 """
 

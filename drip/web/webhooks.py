@@ -109,7 +109,7 @@ def _suppress(conn: sa.Connection, state: WebState, email: str, kind: str, *, no
     status, reason = SUPPRESSING[kind]
     subscriber = get_subscriber(conn, email)
     if subscriber is not None:
-        unsubscribe(conn, subscriber.email, now=now)  # cancels pending and claimed deliveries
+        unsubscribe(conn, subscriber.email, now=now)  # cancels pending deliveries, leased or not
         if status != UNSUBSCRIBED:
             conn.execute(
                 subscribers.update()
