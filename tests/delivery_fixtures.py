@@ -373,8 +373,6 @@ def unfinished(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(
             conn.execute(
-                sa.select(sa.func.count())
-                .select_from(deliveries)
-                .where(deliveries.c.status.in_(("pending", "claimed")))
+                sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.status == "pending")
             ).scalar_one()
         )

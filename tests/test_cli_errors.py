@@ -6,6 +6,7 @@ answer, on a copy of the example site.
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import socket
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from drip.cli import authoring, cli, delivery, demo, subscribers, web  # noqa: F401  (modules register their commands)
+from drip.store.claims import claim
+from drip.store.db import connect
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -474,6 +477,17 @@ def test_a_file_where_the_outbox_folder_goes_stops_run_before_claiming(site: Pat
         f"{site / 'outbox'}: paths.outbox: cannot create the outbox folder: File exists"
     ]
     status = run_drip(site, "status", "--now", now).output
+    assert "│ in flight (claimed) │ 0" in status
+    assert "│ pending             │ 5" in status
+    # A worker leases the welcome email: in flight while the lease lasts, pending again after.
+    engine = connect(f"sqlite:///{site / 'drip.db'}")
+    moment = dt.datetime(2026, 12, 1, 7, 0, tzinfo=dt.UTC)
+    assert len(claim(engine, now=moment, limit=10, lease_seconds=300, worker="w")) == 1
+    engine.dispose()
+    status = run_drip(site, "status", "--now", now).output
+    assert "│ in flight (claimed) │ 1" in status
+    assert "│ pending             │ 4" in status
+    status = run_drip(site, "status", "--now", "2026-12-01T07:06").output
     assert "│ in flight (claimed) │ 0" in status
     assert "│ pending             │ 5" in status
 

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from delivery_fixtures import enroll_many, real_site, start_worker, unfinished
 from smtp_server import smtp_server
 
+from drip.store.claims import in_flight
 from drip.store.db import open_store
 from drip.store.schema import deliveries
 
@@ -41,11 +42,7 @@ def holders(engine: sa.Engine) -> set[str]:
     """Workers holding a live lease right now (the worker name starts the lease token)."""
     now = dt.datetime.now(dt.UTC)
     with engine.connect() as conn:
-        tokens = conn.execute(
-            sa.select(deliveries.c.lease_token).where(
-                deliveries.c.status == "claimed", deliveries.c.leased_until > now
-            )
-        ).scalars()
+        tokens = conn.execute(sa.select(deliveries.c.lease_token).where(in_flight(now))).scalars()
         return {t.split(":", 1)[0] for t in tokens if t}
 
 

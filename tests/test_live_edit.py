@@ -22,6 +22,7 @@ from drip.config import Site
 from drip.dispatch import dispatch_once
 from drip.live import ADDED_BEHIND, apply, cadence, plan
 from drip.models import Course
+from drip.store.claims import claim, record_sent
 from drip.store.enrollments import enroll
 from drip.store.schema import course_versions, deliveries, subscribers
 
@@ -290,3 +291,46 @@ def test_cli_plan_then_run_applies_the_edit_and_status_tells(tmp_path: Path) -> 
     status = drip("status", "--now", "2026-12-04T08:00")
     assert "applied" in status and "step removed" in status
     assert "not applied" not in status
+
+
+def test_an_email_in_flight_is_neither_cancelled_nor_moved_until_its_lease_expires(
+    site: Site, store: Store
+) -> None:
+    v1 = make_course(steps=V1)
+    started(site, store, v1)
+    # A worker holds subscriber 2's c (due on 2 December) when c is removed from the course.
+    now = dt.datetime(2026, 12, 2, 7, 30, tzinfo=dt.UTC)
+    [held] = claim(store.engine, now=now, limit=10, lease_seconds=300, worker="w")
+    assert (held.subscriber_id, held.step_key) == (2, "article:/c/")
+    v2 = make_course(steps=V1[:3])
+    p = apply(site, store.engine, v2, now=now + dt.timedelta(minutes=1))
+    [change] = p.changes
+    assert (change.kind, change.key, change.cancelled) == ("removed", "article:/c/", 1)  # subscriber 1's
+    assert by_key(store, 1)["article:/c/"].status == "cancelled"
+    assert by_key(store, 2)["article:/c/"].status == "pending"
+    # Its lease expired unrecorded: the worker is gone, and the removed step is cancelled now.
+    later = apply(site, store.engine, v2, now=now + dt.timedelta(minutes=6))
+    assert later.cancel == (held.id,)
+    assert (by_key(store, 2)["article:/c/"].status, by_key(store, 2)["article:/c/"].note) == (
+        "cancelled",
+        "step removed",
+    )
+    late = now + dt.timedelta(minutes=7)
+    assert not record_sent(store.engine, held.id, held.lease_token, provider_id="<late@x>", now=late)
+
+
+def test_an_email_in_flight_counts_as_received_for_the_position(site: Site, store: Store) -> None:
+    v1 = make_course(steps=V1)
+    started(site, store, v1)
+    # Subscriber 1's a (due on 3 December) is being sent when x is inserted before it.
+    now = dt.datetime(2026, 12, 3, 7, 30, tzinfo=dt.UTC)
+    held = claim(store.engine, now=now, limit=10, lease_seconds=300, worker="w")
+    assert {(c.subscriber_id, c.step_key) for c in held} >= {(1, "article:/a/")}
+    before = {k: r.due_at for k, r in by_key(store, 1).items()}
+    v2 = make_course(steps=[V1[0], ("article:/x/", 1), *V1[1:]])
+    apply(site, store.engine, v2, now=now + dt.timedelta(minutes=1))
+    one = by_key(store, 1)
+    assert (one["article:/x/"].status, one["article:/x/"].note) == ("skipped", ADDED_BEHIND)
+    # Nothing moves: the email in flight and those after it keep their times.
+    assert one["article:/a/"].status == "pending"
+    assert {k: r.due_at for k, r in one.items() if k != "article:/x/"} == before

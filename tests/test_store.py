@@ -328,7 +328,7 @@ def _enrolled(engine: sa.Engine, course: Course, *emails: str) -> None:
             enroll(conn, upsert_subscriber(conn, email, timezone="Europe/Paris", now=NOW).id, course, now=NOW)
 
 
-def test_unsubscribe_cancels_pending_and_claimed_deliveries_so_nothing_leaves(
+def test_unsubscribe_cancels_pending_and_leased_deliveries_so_nothing_leaves(
     engine: sa.Engine, course: Course
 ) -> None:
     _enrolled(engine, course, "leaves@example.org", "stays@example.org")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from web_support import COURSE, SECRET, Harness, make_harness
 
-from drip.store.schema import CANCELLED, CLAIMED, DUE, deliveries, enrollments, subscribers
+from drip.store.claims import in_flight
+from drip.store.schema import CANCELLED, DUE, deliveries, enrollments, subscribers
 from drip.tokens import make_token
 from drip.web.ratelimit import RateLimit
 
@@ -34,15 +36,18 @@ def delivery_statuses(web: Harness, sid: int) -> set[str]:
         )
 
 
-def test_one_click_unsubscribe_cancels_pending_and_claimed_before_answering(web: Harness) -> None:
+def test_one_click_unsubscribe_cancels_pending_and_leased_before_answering(web: Harness) -> None:
     sid = active(web, "oneclick@example.org")
-    with web.engine.begin() as conn:
+    with web.engine.begin() as conn:  # a worker holds the welcome email
         conn.execute(
             deliveries.update()
             .where(deliveries.c.subscriber_id == sid, deliveries.c.step_key == "welcome")
-            .values(status=CLAIMED)
+            .values(lease_token="w:held", leased_until=web.clock.now + dt.timedelta(minutes=5))
         )
-    assert delivery_statuses(web, sid) == {DUE, CLAIMED}
+    assert delivery_statuses(web, sid) == {DUE}
+    with web.engine.connect() as conn:
+        flying = sa.select(sa.func.count()).select_from(deliveries).where(in_flight(web.clock.now))
+        assert conn.execute(flying).scalar_one() == 1
     token = make_token(SECRET, "unsubscribe", sid, COURSE, now=web.clock.now)
     # RFC 8058: form-encoded body, no cookie, no confirmation step.
     response = web.client.post(

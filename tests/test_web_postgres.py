@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from delivery_fixtures import pg_schema
 from web_support import COURSE, SECRET, Harness, make_harness
 
-from drip.store.schema import CANCELLED, CLAIMED, deliveries
+from drip.store.schema import CANCELLED, deliveries
 from drip.suppression import is_suppressed
 from drip.tokens import make_token
 from drip.web.ratelimit import RateLimit
@@ -50,8 +51,9 @@ def test_double_opt_in_one_click_and_webhook_on_postgresql(web: Harness) -> None
     sub = web.subscriber("pg@example.org")
     assert sub is not None and sub["status"] == "active"
     sid = int(str(sub["id"]))
-    with web.engine.begin() as conn:
-        conn.execute(deliveries.update().where(deliveries.c.subscriber_id == sid).values(status=CLAIMED))
+    with web.engine.begin() as conn:  # a worker holds them all
+        lease = {"lease_token": "w:held", "leased_until": web.clock.now + dt.timedelta(minutes=5)}
+        conn.execute(deliveries.update().where(deliveries.c.subscriber_id == sid).values(lease))
     token = make_token(SECRET, "unsubscribe", sid, COURSE, now=web.clock.now)
     assert web.client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
     with web.engine.connect() as conn:

@@ -111,9 +111,13 @@ def in_flight(now: Moment) -> sa.ColumnElement[bool]:
     return sa.and_(d.c.status == DUE, d.c.leased_until >= now)
 
 
+def _unleased(now: Moment) -> sa.ColumnElement[bool]:
+    return sa.or_(d.c.leased_until.is_(None), d.c.leased_until < now)
+
+
 def waiting(now: Moment) -> sa.ColumnElement[bool]:
     """Pending rows no live lease holds: the queue, due or not (the complement of :func:`in_flight`)."""
-    return sa.and_(_status_is(DUE), sa.or_(d.c.leased_until.is_(None), d.c.leased_until < now))
+    return sa.and_(d.c.status == DUE, _unleased(now))
 
 
 _by_due_time = operator.attrgetter("due_at", "id")
@@ -141,7 +145,7 @@ def _claim_statement(dialect: str) -> sa.Executable:
     # SQLite ignores FOR UPDATE and relies on the write lock of BEGIN IMMEDIATE.
     ids = (
         sa.select(d.c.id)
-        .where(waiting(now), d.c.due_at <= now)
+        .where(_status_is(DUE), _unleased(now), d.c.due_at <= now)
         .order_by(d.c.due_at)
         .limit(sa.bindparam("b_limit", type_=sa.Integer()))
         .with_for_update(skip_locked=True)
