@@ -281,3 +281,17 @@ def test_substitution_limit_counts_utf8_bytes_exactly(server: SendgridServer) ->
     sent = server.requests[-1].body["personalizations"]
     assert [p["custom_args"]["delivery_id"] for p in sent] == ["2"]
     assert sum(len(k.encode()) + len(v.encode()) for k, v in sent[0]["substitutions"].items()) == 10_000
+
+
+def test_the_clients_debug_log_names_the_payload_size_not_its_content(
+    server: SendgridServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """python_http_client formats every body into a debug line; ours formats as its size."""
+    with caplog.at_level("DEBUG", logger="python_http_client"):
+        results = transport_for(server).send_batch([outgoing(i) for i in range(1, 4)], now=NOW)
+    assert all(r.ok for r in results)
+    assert server.schema_errors == []
+    payload_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("PAYLOAD")]
+    (line,) = payload_lines
+    assert re.fullmatch(r"PAYLOAD: <[\d,]+ bytes of JSON>", line), line
+    assert "lecteur1@example.org" not in caplog.text  # no personal data in debug logs either

@@ -240,6 +240,25 @@ def status_error(
     return PermanentTransportError(message)
 
 
+class _Payload(bytes):
+    """Request bytes that log as their size.
+
+    python_http_client formats every request body into a debug message
+    (``'PAYLOAD: {data}'.format(...)``) even when debug logging is off: for a
+    request of 1000 personalizations that is a quarter of the client's CPU.
+    """
+
+    def __format__(self, spec: str) -> str:
+        return f"<{len(self):,} bytes of JSON>"
+
+
+class _Body(str):
+    """The JSON text of a request, encoded by the client into :class:`_Payload` bytes."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return _Payload(str.encode(self, encoding, errors))
+
+
 class SendgridTransport(TransportBase):
     """Batch deliveries into SendGrid mail/send requests with the official client."""
 
@@ -303,7 +322,7 @@ class SendgridTransport(TransportBase):
         return [results[i] for i in range(len(messages))]
 
     def _post(self, head: str, items: list[_Pending], results: dict[int, SendResult], now: datetime) -> None:
-        body = head + ",".join([text for _, _, text in items]) + "]}"
+        body = _Body(head + ",".join([text for _, _, text in items]) + "]}")
         self.requests_sent += 1
         error: TransportError
         try:
