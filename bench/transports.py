@@ -52,8 +52,6 @@ from drip.transports.outbox import OutboxTransport
 from drip.transports.sendgrid import (
     SendgridTransport,
     personalization,
-    request_head,
-    request_template,
     substitution_plan,
 )
 from drip.transports.smtp import SmtpTransport
@@ -199,8 +197,7 @@ class PerRecipient:
 
     total: float
     personalization: float  # checks and JSON text of one recipient
-    debug_string: float  # python_http_client's 'PAYLOAD: {data}' log line, built even with logging off
-    rest: float  # request assembly, urllib, socket, results
+    rest: float  # request assembly, python_http_client, urllib, socket, results
 
 
 def _median_cpu(fn: Callable[[], object], repeat: int = 7) -> float:
@@ -213,19 +210,11 @@ def _median_cpu(fn: Callable[[], object], repeat: int = 7) -> float:
     return statistics.median(times)
 
 
-def breakdown(messages: Sequence[OutgoingMessage], cpu_rate: float, per_request: int) -> PerRecipient:
+def breakdown(messages: Sequence[OutgoingMessage], cpu_rate: float) -> PerRecipient:
     plan = substitution_plan(messages[0].rendered)
-    head = request_head(request_template(messages[0], sandbox=False))
-    parts = [personalization(m, plan) for m in messages]
     build = _median_cpu(lambda: [personalization(m, plan) for m in messages]) / len(messages)
-    payloads = [
-        (head + ",".join(parts[i : i + per_request]) + "]}").encode()
-        for i in range(0, len(parts), per_request)
-    ]
-    # what python_http_client's "PAYLOAD: {data}".format(data=...) costs
-    debug = _median_cpu(lambda: [f"PAYLOAD: {payload}" for payload in payloads]) / len(messages)
     total = 1 / cpu_rate
-    return PerRecipient(total * 1e6, build * 1e6, debug * 1e6, (total - build - debug) * 1e6)
+    return PerRecipient(total * 1e6, build * 1e6, (total - build) * 1e6)
 
 
 def bench_sendgrid(
@@ -240,7 +229,7 @@ def bench_sendgrid(
         batched_runs = [sendgrid_run(url, batched, many) for _ in range(runs)]
         single_run = sendgrid_run(url, single, many[:n_single])
     cpu_rate = statistics.median(r.rate.cpu for r in batched_runs)
-    return batched_runs, single_run, breakdown(many, cpu_rate, batched.max_per_request)
+    return batched_runs, single_run, breakdown(many, cpu_rate)
 
 
 def bench_dispatch(n: int, tmp: Path) -> Rate:
@@ -331,7 +320,7 @@ def main() -> None:
     )
     print(
         f"  client CPU per recipient: {sg_cost.total:.1f} µs = personalization {sg_cost.personalization:.1f}"
-        f" + python_http_client's debug string {sg_cost.debug_string:.1f} + request, urllib, results {sg_cost.rest:.1f}"
+        f" + request, python_http_client, urllib, results {sg_cost.rest:.1f}"
     )
     print(
         f"  loopback server (own process, answers 202 before parsing): {sg_server * 1e6 / args.sendgrid_n:.1f} µs CPU"
