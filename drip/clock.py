@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from drip.config import Site
-from drip.dispatch import DispatchReport, Renderer, dispatch_once, load_courses
+from drip.course import load_courses
+from drip.dispatch import DispatchReport, Renderer, dispatch_once
 from drip.live import apply
 from drip.models import Course
 from drip.store.db import open_store

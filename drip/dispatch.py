@@ -20,9 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from drip.config import Site
-from drip.course import load_courses as compile_all
+from drip.course import load_courses
 from drip.errors import DripError, TransientTransportError, TransportError
 from drip.models import Course, Step
+from drip.personalise import subscriber_values
 from drip.render.course import RenderCache
 from drip.store.claims import Claimed, Outcome, claim, record
 from drip.store.schema import (
@@ -34,7 +35,7 @@ from drip.store.schema import (
     enrollments,
     subscribers,
 )
-from drip.tokens import SECRET_ENV, Scope, make_token, secret_from_env
+from drip.tokens import SECRET_ENV, secret_from_env
 from drip.transports.base import OutgoingMessage, RenderedStep, SendResult, Transport
 
 log = logging.getLogger(__name__)
@@ -96,11 +97,6 @@ def default_renderer(site: Site) -> Renderer:
     return render
 
 
-def load_courses(site: Site) -> dict[str, Course]:
-    """Every course of the site, compiled from its schedule and pillar, by slug."""
-    return compile_all(site)
-
-
 def backoff_delay(
     attempts: int, *, base: float, cap: float, retry_after: float | None, rng: random.Random
 ) -> float:
@@ -157,28 +153,6 @@ def _why_not(recipient: _Recipient | None) -> str | None:
     return None
 
 
-def slot_values(
-    site: Site, secret: str, recipient: _Recipient, course: str, step: str, *, now: dt.datetime
-) -> dict[str, str]:
-    """A subscriber's personalisation values; the links carry signed, scoped tokens."""
-    base = site.config.site.base_url
-
-    def link(scope: Scope, token_step: str | None = None) -> str:
-        token = make_token(secret, scope, recipient.subscriber_id, course, step=token_step, now=now)
-        return f"{base}/{scope}/{token}"
-
-    values = {
-        "name": recipient.name,
-        "email": recipient.email,
-        "unsubscribe_url": link("unsubscribe"),
-        "preferences_url": link("preferences"),
-        "view_url": link("view", step),
-    }
-    for key, value in recipient.attributes.items():
-        values[f"attributes.{key}"] = "" if value is None else str(value)
-    return values
-
-
 def _message(
     site: Site,
     secret: str,
@@ -189,7 +163,17 @@ def _message(
     *,
     now: dt.datetime,
 ) -> OutgoingMessage:
-    values = slot_values(site, secret, recipient, item.course, item.step_key, now=now)
+    values = subscriber_values(
+        site.config.site.base_url,
+        secret,
+        subscriber_id=recipient.subscriber_id,
+        name=recipient.name,
+        email=recipient.email,
+        attributes=recipient.attributes,
+        course=item.course,
+        step=item.step_key,
+        now=now,
+    )
     sender = course.sender
     domain = sender.email.rpartition("@")[2]
     unsubscribe_token = values["unsubscribe_url"].rpartition("/")[2]

@@ -31,8 +31,8 @@ from drip.clock import (
     wall_clock,
 )
 from drip.config import Site
-from drip.course import compile_course, course_slugs
-from drip.dispatch import DispatchReport, load_courses
+from drip.course import compile_course, course_slugs, load_courses
+from drip.dispatch import DispatchReport
 from drip.errors import InputError
 from drip.live import Plan, apply, fingerprint, plan
 from drip.models import Course

@@ -7,7 +7,6 @@ exactly what that person was sent, personalised, with the same escaping.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
@@ -16,36 +15,30 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from drip.errors import NotFoundError
+from drip.personalise import subscriber_values
 from drip.render.course import RenderCache
 from drip.store.schema import subscribers
-from drip.tokens import BadToken, Scope, make_token
+from drip.tokens import BadToken
 from drip.web import pages
 from drip.web.app import WebState, state_of
 
 _rendered = RenderCache()
 
 
-def personal_values(
+def _values(
     state: WebState, row: sa.RowMapping, course: str, step: str, *, now: dt.datetime
 ) -> dict[str, str]:
-    """The slot values of one subscriber, with freshly signed links like the ones in their emails."""
-
-    def link(scope: Scope, token_step: str | None = None) -> str:
-        return state.url(
-            f"/{scope}/" + make_token(state.secret, scope, row["id"], course, step=token_step, now=now)
-        )
-
-    values = {
-        "name": row["name"] or "",
-        "email": row["email"],
-        "unsubscribe_url": link("unsubscribe"),
-        "preferences_url": link("preferences"),
-        "view_url": link("view", step),
-    }
-    attributes: dict[str, Any] = dict(row["attributes"] or {})
-    for key, value in attributes.items():
-        values[f"attributes.{key}"] = "" if value is None else str(value)
-    return values
+    return subscriber_values(
+        state.site.config.site.base_url,
+        state.secret,
+        subscriber_id=row["id"],
+        name=row["name"] or "",
+        email=row["email"],
+        attributes=row["attributes"] or {},
+        course=course,
+        step=step,
+        now=now,
+    )
 
 
 def render_view(
@@ -64,7 +57,7 @@ def render_view(
     if row is None:
         return None
     rendered = _rendered(state.site, found, step_obj, locale=row._mapping["locale"])
-    _subject, html, _text = rendered.personalise(personal_values(state, row._mapping, course, step, now=now))
+    _subject, html, _text = rendered.personalise(_values(state, row._mapping, course, step, now=now))
     return html
 
 

@@ -1,0 +1,43 @@
+"""A subscriber's slot values: what fills the personalisation slots of a rendered step.
+
+One function for every place an email is personalised (dispatch, "view in
+browser"), so the links in a page and in an email are built the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from drip.tokens import Scope, make_token
+
+
+def subscriber_values(
+    base_url: str,
+    secret: str,
+    *,
+    subscriber_id: int,
+    name: str,
+    email: str,
+    attributes: Mapping[str, Any],
+    course: str,
+    step: str,
+    now: dt.datetime,
+) -> dict[str, str]:
+    """Name, email, attributes and the three links, each carrying a signed token scoped to its action."""
+
+    def link(scope: Scope, token_step: str | None = None) -> str:
+        token = make_token(secret, scope, subscriber_id, course, step=token_step, now=now)
+        return f"{base_url}/{scope}/{token}"
+
+    values = {
+        "name": name,
+        "email": email,
+        "unsubscribe_url": link("unsubscribe"),
+        "preferences_url": link("preferences"),
+        "view_url": link("view", step),
+    }
+    for key, value in attributes.items():
+        values[f"attributes.{key}"] = "" if value is None else str(value)
+    return values
