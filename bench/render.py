@@ -29,9 +29,9 @@ import css_inline
 from mjml import mjml2html
 
 from drip.config import load_site
-from drip.course import compile_course
-from drip.render.course import _Draft, render_course, render_step, sample_values
+from drip.course.compile import compile_course
 from drip.render.mjml import split_inline_css, to_html
+from drip.render.steps import _Draft, render_course, render_step, sample_values
 from drip.render.templates import check_templates, environment
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -238,8 +238,8 @@ def bench_dispatch(n: int, tmp: Path) -> Rate:
 
     from delivery_fixtures import enroll_many, real_site
 
-    from drip.clock import drain, frozen_clock
-    from drip.course import load_courses
+    from drip.course.compile import load_courses
+    from drip.dispatch.worker import drain, frozen_clock
     from drip.store.db import open_store
     from drip.transports import get_transport
 

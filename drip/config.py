@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drip.errors import ConfigError, InputError, Problem, did_you_mean
-from drip.yamlsource import load_yaml_file, validate
+from drip.inputs.yamlfile import load_yaml_file, validate
 
 CONFIG_FILE = "drip.yaml"
 LOCALES = ("fr", "en")

@@ -54,13 +54,18 @@ class TokenData:
     step: str | None = None
 
 
+def check_secret(value: str) -> str:
+    """A signing key long enough to resist guessing, or :class:`MissingSecret` saying why not."""
+    if len(value) < 16:
+        raise MissingSecret(f"{SECRET_ENV} is too short: use at least 16 random characters")
+    return value
+
+
 def secret_from_env(*, demo: bool = False) -> str:
     """The signing key from the environment; the demo key only when ``demo`` allows it."""
     value = os.environ.get(SECRET_ENV, "")
     if value:
-        if len(value) < 16:
-            raise MissingSecret(f"{SECRET_ENV} is too short: use at least 16 random characters")
-        return value
+        return check_secret(value)
     if demo:
         return DEMO_SECRET
     raise MissingSecret(

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from drip.config import Site, load_site
-from drip.course import compile_course
-from drip.models import Course
+from drip.course.compile import compile_course
+from drip.course.models import Course
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

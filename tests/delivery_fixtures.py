@@ -17,14 +17,16 @@ import pytest
 import sqlalchemy as sa
 
 from drip.config import Site, load_site
-from drip.course import compile_course
+from drip.content.models import Pillar
+from drip.course.compile import compile_course
+from drip.course.models import Course, Sender, SendWindow, Step
 from drip.errors import TransportError
-from drip.models import Course, Pillar, Sender, SendWindow, Step
+from drip.render.rendered import RenderedStep
 from drip.render.slots import Slot, marker, split
 from drip.store.db import connect, upgrade
 from drip.store.enrollments import enroll_many as store_enroll_many
 from drip.store.schema import deliveries, enrollments, subscribers
-from drip.transports.base import OutgoingMessage, RenderedStep, SendResult
+from drip.transports.base import OutgoingMessage, SendResult
 
 PG_URL_ENV = "DRIP_TEST_POSTGRES_URL"
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from drip.render.rendered import RenderedStep
 from drip.render.slots import Slot, marker, split
-from drip.transports.base import OutgoingMessage, RenderedStep
+from drip.transports.base import OutgoingMessage
 
 NOW = datetime(2026, 3, 2, 7, 30, tzinfo=UTC)
 SLOTS = (Slot("name", "à vous"), Slot("unsubscribe_url"), Slot("email"))

@@ -2,7 +2,7 @@
 
 Every request body the official client sends is validated with jsonschema
 against ``components.requestBodies.PostMailSend`` of SendGrid's OpenAPI 3.1
-description (../shared/sendgrid/tsg_mail_v3.json, JSON Schema 2020-12, $refs
+description (tests/sendgrid_openapi/tsg_mail_v3.json, with its MIT licence; JSON Schema 2020-12, $refs
 resolved within the document). Replies are 202 with an X-Message-Id, unless a
 test queued another one (400, 429 with Retry-After, 500…) or named addresses to
 refuse the way SendGrid does (400 with the personalization's field path).
@@ -28,7 +28,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "sendgrid" / "tsg_mail_v3.json"
+SPEC = Path(__file__).resolve().parent / "sendgrid_openapi" / "tsg_mail_v3.json"
 SPEC_URI = "urn:sendgrid:tsg_mail_v3"
 BODY_POINTER = "/components/requestBodies/PostMailSend/content/application~1json/schema"
 API_KEY = "SG.test-key.loopback"

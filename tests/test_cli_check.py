@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 import drip.cli.authoring  # noqa: F401  (registers the commands on the group)
-from drip.checks import classify_link, extract_links, locate, strip_tracking
 from drip.cli import cli
+from drip.preview.checks import classify_link, extract_links, locate, strip_tracking
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = "https://cto.example.org"

@@ -14,8 +14,8 @@ from click.testing import CliRunner, Result
 import drip.cli.authoring  # noqa: F401  (registers the commands on the group)
 from drip.cli import cli
 from drip.config import load_site
-from drip.course import compile_course
-from drip.models import Course
+from drip.course.compile import compile_course
+from drip.course.models import Course
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE = "le-role-du-cto"

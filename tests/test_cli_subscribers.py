@@ -17,7 +17,7 @@ import drip.cli.subscribers  # noqa: F401  (registers the commands on the group)
 from drip.cli import cli
 from drip.store.db import connect
 from drip.store.schema import deliveries, metadata, subscribers
-from drip.suppression import ERASED, suppress
+from drip.store.suppressions import ERASED, suppress
 from drip.tokens import DEMO_SECRET
 
 CSV = Path(__file__).parent / "fixtures" / "csv"

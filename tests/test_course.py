@@ -10,9 +10,10 @@ import jinja2
 import pytest
 
 from drip.config import Site, load_site
-from drip.course import compile_course, course_slugs, jinja_literal, load_courses
+from drip.content.models import Link
+from drip.course.compile import compile_course, course_slugs, jinja_literal, load_courses
+from drip.course.models import Sender
 from drip.errors import NotFoundError, ScheduleError
-from drip.models import Link, Sender
 
 HERE = Path(__file__).parent
 REPO = HERE.parent

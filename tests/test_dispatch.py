@@ -22,15 +22,15 @@ from delivery_fixtures import (  # noqa: F401  (store_fixture)
     store_fixture,
 )
 
-from drip.clock import frozen_clock, run_forever
 from drip.config import Site
-from drip.dispatch import backoff_delay, dispatch_once
+from drip.course.models import Course, Step
+from drip.dispatch.batch import backoff_delay, dispatch_once
+from drip.dispatch.worker import frozen_clock, run_forever
 from drip.errors import PermanentTransportError, TemplateError, TransientTransportError
-from drip.models import Course, Step
+from drip.render.rendered import RenderedStep
 from drip.store.schema import enrollments, subscribers
 from drip.store.subscribers import unsubscribe
 from drip.tokens import MissingSecret, read_token
-from drip.transports.base import RenderedStep
 
 SECRET = "k" * 32
 H = dt.timedelta(hours=1)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from drip.config import Site
-from drip.models import Course
-from drip.render.course import render_course, sample_values
+from drip.course.models import Course
+from drip.render.steps import render_course, sample_values
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from dbfixtures import COURSE, course_site
 
 from drip.config import load_site
-from drip.course import compile_course
+from drip.course.compile import compile_course
+from drip.course.models import Course
 from drip.errors import InputError
-from drip.models import Course
 from drip.store.importer import import_csv, read_csv
 from drip.store.schema import deliveries, enrollments, metadata, subscribers
 from drip.store.subscribers import (
@@ -26,7 +26,7 @@ from drip.store.subscribers import (
     store_profiles,
     unsubscribe,
 )
-from drip.suppression import ERASED, suppress
+from drip.store.suppressions import ERASED, suppress
 from drip.tokens import MissingSecret
 
 CSV = Path(__file__).parent / "fixtures" / "csv"

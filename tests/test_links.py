@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from drip.content import absolute_url, add_utm, load_content, read_pillar, resolve_article
-from drip.models import ReadingItem
+from drip.content.models import ReadingItem
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = Path(__file__).resolve().parent / "fixtures" / "content"

@@ -19,10 +19,10 @@ from delivery_fixtures import (
 )
 
 from drip.config import Site
-from drip.dispatch import dispatch_once
-from drip.live import ADDED_BEHIND, apply, cadence, plan
-from drip.models import Course
+from drip.course.models import Course
+from drip.dispatch.batch import dispatch_once
 from drip.store.claims import claim, record_sent
+from drip.store.course_edits import ADDED_BEHIND, apply, cadence, plan
 from drip.store.enrollments import enroll
 from drip.store.schema import course_versions, deliveries, subscribers
 

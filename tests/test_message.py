@@ -12,8 +12,8 @@ import pytest
 from outgoing import NOW, outgoing, rendered
 
 from drip.errors import PermanentTransportError
-from drip.message import Built, build_message, clean
 from drip.render.slots import Slot, marker, split
+from drip.transports.message import Built, build_message, clean
 
 
 def parse(built: Built) -> EmailMessage:

@@ -8,8 +8,8 @@ import pytest
 
 from drip.content import read_pillar
 from drip.content.duration import label_and_minutes
+from drip.content.models import Link
 from drip.errors import ContentError, Problem
-from drip.models import Link
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "content" / "le-role-du-cto.md"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from drip.config import load_site
-from drip.course import compile_course
+from drip.course.compile import compile_course
 from drip.preview.server import PreviewServer, create_app
 
 if TYPE_CHECKING:

@@ -15,18 +15,19 @@ import jinja2
 import pytest
 
 from drip.config import Site
+from drip.content.models import Article
+from drip.course.models import Course, Step
 from drip.errors import TemplateError
-from drip.models import Article, Course, Step
-from drip.render.course import (
+from drip.render.i18n import CATALOGUES, messages, pick_locale
+from drip.render.mjml import lint, split_inline_css, to_html
+from drip.render.slots import MARKER_PREFIX
+from drip.render.steps import (
     RenderCache,
     mjml_source,
     render_course,
     render_step,
     sample_values,
 )
-from drip.render.i18n import CATALOGUES, messages, pick_locale
-from drip.render.mjml import lint, split_inline_css, to_html
-from drip.render.slots import MARKER_PREFIX
 from drip.render.templates import DEFAULTS_DIR
 from drip.render.text import tidy
 

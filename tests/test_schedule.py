@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from drip.config import Site, load_site
+from drip.course.models import Sender
+from drip.course.schedule import Schedule, load_schedule, schedule_files
 from drip.errors import ScheduleError
-from drip.models import Sender
-from drip.schedule import Schedule, load_schedule, schedule_files
 
 HERE = Path(__file__).parent
 SCHEDULES = HERE / "fixtures" / "schedules"

@@ -15,9 +15,9 @@ from dbfixtures import COURSE, course_site
 from delivery_fixtures import pg_schema
 
 from drip.config import load_site
-from drip.course import compile_course
+from drip.course.compile import compile_course
+from drip.course.models import Course
 from drip.errors import DripError, InputError, NotFoundError
-from drip.models import Course
 from drip.store import schema
 from drip.store.claims import claim
 from drip.store.db import (

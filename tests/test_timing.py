@@ -7,8 +7,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from drip.models import SendWindow, Step
-from drip.timing import course_schedule, due_at, local_moment, parse_time, parse_weekdays, resolve_timezone
+from drip.course.models import SendWindow, Step
+from drip.course.timing import (
+    course_schedule,
+    due_at,
+    local_moment,
+    parse_time,
+    parse_weekdays,
+    resolve_timezone,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

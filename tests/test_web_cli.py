@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from web_support import COURSE, SECRET, Harness, make_harness, messages_to, outbox_messages
 
 from drip.cli import _register, cli
-from drip.suppression import email_hash, is_suppressed
+from drip.store.suppressions import email_hash, is_suppressed
 from drip.web.ratelimit import RateLimit
 
 _register()

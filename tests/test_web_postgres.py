@@ -16,7 +16,7 @@ from delivery_fixtures import pg_schema
 from web_support import COURSE, SECRET, Harness, make_harness
 
 from drip.store.schema import CANCELLED, deliveries
-from drip.suppression import is_suppressed
+from drip.store.suppressions import is_suppressed
 from drip.tokens import make_token
 from drip.web.ratelimit import RateLimit
 from drip.web.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from web_support import COURSE, SECRET, Harness, make_harness, messages_to, outbox_messages
 
 from drip.store.schema import ACTIVE, PENDING, deliveries, enrollments
-from drip.suppression import is_suppressed, suppress
+from drip.store.suppressions import is_suppressed, suppress
 from drip.web.ratelimit import RateLimit
 
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from web_support import SECRET, Harness, make_harness
 
 from drip.store.schema import DUE, SENT, deliveries, subscribers, suppressions, webhook_events
-from drip.suppression import is_suppressed
+from drip.store.suppressions import is_suppressed
 from drip.web.ratelimit import RateLimit
 from drip.web.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 

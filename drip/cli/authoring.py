@@ -11,14 +11,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from drip.checks import check_site
 from drip.cli import Context, cli, now_option, parse_now, shown
 from drip.config import check_timezone
-from drip.course import compile_course
+from drip.course.compile import compile_course
 from drip.errors import InputError
+from drip.preview.checks import check_site
 from drip.preview.emails import FORMATS, email_bytes, preview_course, write_course
 from drip.preview.timeline import TimelineRow, course_timeline, course_zone
-from drip.render.course import sample_values
+from drip.render.steps import sample_values
 
 DEFAULT_PORT = 8001
 PIPE_WIDTH = 1000  # wide enough for any row: a table is only as wide as its content

@@ -22,7 +22,11 @@ from rich.console import Console
 from rich.table import Table
 
 from drip.cli import Context, cli, now_option, parse_now, plural
-from drip.clock import (
+from drip.config import Site
+from drip.course.compile import compile_course, course_slugs, load_courses
+from drip.course.models import Course
+from drip.dispatch.batch import DispatchReport
+from drip.dispatch.worker import (
     apply_course_changes,
     default_worker_name,
     drain,
@@ -30,13 +34,9 @@ from drip.clock import (
     run_forever,
     wall_clock,
 )
-from drip.config import Site
-from drip.course import compile_course, course_slugs, load_courses
-from drip.dispatch import DispatchReport
 from drip.errors import InputError
-from drip.live import Plan, apply, fingerprint, plan
-from drip.models import Course
 from drip.store.claims import in_flight, waiting
+from drip.store.course_edits import Plan, apply, fingerprint, plan
 from drip.store.schema import (
     CANCELLED,
     DUE,

@@ -22,7 +22,7 @@ from drip.cli import Context, cli, now_option, parse_now
 from drip.cli.authoring import check
 from drip.cli.delivery import run
 from drip.cli.subscribers import subscribe
-from drip.course import compile_course, course_slugs
+from drip.course.compile import compile_course, course_slugs
 from drip.errors import InputError, Problem
 
 out = Console(highlight=False, soft_wrap=True)

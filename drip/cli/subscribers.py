@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from drip.cli import Context, cli, now_option, parse_now, plural, shown
-from drip.course import compile_course, course_slugs
+from drip.course.compile import compile_course, course_slugs
 from drip.errors import DripError, InputError, NotFoundError, Problem, did_you_mean
 from drip.store.db import connect, current_revisions, upgrade
 from drip.store.enrollments import enroll, enrollment_id

@@ -98,7 +98,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 def embed_form(obj: Context, course: str, locale: str | None) -> str:
     """The HTML form for ``course``, posting to the site's public /subscribe."""
-    from drip.course import compile_course, course_slugs
+    from drip.course.compile import compile_course, course_slugs
     from drip.web.i18n import strings
     from drip.web.pages import env
 
@@ -136,7 +136,7 @@ _group: click.Group = subscribers_cli.subscribers
 
 
 def _export_person(obj: Context, email: str) -> None:
-    from drip.web.personal_data import export_person
+    from drip.store.personal_data import export_person
 
     secret = secret_from_env()
     with obj.store() as engine, engine.connect() as conn:
@@ -182,7 +182,7 @@ _install_export()
 def erase(obj: Context, email: str, yes: bool, now: str | None) -> None:
     """Erase EMAIL everywhere (row, enrollments, deliveries, outbox files); keep only a keyed hash
     on the suppression list so the address is never mailed again unless it subscribes and confirms."""
-    from drip.web.personal_data import erase_person, flush_sqlite, remove_files
+    from drip.store.personal_data import erase_person, flush_sqlite, remove_files
 
     secret = secret_from_env()
     when = parse_now(now)

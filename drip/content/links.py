@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from drip.content.models import Article, ReadingItem
 from drip.content.posts import ContentIndex
-from drip.models import Article, ReadingItem
 
 
 def absolute_url(url: str, base_url: str) -> str:

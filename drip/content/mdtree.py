@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
-from drip.models import Link
+from drip.content.models import Link
 
 _MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 LISTS = ("bullet_list", "ordered_list")

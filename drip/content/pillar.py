@@ -1,4 +1,4 @@
-"""Read a pillar page (front matter + Markdown) into a :class:`~drip.models.Pillar`.
+"""Read a pillar page (front matter + Markdown) into a :class:`~drip.content.models.Pillar`.
 
 The reading path is the list (ordered or bulleted) under a heading named like
 "Par où commencer" or "Start here", at any level, compared without case, accents
@@ -33,9 +33,9 @@ from drip.content.mdtree import (
     plain_text,
     slugify,
 )
+from drip.content.models import Link, Pillar, ReadingItem, Section
 from drip.content.source import Meta, Source, read_source
 from drip.errors import ContentError, Problem, closest
-from drip.models import Link, Pillar, ReadingItem, Section
 
 READING_PATH_HEADINGS = ("Par où commencer", "Commencer ici", "Start here", "Where to start")
 INTRO_HEADINGS = ("À qui s'adresse cette page", "Pour qui", "Who this page is for", "Who is this page for")

@@ -27,9 +27,9 @@ from pydantic import Field, field_validator
 
 from drip.content.duration import minutes_field, minutes_for_words
 from drip.content.mdtree import parse_document, plain_text
+from drip.content.models import Post
 from drip.content.source import Meta, Source, read_source
 from drip.errors import ContentError, Problem
-from drip.models import Post
 
 PILLAR, POST = "pillar", "post"
 

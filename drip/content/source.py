@@ -1,7 +1,7 @@
 """One content file split into front matter and Markdown body, with positions kept.
 
 python-frontmatter's YAML handler decides where the front matter is; we parse it
-ourselves with :mod:`drip.yamlsource` because the library raises PyYAML's errors
+ourselves with :mod:`drip.inputs.yamlfile` because the library raises PyYAML's errors
 unwrapped, silently drops front matter that is not a mapping, and strips the text,
 which would lose the line numbers every error message needs.
 """
@@ -17,8 +17,8 @@ from frontmatter.default_handlers import YAMLHandler
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from drip.errors import InputError, Problem
-from drip.textfile import read_text
-from drip.yamlsource import Positions, parse_yaml, validate, yaml_syntax_problem
+from drip.inputs.textfile import read_text
+from drip.inputs.yamlfile import Positions, parse_yaml, validate, yaml_syntax_problem
 
 M = TypeVar("M", bound=BaseModel)
 

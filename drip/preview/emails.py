@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drip.config import Site
+from drip.course.models import Course, Step
 from drip.errors import InputError, Problem
-from drip.message import build_message
-from drip.models import Course, Step
-from drip.render.course import mjml_source, render_course
-from drip.transports.base import OutgoingMessage, RenderedStep
+from drip.render.rendered import RenderedStep
+from drip.render.steps import mjml_source, render_course
+from drip.transports.base import OutgoingMessage
+from drip.transports.message import build_message
 
 FORMATS = ("html", "text", "mjml", "eml")
 PREVIEW_DELIVERY_ID = 0  # a preview is never a delivery

@@ -23,11 +23,11 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from drip.config import Site
-from drip.course import compile_course, course_slugs
+from drip.course.compile import compile_course, course_slugs
 from drip.errors import InputError, NotFoundError
 from drip.preview.emails import preview_course
 from drip.preview.timeline import course_timeline, course_zone
-from drip.render.course import render_step, sample_values
+from drip.render.steps import render_step, sample_values
 
 TEMPLATES = Path(__file__).parent / "templates"
 FRAMES = (("Desktop", 600), ("Mobile", 375))

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from drip.models import Course
-from drip.timing import course_schedule
-from drip.transports.base import RenderedStep
+from drip.course.models import Course
+from drip.course.timing import course_schedule
+from drip.render.rendered import RenderedStep
 
 
 @dataclass(frozen=True)

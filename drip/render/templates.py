@@ -25,9 +25,9 @@ import jinja2
 import jinja2.meta
 
 from drip.errors import InputError, Problem, TemplateError, did_you_mean
+from drip.inputs.textfile import read_text
 from drip.render.mjml import lint
 from drip.render.slots import Slot, marker
-from drip.textfile import read_text
 
 DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "defaults" / "email_templates"
 

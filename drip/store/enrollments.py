@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from drip.course.models import Course
+from drip.course.timing import course_schedule, resolve_timezone
 from drip.errors import DripError
-from drip.models import Course
 from drip.store.schema import BOUNCED, COMPLAINED, DUE, UNSUBSCRIBED, deliveries, enrollments, subscribers
 from drip.store.subscribers import CHUNK
-from drip.timing import course_schedule, resolve_timezone
 
 # Subscribers who asked (or whose mailbox told us) never to be mailed.
 NOT_ENROLLABLE = (UNSUBSCRIBED, BOUNCED, COMPLAINED)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from drip.course.models import Course
 from drip.errors import InputError, Problem, closest
-from drip.models import Course
+from drip.inputs.textfile import read_text
 from drip.store.enrollments import enroll_many
 from drip.store.subscribers import FieldError, Profile, make_profile, store_profiles, suppressed_addresses
-from drip.textfile import read_text
 from drip.tokens import secret_from_env
 
 KNOWN_COLUMNS = ("email", "name", "locale", "timezone")

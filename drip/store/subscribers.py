@@ -31,7 +31,7 @@ from drip.store.schema import (
     subscribers,
     suppressions,
 )
-from drip.suppression import email_hash
+from drip.store.suppressions import email_hash
 from drip.tokens import secret_from_env
 
 NAME_MAX = 200

@@ -13,8 +13,8 @@ from typing import cast
 
 from drip.config import Site
 from drip.errors import ConfigError, Problem, did_you_mean
+from drip.inputs.yamlfile import load_yaml_file
 from drip.transports.base import Transport
-from drip.yamlsource import load_yaml_file
 
 BACKENDS: dict[str, str] = {
     "outbox": "drip.transports.outbox",

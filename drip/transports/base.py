@@ -14,28 +14,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from drip.errors import TransportError
-from drip.render.slots import Compiled
-
-
-@dataclass(frozen=True)
-class RenderedStep:
-    """One step of one course in one locale, compiled once; personal fields left as slots."""
-
-    course: str
-    step_key: str
-    locale: str
-    subject: Compiled  # plain text
-    preheader: str
-    html: Compiled
-    text: Compiled
-
-    def personalise(self, values: Mapping[str, str]) -> tuple[str, str, str]:
-        """Subject, HTML and text for one subscriber: the cheap second stage."""
-        return (
-            self.subject.fill(values, escape=False),
-            self.html.fill(values, escape=True),
-            self.text.fill(values, escape=False),
-        )
+from drip.render.rendered import RenderedStep
 
 
 @dataclass(frozen=True)

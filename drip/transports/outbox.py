@@ -16,8 +16,8 @@ from pathlib import Path
 
 from drip.config import Site
 from drip.errors import ConfigError, Problem, TransientTransportError, TransportError
-from drip.message import build_message
 from drip.transports.base import OutgoingMessage, SendResult, TransportBase, send_time
+from drip.transports.message import build_message
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -46,9 +46,10 @@ from drip.errors import (
     TransientTransportError,
     TransportError,
 )
-from drip.message import MAX_NAME, check_address, clean, extra_headers, unsubscribe_targets
+from drip.render.rendered import RenderedStep
 from drip.render.slots import one_line, slot_tag
-from drip.transports.base import OutgoingMessage, RenderedStep, SendResult, TransportBase, send_time
+from drip.transports.base import OutgoingMessage, SendResult, TransportBase, send_time
+from drip.transports.message import MAX_NAME, check_address, clean, extra_headers, unsubscribe_targets
 
 MAX_PERSONALIZATIONS = 1000
 MAX_SUBSTITUTION_BYTES = 10_000

@@ -24,8 +24,8 @@ from drip.errors import (
     TransientTransportError,
     TransportError,
 )
-from drip.message import Built, build_message
 from drip.transports.base import OutgoingMessage, SendResult, TransportBase, send_time
+from drip.transports.message import Built, build_message
 
 
 def reply_error(code: int, text: bytes | str, what: str) -> TransportError:

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from drip.config import Site
-from drip.models import Course
+from drip.course.models import Course
 from drip.transports.base import Transport
 from drip.web.ratelimit import RateLimit, TokenBucket
 
@@ -153,7 +153,7 @@ def create_app(
     ``now_fn`` lets tests move the clock; the webhook key defaults to
     SENDGRID_WEBHOOK_PUBLIC_KEY (without it the webhook answers 403).
     """
-    from drip.course import load_courses
+    from drip.course.compile import load_courses
     from drip.store.db import open_store
     from drip.tokens import secret_from_env
     from drip.transports import get_transport

@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 
 from drip.errors import TransportError
+from drip.render.rendered import RenderedStep
 from drip.render.slots import Compiled
 from drip.tokens import make_token
-from drip.transports.base import OutgoingMessage, RenderedStep
+from drip.transports.base import OutgoingMessage
 from drip.web.app import WebState
 from drip.web.i18n import strings
 from drip.web.pages import env, text_env

@@ -34,7 +34,7 @@ from drip.store.schema import (
     web_confirmations,
 )
 from drip.store.subscribers import FieldError, get_subscriber, make_profile, store_profile
-from drip.suppression import is_suppressed, lift
+from drip.store.suppressions import is_suppressed, lift
 from drip.web import pages
 from drip.web.app import WebState, state_of
 from drip.web.i18n import strings

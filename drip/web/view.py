@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from drip.dispatch.personalise import subscriber_values
 from drip.errors import NotFoundError
-from drip.personalise import subscriber_values
-from drip.render.course import RenderCache
+from drip.render.steps import RenderCache
 from drip.store.schema import subscribers
 from drip.tokens import BadToken
 from drip.web import pages

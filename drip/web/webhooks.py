@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from drip import suppression
+from drip.store import suppressions as suppression
 from drip.store.schema import BOUNCED, COMPLAINED, UNSUBSCRIBED, subscribers, webhook_events
 from drip.store.subscribers import get_subscriber, unsubscribe
 from drip.web.app import WebState, state_of

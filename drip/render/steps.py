@@ -1,6 +1,6 @@
 """Render a course's steps: Jinja → MJML → HTML (+ text), once per step and locale.
 
-The output is a :class:`~drip.transports.base.RenderedStep` whose subject, HTML
+The output is a :class:`~drip.render.rendered.RenderedStep` whose subject, HTML
 and text still hold the per-subscriber slots; personalising one email is then
 a string join (design decision 3). Every content link is made absolute and
 tagged with UTM parameters naming the course and the step.
@@ -21,10 +21,12 @@ import jinja2
 
 from drip.config import Site
 from drip.content.links import absolute_url, add_utm
+from drip.content.models import Article, Link
+from drip.course.models import Course, Step
 from drip.errors import Problem, TemplateError
-from drip.models import Article, Course, Link, Step
 from drip.render import mjml as mjml_compiler
 from drip.render.i18n import Messages, messages, pick_locale
+from drip.render.rendered import RenderedStep
 from drip.render.slots import split
 from drip.render.templates import (
     SlotRecorder,
@@ -35,7 +37,6 @@ from drip.render.templates import (
     render_string,
 )
 from drip.render.text import tidy
-from drip.transports.base import RenderedStep
 
 UTM_SOURCE = "drip"
 UTM_MEDIUM = "email"

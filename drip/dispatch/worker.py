@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from drip.config import Site
-from drip.course import load_courses
-from drip.dispatch import DispatchReport, Renderer, dispatch_once
-from drip.live import apply
-from drip.models import Course
+from drip.course.compile import load_courses
+from drip.course.models import Course
+from drip.dispatch.batch import DispatchReport, Renderer, dispatch_once
+from drip.store.course_edits import apply
 from drip.store.db import open_store
 from drip.transports import get_transport
 from drip.transports.base import Transport

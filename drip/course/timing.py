@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from drip.config import check_timezone
+from drip.course.models import SendWindow, Step
 from drip.errors import did_you_mean
-from drip.models import SendWindow, Step
 
 _DAY_NAMES: dict[str, int] = {}
 for _index, _names in enumerate(

@@ -132,7 +132,7 @@ def yaml_syntax_problem(exc: yaml.YAMLError, file: Path | None, *, line_offset: 
 def load_yaml_file(path: Path) -> tuple[Any, Positions]:
     """Read and parse a YAML file; syntax errors become an InputError naming the file."""
     from drip.errors import InputError
-    from drip.textfile import read_text
+    from drip.inputs.textfile import read_text
 
     text = read_text(path)
     try:

@@ -31,13 +31,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from drip.config import Site
 from drip.content import ContentIndex, load_content, read_pillar
 from drip.content.links import absolute_url
+from drip.content.models import Pillar
 from drip.content.pillar import PillarMeta
 from drip.content.posts import PostMeta, normalise_path, site_path_of
 from drip.content.source import Meta, read_source
-from drip.course import compile_course, course_slugs
+from drip.course.compile import compile_course, course_slugs
+from drip.course.models import Course
 from drip.errors import InputError, Problem, closest
-from drip.models import Course, Pillar
-from drip.render.course import render_step, sample_values
+from drip.render.steps import render_step, sample_values
 from drip.render.templates import unused_site_templates
 
 T = TypeVar("T")

@@ -34,7 +34,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from drip.config import Site
-from drip.models import Course
+from drip.course.models import Course
+from drip.course.timing import due_at, resolve_timezone
 from drip.store.claims import in_flight, waiting
 from drip.store.schema import (
     DUE,
@@ -46,7 +47,6 @@ from drip.store.schema import (
     enrollments,
     subscribers,
 )
-from drip.timing import due_at, resolve_timezone
 
 ADDED_BEHIND = "added behind"
 STEP_REMOVED = "step removed"

@@ -17,10 +17,10 @@ from pathlib import Path
 from drip.config import Site
 from drip.content import ContentIndex, load_content, read_pillar
 from drip.content.links import absolute_url, resolve_article
+from drip.content.models import Article, Link, Pillar, ReadingItem, Section
 from drip.content.posts import normalise_path, site_path_of
-from drip.errors import ContentError, InputError, NotFoundError, Problem, ScheduleError, did_you_mean
-from drip.models import Article, Course, Link, Pillar, ReadingItem, Section, Step, StepKind
-from drip.schedule import (
+from drip.course.models import Course, Step, StepKind
+from drip.course.schedule import (
     MessageModel,
     Schedule,
     TimedMessageModel,
@@ -28,7 +28,8 @@ from drip.schedule import (
     read_schedule,
     schedule_files,
 )
-from drip.yamlsource import KeyPath
+from drip.errors import ContentError, InputError, NotFoundError, Problem, ScheduleError, did_you_mean
+from drip.inputs.yamlfile import KeyPath
 
 __all__ = ["Schedule", "compile_course", "compile_schedule", "course_slugs", "load_courses", "load_schedule"]
 

@@ -33,10 +33,10 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drip.config import Site, check_locale, check_timezone
+from drip.course.models import Sender, SendWindow
+from drip.course.timing import parse_time, parse_weekdays
 from drip.errors import InputError, Problem, ScheduleError, did_you_mean
-from drip.models import Sender, SendWindow
-from drip.timing import parse_time, parse_weekdays
-from drip.yamlsource import KeyPath, Positions, load_yaml_file, validate
+from drip.inputs.yamlfile import KeyPath, Positions, load_yaml_file, validate
 
 SCHEDULE_SUFFIXES = (".yaml", ".yml")
 _SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_:]*")

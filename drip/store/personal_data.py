@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from drip.errors import NotFoundError, Problem
 from drip.store.schema import deliveries, enrollments, subscribers, web_confirmations
 from drip.store.subscribers import get_subscriber, normalise_email, unknown_address
-from drip.suppression import ERASED, email_hash, is_suppressed, suppress
+from drip.store.suppressions import ERASED, email_hash, is_suppressed, suppress
 
 
 def _plain(value: Any) -> Any:

@@ -20,11 +20,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from drip.config import Site
-from drip.course import load_courses
+from drip.course.compile import load_courses
+from drip.course.models import Course, Step
+from drip.dispatch.personalise import subscriber_values
 from drip.errors import DripError, TransientTransportError, TransportError
-from drip.models import Course, Step
-from drip.personalise import subscriber_values
-from drip.render.course import RenderCache
+from drip.render.rendered import RenderedStep
+from drip.render.steps import RenderCache
 from drip.store.claims import Claimed, Outcome, claim, record
 from drip.store.schema import (
     ACTIVE,
@@ -36,7 +37,7 @@ from drip.store.schema import (
     subscribers,
 )
 from drip.tokens import SECRET_ENV, secret_from_env
-from drip.transports.base import OutgoingMessage, RenderedStep, SendResult, Transport
+from drip.transports.base import OutgoingMessage, SendResult, Transport
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Schedules compiled against pillars into courses: steps, keys, timing, and edits to a running course."""

@@ -1,0 +1,84 @@
+"""What a compiled course is: its send window, sender and ordered steps.
+
+Plain frozen dataclasses, built by the compiler and read by render, store and dispatch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from drip.content.models import Article, Link, Pillar, Section
+from drip.errors import NotFoundError, Problem, did_you_mean
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """When emails may leave, in the subscriber's local time."""
+
+    time: dt.time  # e.g. 08:30
+    weekdays: frozenset[int]  # 0 = Monday … 6 = Sunday
+
+
+StepKind = Literal["welcome", "article", "section", "closing"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One email of a course. Its key comes from what it is, never from its position."""
+
+    key: str  # "welcome", "article:/posts/x/", "section:comprendre-les-roles", "deeper"
+    kind: StepKind
+    number: int  # 1-based position in the course
+    day: int  # days after enrollment
+    subject: str  # Jinja source, may use subscriber fields
+    preheader: str
+    article: Article | None = None
+    section: Section | None = None
+    section_articles: tuple[Article, ...] = ()
+    immediate: bool = False  # sent as soon as due, ignoring the send window (welcome)
+
+
+@dataclass(frozen=True)
+class Sender:
+    name: str
+    email: str
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Course:
+    """A schedule compiled against its pillar: the ordered steps subscribers receive."""
+
+    slug: str  # schedule file stem
+    title: str
+    locale: str
+    timezone: str  # default IANA zone for subscribers without one
+    window: SendWindow
+    sender: Sender
+    pillar: Pillar
+    steps: tuple[Step, ...]
+    deeper: tuple[Link, ...] = ()  # absolute URLs
+    other_pillars: tuple[Link, ...] = ()  # absolute URLs
+    schedule_path: Path | None = None
+
+    def step(self, key_or_number: str | int) -> Step:
+        """Find a step by key or 1-based number; a clear error naming the closest key."""
+        text = str(key_or_number)
+        if text.isdigit():
+            n = int(text)
+            if 1 <= n <= len(self.steps):
+                return self.steps[n - 1]
+            raise NotFoundError(Problem(f"course {self.slug!r} has steps 1 to {len(self.steps)}, not {n}"))
+        for step in self.steps:
+            if step.key == text:
+                return step
+        keys = [s.key for s in self.steps]
+        raise NotFoundError(
+            Problem(
+                f"course {self.slug!r} has no step {text!r} (steps: {', '.join(keys)}, or 1 to {len(keys)})",
+                hint=did_you_mean(text, keys),
+            )
+        )
