@@ -1,0 +1,1 @@
+"""drip serve: the subscriber-facing web side (subscribe, confirm, unsubscribe, preferences, view, webhooks)."""
