@@ -18,6 +18,10 @@ from pydantic import BaseModel, ValidationError
 from drip.errors import Problem, did_you_mean
 
 KeyPath = tuple[str | int, ...]
+# PyYAML expands aliases on access: a few hundred bytes of anchors can stand for billions of values
+# ("billion laughs"). Nothing drip reads needs more than this many values once aliases are expanded.
+MAX_VALUES = 100_000
+MAX_DEPTH = 64  # levels of nesting; deeper is a mistake or an attack, and recursion has limits
 # libyaml's composer is ~16x faster and still reports line and column.
 _COMPOSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 M = TypeVar("M", bound=BaseModel)
@@ -33,6 +37,7 @@ class Positions:
     offset: int = 0  # lines before the document (front matter starts after '---')
     # PyYAML keeps the last of two equal keys without a word: each repeat is a problem here.
     repeated: list[Problem] = field(default_factory=list)
+    values: int = 0  # nodes walked so far, aliases expanded: bounded by MAX_VALUES
 
     def find(self, path: KeyPath, *, key: bool = False) -> tuple[int, int] | None:
         """Position of ``path``, or of its closest ancestor that exists."""
@@ -67,11 +72,36 @@ def dotted(path: KeyPath) -> str:
     return ".".join(str(p) for p in path)
 
 
-def _walk(node: yaml.Node, path: KeyPath, pos: Positions) -> Any:
+class RefusedYaml(yaml.YAMLError):
+    """Valid YAML that drip will not expand: self-referring or huge aliases, deep nesting, complex keys."""
+
+    def __init__(self, problem: str, node: yaml.Node) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = node.start_mark
+        self.context = None
+
+
+def _walk(node: yaml.Node, path: KeyPath, pos: Positions, open_nodes: frozenset[int] = frozenset()) -> Any:
+    pos.values += 1
+    if pos.values > MAX_VALUES:
+        raise RefusedYaml(
+            f"more than {MAX_VALUES:,} values once aliases (*name) are expanded; "
+            "write the values out or use fewer aliases",
+            node,
+        )
+    if id(node) in open_nodes:
+        raise RefusedYaml("an alias refers to the value that contains it, so it never ends", node)
+    if len(path) > MAX_DEPTH:
+        raise RefusedYaml(f"nested more than {MAX_DEPTH} levels deep", node)
     pos.nodes[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        open_nodes = open_nodes | {id(node)}
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise RefusedYaml("a key must be a plain value, not a list or a mapping", key_node)
             key = _scalar(key_node)
             child = (*path, str(key))
             where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
@@ -87,10 +117,10 @@ def _walk(node: yaml.Node, path: KeyPath, pos: Positions) -> Any:
                 )
             else:
                 pos.keys[child] = where
-            out[key] = _walk(value_node, child, pos)
+            out[key] = _walk(value_node, child, pos, open_nodes)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(item, (*path, i), pos) for i, item in enumerate(node.value)]
+        return [_walk(item, (*path, i), pos, open_nodes) for i, item in enumerate(node.value)]
     return _scalar(node)
 
 
@@ -109,7 +139,12 @@ def parse_yaml(text: str, file: Path | None = None, *, line_offset: int = 0) -> 
         node = yaml.compose(text, Loader=_COMPOSER)
     except yaml.YAMLError:
         # Same fault, reported by the pure-Python parser: its messages are the stable ones.
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except RecursionError:
+            raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except RecursionError:
+        raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
     if node is None:
         return None, pos
     return _walk(node, (), pos), pos
@@ -120,7 +155,8 @@ def yaml_syntax_problem(exc: yaml.YAMLError, file: Path | None, *, line_offset: 
     mark = getattr(exc, "problem_mark", None)
     what = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
-    message = f"invalid YAML: {what}" + (f" ({context})" if context else "")
+    kind = "YAML refused" if isinstance(exc, RefusedYaml) else "invalid YAML"
+    message = f"{kind}: {what}" + (f" ({context})" if context else "")
     hint = "indent with spaces: YAML does not allow tabs" if "'\\t'" in what else None
     if mark is not None:
         return Problem(
