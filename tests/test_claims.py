@@ -7,12 +7,10 @@ import threading
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from delivery_fixtures import T0, Store, rows, seed, store_fixture  # noqa: F401  (fixture)
 
 from drip.store.claims import Outcome, claim, record, record_failure, record_sent
-from drip.store.db import MIGRATIONS_DIR, upgrade
+from drip.store.db import migrate, upgrade
 from drip.store.schema import FILLFACTOR
 
 H = dt.timedelta(hours=1)
@@ -228,11 +226,7 @@ def _index_names(engine: sa.Engine) -> set[str]:
 
 
 def _migrate(engine: sa.Engine, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, revision)
+    migrate(engine, revision)
 
 
 def test_the_lease_migration_goes_down_and_up_keeping_leases_and_the_queue(store: Store) -> None:

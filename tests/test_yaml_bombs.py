@@ -32,7 +32,9 @@ DEEP = "a: " + "[" * 5000 + "]" * 5000 + "\n"
 COMPLEX_KEY = "? &k [1, 2]\n: value\n"
 
 
-@pytest.mark.parametrize("text", [LAUGHS, RECURSIVE, DEEP, COMPLEX_KEY], ids=["laughs", "loop", "deep", "key"])
+@pytest.mark.parametrize(
+    "text", [LAUGHS, RECURSIVE, DEEP, COMPLEX_KEY], ids=["laughs", "loop", "deep", "key"]
+)
 def test_the_walker_refuses_each_bomb_quickly(text: str) -> None:
     started = time.process_time()
     with pytest.raises(yaml.YAMLError) as caught:

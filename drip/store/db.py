@@ -92,8 +92,42 @@ def current_revisions(engine: sa.Engine) -> set[str]:
 
 def upgrade(engine: sa.Engine) -> None:
     """Apply every pending migration (Alembic ``upgrade head``) in one transaction."""
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), "head")
+    migrate(engine, "head")
+
+
+def migrate(engine: sa.Engine, revision: str) -> None:
+    """Move the schema up or down to ``revision`` in one transaction.
+
+    On SQLite, foreign keys are off while migrations run (a pragma that only takes effect outside a
+    transaction): a migration that rebuilds a table drops the old copy, and with foreign keys on that
+    would cascade to every row referring to it. The keys are checked before the transaction commits.
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        raw = conn.connection.dbapi_connection
+        if sqlite and raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                config = _alembic_config(conn)
+                current = MigrationContext.configure(conn).get_current_heads()
+                script = ScriptDirectory.from_config(config)
+                if revision == "head" or not current or _is_ahead(script, revision, current):
+                    command.upgrade(config, revision)
+                else:
+                    command.downgrade(config, revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise DripError(f"migration left {len(broken)} rows pointing at missing rows")
+        finally:
+            if sqlite and raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _is_ahead(script: ScriptDirectory, revision: str, current: tuple[str, ...]) -> bool:
+    """Whether ``revision`` comes after the database's current revision."""
+    return any(rev.revision in current for rev in script.iterate_revisions(revision, "base"))
 
 
 def open_store(url: str) -> sa.Engine:

@@ -76,6 +76,7 @@ subscribers = sa.Table(
     sa.Column("updated_at", UTC, nullable=False),
     sa.Column("confirmed_at", UTC, nullable=True),
     sa.Column("unsubscribed_at", UTC, nullable=True),
+    sqlite_autoincrement=True,  # ids never come back: a link signed for an erased reader names nobody
 )
 
 # enrollments.state
@@ -95,6 +96,7 @@ enrollments = sa.Table(
     sa.Column("started_at", UTC, nullable=False),
     sa.Column("updated_at", UTC, nullable=False),
     sa.UniqueConstraint("subscriber_id", "course"),
+    sqlite_autoincrement=True,
 )
 
 # deliveries.status
@@ -137,6 +139,7 @@ deliveries = sa.Table(
     sa.Column("created_at", UTC, nullable=False),
     sa.Column("updated_at", UTC, nullable=False),
     sa.UniqueConstraint("enrollment_id", "step_key"),
+    sqlite_autoincrement=True,  # an outbox file is named by delivery id: never overwritten by another
     # Room on each page for the new version of a leased row: a claim touches no indexed
     # column, and PostgreSQL writes it as a HOT update only if it fits on the same page.
     postgresql_with={"fillfactor": FILLFACTOR},
