@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from web_support import COURSE, SECRET, Harness, make_harness
+from web_support import (
+    COURSE,
+    SECRET,
+    Harness,
+    OpenWeb,
+    open_web_fixture,  # noqa: F401 - the fixture, by name
+)
 
+from drip.runtime import Runtime
 from drip.store.claims import in_flight
 from drip.store.schema import CANCELLED, DUE, deliveries, enrollments, subscribers
-from drip.tokens import make_token
+from drip.tokens import SECRET_ENV, MissingSecret, make_token
+from drip.web.app import create_app
 from drip.web.ratelimit import RateLimit
 
 
 @pytest.fixture
-def web(tmp_path: Path) -> Harness:
-    return make_harness(tmp_path, rate_limit=RateLimit(per_minute=0))
+def web(open_web: OpenWeb) -> Harness:
+    return open_web(rate_limit=RateLimit(per_minute=0))
 
 
 def active(web: Harness, address: str, name: str = "") -> int:
@@ -151,8 +158,19 @@ def test_healthz_and_localised_404(web: Harness) -> None:
     assert web.client.get("/healthz").text == "ok\n"
     missing = web.client.get("/nowhere", headers={"Accept-Language": "en"})
     assert missing.status_code == 404 and "Page not found" in missing.text
-    web.engine.dispose()
-    db = web.site.root / "drip.db"
-    db.unlink()
-    db.mkdir()  # no longer a database file
+    web.lose_database()
     assert web.client.get("/healthz").status_code == 503
+
+
+def test_the_app_takes_its_key_and_clock_from_one_runtime(
+    web: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = web.client.app.state.web  # type: ignore[attr-defined]
+    assert state.runtime.secret == SECRET and state.now() == web.clock.now
+    with pytest.raises(TypeError):
+        create_app(web.site, runtime=Runtime.for_tests(SECRET), secret=SECRET, engine=web.engine)
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    with pytest.raises(MissingSecret):  # refuses to start, not at the first link
+        create_app(web.site, engine=web.engine)
+    legacy = create_app(web.site, now_fn=web.clock, secret=SECRET, engine=web.engine)
+    assert legacy.state.web.runtime.secret == SECRET and legacy.state.web.now() == web.clock.now

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import logging
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,10 +13,11 @@ from web_support import (
     COURSE,
     SECRET,
     Harness,
+    OpenWeb,
     body_html,
     body_text,
-    make_harness,
     messages_to,
+    open_web_fixture,  # noqa: F401 - the fixture, by name
     outbox_messages,
 )
 
@@ -36,8 +36,8 @@ def flipped(token: str, i: int) -> str:
 
 
 @pytest.fixture
-def web(tmp_path: Path) -> Harness:
-    return make_harness(tmp_path, rate_limit=RateLimit(per_minute=0))
+def web(open_web: OpenWeb) -> Harness:
+    return open_web(rate_limit=RateLimit(per_minute=0))
 
 
 def active_subscriber(web: Harness, address: str, name: str = "") -> int:
@@ -162,13 +162,13 @@ def test_pages_forbid_scripts_and_framing(web: Harness) -> None:
     assert response.headers["x-frame-options"] == "DENY"
 
 
-def test_the_secret_never_reaches_a_log_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_secret_never_reaches_a_log_line(open_web: OpenWeb, caplog: pytest.LogCaptureFixture) -> None:
     from drip.web.app import RedactTokens
 
     caplog.set_level(logging.DEBUG)
     access = logging.getLogger("uvicorn.access")
     redactor = RedactTokens()
-    web = make_harness(tmp_path, rate_limit=RateLimit(per_minute=6, burst=1))
+    web = open_web(rate_limit=RateLimit(per_minute=6, burst=1))
     sid = active_subscriber(web, "logs@example.org")
     token = make_token(SECRET, "unsubscribe", sid, COURSE, now=web.clock.now)
     web.subscribe("second@example.org")  # rate limited

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from web_support import COURSE, SECRET, Harness, make_harness, messages_to, outbox_messages
+from web_support import (
+    COURSE,
+    SECRET,
+    Harness,
+    OpenWeb,
+    messages_to,
+    open_web_fixture,  # noqa: F401 - the fixture, by name
+    outbox_messages,
+)
 
 from drip.store.schema import ACTIVE, PENDING, deliveries, enrollments
 from drip.store.suppressions import is_suppressed, suppress
@@ -15,8 +22,8 @@ from drip.web.ratelimit import RateLimit
 
 
 @pytest.fixture
-def web(tmp_path: Path) -> Harness:
-    return make_harness(tmp_path, rate_limit=RateLimit(per_minute=0))
+def web(open_web: OpenWeb) -> Harness:
+    return open_web(rate_limit=RateLimit(per_minute=0))
 
 
 def enrolled(web: Harness, address: str) -> list[str]:
@@ -110,8 +117,8 @@ def test_honeypot_answers_like_success_and_sends_nothing(web: Harness) -> None:
     assert outbox_messages(web.site) == [] and web.subscriber("bot@example.org") is None
 
 
-def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
-    web = make_harness(tmp_path, rate_limit=RateLimit(per_minute=6, burst=2))
+def test_rate_limit_answers_429_with_retry_after(open_web: OpenWeb) -> None:
+    web = open_web(rate_limit=RateLimit(per_minute=6, burst=2))
     assert web.subscribe("a@example.org").status_code == 200
     assert web.subscribe("b@example.org").status_code == 200
     limited = web.subscribe("c@example.org")

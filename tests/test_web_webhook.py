@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from web_support import SECRET, Harness, make_harness
+from web_support import (
+    SECRET,
+    Harness,
+    OpenWeb,
+    open_web_fixture,  # noqa: F401 - the fixture, by name
+)
 
 from drip.store.schema import DUE, SENT, deliveries, subscribers, suppressions, webhook_events
 from drip.store.suppressions import is_suppressed
@@ -42,8 +46,8 @@ def signer() -> Signer:
 
 
 @pytest.fixture
-def web(tmp_path: Path, signer: Signer) -> Harness:
-    return make_harness(tmp_path, rate_limit=RateLimit(per_minute=0), webhook_public_key=signer.public)
+def web(open_web: OpenWeb, signer: Signer) -> Harness:
+    return open_web(rate_limit=RateLimit(per_minute=0), webhook_public_key=signer.public)
 
 
 def active(web: Harness, address: str) -> int:
@@ -165,8 +169,8 @@ def test_bad_signature_edited_body_stale_or_missing_headers_are_refused(web: Har
     assert snapshot(web) != before
 
 
-def test_webhook_without_a_configured_key_refuses_everything(tmp_path: Path, signer: Signer) -> None:
-    web = make_harness(tmp_path, rate_limit=RateLimit(per_minute=0))
+def test_webhook_without_a_configured_key_refuses_everything(open_web: OpenWeb, signer: Signer) -> None:
+    web = open_web(rate_limit=RateLimit(per_minute=0))
     body = events(("bounce", "a@example.org"))
     assert post(web, signer, body) == 403
     with web.engine.connect() as conn:

@@ -1,4 +1,8 @@
-"""A throw-away copy of the example site for the web tests, with its own SQLite store and outbox."""
+"""A throw-away copy of the example site for the web tests, with its own store and outbox.
+
+``open_web`` (import ``open_web_fixture`` into a test module) builds the app on the
+``db_url`` store, so every test that takes it runs on SQLite and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,18 @@ import email
 import email.policy
 import re
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 import sqlalchemy as sa
 import yaml
 
 from drip.config import Site, load_site
+from drip.runtime import Runtime
 
 if TYPE_CHECKING:
     from httpx import Response
@@ -42,7 +49,7 @@ def copy_site(dest: Path, *, base_url: str | None = None, database: str | None =
 
 @dataclass
 class Clock:
-    """A clock the tests move by hand: the app reads it through ``now_fn``."""
+    """A clock the tests move by hand: the app reads it through its runtime."""
 
     now: dt.datetime = field(default=T0)
 
@@ -109,6 +116,23 @@ class Harness:
         assert mails, f"no email to {address}"
         return self.url_path(link_in(mails[-1], "confirm"))
 
+    @property
+    def kind(self) -> str:
+        """The store's dialect: sqlite or postgresql."""
+        return self.engine.dialect.name
+
+    def lose_database(self) -> None:
+        """Make the store stop answering: the SQLite file is no longer a database, PostgreSQL is out of reach."""
+        self.engine.dispose()
+        if self.kind == "sqlite":
+            db = self.site.root / "drip.db"
+            db.unlink()
+            db.mkdir()
+            return
+        app = self.client.app
+        unreachable = sa.create_engine("postgresql+psycopg://drip@127.0.0.1:1/none")
+        app.state.web = replace(app.state.web, engine=unreachable)  # type: ignore[attr-defined]
+
     def subscriber(self, address: str) -> dict[str, object] | None:
         from drip.store.schema import subscribers
 
@@ -131,5 +155,24 @@ def make_harness(tmp_path: Path, *, database: str | None = None, **app_options: 
         upgrade(engine)
     else:
         engine = open_store(site.database_url)
-    app = create_app(site, now_fn=clock, secret=SECRET, engine=engine, **app_options)  # type: ignore[arg-type]
+    runtime = Runtime.for_tests(SECRET, clock=clock)
+    app = create_app(site, runtime=runtime, engine=engine, **app_options)  # type: ignore[arg-type]
     return Harness(site, clock, TestClient(app, raise_server_exceptions=True), engine)
+
+
+OpenWeb = Callable[..., Harness]
+
+
+@pytest.fixture(name="open_web")
+def open_web_fixture(tmp_path: Path, db_url: str) -> Iterator[OpenWeb]:
+    """``open_web(**app_options)``: the app on a copied site whose store is ``db_url`` (each kind in turn)."""
+    opened: list[Harness] = []
+
+    def open_web(**app_options: object) -> Harness:
+        harness = make_harness(tmp_path, database=db_url, **app_options)
+        opened.append(harness)
+        return harness
+
+    yield open_web
+    for harness in opened:
+        harness.engine.dispose()

@@ -166,3 +166,9 @@ def open_store(url: str) -> sa.Engine:
 def _known_revisions() -> set[str]:
     script = ScriptDirectory.from_config(_alembic_config())
     return {rev.revision for rev in script.walk_revisions()}
+
+
+def ping(engine: sa.Engine) -> None:
+    """One round trip to the database; raises SQLAlchemyError when it does not answer."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))

@@ -211,6 +211,12 @@ def get_subscriber(conn: sa.Connection, email: str) -> SubscriberRow | None:
     return _row(row) if row is not None else None
 
 
+def get_subscriber_by_id(conn: sa.Connection, subscriber_id: int) -> SubscriberRow | None:
+    """The subscriber a signed link names, or None once they are erased."""
+    row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+    return _row(row) if row is not None else None
+
+
 def _by_email(conn: sa.Connection, emails: Sequence[str]) -> dict[str, SubscriberRow]:
     rows = conn.execute(sa.select(subscribers).where(subscribers.c.email.in_(emails)))
     return {sub.email: sub for sub in map(_row, rows)}

@@ -1,7 +1,7 @@
 """The subscriber-facing web app (Starlette): subscribe, confirm, unsubscribe, preferences, view, webhooks.
 
 It works on the same store and transport as `drip run`. Everything it needs is
-gathered once in :class:`WebState`; each concern's routes live in their own
+gathered once in :class:`~drip.web.state.WebState`; each concern's routes live in their own
 module. Request handlers are async only to read the request: database and
 transport work runs in the thread pool.
 """
@@ -13,7 +13,6 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from starlette.applications import Starlette
@@ -26,9 +25,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from drip.config import Site
+from drip.course.compile import load_courses
 from drip.course.models import Course
+from drip.runtime import Clock, Runtime, wall_clock
+from drip.store.db import open_store, ping
+from drip.transports import get_transport
 from drip.transports.base import Transport
+from drip.web import pages, preferences, subscribe, unsubscribe, view, webhooks
 from drip.web.ratelimit import RateLimit, TokenBucket
+from drip.web.state import WebState, state_of
 
 log = logging.getLogger(__name__)
 
@@ -36,47 +41,11 @@ WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 DEFAULT_COOLDOWN = dt.timedelta(minutes=10)
 
 
-@dataclass(frozen=True)
-class WebState:
-    """What every request handler needs, built once when the app is created."""
-
-    site: Site
-    engine: sa.Engine
-    secret: str
-    courses: Mapping[str, Course]
-    now_fn: Callable[[], dt.datetime]
-    transport_factory: Callable[[], Transport]
-    limiter: TokenBucket
-    cooldown: dt.timedelta
-    webhook_key: str | None
-
-    def now(self) -> dt.datetime:
-        return self.now_fn().astimezone(dt.UTC)
-
-    def url(self, path: str) -> str:
-        """An absolute link on the site's public base URL."""
-        return self.site.config.site.base_url + path
-
-
-def state_of(request: Request) -> WebState:
-    state: WebState = request.app.state.web
-    return state
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 async def healthz(request: Request) -> Response:
     """200 when the database answers, 503 otherwise: what a load balancer probes."""
     state = state_of(request)
-
-    def probe() -> None:
-        with state.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-
     try:
-        await run_in_threadpool(probe)
+        await run_in_threadpool(ping, state.engine)
     except sa.exc.SQLAlchemyError:
         log.exception("health check: database unreachable")
         return PlainTextResponse("database unreachable\n", status_code=503)
@@ -138,7 +107,8 @@ class RedactTokens(logging.Filter):
 def create_app(
     site: Site,
     *,
-    now_fn: Callable[[], dt.datetime] | None = None,
+    runtime: Runtime | None = None,
+    now_fn: Clock | None = None,
     secret: str | None = None,
     engine: sa.Engine | None = None,
     courses: Mapping[str, Course] | None = None,
@@ -149,27 +119,31 @@ def create_app(
 ) -> Starlette:
     """The ASGI app for ``site``. Every argument but ``site`` has a production default.
 
-    ``secret`` defaults to DRIP_SECRET_KEY (refusing to start without it);
-    ``now_fn`` lets tests move the clock; the webhook key defaults to
-    SENDGRID_WEBHOOK_PUBLIC_KEY (without it the webhook answers 403).
+    ``runtime`` gives the signing key, clock and render cache; without one it is built from
+    ``now_fn`` (tests move the clock) and ``secret`` (default DRIP_SECRET_KEY, refusing to
+    start without it). The webhook key defaults to SENDGRID_WEBHOOK_PUBLIC_KEY (without it
+    the webhook answers 403).
     """
-    from drip.course.compile import load_courses
-    from drip.store.db import open_store
-    from drip.tokens import secret_from_env
-    from drip.transports import get_transport
-    from drip.web import pages, preferences, subscribe, unsubscribe, view, webhooks
-
+    if runtime is None:
+        runtime = Runtime(clock=now_fn or wall_clock, _secret=secret)
+    elif now_fn is not None or secret is not None:
+        raise TypeError("create_app: pass the clock and key in the runtime, not beside it")
+    runtime.secret  # noqa: B018 - refuse to start without a signing key, not at the first link
     state = WebState(
         site=site,
         engine=engine if engine is not None else open_store(site.database_url),
-        secret=secret if secret is not None else secret_from_env(),
+        runtime=runtime,
         courses=courses if courses is not None else load_courses(site),
-        now_fn=now_fn or _utcnow,
         transport_factory=transport_factory or (lambda: get_transport(site)),
         limiter=TokenBucket(rate_limit or RateLimit()),
         cooldown=cooldown,
         webhook_key=webhook_public_key or os.environ.get(WEBHOOK_KEY_ENV) or None,
     )
+    return _assemble(state)
+
+
+def _assemble(state: WebState) -> Starlette:
+    """Every concern's routes, the security headers and the error pages around one state."""
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *subscribe.routes,

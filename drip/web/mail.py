@@ -13,9 +13,9 @@ from drip.render.rendered import RenderedStep
 from drip.render.slots import Compiled
 from drip.tokens import make_token
 from drip.transports.base import OutgoingMessage
-from drip.web.app import WebState
 from drip.web.i18n import strings
 from drip.web.pages import env, text_env
+from drip.web.state import WebState
 
 CONFIRM_STEP = "confirm"
 
@@ -34,9 +34,11 @@ def confirmation_message(
     site = state.site.config
     t = strings(locale)
     course_title = state.courses[course].title
-    confirm_url = state.url("/confirm/" + make_token(state.secret, "confirm", subscriber_id, course, now=now))
+    confirm_url = state.url(
+        "/confirm/" + make_token(state.runtime.secret, "confirm", subscriber_id, course, now=now)
+    )
     unsubscribe_url = state.url(
-        "/unsubscribe/" + make_token(state.secret, "unsubscribe", subscriber_id, course, now=now)
+        "/unsubscribe/" + make_token(state.runtime.secret, "unsubscribe", subscriber_id, course, now=now)
     )
     subject = t["email_subject"].format(course=course_title)
     context = {

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from drip.tokens import BadToken, Scope, TokenData, read_token
-from drip.web.app import WebState, state_of
 from drip.web.i18n import negotiate, strings
+from drip.web.state import WebState, state_of
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def path_token(request: Request, scope: Scope, *, now: dt.datetime) -> TokenData
     """The signed token in the URL checked for ``scope``, or the page saying why it is refused."""
     state = state_of(request)
     try:
-        return read_token(state.secret, request.path_params["token"], scope, now=now)
+        return read_token(state.runtime.secret, request.path_params["token"], scope, now=now)
     except BadToken as exc:
         return bad_token(request, exc)
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import available_timezones
 
-import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -20,10 +19,10 @@ from starlette.routing import Route
 
 from drip.config import LOCALES, check_timezone
 from drip.errors import did_you_mean
-from drip.store.schema import ACTIVE, ENROLLED, PAUSED, enrollments, subscribers
-from drip.store.subscribers import unsubscribe
+from drip.store import subscriptions
+from drip.store.schema import ACTIVE, PAUSED
 from drip.web import pages
-from drip.web.app import WebState, state_of
+from drip.web.state import WebState, state_of
 from drip.web.subscribe import FieldProblem, problem_text
 
 
@@ -56,25 +55,20 @@ class Change:
 
 
 def load(state: WebState, subscriber_id: int) -> Preferences | None:
-    with state.engine.connect() as conn:
-        row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
-        if row is None:
-            return None
-        slugs = conn.execute(
-            sa.select(enrollments.c.course)
-            .where(enrollments.c.subscriber_id == subscriber_id, enrollments.c.state == ENROLLED)
-            .order_by(enrollments.c.started_at)
-        ).scalars()
-        courses = tuple(
-            CourseRef(slug, state.courses[slug].title if slug in state.courses else slug) for slug in slugs
-        )
-    m = row._mapping
+    """What the page shows, the site's zone and language standing in for unset ones."""
+    stored = subscriptions.read_preferences(state.engine, subscriber_id)
+    if stored is None:
+        return None
+    courses = tuple(
+        CourseRef(slug, state.courses[slug].title if slug in state.courses else slug)
+        for slug in stored.courses
+    )
     site = state.site.config.site
     return Preferences(
-        email=m["email"],
-        status=m["status"],
-        timezone=m["timezone"] or site.timezone,
-        locale=m["locale"] or site.locale,
+        email=stored.email,
+        status=stored.status,
+        timezone=stored.timezone or site.timezone,
+        locale=stored.locale or site.locale,
         courses=courses,
     )
 
@@ -102,25 +96,15 @@ def validate(form: FormData, prefs: Preferences) -> Change | list[FieldProblem]:
 
 def apply(state: WebState, subscriber_id: int, change: Change, *, now: dt.datetime) -> None:
     """Write every change in one transaction; courses not kept are left like an unsubscribe link would."""
-    with state.engine.begin() as conn:
-        row = conn.execute(
-            sa.select(subscribers.c.email, subscribers.c.status).where(subscribers.c.id == subscriber_id)
-        ).first()
-        if row is None:
-            return
-        email, current = row
-        values: dict[str, object] = {"timezone": change.timezone, "locale": change.locale, "updated_at": now}
-        # Re-read the status inside the transaction: an unsubscribe may have landed meanwhile.
-        if change.status is not None and current in (ACTIVE, PAUSED):
-            values["status"] = change.status
-        conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id).values(**values))
-        enrolled = conn.execute(
-            sa.select(enrollments.c.course).where(
-                enrollments.c.subscriber_id == subscriber_id, enrollments.c.state == ENROLLED
-            )
-        ).scalars()
-        for course in [c for c in enrolled if c not in change.keep]:
-            unsubscribe(conn, email, course=course, now=now)
+    subscriptions.save_preferences(
+        state.engine,
+        subscriber_id,
+        status=change.status,
+        timezone=change.timezone,
+        locale=change.locale,
+        keep=change.keep,
+        now=now,
+    )
 
 
 def _page(

@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,23 +21,12 @@ from starlette.routing import Route
 
 from drip.config import LOCALES
 from drip.errors import Problem, did_you_mean
-from drip.store.enrollments import enroll
-from drip.store.schema import (
-    ACTIVE,
-    LEFT,
-    PAUSED,
-    PENDING,
-    deliveries,
-    enrollments,
-    subscribers,
-    web_confirmations,
-)
-from drip.store.subscribers import FieldError, get_subscriber, make_profile, store_profile
-from drip.store.suppressions import is_suppressed, lift
+from drip.store import subscriptions
+from drip.store.subscribers import FieldError, make_profile
 from drip.web import pages
-from drip.web.app import WebState, state_of
 from drip.web.i18n import strings
 from drip.web.mail import confirmation_message, send_confirmation
+from drip.web.state import WebState, state_of
 
 log = logging.getLogger(__name__)
 
@@ -121,24 +109,25 @@ def request_confirmation(state: WebState, form: SubscribeForm, *, now: dt.dateti
     Returns whether an email left. A known subscriber's details are not touched
     until the address is confirmed: whoever fills the form may not own it.
     """
-    claimed: tuple[int, str] | None = None
-    for _attempt in range(3):  # two first requests for one address may race on the unique email
-        try:
-            with state.engine.begin() as conn:
-                claimed = _claim_confirmation(conn, state, form, now=now)
-            break
-        except sa.exc.IntegrityError:
-            continue
-    else:
-        raise RuntimeError("could not record the subscription after three attempts")
-    if claimed is None:
+    requested = subscriptions.request_confirmation(
+        state.engine,
+        state.runtime.secret,
+        email=form.email,
+        name=form.name,
+        locale=form.locale,
+        cooldown=state.cooldown,
+        now=now,
+    )
+    if requested.suppressed:
+        # Allowed: only confirming proves the owner wants mail again, and lifts the suppression.
+        log.info("subscribe request for a suppressed address: confirmation only")
+    if not requested.send:
         return False
-    subscriber_id, name = claimed
     message = confirmation_message(
         state,
-        subscriber_id=subscriber_id,
+        subscriber_id=requested.subscriber_id,
         email=form.email,
-        name=name,
+        name=requested.name,
         course=form.course,
         locale=form.locale,
         now=now,
@@ -147,41 +136,9 @@ def request_confirmation(state: WebState, form: SubscribeForm, *, now: dt.dateti
         send_confirmation(state, message, now=now)
     except Exception:
         # Let the visitor try again at once instead of waiting out a cool-down for nothing.
-        with state.engine.begin() as conn:
-            conn.execute(web_confirmations.delete().where(web_confirmations.c.subscriber_id == subscriber_id))
+        subscriptions.forget_confirmation(state.engine, requested.subscriber_id)
         raise
     return True
-
-
-def _claim_confirmation(
-    conn: sa.Connection, state: WebState, form: SubscribeForm, *, now: dt.datetime
-) -> tuple[int, str] | None:
-    """The subscriber id and name to write to, or None inside the cool-down."""
-    existing = get_subscriber(conn, form.email)
-    if existing is None:
-        profile = make_profile(form.email, name=form.name, locale=form.locale)
-        created = store_profile(conn, profile, status=PENDING, now=now)
-        subscriber_id, name = created.id, created.subscriber.name
-    else:
-        subscriber_id, name = existing.id, existing.name
-    if is_suppressed(conn, state.secret, form.email):
-        # Allowed: only confirming proves the owner wants mail again, and lifts the suppression.
-        log.info("subscribe request for a suppressed address: confirmation only")
-    cutoff = now - state.cooldown
-    refreshed = conn.execute(
-        web_confirmations.update()
-        .where(web_confirmations.c.subscriber_id == subscriber_id, web_confirmations.c.sent_at <= cutoff)
-        .values(sent_at=now)
-    ).rowcount
-    if refreshed:
-        return subscriber_id, name
-    recent = conn.execute(
-        sa.select(web_confirmations.c.sent_at).where(web_confirmations.c.subscriber_id == subscriber_id)
-    ).first()
-    if recent is not None:
-        return None
-    conn.execute(web_confirmations.insert().values(subscriber_id=subscriber_id, sent_at=now))
-    return subscriber_id, name
 
 
 async def _read_body(request: Request) -> tuple[dict[str, Any], bool]:
@@ -295,46 +252,15 @@ def confirm_subscription(
     state: WebState, subscriber_id: int, course: str, *, now: dt.datetime
 ) -> Confirmed | None:
     """Activate the subscriber, lift any suppression and enroll; None when they no longer exist."""
-    if course not in state.courses:
+    found = state.courses.get(course)
+    if found is None:
         return None
-    with state.engine.begin() as conn:
-        row = conn.execute(
-            sa.select(subscribers.c.email, subscribers.c.status, subscribers.c.locale).where(
-                subscribers.c.id == subscriber_id
-            )
-        ).first()
-        if row is None:
-            return None
-        email, status, sub_locale = row
-        if status not in (ACTIVE, PAUSED):
-            conn.execute(
-                subscribers.update()
-                .where(subscribers.c.id == subscriber_id)
-                .values(status=ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now)
-            )
-        lift(conn, state.secret, email)
-        _restart_if_left(conn, subscriber_id, course)
-        enroll(conn, subscriber_id, state.courses[course], now=now)
-    return Confirmed(course_title=state.courses[course].title, locale=sub_locale)
-
-
-def _restart_if_left(conn: sa.Connection, subscriber_id: int, course: str) -> None:
-    """A confirmed new request to join a course they once left starts it afresh.
-
-    ``enroll`` keeps a left enrollment as it is (a re-import must not bring anyone
-    back); a confirmed opt-in is the one case where coming back is what was asked.
-    """
-    left = conn.execute(
-        sa.select(enrollments.c.id).where(
-            enrollments.c.subscriber_id == subscriber_id,
-            enrollments.c.course == course,
-            enrollments.c.state == LEFT,
-        )
-    ).scalar_one_or_none()
-    if left is None:
-        return
-    conn.execute(deliveries.delete().where(deliveries.c.enrollment_id == left))
-    conn.execute(enrollments.delete().where(enrollments.c.id == left))
+    contact = subscriptions.confirm_subscription(
+        state.engine, state.runtime.secret, subscriber_id, found, now=now
+    )
+    if contact is None:
+        return None
+    return Confirmed(course_title=found.title, locale=contact.locale)
 
 
 async def confirm(request: Request) -> Response:

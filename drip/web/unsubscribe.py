@@ -11,43 +11,32 @@ import datetime as dt
 import logging
 from typing import Literal
 
-import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from drip.errors import NotFoundError
-from drip.store.schema import subscribers
-from drip.store.subscribers import unsubscribe
+from drip.store import subscriptions
+from drip.store.subscriptions import Contact
 from drip.tokens import make_token
 from drip.web import pages
-from drip.web.app import WebState, state_of
 from drip.web.i18n import strings
+from drip.web.state import WebState, state_of
 
 log = logging.getLogger(__name__)
 
 ONE_CLICK = "One-Click"
 
 
-def leave(
-    state: WebState, subscriber_id: int, course: str | None, *, now: dt.datetime
-) -> tuple[str, str | None] | None:
+def leave(state: WebState, subscriber_id: int, course: str | None, *, now: dt.datetime) -> Contact | None:
     """Unsubscribe from ``course`` (or everything when None); the address and locale, None if erased."""
-    with state.engine.begin() as conn:
-        row = conn.execute(
-            sa.select(subscribers.c.email, subscribers.c.locale).where(subscribers.c.id == subscriber_id)
-        ).first()
-        if row is None:
-            return None
-        email, locale = row
-        try:
-            unsubscribe(conn, email, course=course, now=now)
-        except NotFoundError:
-            # Not (or no longer) in that course: leaving it is already true; stop everything else too
-            # would be more than was asked, so only the course's absence is confirmed.
-            log.info("unsubscribe from a course the subscriber is not in")
-    return email, locale
+    done = subscriptions.leave(state.engine, subscriber_id, course, now=now)
+    if done is None:
+        return None
+    if not done.was_enrolled:
+        # Leaving it is already true; only the course's absence is confirmed, nothing else stops.
+        log.info("unsubscribe from a course the subscriber is not in")
+    return done.contact
 
 
 async def unsubscribe_page(request: Request) -> Response:
@@ -56,30 +45,19 @@ async def unsubscribe_page(request: Request) -> Response:
     data = pages.path_token(request, "unsubscribe", now=state.now())
     if isinstance(data, Response):
         return data
-
-    def lookup() -> tuple[str, str | None] | None:
-        with state.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(subscribers.c.email, subscribers.c.locale).where(
-                    subscribers.c.id == data.subscriber_id
-                )
-            ).first()
-        return (row[0], row[1]) if row is not None else None
-
-    found = await run_in_threadpool(lookup)
+    found = await run_in_threadpool(subscriptions.find_contact, state.engine, data.subscriber_id)
     if found is None:
         return pages.gone(request, pages.page_locale(request, state))
-    email, sub_locale = found
-    locale = pages.page_locale(request, state, sub_locale)
+    locale = pages.page_locale(request, state, found.locale)
     course = state.courses.get(data.course) if data.course else None
-    prefs = make_token(state.secret, "preferences", data.subscriber_id, now=state.now())
+    prefs = make_token(state.runtime.secret, "preferences", data.subscriber_id, now=state.now())
     return pages.render(
         request,
         "unsubscribe.html",
         locale=locale,
         title_key="unsub_title",
         action=request.url.path,
-        email=email,
+        email=found.email,
         course_title=course.title if course else "",
         preferences_url="/preferences/" + prefs,
     )
@@ -101,7 +79,7 @@ async def unsubscribe_post(request: Request) -> Response:
         return PlainTextResponse("unsubscribed\n")
     if done is None:
         return pages.gone(request, pages.page_locale(request, state))
-    locale = pages.page_locale(request, state, done[1])
+    locale = pages.page_locale(request, state, done.locale)
     t = strings(locale)
     title = state.courses[data.course].title if data.course and data.course in state.courses else ""
     text = t["unsub_done_course"].format(course=title) if course else t["unsub_done_all"]

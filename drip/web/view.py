@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -16,25 +15,23 @@ from starlette.routing import Route
 
 from drip.dispatch.personalise import subscriber_values
 from drip.errors import NotFoundError
-from drip.render.steps import RenderCache
-from drip.store.schema import subscribers
+from drip.store.subscribers import SubscriberRow
+from drip.store.subscriptions import find_subscriber
 from drip.tokens import BadToken
 from drip.web import pages
-from drip.web.app import WebState, state_of
-
-_rendered = RenderCache()
+from drip.web.state import WebState, state_of
 
 
 def _values(
-    state: WebState, row: sa.RowMapping, course: str, step: str, *, now: dt.datetime
+    state: WebState, subscriber: SubscriberRow, course: str, step: str, *, now: dt.datetime
 ) -> dict[str, str]:
     return subscriber_values(
         state.site.config.site.base_url,
-        state.secret,
-        subscriber_id=row["id"],
-        name=row["name"] or "",
-        email=row["email"],
-        attributes=row["attributes"] or {},
+        state.runtime.secret,
+        subscriber_id=subscriber.id,
+        name=subscriber.name or "",
+        email=subscriber.email,
+        attributes=subscriber.attributes,
         course=course,
         step=step,
         now=now,
@@ -52,12 +49,11 @@ def render_view(
         step_obj = found.step(step)
     except NotFoundError:
         return None
-    with state.engine.connect() as conn:
-        row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
-    if row is None:
+    subscriber = find_subscriber(state.engine, subscriber_id)
+    if subscriber is None:
         return None
-    rendered = _rendered(state.site, found, step_obj, locale=row._mapping["locale"])
-    _subject, html, _text = rendered.personalise(_values(state, row._mapping, course, step, now=now))
+    rendered = state.runtime.renders(state.site, found, step_obj, locale=subscriber.locale)
+    _subject, html, _text = rendered.personalise(_values(state, subscriber, course, step, now=now))
     return html
 
 

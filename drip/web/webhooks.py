@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sendgrid.helpers.eventwebhook import EventWebhook
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -27,9 +26,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from drip.store import suppressions as suppression
-from drip.store.schema import BOUNCED, COMPLAINED, UNSUBSCRIBED, subscribers, webhook_events
-from drip.store.subscribers import get_subscriber, unsubscribe
-from drip.web.app import WebState, state_of
+from drip.store.schema import BOUNCED, COMPLAINED, UNSUBSCRIBED
+from drip.store.webhook_events import StopEvent, record_stop_events
+from drip.web.state import WebState, state_of
 
 log = logging.getLogger(__name__)
 
@@ -77,47 +76,24 @@ def event_digest(event: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def stop_event(event: object) -> StopEvent | None:
+    """The event as one that stops mail to an address, or None for anything else (ignored)."""
+    if not isinstance(event, dict):
+        return None
+    kind, email = event.get("event"), event.get("email")
+    if not isinstance(kind, str) or kind not in SUPPRESSING:
+        return None
+    if not isinstance(email, str) or not email.strip():
+        return None
+    status, reason = SUPPRESSING[kind]
+    return StopEvent(digest=event_digest(event), kind=kind, email=email, status=status, reason=reason)
+
+
 def apply_events(state: WebState, events: list[Any], *, now: dt.datetime) -> Applied:
     """Apply a verified batch in one transaction; events seen before are skipped."""
-    applied = duplicates = ignored = 0
-    with state.engine.begin() as conn:
-        for event in events:
-            if not isinstance(event, dict):
-                ignored += 1
-                continue
-            kind, email = event.get("event"), event.get("email")
-            if not isinstance(kind, str) or kind not in SUPPRESSING:
-                ignored += 1
-                continue
-            if not isinstance(email, str) or not email.strip():
-                ignored += 1
-                continue
-            digest = event_digest(event)
-            seen = conn.execute(
-                sa.select(webhook_events.c.digest).where(webhook_events.c.digest == digest)
-            ).first()
-            if seen is not None:
-                duplicates += 1
-                continue
-            conn.execute(webhook_events.insert().values(digest=digest, event=kind, received_at=now))
-            _suppress(conn, state, email, kind, now=now)
-            applied += 1
-    return Applied(applied, duplicates, ignored)
-
-
-def _suppress(conn: sa.Connection, state: WebState, email: str, kind: str, *, now: dt.datetime) -> None:
-    status, reason = SUPPRESSING[kind]
-    subscriber = get_subscriber(conn, email)
-    if subscriber is not None:
-        unsubscribe(conn, subscriber.email, now=now)  # cancels pending deliveries, leased or not
-        if status != UNSUBSCRIBED:
-            conn.execute(
-                subscribers.update()
-                .where(subscribers.c.id == subscriber.id)
-                .values(status=status, updated_at=now)
-            )
-        email = subscriber.email
-    suppression.suppress(conn, state.secret, email, reason, now=now)
+    stops = [found for found in map(stop_event, events) if found is not None]
+    recorded = record_stop_events(state.engine, state.runtime.secret, stops, now=now)
+    return Applied(recorded.applied, recorded.duplicates, len(events) - len(stops))
 
 
 async def sendgrid_events(request: Request) -> Response:
@@ -140,11 +116,7 @@ async def sendgrid_events(request: Request) -> Response:
         return JSONResponse({"error": "body is not JSON"}, status_code=400)
     if not isinstance(events, list):
         return JSONResponse({"error": "expected a JSON array of events"}, status_code=400)
-    try:
-        result = await run_in_threadpool(apply_events, state, events, now=now)
-    except sa.exc.IntegrityError:
-        # The same batch delivered twice at once: the other request applied it; read it as duplicates.
-        result = await run_in_threadpool(apply_events, state, events, now=now)
+    result = await run_in_threadpool(apply_events, state, events, now=now)
     log.info(
         "SendGrid webhook: %d applied, %d duplicates, %d ignored",
         result.applied,
