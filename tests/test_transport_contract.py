@@ -114,7 +114,7 @@ class OutboxHarness:
 
     transport: OutboxTransport
     refusal: str = "invalid recipient address"
-    yaml: str = "transport: {backend: outbox}\n"
+    yaml: str = ""  # the default, in the site's outbox/ folder
     env: dict[str, str | None] = field(default_factory=dict)
 
     def arrived(self, transport: Transport) -> list[Arrived]:
