@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,6 +15,8 @@ from drip.inputs.yamlfile import load_yaml_file, validate
 
 CONFIG_FILE = "drip.yaml"
 LOCALES = ("fr", "en")
+Backend = Literal["outbox", "smtp", "sendgrid", "memory"]
+BACKENDS: tuple[str, ...] = get_args(Backend)  # drip.transports.BACKENDS maps each to its module
 
 
 class _Strict(BaseModel):
@@ -95,9 +97,21 @@ class SendgridSection(_Strict):
 
 
 class TransportSection(_Strict):
-    backend: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    backend: Backend = "outbox"
     smtp: SmtpSection = Field(default_factory=SmtpSection)
     sendgrid: SendgridSection = Field(default_factory=SendgridSection)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend(cls, v: object) -> object:
+        """A mistyped name gets the closest backend as a hint; other types are left to the Literal."""
+        if isinstance(v, str) and v not in BACKENDS:
+            hint = did_you_mean(v, BACKENDS)
+            raise ValueError(
+                f"unknown transport backend {v!r}, expected one of {', '.join(BACKENDS)}"
+                + (f" ({hint})" if hint else "")
+            )
+        return v
 
 
 class DispatchSection(_Strict):

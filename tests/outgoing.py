@@ -1,13 +1,19 @@
 """Deliveries for transport tests and benchmarks, built the way dispatch builds them.
 
 The RenderedStep comes from ``drip.render.slots.split`` over small French HTML
-and text holding slot markers, like the renderer's compiled output.
+and text holding slot markers, like the renderer's compiled output. :func:`parse`
+reads a message back as a recipient's mail program would.
 """
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default as default_policy
 
 from drip.render.rendered import RenderedStep
 from drip.render.slots import Slot, marker, split
@@ -74,3 +80,19 @@ def outgoing(
         message_id_domain="cto.example.org",
         headers=dict(headers or {}),
     )
+
+
+def parse(data: bytes) -> EmailMessage:
+    """An RFC 5322 message as received: CRLF line endings only, and no defect the stdlib finds."""
+    assert re.search(rb"(?<!\r)\n|\r(?!\n)", data) is None, "bare LF or CR"
+    msg = BytesParser(policy=default_policy).parsebytes(data)
+    assert not msg.defects
+    return msg
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 with nobody listening: connecting to it is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port

@@ -4,14 +4,16 @@ Every request body the official client sends is validated with jsonschema
 against ``components.requestBodies.PostMailSend`` of SendGrid's OpenAPI 3.1
 description (tests/sendgrid_openapi/tsg_mail_v3.json, with its MIT licence; JSON Schema 2020-12, $refs
 resolved within the document). Replies are 202 with an X-Message-Id, unless a
-test queued another one (400, 429 with Retry-After, 500…) or named addresses to
-refuse the way SendGrid does (400 with the personalization's field path).
-Every request is recorded for assertions.
+test queued another one (400, 429 with Retry-After, 500…), set one for every
+request (``down``, an outage), or named addresses to refuse the way SendGrid does
+(400 with the personalization's field path). Every request is recorded for
+assertions; :func:`deliver` tells what SendGrid makes of one personalization.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -70,6 +72,23 @@ def schema_errors(body: Any) -> list[str]:
     return sorted(errors)
 
 
+def deliver(body: dict[str, Any], p: dict[str, Any]) -> tuple[str, str, str]:
+    """What SendGrid makes of one personalization: each tag replaced, in one pass, in subject and content.
+
+    Subject, text and HTML, in that order.
+    """
+    subs: dict[str, str] = p.get("substitutions", {})
+
+    def fill(text: str) -> str:
+        if not subs:
+            return text
+        pattern = "|".join(re.escape(k) for k in sorted(subs, key=len, reverse=True))
+        return re.sub(pattern, lambda m: subs[m.group(0)], text)
+
+    content = {c["type"]: c["value"] for c in body["content"]}
+    return fill(body["subject"]), fill(content["text/plain"]), fill(content["text/html"])
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int
@@ -92,6 +111,7 @@ class SendgridServer:
         self.requests: list[Recorded] = []
         self.replies: deque[Reply] = deque()  # answered first, one per request
         self.refuse: set[str] = set()  # addresses answered with SendGrid's 400 for an invalid address
+        self.down: Reply | None = None  # the answer to every request while set (503: an outage)
         self.lock = threading.Lock()
         self.url = ""
 
@@ -115,7 +135,7 @@ class SendgridServer:
             reply = Reply(400, body={"errors": [{"message": e, "field": None} for e in errors]})
             return self._record(headers, body, errors, reply)
         with self.lock:
-            queued = self.replies.popleft() if self.replies else None
+            queued = self.replies.popleft() if self.replies else self.down
         if queued is not None:
             return self._record(headers, body, [], queued)
         refused = [
@@ -142,6 +162,7 @@ class SendgridServer:
                 self.answer_first
                 and not self.validate
                 and not self.replies
+                and self.down is None
                 and not self.refuse
                 and headers.get("Authorization") == f"Bearer {API_KEY}"
             )

@@ -1,8 +1,8 @@
 """A real SMTP server (aiosmtpd) on 127.0.0.1 for tests and benchmarks.
 
 It records every accepted message with the number of the connection that
-carried it, can refuse chosen recipients with any reply (550, 451…), and can
-hang up on a client, as servers do with idle connections.
+carried it, can refuse chosen recipients or every sender with any reply (550,
+451…), and can hang up on a client, as servers do with idle connections.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class Handler:
         self.connections = 0
         self.reject: dict[str, str] = {}  # recipient → full reply, e.g. "550 5.1.1 no such user"
         self.hang_up_on_mail = 0  # hang up (no reply) on this many next MAIL commands
+        self.refuse_mail: str | None = None  # a reply to every MAIL command, e.g. "451 4.3.0 try later"
         self.data_delay = 0.0  # seconds before answering DATA, like a provider under load
         self.live: list[SMTP] = []
         self.lock = threading.Lock()
@@ -69,6 +70,8 @@ class Handler:
             assert server.transport is not None
             server.transport.abort()
             return "421 4.4.2 closing"  # never reaches the client: the socket is gone
+        if self.refuse_mail is not None:
+            return self.refuse_mail
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"

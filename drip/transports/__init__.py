@@ -1,4 +1,4 @@
-"""Transports: outbox (default), smtp, sendgrid — one module each behind one interface.
+"""Transports: outbox (default), smtp, sendgrid, memory — one module each behind one interface.
 
 Each provider module exposes ``from_site(site) -> Transport``. Modules are
 imported only when chosen, so a site using the outbox never loads the SendGrid
@@ -20,6 +20,7 @@ BACKENDS: dict[str, str] = {
     "outbox": "drip.transports.outbox",
     "smtp": "drip.transports.smtp",
     "sendgrid": "drip.transports.sendgrid",
+    "memory": "drip.transports.memory",
 }
 
 

@@ -64,6 +64,15 @@ class Transport(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
     def send_batch(
         self, messages: Sequence[OutgoingMessage], *, now: datetime | None = None
     ) -> list[SendResult]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import binascii
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.charset import Charset
@@ -21,9 +21,9 @@ from email.header import Header
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
 
-from drip.errors import PermanentTransportError
+from drip.errors import PermanentTransportError, TransportError
 from drip.render.slots import Compiled
-from drip.transports.base import OutgoingMessage, send_time
+from drip.transports.base import OutgoingMessage, SendResult, send_time
 
 CRLF = "\r\n"
 MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD; 998 is the hard limit
@@ -278,3 +278,25 @@ def build_message(msg: OutgoingMessage, *, now: datetime) -> Built:
     html_body = qp_compiled(step.html, msg.values, escape=True)
     data = b"".join((head, text_body, middle, html_body, tail))
     return Built(message_id=mid, data=data)
+
+
+def send_each(
+    messages: Sequence[OutgoingMessage],
+    now: datetime | None,
+    send: Callable[[OutgoingMessage, Built], SendResult],
+) -> list[SendResult]:
+    """One result per message, in order: each built and handed to ``send``.
+
+    What the transports that carry RFC 5322 bytes share: a delivery that cannot be
+    written safely fails alone, and never reaches ``send``.
+    """
+    date = send_time(now)
+    results: list[SendResult] = []
+    for msg in messages:
+        try:
+            built = build_message(msg, now=date)
+        except TransportError as exc:
+            results.append(SendResult(msg.delivery_id, error=exc))
+        else:
+            results.append(send(msg, built))
+    return results

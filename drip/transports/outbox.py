@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 
 from drip.config import Site
-from drip.errors import ConfigError, Problem, TransientTransportError, TransportError
+from drip.errors import ConfigError, Problem, TransientTransportError
 from drip.transports.base import OutgoingMessage, SendResult, TransportBase, send_time
-from drip.transports.message import build_message
+from drip.transports.message import Built, send_each
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -67,19 +67,15 @@ class OutboxTransport(TransportBase):
         except OSError as exc:
             error = TransientTransportError(f"cannot create the outbox {self.directory}: {exc}")
             return [SendResult(msg.delivery_id, error=error) for msg in messages]
-        results: list[SendResult] = []
-        for msg in messages:
-            try:
-                built = build_message(msg, now=date)
-                write_atomic(self.path_for(msg.delivery_id), built.data)
-            except TransportError as exc:
-                results.append(SendResult(msg.delivery_id, error=exc))
-            except OSError as exc:  # disk full, permissions: worth another try later
-                error = TransientTransportError(f"cannot write to the outbox {self.directory}: {exc}")
-                results.append(SendResult(msg.delivery_id, error=error))
-            else:
-                results.append(SendResult(msg.delivery_id, provider_id=built.message_id))
-        return results
+        return send_each(messages, date, self._write)
+
+    def _write(self, msg: OutgoingMessage, built: Built) -> SendResult:
+        try:
+            write_atomic(self.path_for(msg.delivery_id), built.data)
+        except OSError as exc:  # disk full, permissions: worth another try later
+            error = TransientTransportError(f"cannot write to the outbox {self.directory}: {exc}")
+            return SendResult(msg.delivery_id, error=error)
+        return SendResult(msg.delivery_id, provider_id=built.message_id)
 
 
 def from_site(site: Site) -> OutboxTransport:

@@ -24,8 +24,8 @@ from drip.errors import (
     TransientTransportError,
     TransportError,
 )
-from drip.transports.base import OutgoingMessage, SendResult, TransportBase, send_time
-from drip.transports.message import Built, build_message
+from drip.transports.base import OutgoingMessage, SendResult, TransportBase
+from drip.transports.message import Built, send_each
 
 
 def reply_error(code: int, text: bytes | str, what: str) -> TransportError:
@@ -130,24 +130,17 @@ class SmtpTransport(TransportBase):
     def send_batch(
         self, messages: Sequence[OutgoingMessage], *, now: datetime | None = None
     ) -> list[SendResult]:
-        date = send_time(now)
-        results: list[SendResult] = []
-        unreachable: TransportError | None = None  # once connecting fails, the rest of the batch waits
-        for msg in messages:
-            try:
-                built = build_message(msg, now=date)
-            except TransportError as exc:
-                results.append(SendResult(msg.delivery_id, error=exc))
-                continue
-            if unreachable is not None:
-                results.append(SendResult(msg.delivery_id, error=unreachable))
-                continue
-            try:
-                results.append(self._send_one(msg, built))
-            except (smtplib.SMTPException, OSError) as exc:
-                unreachable = connection_error(exc, self.where)
-                results.append(SendResult(msg.delivery_id, error=unreachable))
-        return results
+        unreachable: list[TransportError] = []  # once connecting fails, the rest of the batch waits
+
+        def send(msg: OutgoingMessage, built: Built) -> SendResult:
+            if not unreachable:
+                try:
+                    return self._send_one(msg, built)
+                except (smtplib.SMTPException, OSError) as exc:
+                    unreachable.append(connection_error(exc, self.where))
+            return SendResult(msg.delivery_id, error=unreachable[0])
+
+        return send_each(messages, now, send)
 
     def _send_one(self, msg: OutgoingMessage, built: Built) -> SendResult:
         """Send one message; connection failures propagate, message failures become its result."""
