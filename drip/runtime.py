@@ -72,14 +72,21 @@ class Runtime:
     @property
     def secret(self) -> str:
         """DRIP_SECRET_KEY; the public demo key only where ``demo_key`` allows it, with one warning."""
+        key = self.quiet_secret
+        if key == DEMO_SECRET and not self._warned_demo:
+            self._warned_demo = True
+            log.warning("%s is not set: links are signed with the public demo key", SECRET_ENV)
+        return key
+
+    @property
+    def quiet_secret(self) -> str:
+        """The same key under the same rule, without the demo key's warning: for keyed hashes
+        (the suppression list signs no link), or where the caller says it louder (``drip serve --demo``)."""
         if self._secret is None:
             value = self.environ.get(SECRET_ENV, "")
             if value:
                 self._secret = check_secret(value)
             elif self.demo_key:
-                if not self._warned_demo:
-                    self._warned_demo = True
-                    log.warning("%s is not set: links are signed with the public demo key", SECRET_ENV)
                 self._secret = DEMO_SECRET
             else:
                 raise MissingSecret(
@@ -90,7 +97,7 @@ class Runtime:
 
     @property
     def uses_demo_key(self) -> bool:
-        return self.secret == DEMO_SECRET
+        return self.quiet_secret == DEMO_SECRET
 
     @cached_property
     def console(self) -> Console:

@@ -3,7 +3,7 @@
 A token is an HMAC-signed (itsdangerous, SHA-256) payload naming one subscriber,
 optionally one course, and one *scope*: the scope is mixed into the signing salt,
 so a confirm token can never unsubscribe anyone and the reverse. The key comes only
-from the environment (``DRIP_SECRET_KEY``).
+from the environment (``DRIP_SECRET_KEY``), read by :class:`drip.runtime.Runtime`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
-
-from itsdangerous import BadData, URLSafeSerializer
+from typing import TYPE_CHECKING, Literal
 
 from drip.errors import DripError
+
+if TYPE_CHECKING:
+    from itsdangerous import URLSafeSerializer
 
 Scope = Literal["confirm", "unsubscribe", "preferences", "view"]
 SCOPES: tuple[Scope, ...] = ("confirm", "unsubscribe", "preferences", "view")
@@ -76,6 +77,9 @@ def secret_from_env(*, demo: bool = False) -> str:
 
 @lru_cache(maxsize=64)
 def _serializer(secret: str, scope: Scope) -> URLSafeSerializer:
+    # Imported here: the key's rules (and `drip --help`) need no signing code.
+    from itsdangerous import URLSafeSerializer
+
     return URLSafeSerializer(secret, salt=f"drip.{scope}", signer_kwargs={"digest_method": hashlib.sha256})
 
 
@@ -95,6 +99,8 @@ def make_token(
 
 def read_token(secret: str, token: str, scope: Scope, *, now: dt.datetime) -> TokenData:
     """Verify a token for ``scope``; raise :class:`BadToken` saying why it is refused."""
+    from itsdangerous import BadData
+
     try:
         payload = _serializer(secret, scope).loads(token)
     except BadData:

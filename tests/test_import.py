@@ -16,6 +16,7 @@ from drip.config import load_site
 from drip.course.compile import compile_course
 from drip.course.models import Course
 from drip.errors import InputError
+from drip.runtime import Runtime
 from drip.store.importer import import_csv, read_csv
 from drip.store.schema import deliveries, enrollments, metadata, subscribers
 from drip.store.subscribers import (
@@ -31,6 +32,11 @@ from drip.tokens import MissingSecret
 
 CSV = Path(__file__).parent / "fixtures" / "csv"
 NOW = dt.datetime(2026, 12, 1, 7, 0, tzinfo=dt.UTC)
+
+
+def env_secret() -> str:
+    """The key as a command finds it, read when the suppression list first needs it."""
+    return Runtime().secret
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +74,7 @@ def test_every_bad_row_is_reported_with_its_line_and_nothing_is_written(
 ) -> None:
     before = snapshot(engine)
     with pytest.raises(InputError) as caught, engine.begin() as conn:
-        import_csv(conn, CSV / "bad_rows.csv", course, now=NOW)
+        import_csv(conn, CSV / "bad_rows.csv", course, now=NOW, secret=env_secret)
     assert [str(p).removeprefix(str(CSV) + "/") for p in caught.value.problems] == BAD_ROWS
     assert all(p.file == CSV / "bad_rows.csv" for p in caught.value.problems)
     assert snapshot(engine) == before
@@ -76,7 +82,7 @@ def test_every_bad_row_is_reported_with_its_line_and_nothing_is_written(
 
 def test_skip_invalid_imports_the_valid_rows_and_reports_the_rest(engine: sa.Engine, course: Course) -> None:
     with engine.begin() as conn:
-        report = import_csv(conn, CSV / "bad_rows.csv", course, skip_invalid=True, now=NOW)
+        report = import_csv(conn, CSV / "bad_rows.csv", course, skip_invalid=True, now=NOW, secret=env_secret)
     assert [str(p).removeprefix(str(CSV) + "/") for p in report.skipped] == BAD_ROWS
     assert (report.created, report.enrolled, report.no_zone) == (2, 2, 1)
     assert [str(w).removeprefix(str(CSV) + "/") for w in report.warnings] == [
@@ -93,10 +99,12 @@ def test_skip_invalid_imports_the_valid_rows_and_reports_the_rest(engine: sa.Eng
 
 def test_importing_the_same_file_twice_changes_nothing(engine: sa.Engine, course: Course) -> None:
     with engine.begin() as conn:
-        first = import_csv(conn, CSV / "valid.csv", course, now=NOW)
+        first = import_csv(conn, CSV / "valid.csv", course, now=NOW, secret=env_secret)
     after_first = snapshot(engine)
     with engine.begin() as conn:
-        second = import_csv(conn, CSV / "valid.csv", course, now=NOW + dt.timedelta(days=2))
+        second = import_csv(
+            conn, CSV / "valid.csv", course, now=NOW + dt.timedelta(days=2), secret=env_secret
+        )
     assert (first.created, first.enrolled) == (3, 3)
     assert (second.created, second.updated, second.unchanged, second.enrolled, second.already_enrolled) == (
         0,
@@ -119,14 +127,14 @@ def test_a_reimport_updates_changed_fields_without_re_enrolling(
     engine: sa.Engine, course: Course, tmp_path: Path
 ) -> None:
     with engine.begin() as conn:
-        import_csv(conn, CSV / "valid.csv", course, now=NOW)
+        import_csv(conn, CSV / "valid.csv", course, now=NOW, secret=env_secret)
     edited = tmp_path / "valid.csv"
     edited.write_text(
         (CSV / "valid.csv").read_text(encoding="utf-8").replace("Initech,Lead dev", "Initech,CTO"),
         encoding="utf-8",
     )
     with engine.begin() as conn:
-        report = import_csv(conn, edited, course, now=NOW + dt.timedelta(days=1))
+        report = import_csv(conn, edited, course, now=NOW + dt.timedelta(days=1), secret=env_secret)
     assert (report.updated, report.unchanged, report.enrolled) == (1, 2, 0)
     assert count(engine, deliveries) == 3 * len(course.steps)
     with engine.connect() as conn:
@@ -136,11 +144,11 @@ def test_a_reimport_updates_changed_fields_without_re_enrolling(
 
 def test_a_reimport_does_not_bring_back_someone_who_unsubscribed(engine: sa.Engine, course: Course) -> None:
     with engine.begin() as conn:
-        import_csv(conn, CSV / "valid.csv", course, now=NOW)
+        import_csv(conn, CSV / "valid.csv", course, now=NOW, secret=env_secret)
         unsubscribe(conn, "sam@example.org", now=NOW)
     other = Course(**{**course.__dict__, "slug": "autre"})
     with engine.begin() as conn:
-        report = import_csv(conn, CSV / "valid.csv", other, now=NOW)
+        report = import_csv(conn, CSV / "valid.csv", other, now=NOW, secret=env_secret)
     assert report.enrolled == 2
     assert [str(w).removeprefix(str(CSV) + "/") for w in report.warnings] == [
         "valid.csv:4: email: sam@example.org is unsubscribed: not enrolled in 'autre'"
@@ -159,7 +167,7 @@ def test_formula_cells_are_stored_as_text_and_neutralised_on_export(
     engine: sa.Engine, course: Course
 ) -> None:
     with engine.begin() as conn:
-        import_csv(conn, CSV / "formulas.csv", course, skip_invalid=False, now=NOW)
+        import_csv(conn, CSV / "formulas.csv", course, skip_invalid=False, now=NOW, secret=env_secret)
     with engine.connect() as conn:
         first = get_subscriber(conn, "=1+1@example.org")
         lea = get_subscriber(conn, "lea@example.org")
@@ -230,10 +238,16 @@ def test_file_level_problems_are_located(
 
 def test_an_import_with_problems_leaves_enrollments_untouched_too(engine: sa.Engine, course: Course) -> None:
     with engine.begin() as conn:
-        import_csv(conn, CSV / "valid.csv", course, now=NOW)
+        import_csv(conn, CSV / "valid.csv", course, now=NOW, secret=env_secret)
     before = snapshot(engine)
     with pytest.raises(InputError), engine.begin() as conn:
-        import_csv(conn, CSV / "bad_rows.csv", Course(**{**course.__dict__, "slug": "autre"}), now=NOW)
+        import_csv(
+            conn,
+            CSV / "bad_rows.csv",
+            Course(**{**course.__dict__, "slug": "autre"}),
+            now=NOW,
+            secret=env_secret,
+        )
     assert snapshot(engine) == before
     assert count(engine, enrollments) == 3
 
@@ -249,14 +263,14 @@ def test_a_file_larger_than_one_batch_is_imported_whole(
         encoding="utf-8",
     )
     with engine.begin() as conn:  # one of them is already there, in another zone
-        import_csv(conn, CSV / "valid.csv", course, now=NOW)
+        import_csv(conn, CSV / "valid.csv", course, now=NOW, secret=env_secret)
         conn.execute(
             subscribers.update()
             .where(subscribers.c.email == "sam@example.org")
             .values(email="u7@example.org")
         )
     with engine.begin() as conn:
-        report = import_csv(conn, path, course, now=NOW)
+        report = import_csv(conn, path, course, now=NOW, secret=env_secret)
     assert (report.created, report.updated, report.enrolled, report.already_enrolled) == (
         size - 1,
         1,
@@ -297,7 +311,7 @@ def test_suppressed_addresses_are_left_out_and_not_stored_again(
     monkeypatch.setenv("DRIP_SECRET_KEY", KEY)
     with engine.begin() as conn:
         suppress(conn, KEY, "claire@exemple.fr", ERASED, now=NOW)
-        report = import_csv(conn, CSV / "valid.csv", course, now=NOW)
+        report = import_csv(conn, CSV / "valid.csv", course, now=NOW, secret=env_secret)
     assert (report.created, report.enrolled, report.suppressed) == (2, 2, 1)
     assert [str(w).removeprefix(str(CSV) + "/") for w in report.warnings] == [
         "valid.csv:3: email: claire@exemple.fr is on the suppression list (erased): not imported; "
@@ -315,7 +329,7 @@ def test_a_suppression_list_cannot_be_checked_without_its_key(
     before = snapshot(engine)
     monkeypatch.delenv("DRIP_SECRET_KEY", raising=False)
     with pytest.raises(MissingSecret, match="DRIP_SECRET_KEY is not set"), engine.begin() as conn:
-        import_csv(conn, CSV / "valid.csv", course, now=NOW)
+        import_csv(conn, CSV / "valid.csv", course, now=NOW, secret=env_secret)
     assert snapshot(engine) == before
 
 
@@ -324,4 +338,4 @@ def test_an_empty_suppression_list_needs_no_key(
 ) -> None:
     monkeypatch.delenv("DRIP_SECRET_KEY", raising=False)
     with engine.begin() as conn:
-        assert import_csv(conn, CSV / "valid.csv", course, now=NOW).created == 3
+        assert import_csv(conn, CSV / "valid.csv", course, now=NOW, secret=env_secret).created == 3

@@ -2,45 +2,69 @@
 
 Input mistakes are :class:`~drip.errors.InputError`: printed as located problems,
 exit status 1, never a traceback.
+
+``drip --help`` must start fast: this module and the command modules import click
+alone at the top; the database, templates and web server are imported by the
+commands that use them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import sqlalchemy as sa
-from rich.console import Console
 
-from drip.config import Site, load_site
 from drip.errors import DripError, InputError, Problem
-from drip.store.db import open_store
+from drip.runtime import Runtime, frozen_clock
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from drip.config import Site
 
 
 class Context:
-    """What every command gets: the site folder, loaded on first use."""
+    """What every command gets: the site folder, loaded on first use, and this invocation's runtime."""
 
-    def __init__(self, site_dir: Path) -> None:
+    def __init__(self, site_dir: Path, environ: Mapping[str, str] | None = None) -> None:
         self.site_dir = site_dir
+        self.runtime = Runtime(environ=os.environ if environ is None else environ)
         self._site: Site | None = None
 
     @property
     def site(self) -> Site:
         if self._site is None:
+            from drip.config import load_site
+
             self._site = load_site(self.site_dir)
+            # The outbox on a laptop may sign with the public demo key; `drip serve` decides for itself.
+            self.runtime.demo_key = self._site.config.transport.backend == "outbox"
         return self._site
+
+    def key(self) -> str:
+        """The key of the suppression list's hashes, under this site's rule for the demo key."""
+        self.site  # noqa: B018  (the site's transport says whether the demo key may stand in)
+        return self.runtime.quiet_secret
+
+    def at(self, value: str | None, option: str = "--now") -> dt.datetime:
+        """``--now`` parsed; a moment given on the command line also stops this runtime's clock there."""
+        moment = parse_now(value, option, clock=self.runtime.clock)
+        if value is not None and option == "--now":
+            self.runtime.clock = frozen_clock(moment)
+        return moment
 
     @contextmanager
     def store(self) -> Iterator[sa.Engine]:
         """The site's store, schema checked; its connections are closed when the command is done."""
+        from drip.store.db import open_store
+
         engine = open_store(self.site.database_url)
         try:
             yield engine
@@ -48,10 +72,12 @@ class Context:
             engine.dispose()
 
 
-def parse_now(value: str | None, option: str = "--now") -> dt.datetime:
+def parse_now(
+    value: str | None, option: str = "--now", *, clock: Callable[[], dt.datetime] | None = None
+) -> dt.datetime:
     """``--now`` (or another ``option``) as an aware UTC datetime; ISO 8601, naive values are UTC."""
     if value is None:
-        return dt.datetime.now(dt.UTC)
+        return clock() if clock is not None else dt.datetime.now(dt.UTC)
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -84,11 +110,11 @@ def shown(problem: Problem) -> str:
     return str(problem)
 
 
-def report_input_error(exc: InputError) -> None:
+def report_input_error(runtime: Runtime, exc: InputError) -> None:
     count = len(exc.problems)
-    err_console.print(f"[bold red]{count} error{'s' if count != 1 else ''}:[/]")
+    runtime.err_console.print(f"[bold red]{count} error{'s' if count != 1 else ''}:[/]")
     for problem in exc.problems:
-        err_console.print(f"  {shown(problem)}", markup=False)
+        runtime.err_console.print(f"  {shown(problem)}", markup=False)
 
 
 class DripGroup(click.Group):
@@ -98,11 +124,16 @@ class DripGroup(click.Group):
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            report_input_error(exc)
+            report_input_error(_runtime(ctx), exc)
             sys.exit(1)
         except DripError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+            _runtime(ctx).err_console.print(f"[bold red]error:[/] {exc}", markup=True)
             sys.exit(1)
+
+
+def _runtime(ctx: click.Context) -> Runtime:
+    """The invocation's runtime; a fresh one when the error came before the group made it."""
+    return ctx.obj.runtime if isinstance(ctx.obj, Context) else Runtime()
 
 
 @click.group(cls=DripGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from drip.cli import Context, cli, now_option, parse_now, shown
-from drip.config import check_timezone
-from drip.course.compile import compile_course
-from drip.errors import InputError
-from drip.preview.checks import check_site
-from drip.preview.emails import FORMATS, email_bytes, preview_course, write_course
-from drip.preview.timeline import TimelineRow, course_timeline, course_zone
-from drip.render.steps import sample_values
+from drip.cli import Context, cli, now_option, shown
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from drip.preview.timeline import TimelineRow
 
 DEFAULT_PORT = 8001
-PIPE_WIDTH = 1000  # wide enough for any row: a table is only as wide as its content
-
-
-def _console() -> Console:
-    """Rich output on stdout; when piped, rows stay on one line so other tools can read them."""
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=PIPE_WIDTH)
-    return console
+# drip.preview.emails.FORMATS, spelt out so `drip --help` renders nothing (a test checks they match).
+FORMATS = ("html", "text", "mjml", "eml")
 
 
 @cli.command()
@@ -61,8 +50,13 @@ def check(obj: Context, strict: bool) -> None:
     for links) and suggests the closest known name. Exit status 1 with every error
     at once; 0 with a one-line summary when there is none.
     """
+    from rich.text import Text
+
+    from drip.errors import InputError
+    from drip.preview.checks import check_site
+
     report = check_site(obj.site, strict=strict)
-    console = _console()
+    console = obj.runtime.console
     for warning in report.warnings:
         console.print(Text.assemble(("warning: ", "yellow"), shown(warning)), soft_wrap=True)
     if not report.ok:
@@ -71,6 +65,8 @@ def check(obj: Context, strict: bool) -> None:
 
 
 def _timeline_table(title: str, rows: list[TimelineRow]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("Step", overflow="fold")
@@ -93,6 +89,8 @@ def _timeline_table(title: str, rows: list[TimelineRow]) -> Table:
 def _zone_option(value: str | None) -> str | None:
     if value is None:
         return None
+    from drip.config import check_timezone
+
     try:
         return check_timezone(value)
     except ValueError as exc:
@@ -161,8 +159,12 @@ def preview(
     --out: every email written to a folder. With --serve: a local web page (COURSE
     is optional there). Nothing is sent and nothing is stored.
     """
+    from drip.course.compile import compile_course
+    from drip.preview.emails import email_bytes, preview_course, write_course
+    from drip.render.steps import sample_values
+
     site = obj.site
-    start = parse_now(now)
+    start = obj.at(now)
     zone_name = _zone_option(tz_name)
     if fmt is not None and step_ref is None:
         raise click.UsageError("--format needs --step (or use --out to write every email)")
@@ -183,12 +185,14 @@ def preview(
         written = write_course(site, course, out_dir, values, now=start)
         click.echo(f"{len(written)} files written to {out_dir}")
         return
+    from drip.preview.timeline import course_timeline, course_zone
+
     rendered, _ = preview_course(site, course, values)
     zone = course_zone(course, zone_name)
     rows = course_timeline(course, rendered, values, now=start, tz=zone)
     local = start.astimezone(zone)
     title = f"{course.title} — subscribing {local:%a %Y-%m-%d %H:%M} ({zone})"
-    _console().print(_timeline_table(title, rows))
+    obj.runtime.console.print(_timeline_table(title, rows))
 
 
 def _serve(
@@ -202,6 +206,7 @@ def _serve(
     import uvicorn
 
     from drip.cli.web import listen
+    from drip.course.compile import compile_course
     from drip.preview.server import create_app
 
     site = obj.site

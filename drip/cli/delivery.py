@@ -10,46 +10,24 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import signal
-import threading
-from collections import defaultdict
 from collections.abc import Mapping
-from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
-import sqlalchemy as sa
-from rich.console import Console
-from rich.table import Table
 
-from drip.cli import Context, cli, now_option, parse_now, plural
-from drip.config import Site
-from drip.course.compile import compile_course, course_slugs, load_courses
-from drip.course.models import Course
-from drip.dispatch.batch import DispatchReport
-from drip.dispatch.worker import (
-    apply_course_changes,
-    default_worker_name,
-    drain,
-    frozen_clock,
-    run_forever,
-    wall_clock,
-)
-from drip.errors import InputError
-from drip.store.claims import in_flight, waiting
-from drip.store.course_edits import Plan, apply, fingerprint, plan
-from drip.store.schema import (
-    CANCELLED,
-    DUE,
-    FAILED,
-    SENT,
-    SKIPPED,
-    course_versions,
-    deliveries,
-    enrollments,
-)
-from drip.transports import get_transport
+from drip.cli import Context, cli, now_option, plural
 
-out = Console(highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from rich.console import Console
+    from rich.table import Table
+
+    from drip.config import Site
+    from drip.course.models import Course
+    from drip.dispatch.batch import DispatchReport
+    from drip.store.course_edits import Plan
+    from drip.store.status import CourseFigures
+    from drip.transports.base import Transport
 
 _STEP = re.compile(r"(\d+)\s*([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -91,6 +69,31 @@ def _summary(report: DispatchReport) -> str:
     return ", ".join(parts) + reasons
 
 
+def _configure_logging(*, worker: bool) -> None:
+    """A worker logs what it does; a one-off or simulated run prints its own summary."""
+    level = logging.INFO if worker else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _run_window(
+    obj: Context, once: bool, now: str | None, until: str | None, step: str
+) -> tuple[dt.datetime, dt.datetime | None, dt.timedelta]:
+    """Start, end and step of the run, every option checked before the store is opened: a typo changes nothing."""
+    if now is not None and not (once or until):
+        raise click.UsageError("--now needs --once or --until: a long-running worker follows the real clock")
+    source = click.get_current_context().get_parameter_source("step")
+    if until is None and source is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--step needs --until: it is the step of a simulated clock")
+    start = obj.at(now)
+    end = obj.at(until, "--until") if until is not None else None
+    delta = parse_step(step)
+    if end is not None and end < start:
+        raise click.BadParameter(f"{until!r} is before --now", param_hint="'--until'")
+    return start, end, delta
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Send everything due now, then exit (for cron).")
 @now_option
@@ -111,79 +114,114 @@ def _summary(report: DispatchReport) -> str:
 @click.pass_obj
 def run(obj: Context, once: bool, now: str | None, until: str | None, step: str, worker: str | None) -> None:
     """Send due emails: forever (Ctrl-C or SIGTERM stops after the batch in flight), --once, or --until."""
-    # A worker logs what it does; a one-off or simulated run prints its own summary.
-    level = logging.WARNING if (once or until) else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    if now is not None and not (once or until):
-        raise click.UsageError("--now needs --once or --until: a long-running worker follows the real clock")
-    source = click.get_current_context().get_parameter_source("step")
-    if until is None and source is click.core.ParameterSource.COMMANDLINE:
-        raise click.UsageError("--step needs --until: it is the step of a simulated clock")
-    # Every option is checked before the store is opened: a typo changes nothing.
-    start = parse_now(now)
-    end = parse_now(until, "--until") if until is not None else None
-    delta = parse_step(step)
-    if end is not None and end < start:
-        raise click.BadParameter(f"{until!r} is before --now", param_hint="'--until'")
+    from drip.course.compile import load_courses
+    from drip.dispatch.worker import apply_course_changes, default_worker_name
+    from drip.transports import get_transport
+
+    _configure_logging(worker=not (once or until))
+    start, end, delta = _run_window(obj, once, now, until, step)
     site = obj.site
     name = worker or default_worker_name()
     courses = load_courses(site)
+    out = obj.runtime.console
     with obj.store() as engine:
         transport = get_transport(site)
         if not (once or until):
-            stop = threading.Event()
-
-            def request_stop(signum: int, _frame: FrameType | None) -> None:
-                logging.getLogger(__name__).info("signal %s: finishing the batch in flight", signum)
-                stop.set()
-
-            signal.signal(signal.SIGTERM, request_stop)
-            signal.signal(signal.SIGINT, request_stop)
-            total = run_forever(
-                site,
-                now_fn=wall_clock,
-                stop_event=stop,
-                worker=name,
-                engine=engine,
-                transport=transport,
-                courses=courses,
-            )
-            out.print(_summary(total))
+            out.print(_summary(_run_forever(site, engine, transport, courses, name)))
             return
         for line in apply_course_changes(site, engine, courses, now=start):
             out.print(f"applied: {line}", markup=False)
         transport.open()
         try:
-            if once:
-                fixed = now is not None
-                report = drain(
-                    site,
-                    engine,
-                    transport,
-                    now_fn=frozen_clock(start) if fixed else wall_clock,
-                    worker=name,
-                    courses=courses,
-                )
-                out.print(_summary(report))
-                return
-            assert end is not None  # neither forever nor --once: --until was given
-            total = DispatchReport()
-            moment = start
-            while moment <= end:
-                at = moment
-                report = drain(site, engine, transport, now_fn=frozen_clock(at), worker=name, courses=courses)
-                if report.claimed:
-                    out.print(f"{at.isoformat(timespec='minutes')}  {_summary(report)}", markup=False)
-                total += report
-                moment = next_tick(moment, delta)
-            out.print(f"until {end.isoformat(timespec='minutes')}: {_summary(total)}", markup=False)
+            if end is None:
+                out.print(_summary(_run_once(site, engine, transport, courses, name, start, now is not None)))
+            else:
+                _run_until(out, site, engine, transport, courses, name, start, end, delta)
         finally:
             transport.close()
 
 
-def _print_plan(p: Plan, *, applied: bool) -> None:
+def _run_forever(
+    site: Site, engine: sa.Engine, transport: Transport, courses: Mapping[str, Course], name: str
+) -> DispatchReport:
+    """The worker loop until SIGTERM or Ctrl-C, which finish the batch in flight."""
+    import signal
+    import threading
+    from types import FrameType
+
+    from drip.dispatch.worker import run_forever, wall_clock
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger(__name__).info("signal %s: finishing the batch in flight", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return run_forever(
+        site,
+        now_fn=wall_clock,
+        stop_event=stop,
+        worker=name,
+        engine=engine,
+        transport=transport,
+        courses=courses,
+    )
+
+
+def _run_once(
+    site: Site,
+    engine: sa.Engine,
+    transport: Transport,
+    courses: Mapping[str, Course],
+    name: str,
+    start: dt.datetime,
+    fixed: bool,
+) -> DispatchReport:
+    """Everything due at ``start`` (when ``--now`` fixed it) or at the real time."""
+    from drip.dispatch.worker import drain, frozen_clock, wall_clock
+
+    return drain(
+        site,
+        engine,
+        transport,
+        now_fn=frozen_clock(start) if fixed else wall_clock,
+        worker=name,
+        courses=courses,
+    )
+
+
+def _run_until(
+    out: Console,
+    site: Site,
+    engine: sa.Engine,
+    transport: Transport,
+    courses: Mapping[str, Course],
+    name: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    delta: dt.timedelta,
+) -> None:
+    """A simulated clock from ``start`` to ``end``, one line a tick that sent something."""
+    from drip.dispatch.batch import DispatchReport
+    from drip.dispatch.worker import drain, frozen_clock
+
+    total = DispatchReport()
+    moment = start
+    while moment <= end:
+        at = moment
+        report = drain(site, engine, transport, now_fn=frozen_clock(at), worker=name, courses=courses)
+        if report.claimed:
+            out.print(f"{at.isoformat(timespec='minutes')}  {_summary(report)}", markup=False)
+        total += report
+        moment = next_tick(moment, delta)
+    out.print(f"until {end.isoformat(timespec='minutes')}: {_summary(total)}", markup=False)
+
+
+def _print_plan(out: Console, p: Plan, *, applied: bool) -> None:
+    from rich.table import Table
+
     state = "applied" if applied else ("changes not applied yet" if p.pending_version else "up to date")
     out.print(f"[bold]{p.course}[/]: {state} — {plural(p.enrollments, 'active subscriber')}")
     if p.changes:
@@ -212,14 +250,18 @@ def _print_plan(p: Plan, *, applied: bool) -> None:
 @click.pass_obj
 def plan_command(obj: Context, course_slug: str, do_apply: bool, backfill: bool, now: str | None) -> None:
     """Say what the current course will do to subscribers already in it (added, removed, moved steps)."""
+    from drip.course.compile import compile_course
+    from drip.store.course_edits import apply, plan
+
     site = obj.site
     course = compile_course(site, course_slug)
-    moment = parse_now(now)
+    moment = obj.at(now)
+    out = obj.runtime.console
     with obj.store() as engine:
         if do_apply:
-            _print_plan(apply(site, engine, course, now=moment, backfill=backfill), applied=True)
+            _print_plan(out, apply(site, engine, course, now=moment, backfill=backfill), applied=True)
         else:
-            _print_plan(plan(site, engine, course, now=moment, backfill=backfill), applied=False)
+            _print_plan(out, plan(site, engine, course, now=moment, backfill=backfill), applied=False)
 
 
 def _when(due: dt.datetime | None, moment: dt.datetime) -> str:
@@ -228,13 +270,16 @@ def _when(due: dt.datetime | None, moment: dt.datetime) -> str:
     return "now" if due <= moment else due.isoformat(timespec="minutes")
 
 
-def _edits(slug: str, courses: Mapping[str, Course | None], applied: Mapping[str, str]) -> str:
+def _edits(figures: CourseFigures, courses: Mapping[str, Course | None]) -> str:
+    from drip.store.course_edits import fingerprint
+
+    slug = figures.course
     if slug not in courses:
         return "course removed"
     course = courses[slug]
     if course is None:
         return "schedule has errors: see drip check"
-    if applied.get(slug) == fingerprint(course):
+    if figures.applied_fingerprint == fingerprint(course):
         return "applied"
     return f"not applied: see drip plan {slug}"
 
@@ -244,6 +289,9 @@ def _courses_or_none(site: Site) -> dict[str, Course | None]:
 
     A report on what is in the store must not be held hostage by a typo in one schedule.
     """
+    from drip.course.compile import compile_course, course_slugs
+    from drip.errors import InputError
+
     courses: dict[str, Course | None] = {}
     for slug in course_slugs(site):
         try:
@@ -253,102 +301,66 @@ def _courses_or_none(site: Site) -> dict[str, Course | None]:
     return courses
 
 
+def _figures_table(
+    figures: list[CourseFigures], courses: Mapping[str, Course | None], moment: dt.datetime
+) -> Table:
+    """One column per course, one row per figure: readable in a narrow terminal."""
+    from rich.table import Table
+
+    table = Table(
+        "", *(f.course for f in figures), title=f"Courses at {moment.isoformat(timespec='minutes')}"
+    )
+    rows: list[tuple[str, list[str]]] = [
+        ("enrolled (active)", [str(f.active) for f in figures]),
+        ("completed", [str(f.completed) for f in figures]),
+        ("left", [str(f.left) for f in figures]),
+        ("pending", [str(f.pending) for f in figures]),
+        ("in flight (claimed)", [str(f.in_flight) for f in figures]),
+        ("sent", [str(f.sent) for f in figures]),
+        ("failed", [str(f.failed) for f in figures]),
+        ("skipped", [str(f.skipped) for f in figures]),
+        ("cancelled", [str(f.cancelled) for f in figures]),
+        ("next due", [_when(f.next_due, moment) for f in figures]),
+        ("possible duplicates", [str(f.possible_duplicates) for f in figures]),
+        ("course edits", [_edits(f, courses) for f in figures]),
+    ]
+    for label, values in rows:
+        table.add_row(label, *values)
+    return table
+
+
+def _print_reasons(out: Console, figures: list[CourseFigures]) -> None:
+    """Why deliveries were skipped, cancelled, failed or are retrying, most frequent first."""
+    from rich.table import Table
+
+    skipped = [(f.course, r) for f in figures for r in f.skipped_or_cancelled]
+    if skipped:
+        why = Table("course", "status", "reason", "count", title="Skipped and cancelled")
+        for course, reason in skipped:
+            why.add_row(course, reason.status, reason.note or "—", str(reason.count))
+        out.print(why)
+    for title, rows in (
+        ("Failures", [(f.course, r) for f in figures for r in f.failures]),
+        ("Retrying (last error)", [(f.course, r) for f in figures for r in f.retrying]),
+    ):
+        if rows:
+            why_failed = Table("course", "reason", "count", title=title)
+            for course, reason in rows:
+                why_failed.add_row(course, reason.note or "—", str(reason.count))
+            out.print(why_failed)
+
+
 @cli.command()
 @now_option
 @click.pass_obj
 def status(obj: Context, now: str | None) -> None:
     """Per course: enrolled, pending, sent, failed, next due, skipped/cancelled reasons, duplicates."""
-    site = obj.site
-    moment = parse_now(now)
-    courses = _courses_or_none(site)
-    d = deliveries
+    from drip.store.status import course_figures
+
+    moment = obj.at(now)
+    courses = _courses_or_none(obj.site)
     with obj.store() as engine, engine.connect() as conn:
-        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for course, st, n in conn.execute(
-            sa.select(d.c.course, d.c.status, sa.func.count()).group_by(d.c.course, d.c.status)
-        ):
-            counts[course][st] = n
-        enrolled: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for course, state, n in conn.execute(
-            sa.select(enrollments.c.course, enrollments.c.state, sa.func.count()).group_by(
-                enrollments.c.course, enrollments.c.state
-            )
-        ):
-            enrolled[course][state] = n
-        next_due: dict[str, dt.datetime] = {
-            course: due
-            for course, due in conn.execute(
-                sa.select(d.c.course, sa.func.min(d.c.due_at)).where(waiting(moment)).group_by(d.c.course)
-            )
-        }
-        flying: dict[str, int] = {
-            course: n
-            for course, n in conn.execute(
-                sa.select(d.c.course, sa.func.count()).where(in_flight(moment)).group_by(d.c.course)
-            )
-        }
-        duplicates: dict[str, int] = {
-            course: n
-            for course, n in conn.execute(
-                sa.select(d.c.course, sa.func.count())
-                .where(d.c.possible_duplicate.is_(True))
-                .group_by(d.c.course)
-            )
-        }
-        reasons = conn.execute(
-            sa.select(d.c.course, d.c.status, d.c.note, sa.func.count())
-            .where(d.c.status.in_((SKIPPED, CANCELLED)))
-            .group_by(d.c.course, d.c.status, d.c.note)
-            .order_by(d.c.course, sa.func.count().desc())
-        ).all()
-        failures = conn.execute(
-            sa.select(d.c.course, d.c.last_error, sa.func.count())
-            .where(d.c.status == FAILED)
-            .group_by(d.c.course, d.c.last_error)
-            .order_by(d.c.course, sa.func.count().desc())
-        ).all()
-        retrying = conn.execute(
-            sa.select(d.c.course, d.c.last_error, sa.func.count())
-            .where(d.c.status == DUE, d.c.last_error.is_not(None))
-            .group_by(d.c.course, d.c.last_error)
-            .order_by(d.c.course, sa.func.count().desc())
-        ).all()
-        applied: dict[str, str] = {
-            course: fp
-            for course, fp in conn.execute(sa.select(course_versions.c.course, course_versions.c.fingerprint))
-        }
-
-    slugs = sorted(set(counts) | set(enrolled) | set(courses))
-    # One column per course, one row per figure: readable in a narrow terminal.
-    table = Table("", *slugs, title=f"Courses at {moment.isoformat(timespec='minutes')}")
-    figures: list[tuple[str, list[str]]] = []
-
-    def figure(label: str, values: list[str]) -> None:
-        figures.append((label, values))
-
-    figure("enrolled (active)", [str(enrolled[s].get("active", 0)) for s in slugs])
-    figure("completed", [str(enrolled[s].get("completed", 0)) for s in slugs])
-    figure("left", [str(enrolled[s].get("left", 0)) for s in slugs])
-    figure("pending", [str(counts[s].get(DUE, 0) - flying.get(s, 0)) for s in slugs])
-    figure("in flight (claimed)", [str(flying.get(s, 0)) for s in slugs])
-    figure("sent", [str(counts[s].get(SENT, 0)) for s in slugs])
-    figure("failed", [str(counts[s].get(FAILED, 0)) for s in slugs])
-    figure("skipped", [str(counts[s].get(SKIPPED, 0)) for s in slugs])
-    figure("cancelled", [str(counts[s].get(CANCELLED, 0)) for s in slugs])
-    figure("next due", [_when(next_due.get(s), moment) for s in slugs])
-    figure("possible duplicates", [str(duplicates.get(s, 0)) for s in slugs])
-    figure("course edits", [_edits(s, courses, applied) for s in slugs])
-    for label, values in figures:
-        table.add_row(label, *values)
-    out.print(table)
-    if reasons:
-        why = Table("course", "status", "reason", "count", title="Skipped and cancelled")
-        for course, st, note, n in reasons:
-            why.add_row(course, st, note or "—", str(n))
-        out.print(why)
-    for title, rows in (("Failures", failures), ("Retrying (last error)", retrying)):
-        if rows:
-            why_failed = Table("course", "reason", "count", title=title)
-            for course, error, n in rows:
-                why_failed.add_row(course, error or "—", str(n))
-            out.print(why_failed)
+        figures = list(course_figures(conn, now=moment, also=courses).values())
+    out = obj.runtime.console
+    out.print(_figures_table(figures, courses, moment))
+    _print_reasons(out, figures)

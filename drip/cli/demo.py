@@ -9,23 +9,14 @@ only strings them together and prints what arrived.
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
-from email.message import EmailMessage
-from zoneinfo import ZoneInfo
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from drip.cli import Context, cli, now_option, parse_now
+from drip.cli import Context, cli, now_option
 from drip.cli.authoring import check
 from drip.cli.delivery import run
 from drip.cli.subscribers import subscribe
-from drip.course.compile import compile_course, course_slugs
 from drip.errors import InputError, Problem
-
-out = Console(highlight=False, soft_wrap=True)
 
 READERS = (
     ("camille@example.org", "Camille", "Europe/Paris"),
@@ -45,8 +36,11 @@ def demo(ctx: click.Context, course_slug: str | None, now: str | None) -> None:
     folder), so afterwards `drip status` and outbox/*.eml show what happened.
     Running it again changes nothing for readers already enrolled.
     """
+    from drip.course.compile import compile_course, course_slugs
+
     obj: Context = ctx.obj
-    start = parse_now(now)
+    start = obj.at(now)
+    out = obj.runtime.console
     slugs = course_slugs(obj.site)
     if not slugs:
         raise InputError(Problem("no schedule in schedules/: write one first", file=obj.site.schedules_dir))
@@ -74,6 +68,14 @@ def demo(ctx: click.Context, course_slug: str | None, now: str | None) -> None:
 
 
 def _show_outbox(obj: Context, zones: dict[str, str]) -> None:
+    import email
+    import email.policy
+    from email.message import EmailMessage
+    from zoneinfo import ZoneInfo
+
+    from rich.table import Table
+
+    out = obj.runtime.console
     folder = obj.site.outbox_dir
     table = Table("file", "to", "local time", "subject")
     for column in table.columns[:3]:

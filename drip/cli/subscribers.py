@@ -9,46 +9,32 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TextIO, cast
+from typing import TYPE_CHECKING, TextIO, cast
 
 import click
-import sqlalchemy as sa
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from drip.cli import Context, cli, now_option, parse_now, plural, shown
-from drip.course.compile import compile_course, course_slugs
+from drip.cli import Context, cli, now_option, plural, shown
 from drip.errors import DripError, InputError, NotFoundError, Problem, did_you_mean
-from drip.store.db import connect, current_revisions, upgrade
-from drip.store.enrollments import enroll, enrollment_id
-from drip.store.importer import import_csv
-from drip.store.schema import ACTIVE, BOUNCED, COMPLAINED, DUE, PAUSED, PENDING, UNSUBSCRIBED, deliveries
-from drip.store.subscribers import (
-    ExportFormat,
-    enrolled_courses,
-    export_subscribers,
-    list_subscribers,
-    suppressed_addresses,
-    upsert_subscriber,
-)
-from drip.store.subscribers import unsubscribe as unsubscribe_subscriber
-from drip.tokens import secret_from_env
 
-STATUSES = (PENDING, ACTIVE, PAUSED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+if TYPE_CHECKING:
+    from drip.runtime import Runtime
+    from drip.store.subscribers import ExportFormat
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# The subscriber statuses of drip.store.schema, spelt out so `drip --help` opens no database code
+# (a test checks they match).
+STATUSES = ("pending", "active", "paused", "unsubscribed", "bounced", "complained")
 
 
 def _secret(obj: Context) -> Callable[[], str]:
-    """The key the suppression list's hashes need; the public demo key only with the outbox, like dispatch."""
-    return lambda: secret_from_env(demo=obj.site.config.transport.backend == "outbox")
+    """The key the suppression list's hashes need, asked for only when the list has an entry."""
+    return obj.key
 
 
-def _warn(problems: Iterable[Problem]) -> None:
+def _warn(runtime: Runtime, problems: Iterable[Problem]) -> None:
+    from rich.text import Text
+
     for problem in problems:
-        err.print(Text("warning: ", style="yellow") + Text(shown(problem)))
+        runtime.err_console.print(Text("warning: ", style="yellow") + Text(shown(problem)))
 
 
 @cli.command()
@@ -73,7 +59,13 @@ def subscribe(
     Enrolling someone already in the course changes nothing. A missing or unknown
     time zone is a warning: the course's zone applies.
     """
-    moment = parse_now(now)
+    from rich.text import Text
+
+    from drip.course.compile import compile_course
+    from drip.store.enrollments import enroll, enrollment_id, first_due
+    from drip.store.subscribers import suppressed_addresses, upsert_subscriber
+
+    moment = obj.at(now)
     course = compile_course(obj.site, course_slug)
     with obj.store() as engine, engine.begin() as conn:
         result = upsert_subscriber(conn, email, name=name, locale=locale, timezone=timezone, now=moment)
@@ -86,12 +78,9 @@ def subscribe(
             )
         already = enrollment_id(conn, result.id, course.slug) is not None
         enrolled = enroll(conn, result.id, course, now=moment)
-        first = conn.execute(
-            sa.select(sa.func.min(deliveries.c.due_at)).where(
-                deliveries.c.enrollment_id == enrolled, deliveries.c.status == DUE
-            )
-        ).scalar_one_or_none()
-    _warn(result.warnings)
+        first = first_due(conn, enrolled)
+    _warn(obj.runtime, result.warnings)
+    out = obj.runtime.console
     who = result.subscriber.email
     if already:
         updated = " (details updated)" if result.changed else ""
@@ -118,13 +107,19 @@ def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now:
     unless every row is valid (or --skip-invalid is given). Importing the same
     file again changes nothing.
     """
-    moment = parse_now(now)
+    from rich.text import Text
+
+    from drip.course.compile import compile_course
+    from drip.store.importer import import_csv
+
+    moment = obj.at(now)
     course = compile_course(obj.site, course_slug)
     with obj.store() as engine, engine.begin() as conn:
         report = import_csv(conn, file, course, skip_invalid=skip_invalid, now=moment, secret=_secret(obj))
+    out, err = obj.runtime.console, obj.runtime.err_console
     for problem in report.skipped:
         err.print(Text("skipped: ", style="red") + Text(str(problem)))
-    _warn(report.warnings)
+    _warn(obj.runtime, report.warnings)
     if report.no_zone:
         err.print(
             Text(
@@ -151,9 +146,14 @@ def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now:
 @click.pass_obj
 def unsubscribe(obj: Context, email: str, course_slug: str | None, now: str | None) -> None:
     """Stop mail to a subscriber (or one course's), cancelling every email not sent yet."""
-    moment = parse_now(now)
+    from rich.text import Text
+
+    from drip.store.subscribers import unsubscribe as unsubscribe_subscriber
+
+    moment = obj.at(now)
     with obj.store() as engine, engine.begin() as conn:
         result = unsubscribe_subscriber(conn, email, course=course_slug, now=moment)
+    out = obj.runtime.console
     scope = f"from {result.course}" if result.course else "from all mail"
     if result.already:
         out.print(Text(f"{email.strip()} was already unsubscribed {scope}: nothing changed."))
@@ -176,6 +176,12 @@ def subscribers() -> None:
 @click.pass_obj
 def list_(obj: Context, status: str | None, course_slug: str | None) -> None:
     """Subscribers as a table: address, name, locale, zone, status, courses."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from drip.course.compile import course_slugs
+    from drip.store.subscribers import enrolled_courses, list_subscribers
+
     with obj.store() as engine, engine.connect() as conn:
         rows = list_subscribers(conn, status=status, course=course_slug)
         courses = enrolled_courses(conn)
@@ -204,7 +210,7 @@ def list_(obj: Context, status: str | None, course_slug: str | None) -> None:
             Text(", ".join(courses.get(sub.id, []))),
             Text(sub.created_at.strftime("%Y-%m-%d %H:%M")),
         )
-    Console(highlight=False, width=None if out.is_terminal else 200).print(table)
+    obj.runtime.console.print(table)
 
 
 @subscribers.command("export")
@@ -229,9 +235,13 @@ def list_(obj: Context, status: str | None, course_slug: str | None) -> None:
 @click.pass_obj
 def export(obj: Context, fmt: str, status: str | None, output: Path | None) -> None:
     """every subscriber as CSV (cells a spreadsheet would evaluate are quoted) or JSON."""
+    from rich.text import Text
+
+    from drip.store.subscribers import export_subscribers
+
     with obj.store() as engine, engine.connect() as conn:
         if output is None:
-            count = export_subscribers(conn, sys.stdout, fmt=cast(ExportFormat, fmt), status=status)
+            count = export_subscribers(conn, sys.stdout, fmt=cast("ExportFormat", fmt), status=status)
         else:
             try:
                 handle = output.open("w", encoding="utf-8", newline="")
@@ -241,9 +251,9 @@ def export(obj: Context, fmt: str, status: str | None, output: Path | None) -> N
                 ) from None
             with handle:
                 count = export_subscribers(
-                    conn, cast(TextIO, handle), fmt=cast(ExportFormat, fmt), status=status
+                    conn, cast(TextIO, handle), fmt=cast("ExportFormat", fmt), status=status
                 )
-            err.print(Text(f"{plural(count, 'subscriber')} written to {output}"))
+            obj.runtime.err_console.print(Text(f"{plural(count, 'subscriber')} written to {output}"))
 
 
 @cli.group()
@@ -255,15 +265,12 @@ def db() -> None:
 @click.pass_obj
 def db_upgrade(obj: Context) -> None:
     """Apply pending schema migrations (needed after upgrading drip on PostgreSQL)."""
-    engine = connect(obj.site.database_url)
-    try:
-        before = current_revisions(engine)
-        upgrade(engine)
-        after = current_revisions(engine)
-    except sa.exc.OperationalError as exc:
-        raise DripError(f"cannot upgrade the database {engine.url.render_as_string()}: {exc.orig}") from None
-    finally:
-        engine.dispose()
+    from rich.text import Text
+
+    from drip.store.db import upgrade_store
+
+    before, after = upgrade_store(obj.site.database_url)
+    out = obj.runtime.console
     now_at = ", ".join(sorted(after))
     if before == after:
         out.print(Text(f"The database is up to date (revision {now_at})."))

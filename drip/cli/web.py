@@ -11,16 +11,11 @@ import socket
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.text import Text
 
-from drip.cli import Context, cli, now_option, parse_now
+from drip.cli import Context, cli, now_option
 from drip.cli import subscribers as subscribers_cli
 from drip.errors import NotFoundError, Problem, did_you_mean
-from drip.tokens import DEMO_SECRET, SECRET_ENV, MissingSecret, secret_from_env
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+from drip.tokens import SECRET_ENV, MissingSecret
 
 
 @cli.command()
@@ -46,21 +41,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def serve(obj: Context, host: str, port: int, demo: bool, per_minute: float, burst: int) -> None:
     """Serve subscribe, confirm, unsubscribe, preferences, view and the SendGrid webhook."""
     import uvicorn
+    from rich.text import Text
 
     from drip.web.app import RedactTokens, create_app
     from drip.web.ratelimit import RateLimit
 
-    try:
-        secret = secret_from_env(demo=demo)
-    except MissingSecret as exc:
-        if os.environ.get(SECRET_ENV):
-            raise
-        raise MissingSecret(f"{exc}; to try drip serve on this machine only, add --demo") from None
-    if secret == DEMO_SECRET:
-        err.print(
-            "[bold red]DEMO MODE:[/] links are signed with the public demo key; anyone can forge them. "
-            "Set DRIP_SECRET_KEY before serving real subscribers."
-        )
+    secret = _serve_secret(obj, demo=demo)
+    err = obj.runtime.err_console
     with obj.store() as engine:
         limit = RateLimit(per_minute=per_minute, burst=burst)
         app = create_app(obj.site, secret=secret, engine=engine, rate_limit=limit)
@@ -77,6 +64,24 @@ def serve(obj: Context, host: str, port: int, demo: bool, per_minute: float, bur
             server.run(sockets=[sock])
         finally:
             sock.close()
+
+
+def _serve_secret(obj: Context, *, demo: bool) -> str:
+    """The signing key for ``drip serve``: the public demo key only with ``--demo``, whatever the transport."""
+    obj.site  # noqa: B018  (loading the site sets the outbox's rule, which --demo replaces here)
+    obj.runtime.demo_key = demo
+    try:
+        secret = obj.runtime.quiet_secret  # the DEMO MODE line below is its warning
+    except MissingSecret as exc:
+        if obj.runtime.environ.get(SECRET_ENV):
+            raise
+        raise MissingSecret(f"{exc}; to try drip serve on this machine only, add --demo") from None
+    if obj.runtime.uses_demo_key:
+        obj.runtime.err_console.print(
+            "[bold red]DEMO MODE:[/] links are signed with the public demo key; anyone can forge them. "
+            "Set DRIP_SECRET_KEY before serving real subscribers."
+        )
+    return secret
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -138,9 +143,8 @@ _group: click.Group = subscribers_cli.subscribers
 def _export_person(obj: Context, email: str) -> None:
     from drip.store.personal_data import export_person
 
-    secret = secret_from_env()
     with obj.store() as engine, engine.connect() as conn:
-        data = export_person(conn, secret, email)
+        data = export_person(conn, obj.key(), email)
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
@@ -182,10 +186,12 @@ _install_export()
 def erase(obj: Context, email: str, yes: bool, now: str | None) -> None:
     """Erase EMAIL everywhere (row, enrollments, deliveries, outbox files); keep only a keyed hash
     on the suppression list so the address is never mailed again unless it subscribes and confirms."""
+    from rich.text import Text
+
     from drip.store.personal_data import erase_person, flush_sqlite, remove_files
 
-    secret = secret_from_env()
-    when = parse_now(now)
+    secret = obj.key()
+    when = obj.at(now)
     if not yes:
         click.confirm(f"Erase every record of {email.strip()}?", abort=True, err=True)
     with obj.store() as engine:
@@ -193,7 +199,7 @@ def erase(obj: Context, email: str, yes: bool, now: str | None) -> None:
             result = erase_person(conn, secret, email, outbox=obj.site.outbox_dir, now=when)
         flush_sqlite(engine)
     files = remove_files(result.outbox_files)
-    out.print(
+    obj.runtime.console.print(
         Text(
             f"Erased {email.strip()}: subscriber {'removed' if result.subscriber else 'not found'}, "
             f"{result.enrollments} enrollment(s), {result.deliveries} delivery record(s), {files} outbox file(s); "

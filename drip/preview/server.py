@@ -12,10 +12,10 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,10 +24,14 @@ from starlette.routing import Route
 
 from drip.config import Site
 from drip.course.compile import compile_course, course_slugs
+from drip.course.models import Course
 from drip.errors import InputError, NotFoundError
 from drip.preview.emails import preview_course
 from drip.preview.timeline import course_timeline, course_zone
 from drip.render.steps import render_step, sample_values
+
+if TYPE_CHECKING:
+    import uvicorn
 
 TEMPLATES = Path(__file__).parent / "templates"
 FRAMES = (("Desktop", 600), ("Mobile", 375))
@@ -39,22 +43,95 @@ PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; img-src 'self' data:; base-uri 'none'"
 )
 
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+def page_environment() -> Environment:
+    """The Jinja environment of the preview pages (not of the emails): autoescaped everywhere."""
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
-def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    html = _env.get_template(name).render(**context)
-    return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": PAGE_CSP})
+def _course_summary(slug: str, course: Course) -> dict[str, Any]:
+    return {
+        "slug": slug,
+        "title": course.title,
+        "emails": len(course.steps),
+        "pillar": course.pillar.title,
+        "locale": course.locale,
+        "timezone": course.timezone,
+        "days": course.steps[-1].day if course.steps else 0,
+        "problems": [],
+    }
 
 
-def _problems_page(site: Site, title: str, exc: InputError, status: int) -> HTMLResponse:
-    problems = [str(p) for p in exc.problems]
-    return _page("error.html", status=status, site=site.config.site, title=title, problems=problems)
+@dataclass
+class PreviewPages:
+    """The preview's three pages for one site; each app owns its own and its page templates."""
+
+    site: Site
+    clock: Callable[[], dt.datetime]
+    timezone: str | None = None
+    env: Environment = field(default_factory=page_environment)
+
+    def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = self.env.get_template(name).render(**context)
+        return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": PAGE_CSP})
+
+    def problems_page(self, title: str, exc: InputError, status: int) -> HTMLResponse:
+        problems = [str(p) for p in exc.problems]
+        return self.page(
+            "error.html", status=status, site=self.site.config.site, title=title, problems=problems
+        )
+
+    async def index(self, request: Request) -> Response:
+        courses: list[dict[str, Any]] = []
+        for slug in course_slugs(self.site):
+            try:
+                courses.append(_course_summary(slug, compile_course(self.site, slug)))
+            except InputError as exc:
+                courses.append({"slug": slug, "problems": [str(p) for p in exc.problems]})
+        return self.page("index.html", site=self.site.config.site, courses=courses)
+
+    async def course_page(self, request: Request) -> Response:
+        site, slug = self.site, request.path_params["slug"]
+        try:
+            course = compile_course(site, slug)
+            values = sample_values(site, course)
+            rendered, previews = preview_course(site, course, values)
+            zone = course_zone(course, self.timezone)
+            start = self.clock()
+            rows = course_timeline(course, rendered, values, now=start, tz=zone)
+        except NotFoundError as exc:
+            return self.problems_page("Unknown course", exc, 404)
+        except InputError as exc:
+            return self.problems_page(f"Course {slug} does not compile", exc, 422)
+        return self.page(
+            "course.html",
+            site=site.config.site,
+            course=course,
+            emails=list(zip(rows, previews, strict=True)),
+            frames=FRAMES,
+            start=start.astimezone(zone),
+            zone=str(zone),
+        )
+
+    async def email_html(self, request: Request) -> Response:
+        site, slug = self.site, request.path_params["slug"]
+        try:
+            course = compile_course(site, slug)
+            step = course.step(request.path_params["number"])
+            _, html, _ = render_step(site, course, step).personalise(sample_values(site, course))
+        except NotFoundError as exc:
+            return self.problems_page("Not found", exc, 404)
+        except InputError as exc:
+            return self.problems_page(f"Course {slug} does not compile", exc, 422)
+        return HTMLResponse(
+            html,
+            headers={"Content-Security-Policy": EMAIL_CSP, "X-Content-Type-Options": "nosniff"},
+        )
 
 
 def create_app(
@@ -71,72 +148,12 @@ def create_app(
             return now
         return clock() if clock is not None else dt.datetime.now(dt.UTC)
 
-    async def index(request: Request) -> Response:
-        courses: list[dict[str, Any]] = []
-        for slug in course_slugs(site):
-            try:
-                course = compile_course(site, slug)
-            except InputError as exc:
-                courses.append({"slug": slug, "problems": [str(p) for p in exc.problems]})
-                continue
-            courses.append(
-                {
-                    "slug": slug,
-                    "title": course.title,
-                    "emails": len(course.steps),
-                    "pillar": course.pillar.title,
-                    "locale": course.locale,
-                    "timezone": course.timezone,
-                    "days": course.steps[-1].day if course.steps else 0,
-                    "problems": [],
-                }
-            )
-        return _page("index.html", site=site.config.site, courses=courses)
-
-    async def course_page(request: Request) -> Response:
-        slug = request.path_params["slug"]
-        try:
-            course = compile_course(site, slug)
-            values = sample_values(site, course)
-            rendered, previews = preview_course(site, course, values)
-            zone = course_zone(course, timezone)
-            start = current()
-            rows = course_timeline(course, rendered, values, now=start, tz=zone)
-        except NotFoundError as exc:
-            return _problems_page(site, "Unknown course", exc, 404)
-        except InputError as exc:
-            return _problems_page(site, f"Course {slug} does not compile", exc, 422)
-        return _page(
-            "course.html",
-            site=site.config.site,
-            course=course,
-            emails=list(zip(rows, previews, strict=True)),
-            frames=FRAMES,
-            start=start.astimezone(zone),
-            zone=str(zone),
-        )
-
-    async def email_html(request: Request) -> Response:
-        slug = request.path_params["slug"]
-        number = request.path_params["number"]
-        try:
-            course = compile_course(site, slug)
-            step = course.step(number)
-            _, html, _ = render_step(site, course, step).personalise(sample_values(site, course))
-        except NotFoundError as exc:
-            return _problems_page(site, "Not found", exc, 404)
-        except InputError as exc:
-            return _problems_page(site, f"Course {slug} does not compile", exc, 422)
-        return HTMLResponse(
-            html,
-            headers={"Content-Security-Policy": EMAIL_CSP, "X-Content-Type-Options": "nosniff"},
-        )
-
+    pages = PreviewPages(site, current, timezone)
     return Starlette(
         routes=[
-            Route("/", index),
-            Route("/courses/{slug}/", course_page),
-            Route("/courses/{slug}/emails/{number:int}.html", email_html),
+            Route("/", pages.index),
+            Route("/courses/{slug}/", pages.course_page),
+            Route("/courses/{slug}/emails/{number:int}.html", pages.email_html),
         ]
     )
 
@@ -145,8 +162,10 @@ class PreviewServer:
     """uvicorn serving the preview app in a background thread; for tests and ``--serve``."""
 
     def __init__(self, app: Starlette, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        import uvicorn
+
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
+        self.server: uvicorn.Server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -34,6 +34,7 @@ DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "defaults" / "email_temp
 # The fields a subscriber brings; anything else lives under ``attributes.<key>``.
 SUBSCRIBER_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url", "view_url")
 TEMPLATE_SUFFIXES = (".mjml", ".txt", ".j2")
+_MAX_STRINGS = 1024  # compiled subjects kept per environment
 
 
 class SlotRecorder:
@@ -109,6 +110,23 @@ class Subscriber:
         return self("view_url")
 
 
+Signature = tuple[tuple[str, int, int], ...]
+
+
+class TemplateEnvironment(jinja2.Environment):
+    """A Jinja environment that remembers, for itself, what :func:`check_templates` last found.
+
+    The record lives on the environment, not in the module: whoever holds the
+    environment holds its check, and two environments never share one.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.checked: Signature | None = None
+        self.check_lock = threading.Lock()
+        self.strings: dict[str, jinja2.Template] = {}  # subjects and preheaders, compiled once
+
+
 def _loader(site_templates: Path) -> jinja2.BaseLoader:
     return jinja2.ChoiceLoader(
         [jinja2.FileSystemLoader(str(site_templates)), jinja2.FileSystemLoader(str(DEFAULTS_DIR))]
@@ -116,7 +134,7 @@ def _loader(site_templates: Path) -> jinja2.BaseLoader:
 
 
 @functools.lru_cache(maxsize=32)
-def environment(site_templates: Path) -> jinja2.Environment:
+def environment(site_templates: Path) -> TemplateEnvironment:
     """One Jinja environment per site templates folder (compiled templates are cached in it).
 
     Not sandboxed: templates and subjects are site source files, as trusted as
@@ -124,7 +142,7 @@ def environment(site_templates: Path) -> jinja2.Environment:
     afterwards), so there is nothing untrusted to contain; the sandbox would
     double the cost of a render.
     """
-    env = jinja2.Environment(
+    env = TemplateEnvironment(
         loader=_loader(site_templates),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("mjml", "html"), default_for_string=False, default=False
@@ -180,9 +198,16 @@ def render(env: jinja2.Environment, name: str, context: Mapping[str, Any], *, ke
         return env.get_template(name).render(context)
 
 
-@functools.lru_cache(maxsize=1024)
 def _compiled_string(env: jinja2.Environment, source: str) -> jinja2.Template:
-    return env.from_string(source)
+    """``source`` compiled once per environment (emptied with its check when a template changes)."""
+    if not isinstance(env, TemplateEnvironment):
+        return env.from_string(source)
+    compiled = env.strings.get(source)
+    if compiled is None:
+        if len(env.strings) >= _MAX_STRINGS:
+            env.strings.clear()
+        compiled = env.strings[source] = env.from_string(source)
+    return compiled
 
 
 def render_string(
@@ -199,7 +224,7 @@ def render_string(
         return _compiled_string(env, source).render(context)
 
 
-def _signature(env: jinja2.Environment) -> tuple[tuple[str, int, int], ...]:
+def _signature(env: jinja2.Environment) -> Signature:
     """Name, mtime and size of every file the environment's loaders can see."""
     entries: list[tuple[str, int, int]] = []
     loader = env.loader
@@ -214,10 +239,6 @@ def _signature(env: jinja2.Environment) -> tuple[tuple[str, int, int], ...]:
                     stat = path.stat()
                     entries.append((str(path), stat.st_mtime_ns, stat.st_size))
     return tuple(entries)
-
-
-_checked: dict[int, tuple[jinja2.Environment, tuple[tuple[str, int, int], ...]]] = {}
-_checked_lock = threading.Lock()
 
 
 def _undecodable(env: jinja2.Environment, name: str) -> list[Problem]:
@@ -266,20 +287,26 @@ def unused_site_templates(site_templates: Path) -> list[Problem]:
     return problems
 
 
-def check_templates(env: jinja2.Environment) -> None:
+def check_templates(env: TemplateEnvironment) -> None:
     """Compile every template and lint every MJML one; raise one TemplateError with all problems.
 
     It catches mistakes in templates no step uses yet. The result is remembered
-    until a template file changes, so calling it before each render is cheap.
+    (by the environment) until a template file changes, so calling it before each render is cheap.
     """
     signature = _signature(env)
-    with _checked_lock:
-        known = _checked.get(id(env))
-        if known is not None and known[0] is env and known[1] == signature:
+    with env.check_lock:
+        if env.checked == signature:
             return
         if env.cache is not None:
             env.cache.clear()  # a template changed since last time: compile afresh
-        _compiled_string.cache_clear()
+        env.strings.clear()
+    _raise_problems(env)
+    with env.check_lock:
+        env.checked = signature
+
+
+def _raise_problems(env: jinja2.Environment) -> None:
+    """Every template compiled and every MJML one linted; one TemplateError with all problems."""
     problems: list[Problem] = []
     for name in sorted(env.list_templates(extensions=[s.lstrip(".") for s in TEMPLATE_SUFFIXES])):
         try:
@@ -299,5 +326,3 @@ def check_templates(env: jinja2.Environment) -> None:
             problems.extend(lint(source, file))
     if problems:
         raise TemplateError(problems)
-    with _checked_lock:
-        _checked[id(env)] = (env, signature)

@@ -130,6 +130,19 @@ def _is_ahead(script: ScriptDirectory, revision: str, current: tuple[str, ...]) 
     return any(rev.revision in current for rev in script.iterate_revisions(revision, "base"))
 
 
+def upgrade_store(url: str) -> tuple[set[str], set[str]]:
+    """Apply pending migrations to the store at ``url`` (``drip db upgrade``): its revisions before and after."""
+    engine = connect(url)
+    try:
+        before = current_revisions(engine)
+        upgrade(engine)
+        return before, current_revisions(engine)
+    except sa.exc.OperationalError as exc:
+        raise DripError(f"cannot upgrade the database {engine.url.render_as_string()}: {exc.orig}") from None
+    finally:
+        engine.dispose()
+
+
 def open_store(url: str) -> sa.Engine:
     """An engine on a store whose schema is current.
 

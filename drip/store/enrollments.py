@@ -36,6 +36,15 @@ def enrollment_id(conn: sa.Connection, subscriber_id: int, course: str) -> int |
     return found
 
 
+def first_due(conn: sa.Connection, enrollment: int) -> dt.datetime | None:
+    """When the first email of an enrollment still to be sent falls due, if any is."""
+    return conn.execute(
+        sa.select(sa.func.min(deliveries.c.due_at)).where(
+            deliveries.c.enrollment_id == enrollment, deliveries.c.status == DUE
+        )
+    ).scalar_one_or_none()
+
+
 @dataclass(frozen=True)
 class Enrolled:
     """What :func:`enroll_many` did."""

@@ -23,7 +23,6 @@ from drip.errors import InputError, Problem, closest
 from drip.inputs.textfile import read_text
 from drip.store.enrollments import enroll_many
 from drip.store.subscribers import FieldError, Profile, make_profile, store_profiles, suppressed_addresses
-from drip.tokens import secret_from_env
 
 KNOWN_COLUMNS = ("email", "name", "locale", "timezone")
 DELIMITERS = ",;\t"
@@ -185,7 +184,7 @@ def import_csv(
     *,
     skip_invalid: bool = False,
     now: dt.datetime,
-    secret: Callable[[], str] = secret_from_env,
+    secret: Callable[[], str],
 ) -> ImportReport:
     """Upsert every row and enroll it in ``course``, in the caller's transaction.
 

@@ -32,7 +32,6 @@ from drip.store.schema import (
     suppressions,
 )
 from drip.store.suppressions import email_hash
-from drip.tokens import secret_from_env
 
 NAME_MAX = 200
 CHUNK = 500  # rows per statement in batch writes: well under SQLite's bound-parameter limit
@@ -395,7 +394,7 @@ def unsubscribe(
 
 
 def suppressed_addresses(
-    conn: sa.Connection, emails: Sequence[str], secret: Callable[[], str] = secret_from_env
+    conn: sa.Connection, emails: Sequence[str], secret: Callable[[], str]
 ) -> dict[str, str]:
     """Which of ``emails`` are on the suppression list, with the reason (erased, bounced, ...).
 

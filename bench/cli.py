@@ -1,0 +1,77 @@
+"""Start-up of the command line: how long `drip --help`, `drip check` and `drip preview` take.
+
+Each command runs in a fresh interpreter several times; the script prints the
+median wall time of each against `python -c pass` measured in the same run, so
+the ratio says what drip adds to a bare interpreter on this machine, whatever its load.
+
+    python bench/cli.py [--runs 9] [--site PATH]
+
+Without --site it works on a copy of the example site (the repository root) in a
+temporary folder, so nothing is written in the checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SITE_PARTS = ("drip.yaml", "content", "schedules", "email_templates")
+COMMANDS: tuple[tuple[str, list[str]], ...] = (
+    ("python -c pass", ["-c", "pass"]),
+    ("drip --help", ["-m", "drip", "--help"]),
+    ("drip check", ["-m", "drip", "check"]),
+    ("drip preview le-role-du-cto", ["-m", "drip", "preview", "le-role-du-cto"]),
+)
+
+
+def copy_site(target: Path) -> Path:
+    """The example site's source files (not its database or outbox) in ``target``."""
+    target.mkdir(parents=True)
+    for part in SITE_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, target / part)
+        elif source.is_file():
+            shutil.copy2(source, target / part)
+    return target
+
+
+def wall_times(args: list[str], site: Path, runs: int) -> list[float]:
+    """Seconds per run of ``python args`` in ``site``; one warm-up run first (disk cache, .pyc files)."""
+    # As an installed drip runs: from bytecode, which the warm-up run writes if it is missing.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"COLUMNS": "120"}
+    times: list[float] = []
+    for attempt in range(runs + 1):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *args], cwd=site, env=env, check=True, capture_output=True)
+        if attempt:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9, help="repetitions of each command (default 9)")
+    parser.add_argument(
+        "--site", type=Path, default=None, help="a site folder (default: a copy of the example)"
+    )
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="drip-bench-cli-") as tmp:
+        site = options.site or copy_site(Path(tmp) / "site")
+        medians = {label: statistics.median(wall_times(args, site, options.runs)) for label, args in COMMANDS}
+    base = medians["python -c pass"]
+    print(f"median wall time of {options.runs} runs each, {sys.executable}")
+    for label, median in medians.items():
+        print(f"  {label:<30} {median * 1000:7.0f} ms  {median / base:5.1f}x python -c pass")
+
+
+if __name__ == "__main__":
+    main()
