@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from delivery_fixtures import T0, Store, rows, seed, store_fixture  # noqa: F401  (fixture)
+from dbfixtures import Store
+from delivery_fixtures import T0, rows, seed
 
 from drip.store.claims import Outcome, claim, record, record_failure, record_sent
 from drip.store.db import MIGRATIONS_DIR, upgrade

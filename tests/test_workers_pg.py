@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from delivery_fixtures import enroll_many, pg_schema, real_site, start_worker
+from dbfixtures import pg_schema
+from delivery_fixtures import enroll_many, real_site, start_worker
 
 from drip.store.db import connect, open_store, upgrade
 from drip.store.schema import deliveries

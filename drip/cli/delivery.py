@@ -25,16 +25,10 @@ from drip.cli import Context, cli, now_option, parse_now, plural
 from drip.config import Site
 from drip.course.compile import compile_course, course_slugs, load_courses
 from drip.course.models import Course
-from drip.dispatch.batch import DispatchReport
-from drip.dispatch.worker import (
-    apply_course_changes,
-    default_worker_name,
-    drain,
-    frozen_clock,
-    run_forever,
-    wall_clock,
-)
+from drip.dispatch.batch import DispatchReport, demo_key_allowed
+from drip.dispatch.worker import apply_course_changes, default_worker_name, drain, run_forever
 from drip.errors import InputError
+from drip.runtime import Runtime, frozen_clock, wall_clock
 from drip.store.claims import in_flight, waiting
 from drip.store.course_edits import Plan, apply, fingerprint, plan
 from drip.store.schema import (
@@ -132,6 +126,7 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
     courses = load_courses(site)
     with obj.store() as engine:
         transport = get_transport(site)
+        runtime = Runtime(demo_key=demo_key_allowed(transport))
         if not (once or until):
             stop = threading.Event()
 
@@ -143,7 +138,7 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
             signal.signal(signal.SIGINT, request_stop)
             total = run_forever(
                 site,
-                now_fn=wall_clock,
+                runtime=runtime,
                 stop_event=stop,
                 worker=name,
                 engine=engine,
@@ -162,7 +157,8 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
                     site,
                     engine,
                     transport,
-                    now_fn=frozen_clock(start) if fixed else wall_clock,
+                    runtime=runtime,
+                    clock=frozen_clock(start) if fixed else wall_clock,
                     worker=name,
                     courses=courses,
                 )
@@ -173,7 +169,15 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
             moment = start
             while moment <= end:
                 at = moment
-                report = drain(site, engine, transport, now_fn=frozen_clock(at), worker=name, courses=courses)
+                report = drain(
+                    site,
+                    engine,
+                    transport,
+                    runtime=runtime,
+                    clock=frozen_clock(at),
+                    worker=name,
+                    courses=courses,
+                )
                 if report.claimed:
                     out.print(f"{at.isoformat(timespec='minutes')}  {_summary(report)}", markup=False)
                 total += report
