@@ -32,6 +32,22 @@ from drip.transports.base import OutgoingMessage, SendResult
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
 
+def _subscriber_rows(count: int, domain: str, now: dt.datetime) -> list[dict[str, object]]:
+    return [
+        {
+            "id": i,
+            "email": f"lecteur{i}@{domain}",
+            "name": f"Lecteur {i}",
+            "status": "active",
+            "attributes": {"entreprise": f"Société {i}"},
+            "created_at": now,
+            "updated_at": now,
+            "confirmed_at": now,
+        }
+        for i in range(1, count + 1)
+    ]
+
+
 def seed(
     engine: sa.Engine,
     *,
@@ -45,22 +61,7 @@ def seed(
     """Active subscribers enrolled in ``course``, one pending delivery per (step key, due time)."""
     started = started_at or now
     with engine.begin() as conn:
-        conn.execute(
-            subscribers.insert(),
-            [
-                {
-                    "id": i,
-                    "email": f"lecteur{i}@{domain}",
-                    "name": f"Lecteur {i}",
-                    "status": "active",
-                    "attributes": {"entreprise": f"Société {i}"},
-                    "created_at": now,
-                    "updated_at": now,
-                    "confirmed_at": now,
-                }
-                for i in range(1, subscribers_count + 1)
-            ],
-        )
+        conn.execute(subscribers.insert(), _subscriber_rows(subscribers_count, domain, now))
         conn.execute(
             enrollments.insert(),
             [
@@ -93,13 +94,17 @@ def seed(
             ],
         )
     if engine.dialect.name == "postgresql":
-        # Explicit ids above: move the sequences past them.
-        with engine.begin() as conn:
-            for table in ("subscribers", "enrollments"):
-                conn.exec_driver_sql(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
-                )
+        _advance_sequences(engine)
+
+
+def _advance_sequences(engine: sa.Engine) -> None:
+    """Explicit ids were inserted: move PostgreSQL's sequences past them."""
+    with engine.begin() as conn:
+        for table in ("subscribers", "enrollments"):
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
+            )
 
 
 def rows(engine: sa.Engine) -> list[sa.Row[tuple[object, ...]]]:
