@@ -239,7 +239,8 @@ def bench_dispatch(n: int, tmp: Path) -> Rate:
     from delivery_fixtures import enroll_many, real_site
 
     from drip.course.compile import load_courses
-    from drip.dispatch.worker import drain, frozen_clock
+    from drip.dispatch.worker import drain
+    from drip.runtime import Runtime, demo_key_allowed, frozen_clock
     from drip.store.db import open_store
     from drip.transports import get_transport
 
@@ -256,12 +257,13 @@ def bench_dispatch(n: int, tmp: Path) -> Rate:
     enroll_many(engine, site, n, started=now)
     transport = get_transport(site)
     courses = load_courses(site)
+    runtime = Runtime(demo_key=demo_key_allowed(transport.name), clock=frozen_clock(now))
     with transport:
         report: Any = None
 
         def run() -> None:
             nonlocal report
-            report = drain(site, engine, transport, now_fn=frozen_clock(now), worker="bench", courses=courses)
+            report = drain(site, engine, transport, runtime=runtime, worker="bench", courses=courses)
 
         rate = timed(n, run)
     engine.dispose()

@@ -28,6 +28,16 @@ Clock = Callable[[], dt.datetime]
 PIPE_WIDTH = 1000  # when output is not a terminal, rows stay on one line so other tools can read them
 
 
+# Where nothing reaches a mailbox, the public demo key may sign links (with a warning): a laptop's outbox,
+# or the memory transport of a user's tests. Everywhere else DRIP_SECRET_KEY is required.
+DEMO_BACKENDS = ("outbox", "memory")
+
+
+def demo_key_allowed(backend: str) -> bool:
+    """Whether links may be signed with the public demo key when DRIP_SECRET_KEY is not set."""
+    return backend in DEMO_BACKENDS
+
+
 def wall_clock() -> dt.datetime:
     """The real time, aware, in UTC."""
     return dt.datetime.now(dt.UTC)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
@@ -60,19 +59,6 @@ def check_secret(value: str) -> str:
     if len(value) < 16:
         raise MissingSecret(f"{SECRET_ENV} is too short: use at least 16 random characters")
     return value
-
-
-def secret_from_env(*, demo: bool = False) -> str:
-    """The signing key from the environment; the demo key only when ``demo`` allows it."""
-    value = os.environ.get(SECRET_ENV, "")
-    if value:
-        return check_secret(value)
-    if demo:
-        return DEMO_SECRET
-    raise MissingSecret(
-        f"{SECRET_ENV} is not set: export a long random value, e.g. "
-        "`export DRIP_SECRET_KEY=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\"`"
-    )
 
 
 @lru_cache(maxsize=64)

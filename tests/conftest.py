@@ -74,6 +74,6 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
-# The store fixtures, `db_url` and `engine`: SQLite and PostgreSQL (skipped unless
+# The store fixtures, `db_url`, `engine` and `store`: SQLite and PostgreSQL (skipped unless
 # DRIP_TEST_POSTGRES_URL is set), defined in dbfixtures.py.
-from dbfixtures import db_url_fixture, engine_fixture  # noqa: E402, F401
+from dbfixtures import db_url_fixture, engine_fixture, store_fixture  # noqa: E402, F401

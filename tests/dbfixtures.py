@@ -1,21 +1,72 @@
-"""The ``engine`` fixture: an up-to-date store on SQLite (a tmp file) and on PostgreSQL.
+"""The one family of store fixtures: an up-to-date store on SQLite (a tmp file) and on PostgreSQL.
 
-The PostgreSQL case runs in a fresh schema per test (``delivery_fixtures.pg_schema``)
-and is skipped when DRIP_TEST_POSTGRES_URL is not set. Import ``engine_fixture``
-(and ``db_url_fixture``) into a test module or conftest to use them.
+``db_url`` names an empty database of each kind, ``engine`` migrates it, ``store``
+pairs the two; conftest.py registers all three. The PostgreSQL case runs in a
+fresh schema per test (:func:`pg_schema`) and is skipped when DRIP_TEST_POSTGRES_URL
+is not set. :func:`sqlite_store` and :func:`pg_schema` are for tests that build
+their own stores.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-from delivery_fixtures import pg_schema
 
 from drip.store.db import connect, upgrade
+
+PG_URL_ENV = "DRIP_TEST_POSTGRES_URL"
+
+
+@dataclass(frozen=True)
+class Store:
+    url: str
+    engine: sa.Engine
+
+    @property
+    def kind(self) -> str:
+        return self.engine.dialect.name
+
+
+def sqlite_store(tmp_path: Path) -> Store:
+    """A migrated SQLite store in ``tmp_path``."""
+    url = f"sqlite:///{tmp_path / 'drip.db'}"
+    engine = connect(url)
+    upgrade(engine)
+    return Store(url, engine)
+
+
+@dataclass(frozen=True)
+class PgSchema:
+    url: str  # points at the schema through search_path
+    admin_url: str
+    schema: str
+
+
+def pg_schema() -> Iterator[PgSchema]:
+    """A schema of its own on the test server, dropped afterwards; skip when none is named."""
+    base = os.environ.get(PG_URL_ENV)
+    if not base:
+        pytest.skip(f"{PG_URL_ENV} is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = connect(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in base else "?"
+    url = f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    try:
+        yield PgSchema(url, base, schema)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
 
 
 @pytest.fixture(name="db_url", params=["sqlite", "postgresql"])
@@ -37,6 +88,12 @@ def engine_fixture(db_url: str) -> Iterator[sa.Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+@pytest.fixture(name="store")
+def store_fixture(db_url: str, engine: sa.Engine) -> Store:
+    """The migrated store of each kind with its URL, for tests that start processes on it."""
+    return Store(db_url, engine)
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,20 +1,22 @@
-"""Stores for the delivery tests: a SQLite file, or a fresh PostgreSQL schema per test."""
+"""What the delivery tests put in a store and send through: seeded rows, sites, courses, a transport, workers.
+
+The stores themselves (the ``store``, ``engine`` and ``db_url`` fixtures, ``sqlite_store``,
+``pg_schema``) are in :mod:`dbfixtures`.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
-import pytest
 import sqlalchemy as sa
+from dbfixtures import pg_schema  # noqa: F401  (re-exported for the web tests that import it from here)
 
 from drip.config import Site, load_site
 from drip.content.models import Pillar
@@ -23,74 +25,27 @@ from drip.course.models import Course, Sender, SendWindow, Step
 from drip.errors import TransportError
 from drip.render.rendered import RenderedStep
 from drip.render.slots import Slot, marker, split
-from drip.store.db import connect, upgrade
 from drip.store.enrollments import enroll_many as store_enroll_many
 from drip.store.schema import deliveries, enrollments, subscribers
 from drip.transports.base import OutgoingMessage, SendResult
 
-PG_URL_ENV = "DRIP_TEST_POSTGRES_URL"
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
 
-@dataclass(frozen=True)
-class Store:
-    url: str
-    engine: sa.Engine
-
-    @property
-    def kind(self) -> str:
-        return self.engine.dialect.name
-
-
-def sqlite_store(tmp_path: Path) -> Store:
-    url = f"sqlite:///{tmp_path / 'drip.db'}"
-    engine = connect(url)
-    upgrade(engine)
-    return Store(url, engine)
-
-
-@dataclass(frozen=True)
-class PgSchema:
-    url: str  # points at the schema through search_path
-    admin_url: str
-    schema: str
-
-
-def pg_schema() -> Iterator[PgSchema]:
-    """A schema of its own on the test server, dropped afterwards; skip when none is named."""
-    base = os.environ.get(PG_URL_ENV)
-    if not base:
-        pytest.skip(f"{PG_URL_ENV} is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
-    schema = f"t_{secrets.token_hex(6)}"
-    admin = connect(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base else "?"
-    url = f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    try:
-        yield PgSchema(url, base, schema)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
-
-
-@pytest.fixture(name="store", params=["sqlite", "postgresql"])
-def store_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        st = sqlite_store(tmp_path)
-        yield st
-        st.engine.dispose()
-        return
-    gen = pg_schema()
-    pg = next(gen)
-    engine = connect(pg.url)
-    upgrade(engine)
-    try:
-        yield Store(pg.url, engine)
-    finally:
-        engine.dispose()
-        gen.close()
+def _subscriber_rows(count: int, domain: str, now: dt.datetime) -> list[dict[str, object]]:
+    return [
+        {
+            "id": i,
+            "email": f"lecteur{i}@{domain}",
+            "name": f"Lecteur {i}",
+            "status": "active",
+            "attributes": {"entreprise": f"Société {i}"},
+            "created_at": now,
+            "updated_at": now,
+            "confirmed_at": now,
+        }
+        for i in range(1, count + 1)
+    ]
 
 
 def seed(
@@ -106,22 +61,7 @@ def seed(
     """Active subscribers enrolled in ``course``, one pending delivery per (step key, due time)."""
     started = started_at or now
     with engine.begin() as conn:
-        conn.execute(
-            subscribers.insert(),
-            [
-                {
-                    "id": i,
-                    "email": f"lecteur{i}@{domain}",
-                    "name": f"Lecteur {i}",
-                    "status": "active",
-                    "attributes": {"entreprise": f"Société {i}"},
-                    "created_at": now,
-                    "updated_at": now,
-                    "confirmed_at": now,
-                }
-                for i in range(1, subscribers_count + 1)
-            ],
-        )
+        conn.execute(subscribers.insert(), _subscriber_rows(subscribers_count, domain, now))
         conn.execute(
             enrollments.insert(),
             [
@@ -154,13 +94,17 @@ def seed(
             ],
         )
     if engine.dialect.name == "postgresql":
-        # Explicit ids above: move the sequences past them.
-        with engine.begin() as conn:
-            for table in ("subscribers", "enrollments"):
-                conn.exec_driver_sql(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
-                )
+        _advance_sequences(engine)
+
+
+def _advance_sequences(engine: sa.Engine) -> None:
+    """Explicit ids were inserted: move PostgreSQL's sequences past them."""
+    with engine.begin() as conn:
+        for table in ("subscribers", "enrollments"):
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"
+            )
 
 
 def rows(engine: sa.Engine) -> list[sa.Row[tuple[object, ...]]]:

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 import sqlalchemy as sa
-from delivery_fixtures import T0, Store, rows, seed, store_fixture  # noqa: F401  (fixture)
+from dbfixtures import Store
+from delivery_fixtures import T0, rows, seed
 
 from drip.store.claims import Outcome, claim, record, record_failure, record_sent
 from drip.store.db import migrate, upgrade

@@ -10,35 +10,34 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from delivery_fixtures import (  # noqa: F401  (store_fixture)
+from dbfixtures import Store
+from delivery_fixtures import (
     T0,
     RecordingTransport,
-    Store,
     make_course,
     make_site,
     rows,
     seed,
     simple_render,
-    store_fixture,
 )
 
 from drip.config import Site
 from drip.course.models import Course, Step
-from drip.dispatch.batch import backoff_delay, dispatch_once
-from drip.dispatch.worker import frozen_clock, run_forever
+from drip.dispatch.batch import dispatch_once
+from drip.dispatch.worker import run_forever
 from drip.errors import PermanentTransportError, TemplateError, TransientTransportError
 from drip.render.rendered import RenderedStep
+from drip.runtime import Runtime, demo_key_allowed, frozen_clock
 from drip.store.schema import enrollments, subscribers
 from drip.store.subscribers import unsubscribe
-from drip.tokens import MissingSecret, read_token
+from drip.tokens import DEMO_SECRET, MissingSecret, read_token
 
 SECRET = "k" * 32
 H = dt.timedelta(hours=1)
 
 
-@pytest.fixture(autouse=True)
-def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DRIP_SECRET_KEY", SECRET)
+def runtime(clock: dt.datetime = T0) -> Runtime:
+    return Runtime.for_tests(SECRET, clock=frozen_clock(clock))
 
 
 @pytest.fixture
@@ -54,6 +53,7 @@ def run(
         site,
         store.engine,
         transport,
+        runtime=runtime(),
         now=now,
         worker="t",
         courses={course.slug: course},
@@ -123,7 +123,7 @@ def test_unsubscribe_between_claim_and_send_sends_nothing(site: Site, store: Sto
         site,
         store.engine,
         transport,
-        now=T0,
+        runtime=runtime(),
         worker="t",
         courses={course.slug: course},
         renderer=render_while_they_leave,
@@ -205,16 +205,6 @@ def test_a_step_no_longer_in_the_course_is_cancelled(site: Site, store: Store) -
     assert notes["article:/gone/"] == ("cancelled", "step removed")
 
 
-def test_backoff_grows_exponentially_is_capped_and_honours_retry_after() -> None:
-    rng = random.Random(1)
-    for attempts in range(1, 12):
-        ceiling = min(3600.0, 60.0 * 2 ** (attempts - 1))
-        delays = [backoff_delay(attempts, base=60, cap=3600, retry_after=None, rng=rng) for _ in range(200)]
-        assert all(0 <= d <= ceiling for d in delays)
-        assert max(delays) > ceiling * 0.8  # full jitter spreads over the whole range
-    assert backoff_delay(1, base=60, cap=3600, retry_after=7200, rng=rng) == 7200
-
-
 def test_the_clock_drains_full_batches_and_a_stop_lets_the_batch_in_flight_finish(
     tmp_path: Path, store: Store
 ) -> None:
@@ -235,7 +225,7 @@ def test_the_clock_drains_full_batches_and_a_stop_lets_the_batch_in_flight_finis
     transport = StopAfter()
     report = run_forever(
         site,
-        now_fn=frozen_clock(T0),
+        runtime=runtime(T0),
         stop_event=stop,
         worker="clock",
         engine=store.engine,
@@ -267,7 +257,7 @@ def test_the_clock_keeps_draining_while_batches_are_full(tmp_path: Path, store: 
     transport = StopWhenIdle()
     report = run_forever(
         site,
-        now_fn=frozen_clock(T0),
+        runtime=runtime(T0),
         stop_event=stop,
         worker="clock",
         engine=store.engine,
@@ -290,7 +280,13 @@ def test_a_template_error_is_retried_not_failed_so_a_fix_lets_the_email_go(site:
 
     transport = RecordingTransport()
     report = dispatch_once(
-        site, store.engine, transport, now=T0, worker="t", courses={course.slug: course}, renderer=broken
+        site,
+        store.engine,
+        transport,
+        runtime=runtime(),
+        worker="t",
+        courses={course.slug: course},
+        renderer=broken,
     )
     assert (report.retried, report.failed, transport.sent) == (2, 0, [])
     retry_at = max(r.due_at for r in rows(store.engine))
@@ -300,11 +296,36 @@ def test_a_template_error_is_retried_not_failed_so_a_fix_lets_the_email_go(site:
     assert fixed.sent == 2
 
 
-def test_without_a_signing_key_nothing_is_claimed(
-    site: Site, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_a_signing_key_nothing_is_claimed(site: Site, store: Store) -> None:
     seed(store.engine, subscribers_count=1, steps=[("welcome", T0)])
-    monkeypatch.delenv("DRIP_SECRET_KEY")
+    course = make_course()
+    transport = RecordingTransport()
+    no_key = Runtime(environ={}, demo_key=demo_key_allowed(transport.name))
     with pytest.raises(MissingSecret):
-        run(site, store, RecordingTransport(), T0)
+        dispatch_once(
+            site, store.engine, transport, runtime=no_key, worker="t", courses={course.slug: course}
+        )
     assert [r.status for r in rows(store.engine)] == ["pending"]
+
+
+def test_the_outbox_alone_may_sign_with_the_demo_key(
+    site: Site, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
+    course = make_course()
+    outbox = RecordingTransport(name="outbox")
+    demo = Runtime(environ={}, clock=frozen_clock(T0), demo_key=demo_key_allowed(outbox.name))
+    for _ in range(2):
+        dispatch_once(
+            site,
+            store.engine,
+            outbox,
+            runtime=demo,
+            worker="t",
+            courses={course.slug: course},
+            renderer=simple_render,
+        )
+    assert len(outbox.sent) == 2
+    token = outbox.sent[0].unsubscribe_url.rpartition("/")[2]
+    assert read_token(DEMO_SECRET, token, "unsubscribe", now=T0).course == "cours"
+    assert sum("public demo key" in r.getMessage() for r in caplog.records) == 1

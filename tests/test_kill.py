@@ -18,6 +18,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from delivery_fixtures import enroll_many, real_site, start_worker, unfinished
 from smtp_server import smtp_server
 
+from drip.config import Site
 from drip.store.claims import in_flight
 from drip.store.db import open_store
 from drip.store.schema import deliveries
@@ -46,6 +48,60 @@ def holders(engine: sa.Engine) -> set[str]:
         return {t.split(":", 1)[0] for t in tokens if t}
 
 
+@dataclass
+class Workers:
+    """The `drip run` processes alive now, named w1, w2… in the order they were started."""
+
+    site: Site
+    logs: Path
+    env: dict[str, str]
+    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    generation: int = 0
+
+    def start(self) -> None:
+        self.generation += 1
+        name = f"w{self.generation}"
+        self.running[name] = start_worker(self.site, name, self.logs, self.env)
+
+    def kill(self, name: str) -> None:
+        self.running[name].send_signal(signal.SIGKILL)
+        self.running.pop(name).wait(timeout=10)
+
+    def stop(self) -> list[int]:
+        """SIGTERM to each: the batch in flight is finished and recorded, then a clean exit."""
+        for proc in self.running.values():
+            proc.send_signal(signal.SIGTERM)
+        return [proc.wait(timeout=20) for proc in self.running.values()]
+
+
+def kill_holders(workers: Workers, watcher: sa.Engine, rng: random.Random, *, started: float) -> int:
+    """Kill only a worker caught holding a batch, so every kill lands mid-send; restart one each time."""
+    kills = 0
+    while kills < KILLS and time.monotonic() - started < 50:
+        caught = [name for name in holders(watcher) if name in workers.running]
+        if not caught:
+            time.sleep(0.05)
+            continue
+        workers.kill(rng.choice(caught))
+        kills += 1
+        workers.start()
+        time.sleep(rng.uniform(0.3, 1.0))
+    return kills
+
+
+def smtp_site(tmp_path: Path, port: int) -> Site:
+    return real_site(
+        tmp_path / "site",
+        database=f"sqlite:///{tmp_path / 'drip.db'}",
+        transport=(
+            "transport:\n  backend: smtp\n  smtp:\n"
+            f"    host: 127.0.0.1\n    port: {port}\n    security: none\n    timeout: 10\n"
+        ),
+        batch_size=BATCH,
+        lease_seconds=LEASE,
+    )
+
+
 @pytest.mark.timeout(120)
 def test_sigkilled_workers_lose_nothing_and_flag_every_duplicate(tmp_path: Path) -> None:
     rng = random.Random()
@@ -53,16 +109,7 @@ def test_sigkilled_workers_lose_nothing_and_flag_every_duplicate(tmp_path: Path)
         # A provider that takes a few milliseconds a message keeps batches in flight long
         # enough to be caught, however fast or loaded the machine is.
         server.handler.data_delay = 0.01
-        site = real_site(
-            tmp_path / "site",
-            database=f"sqlite:///{tmp_path / 'drip.db'}",
-            transport=(
-                "transport:\n  backend: smtp\n  smtp:\n"
-                f"    host: 127.0.0.1\n    port: {server.port}\n    security: none\n    timeout: 10\n"
-            ),
-            batch_size=BATCH,
-            lease_seconds=LEASE,
-        )
+        site = smtp_site(tmp_path, server.port)
         engine = open_store(site.database_url)
         # Workers hold SQLite's write lock while a batch is handed over; this plain engine
         # (no BEGIN IMMEDIATE) reads the WAL snapshot beside them without waiting.
@@ -71,39 +118,19 @@ def test_sigkilled_workers_lose_nothing_and_flag_every_duplicate(tmp_path: Path)
             engine, site, SUBSCRIBERS, started=dt.datetime.now(dt.UTC) - dt.timedelta(days=60)
         )
         assert total >= 1000
-        env = {"DRIP_SECRET_KEY": "kill-test-" + "x" * 32}
-        logs = tmp_path / "logs"
-        generation = 0
-        workers: dict[str, subprocess.Popen[bytes]] = {}
+        workers = Workers(site, tmp_path / "logs", {"DRIP_SECRET_KEY": "kill-test-" + "x" * 32})
         for _ in range(2):
-            generation += 1
-            workers[f"w{generation}"] = start_worker(site, f"w{generation}", logs, env)
-
-        kills = 0
+            workers.start()
         started = time.monotonic()
         try:
-            # Kill only a worker caught holding a batch, so every kill lands mid-send.
-            while kills < KILLS and time.monotonic() - started < 50:
-                caught = [name for name in holders(watcher) if name in workers]
-                if not caught:
-                    time.sleep(0.05)
-                    continue
-                victim = rng.choice(caught)
-                workers[victim].send_signal(signal.SIGKILL)
-                workers.pop(victim).wait(timeout=10)
-                kills += 1
-                generation += 1
-                workers[f"w{generation}"] = start_worker(site, f"w{generation}", logs, env)
-                time.sleep(rng.uniform(0.3, 1.0))
+            kills = kill_holders(workers, watcher, rng, started=started)
             assert kills >= 5, f"only {kills} workers were caught holding a lease"
             # The survivors finish, reclaiming the batches of the dead once their leases expire.
             while unfinished(engine) and time.monotonic() - started < 100:
                 time.sleep(0.2)
             assert unfinished(engine) == 0
         finally:
-            for proc in workers.values():
-                proc.send_signal(signal.SIGTERM)
-            codes = [proc.wait(timeout=20) for proc in workers.values()]
+            codes = workers.stop()
         # SIGTERM: the batch in flight is finished and recorded, then a clean exit.
         assert codes == [0] * len(codes)
 

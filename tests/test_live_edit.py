@@ -8,21 +8,22 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from dbfixtures import Store, sqlite_store
 from delivery_fixtures import (
     RecordingTransport,
-    Store,
     make_course,
     make_site,
     rows,
     simple_render,
-    sqlite_store,
 )
 
 from drip.config import Site
+from drip.course.edits import ADDED_BEHIND, cadence
 from drip.course.models import Course
 from drip.dispatch.batch import dispatch_once
+from drip.runtime import Runtime
 from drip.store.claims import claim, record_sent
-from drip.store.course_edits import ADDED_BEHIND, apply, cadence, plan
+from drip.store.course_edits import apply, plan
 from drip.store.enrollments import enroll
 from drip.store.schema import course_versions, deliveries, subscribers
 
@@ -66,6 +67,7 @@ def subscribe(store: Store, course: Course, ident: int, *, at: dt.datetime) -> N
 def advance(site: Site, store: Store, course: Course, until: dt.datetime) -> RecordingTransport:
     """Run the dispatcher at each due time up to ``until``, as a worker would."""
     transport = RecordingTransport()
+    runtime = Runtime.for_tests("s" * 32)
     while True:
         with store.engine.connect() as conn:
             nxt = conn.execute(
@@ -80,6 +82,7 @@ def advance(site: Site, store: Store, course: Course, until: dt.datetime) -> Rec
             site,
             store.engine,
             transport,
+            runtime=runtime,
             now=nxt,
             worker="t",
             courses={course.slug: course},

@@ -11,8 +11,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from dbfixtures import COURSE, course_site
-from delivery_fixtures import pg_schema
+from dbfixtures import COURSE, course_site, pg_schema
 
 from drip.config import load_site
 from drip.course.compile import compile_course

@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from drip.tokens import DEMO_SECRET, BadToken, MissingSecret, make_token, read_token, secret_from_env
+from drip.runtime import Runtime, demo_key_allowed
+from drip.tokens import DEMO_SECRET, BadToken, MissingSecret, make_token, read_token
 
 SECRET = "k" * 32
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
@@ -56,13 +57,14 @@ def test_confirm_links_expire_after_a_week_unsubscribe_links_never() -> None:
     )
 
 
-def test_secret_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DRIP_SECRET_KEY", raising=False)
+def test_secret_comes_from_the_environment_with_one_demo_rule() -> None:
     with pytest.raises(MissingSecret, match="DRIP_SECRET_KEY is not set"):
-        secret_from_env()
-    assert secret_from_env(demo=True) == DEMO_SECRET
-    monkeypatch.setenv("DRIP_SECRET_KEY", "short")
+        _ = Runtime(environ={}).secret
+    assert Runtime(environ={}, demo_key=True).secret == DEMO_SECRET
     with pytest.raises(MissingSecret, match="too short"):
-        secret_from_env()
-    monkeypatch.setenv("DRIP_SECRET_KEY", SECRET)
-    assert secret_from_env(demo=True) == SECRET
+        _ = Runtime(environ={"DRIP_SECRET_KEY": "short"}).secret
+    assert Runtime(environ={"DRIP_SECRET_KEY": SECRET}, demo_key=True).secret == SECRET
+    assert [b for b in ("outbox", "memory", "smtp", "sendgrid") if demo_key_allowed(b)] == [
+        "outbox",
+        "memory",
+    ]

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from delivery_fixtures import enroll_many, pg_schema, real_site, start_worker
+from dbfixtures import pg_schema
+from delivery_fixtures import enroll_many, real_site, start_worker
 
+from drip.config import Site
 from drip.store.db import connect, open_store, upgrade
 from drip.store.schema import deliveries
 
@@ -32,6 +34,41 @@ def welcomes_left(engine: sa.Engine) -> int:
                 .where(deliveries.c.step_key == "welcome", deliveries.c.status != "sent")
             ).scalar_one()
         )
+
+
+def run_workers(
+    site: Site, engine: sa.Engine, logs: Path, env: dict[str, str]
+) -> tuple[list[int], dict[str, str]]:
+    """Two workers, alpha and beta, until every welcome is sent (or 140 s); their exit codes and logs."""
+    started = time.monotonic()
+    workers = [start_worker(site, name, logs, env) for name in ("alpha", "beta")]
+    try:
+        while welcomes_left(engine) and time.monotonic() - started < 140:
+            if any(w.poll() is not None for w in workers):
+                break
+            time.sleep(0.25)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        codes = [w.wait(timeout=30) for w in workers]
+    return codes, {name: (logs / f"{name}.log").read_text() for name in ("alpha", "beta")}
+
+
+def sent_rows(engine: sa.Engine) -> tuple[list[sa.Row[tuple[object, ...]]], Counter[str]]:
+    """The sent deliveries, and how many each worker claimed (the token starts with its name)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                deliveries.c.id,
+                deliveries.c.attempts,
+                deliveries.c.provider_id,
+                deliveries.c.possible_duplicate,
+            ).where(deliveries.c.status == "sent")
+        ).all()
+        tokens = conn.execute(
+            sa.select(deliveries.c.lease_token).where(deliveries.c.status == "sent")
+        ).scalars()
+        return list(rows), Counter(t.split(":", 1)[0] for t in tokens)
 
 
 @pytest.mark.timeout(170)
@@ -55,36 +92,12 @@ def test_two_workers_share_the_work_without_sending_twice(tmp_path: Path) -> Non
         enroll_many(engine, site, SUBSCRIBERS, started=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
         assert welcomes_left(engine) == SUBSCRIBERS
         env = {"DRIP_SECRET_KEY": "workers-test-" + "y" * 32, "DRIP_DATABASE_URL": pg.url}
-        logs = tmp_path / "logs"
         started = time.monotonic()
-        workers = [start_worker(site, name, logs, env) for name in ("alpha", "beta")]
-        try:
-            while welcomes_left(engine) and time.monotonic() - started < 140:
-                if any(w.poll() is not None for w in workers):
-                    break
-                time.sleep(0.25)
-        finally:
-            for w in workers:
-                w.send_signal(signal.SIGTERM)
-            codes = [w.wait(timeout=30) for w in workers]
+        codes, outputs = run_workers(site, engine, tmp_path / "logs", env)
         elapsed = time.monotonic() - started
-        outputs = {name: (logs / f"{name}.log").read_text() for name in ("alpha", "beta")}
         assert codes == [0, 0], outputs
         assert welcomes_left(engine) == 0
-
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(
-                    deliveries.c.id,
-                    deliveries.c.attempts,
-                    deliveries.c.provider_id,
-                    deliveries.c.possible_duplicate,
-                ).where(deliveries.c.status == "sent")
-            ).all()
-            tokens = conn.execute(
-                sa.select(deliveries.c.lease_token).where(deliveries.c.status == "sent")
-            ).scalars()
-            claimed_by = Counter(t.split(":", 1)[0] for t in tokens)
+        rows, claimed_by = sent_rows(engine)
         engine.dispose()
     finally:
         schemas.close()

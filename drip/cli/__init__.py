@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from drip.errors import DripError, InputError, Problem
-from drip.runtime import Runtime, frozen_clock
+from drip.runtime import Runtime, demo_key_allowed, frozen_clock
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -45,7 +45,7 @@ class Context:
 
             self._site = load_site(self.site_dir)
             # The outbox on a laptop may sign with the public demo key; `drip serve` decides for itself.
-            self.runtime.demo_key = self._site.config.transport.backend == "outbox"
+            self.runtime.demo_key = demo_key_allowed(self._site.config.transport.backend)
         return self._site
 
     def key(self) -> str:

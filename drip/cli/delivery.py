@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from drip.config import Site
     from drip.course.models import Course
     from drip.dispatch.batch import DispatchReport
+    from drip.runtime import Runtime
     from drip.store.course_edits import Plan
     from drip.store.status import CourseFigures
     from drip.transports.base import Transport
@@ -127,29 +128,37 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
     with obj.store() as engine:
         transport = get_transport(site)
         if not (once or until):
-            out.print(_summary(_run_forever(site, engine, transport, courses, name)))
+            out.print(_summary(_run_forever(obj.runtime, site, engine, transport, courses, name)))
             return
         for line in apply_course_changes(site, engine, courses, now=start):
             out.print(f"applied: {line}", markup=False)
         transport.open()
         try:
             if end is None:
-                out.print(_summary(_run_once(site, engine, transport, courses, name, start, now is not None)))
+                report = _run_once(
+                    obj.runtime, site, engine, transport, courses, name, start, now is not None
+                )
+                out.print(_summary(report))
             else:
-                _run_until(out, site, engine, transport, courses, name, start, end, delta)
+                _run_until(obj.runtime, site, engine, transport, courses, name, start, end, delta)
         finally:
             transport.close()
 
 
 def _run_forever(
-    site: Site, engine: sa.Engine, transport: Transport, courses: Mapping[str, Course], name: str
+    runtime: Runtime,
+    site: Site,
+    engine: sa.Engine,
+    transport: Transport,
+    courses: Mapping[str, Course],
+    name: str,
 ) -> DispatchReport:
     """The worker loop until SIGTERM or Ctrl-C, which finish the batch in flight."""
     import signal
     import threading
     from types import FrameType
 
-    from drip.dispatch.worker import run_forever, wall_clock
+    from drip.dispatch.worker import run_forever
 
     stop = threading.Event()
 
@@ -161,7 +170,7 @@ def _run_forever(
     signal.signal(signal.SIGINT, request_stop)
     return run_forever(
         site,
-        now_fn=wall_clock,
+        runtime=runtime,
         stop_event=stop,
         worker=name,
         engine=engine,
@@ -171,6 +180,7 @@ def _run_forever(
 
 
 def _run_once(
+    runtime: Runtime,
     site: Site,
     engine: sa.Engine,
     transport: Transport,
@@ -180,20 +190,22 @@ def _run_once(
     fixed: bool,
 ) -> DispatchReport:
     """Everything due at ``start`` (when ``--now`` fixed it) or at the real time."""
-    from drip.dispatch.worker import drain, frozen_clock, wall_clock
+    from drip.dispatch.worker import drain
+    from drip.runtime import frozen_clock, wall_clock
 
     return drain(
         site,
         engine,
         transport,
-        now_fn=frozen_clock(start) if fixed else wall_clock,
+        runtime=runtime,
+        clock=frozen_clock(start) if fixed else wall_clock,
         worker=name,
         courses=courses,
     )
 
 
 def _run_until(
-    out: Console,
+    runtime: Runtime,
     site: Site,
     engine: sa.Engine,
     transport: Transport,
@@ -205,13 +217,17 @@ def _run_until(
 ) -> None:
     """A simulated clock from ``start`` to ``end``, one line a tick that sent something."""
     from drip.dispatch.batch import DispatchReport
-    from drip.dispatch.worker import drain, frozen_clock
+    from drip.dispatch.worker import drain
+    from drip.runtime import frozen_clock
 
+    out = runtime.console
     total = DispatchReport()
     moment = start
     while moment <= end:
         at = moment
-        report = drain(site, engine, transport, now_fn=frozen_clock(at), worker=name, courses=courses)
+        report = drain(
+            site, engine, transport, runtime=runtime, clock=frozen_clock(at), worker=name, courses=courses
+        )
         if report.claimed:
             out.print(f"{at.isoformat(timespec='minutes')}  {_summary(report)}", markup=False)
         total += report

@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -22,7 +23,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from drip.config import Site
 from drip.course.compile import load_courses
 from drip.course.models import Course
-from drip.dispatch.batch import DispatchReport, Renderer, dispatch_once
+from drip.dispatch.batch import DispatchReport, dispatch_once
+from drip.dispatch.decide import Renderer
+from drip.runtime import Clock, Runtime
 from drip.store.course_edits import apply
 from drip.store.db import open_store
 from drip.transports import get_transport
@@ -30,21 +33,10 @@ from drip.transports.base import Transport
 
 log = logging.getLogger(__name__)
 
-NowFn = Callable[[], dt.datetime]
-
 
 def default_worker_name() -> str:
     """host:pid, so a lease in the database names the process holding it."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def wall_clock() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def frozen_clock(moment: dt.datetime) -> NowFn:
-    """A clock stopped at ``moment``: for ``--now`` and simulated runs."""
-    return lambda: moment
 
 
 def apply_course_changes(
@@ -72,27 +64,68 @@ def drain(
     engine: sa.Engine,
     transport: Transport,
     *,
-    now_fn: NowFn,
+    runtime: Runtime,
     worker: str,
     courses: Mapping[str, Course],
+    clock: Clock | None = None,
     renderer: Renderer | None = None,
     stop_event: threading.Event | None = None,
 ) -> DispatchReport:
-    """Dispatch passes while batches come back full; stop early (between batches) when asked."""
+    """Dispatch passes while batches come back full; stop early (between batches) when asked.
+
+    Each pass reads ``clock`` (a simulation steps its own), else the runtime's.
+    """
+    now = clock or runtime.now
     total = DispatchReport()
     while True:
         report = dispatch_once(
-            site, engine, transport, now=now_fn(), worker=worker, courses=courses, renderer=renderer
+            site,
+            engine,
+            transport,
+            runtime=runtime,
+            now=now(),
+            worker=worker,
+            courses=courses,
+            renderer=renderer,
         )
         total += report
         if not report.full or (stop_event is not None and stop_event.is_set()):
             return total
 
 
+@dataclass
+class _Totals:
+    """What the ticks of one worker did, added up under a lock (the scheduler runs ticks in a thread)."""
+
+    report: DispatchReport = field(default_factory=DispatchReport)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, report: DispatchReport) -> None:
+        with self.lock:
+            self.report += report
+
+
+def _scheduler(site: Site, tick: Callable[[], None]) -> BackgroundScheduler:
+    """One interval job, never overlapping itself, a late tick run once; the first one now."""
+    tick_seconds = site.config.dispatch.tick_seconds
+    scheduler = BackgroundScheduler(timezone=dt.UTC)  # the default memory job store, never a shared one
+    scheduler.add_job(
+        tick,
+        "interval",
+        seconds=tick_seconds,
+        id="dispatch",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(60, int(tick_seconds * 10)),
+        next_run_time=dt.datetime.now(dt.UTC),
+    )
+    return scheduler
+
+
 def run_forever(
     site: Site,
     *,
-    now_fn: NowFn,
+    runtime: Runtime,
     stop_event: threading.Event,
     worker: str | None = None,
     engine: sa.Engine | None = None,
@@ -106,49 +139,36 @@ def run_forever(
     recorded: the job checks the event between batches and the scheduler is shut
     down waiting for it.
     """
-    cfg = site.config.dispatch
-    worker = worker or default_worker_name()
-    engine = engine or open_store(site.database_url)
-    transport = transport or get_transport(site)
+    name = worker or default_worker_name()
+    store = engine or open_store(site.database_url)
+    sender = transport or get_transport(site)
     compiled = dict(courses) if courses is not None else load_courses(site)
-    apply_course_changes(site, engine, compiled, now=now_fn())
-    totals: list[DispatchReport] = [DispatchReport()]
-    lock = threading.Lock()
+    apply_course_changes(site, store, compiled, now=runtime.now())
+    totals = _Totals()
 
     def tick() -> None:
-        if stop_event.is_set():
-            return
-        report = drain(
-            site,
-            engine,
-            transport,
-            now_fn=now_fn,
-            worker=worker,
-            courses=compiled,
-            renderer=renderer,
-            stop_event=stop_event,
-        )
-        with lock:
-            totals[0] += report
+        if not stop_event.is_set():
+            totals.add(
+                drain(
+                    site,
+                    store,
+                    sender,
+                    runtime=runtime,
+                    worker=name,
+                    courses=compiled,
+                    renderer=renderer,
+                    stop_event=stop_event,
+                )
+            )
 
-    scheduler = BackgroundScheduler(timezone=dt.UTC)  # the default memory job store, never a shared one
-    scheduler.add_job(
-        tick,
-        "interval",
-        seconds=cfg.tick_seconds,
-        id="dispatch",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=max(60, int(cfg.tick_seconds * 10)),
-        next_run_time=dt.datetime.now(dt.UTC),
-    )
-    transport.open()
+    scheduler = _scheduler(site, tick)
+    sender.open()
     scheduler.start()
-    log.info("worker %s started: tick every %ss", worker, cfg.tick_seconds)
+    log.info("worker %s started: tick every %ss", name, site.config.dispatch.tick_seconds)
     try:
         stop_event.wait()
     finally:
         scheduler.shutdown(wait=True)  # the batch in flight finishes and is recorded
-        transport.close()
-        log.info("worker %s stopped", worker)
-    return totals[0]
+        sender.close()
+        log.info("worker %s stopped", name)
+    return totals.report

@@ -214,6 +214,49 @@ def _update_many(conn: sa.Connection, rows: list[dict[str, object]], values: dic
     conn.execute(stmt, rows)
 
 
+def _held_by(conn: sa.Connection, outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """The outcomes whose lease is still theirs, the rows locked until the transaction ends."""
+    held = {
+        (row.id, row.lease_token)
+        for row in conn.execute(
+            sa.select(d.c.id, d.c.lease_token)
+            .where(d.c.id.in_([o.delivery_id for o in outcomes]), _held)
+            .with_for_update()
+        )
+    }
+    return [o for o in outcomes if (o.delivery_id, o.lease_token) in held]
+
+
+def _keys(o: Outcome) -> dict[str, object]:
+    return {"b_id": o.delivery_id, "b_token": o.lease_token}
+
+
+def _write(conn: sa.Connection, status: OutcomeStatus, outcomes: list[Outcome], now: dt.datetime) -> None:
+    """One UPDATE for every outcome of one status."""
+    if status == "sent":
+        rows = [{**_keys(o), "b_provider": o.provider_id} for o in outcomes]
+        values: dict[str, object] = {
+            "status": SENT,
+            "provider_id": sa.bindparam("b_provider"),
+            "sent_at": now,
+            "last_error": None,
+        }
+    elif status == "failed":
+        rows = [{**_keys(o), "b_error": o.error} for o in outcomes]
+        values = {"status": FAILED, "last_error": sa.bindparam("b_error")}
+    elif status == "retry":
+        rows = [{**_keys(o), "b_error": o.error, "b_due": o.retry_at or now} for o in outcomes]
+        values = {
+            "status": DUE,
+            "last_error": sa.bindparam("b_error"),
+            "due_at": sa.bindparam("b_due", type_=d.c.due_at.type),
+        }
+    else:
+        rows = [{**_keys(o), "b_note": o.note} for o in outcomes]
+        values = {"status": CANCELLED, "note": sa.bindparam("b_note")}
+    _update_many(conn, rows, {**values, "leased_until": None, "updated_at": now})
+
+
 def record(engine: sa.Engine, outcomes: Sequence[Outcome], *, now: dt.datetime) -> set[int]:
     """Record a whole batch in one transaction; only rows whose lease is still ours change.
 
@@ -223,15 +266,7 @@ def record(engine: sa.Engine, outcomes: Sequence[Outcome], *, now: dt.datetime) 
     if not outcomes:
         return set()
     with engine.begin() as conn:
-        held = {
-            (row.id, row.lease_token)
-            for row in conn.execute(
-                sa.select(d.c.id, d.c.lease_token)
-                .where(d.c.id.in_([o.delivery_id for o in outcomes]), _held)
-                .with_for_update()
-            )
-        }
-        mine = [o for o in outcomes if (o.delivery_id, o.lease_token) in held]
+        mine = _held_by(conn, outcomes)
         by_status: dict[OutcomeStatus, list[Outcome]] = {
             "sent": [],
             "failed": [],
@@ -240,48 +275,8 @@ def record(engine: sa.Engine, outcomes: Sequence[Outcome], *, now: dt.datetime) 
         }
         for o in mine:
             by_status[o.status].append(o)
-
-        def keys(o: Outcome) -> dict[str, object]:
-            return {"b_id": o.delivery_id, "b_token": o.lease_token}
-
-        _update_many(
-            conn,
-            [{**keys(o), "b_provider": o.provider_id} for o in by_status["sent"]],
-            {
-                "status": SENT,
-                "provider_id": sa.bindparam("b_provider"),
-                "sent_at": now,
-                "leased_until": None,
-                "last_error": None,
-                "updated_at": now,
-            },
-        )
-        _update_many(
-            conn,
-            [{**keys(o), "b_error": o.error} for o in by_status["failed"]],
-            {
-                "status": FAILED,
-                "last_error": sa.bindparam("b_error"),
-                "leased_until": None,
-                "updated_at": now,
-            },
-        )
-        _update_many(
-            conn,
-            [{**keys(o), "b_error": o.error, "b_due": o.retry_at or now} for o in by_status["retry"]],
-            {
-                "status": DUE,
-                "last_error": sa.bindparam("b_error"),
-                "due_at": sa.bindparam("b_due", type_=d.c.due_at.type),
-                "leased_until": None,
-                "updated_at": now,
-            },
-        )
-        _update_many(
-            conn,
-            [{**keys(o), "b_note": o.note} for o in by_status["cancelled"]],
-            {"status": CANCELLED, "note": sa.bindparam("b_note"), "leased_until": None, "updated_at": now},
-        )
+        for status, some in by_status.items():
+            _write(conn, status, some, now)
     return {o.delivery_id for o in mine}
 
 

@@ -7,7 +7,7 @@ course's), and stored in UTC: the dispatcher only has to compare it with now.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -15,7 +15,17 @@ import sqlalchemy as sa
 from drip.course.models import Course
 from drip.course.timing import course_schedule, resolve_timezone
 from drip.errors import DripError
-from drip.store.schema import BOUNCED, COMPLAINED, DUE, UNSUBSCRIBED, deliveries, enrollments, subscribers
+from drip.store.schema import (
+    BOUNCED,
+    COMPLAINED,
+    COMPLETED,
+    DUE,
+    ENROLLED,
+    UNSUBSCRIBED,
+    deliveries,
+    enrollments,
+    subscribers,
+)
 from drip.store.subscribers import CHUNK
 
 # Subscribers who asked (or whose mailbox told us) never to be mailed.
@@ -75,70 +85,114 @@ def enroll_many(
     schedules: dict[str | None, list[tuple[str, dt.datetime]]] = {}
     for start in range(0, len(subscriber_ids), CHUNK):
         chunk = list(dict.fromkeys(subscriber_ids[start : start + CHUNK]))
-        ids.update(
-            conn.execute(
-                sa.select(enrollments.c.subscriber_id, enrollments.c.id).where(
-                    enrollments.c.course == course.slug, enrollments.c.subscriber_id.in_(chunk)
-                )
-            ).all()
-        )
-        found = {
-            sid: (email, status, zone)
-            for sid, email, status, zone in conn.execute(
-                sa.select(
-                    subscribers.c.id, subscribers.c.email, subscribers.c.status, subscribers.c.timezone
-                ).where(subscribers.c.id.in_(chunk))
-            ).all()
-        }
+        ids.update(_enrolled(conn, course.slug, chunk))
+        found = _subscribers(conn, chunk)
         todo: list[int] = []
         for sid in chunk:
             if sid in ids:
                 continue
-            if sid not in found:
-                refused[sid] = f"no subscriber with id {sid}"
-            elif found[sid][1] in NOT_ENROLLABLE:
-                refused[sid] = f"{found[sid][0]} is {found[sid][1]}: not enrolled in {course.slug!r}"
-            else:
+            why = _refusal(sid, found.get(sid), course.slug)
+            if why is None:
                 todo.append(sid)
+            else:
+                refused[sid] = why
         if not todo:
             continue
-        conn.execute(
-            enrollments.insert(),
-            [
-                {"subscriber_id": sid, "course": course.slug, "started_at": now, "updated_at": now}
-                for sid in todo
-            ],
-        )
-        created = dict(
-            conn.execute(
-                sa.select(enrollments.c.subscriber_id, enrollments.c.id).where(
-                    enrollments.c.course == course.slug, enrollments.c.subscriber_id.in_(todo)
-                )
-            ).all()
-        )
-        rows: list[dict[str, object]] = []
-        for sid in todo:
-            zone = found[sid][2]
-            if zone not in schedules:
-                schedules[zone] = _schedule(course, zone, now)
-            rows.extend(
-                {
-                    "enrollment_id": created[sid],
-                    "subscriber_id": sid,
-                    "course": course.slug,
-                    "step_key": key,
-                    "due_at": due,
-                    "status": DUE,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for key, due in schedules[zone]
-            )
-        if rows:
-            conn.execute(deliveries.insert(), rows)
+        created = _create(conn, todo, course, {sid: found[sid][2] for sid in todo}, schedules, now=now)
         ids.update(created)
         new.update(todo)
     return Enrolled(ids=ids, new=frozenset(new), refused=refused)
+
+
+def _enrolled(conn: sa.Connection, slug: str, subscriber_ids: Sequence[int]) -> dict[int, int]:
+    """Subscriber id → enrollment id in ``slug``, for those of ``subscriber_ids`` enrolled."""
+    return dict(
+        conn.execute(
+            sa.select(enrollments.c.subscriber_id, enrollments.c.id).where(
+                enrollments.c.course == slug, enrollments.c.subscriber_id.in_(subscriber_ids)
+            )
+        ).all()
+    )
+
+
+def _subscribers(
+    conn: sa.Connection, subscriber_ids: Sequence[int]
+) -> dict[int, tuple[str, str, str | None]]:
+    """Subscriber id → (email, status, time zone), for those that exist."""
+    return {
+        sid: (email, status, zone)
+        for sid, email, status, zone in conn.execute(
+            sa.select(
+                subscribers.c.id, subscribers.c.email, subscribers.c.status, subscribers.c.timezone
+            ).where(subscribers.c.id.in_(subscriber_ids))
+        ).all()
+    }
+
+
+def _refusal(sid: int, found: tuple[str, str, str | None] | None, slug: str) -> str | None:
+    """Why this subscriber is not enrolled, or None when they may be."""
+    if found is None:
+        return f"no subscriber with id {sid}"
+    email, status, _zone = found
+    if status in NOT_ENROLLABLE:
+        return f"{email} is {status}: not enrolled in {slug!r}"
+    return None
+
+
+def _create(
+    conn: sa.Connection,
+    todo: Sequence[int],
+    course: Course,
+    zones: Mapping[int, str | None],
+    schedules: dict[str | None, list[tuple[str, dt.datetime]]],
+    *,
+    now: dt.datetime,
+) -> dict[int, int]:
+    """Insert the enrollments of ``todo`` and one delivery per step each; returns their ids.
+
+    ``schedules`` caches the due times by zone across calls of one :func:`enroll_many`.
+    """
+    conn.execute(
+        enrollments.insert(),
+        [{"subscriber_id": sid, "course": course.slug, "started_at": now, "updated_at": now} for sid in todo],
+    )
+    created = _enrolled(conn, course.slug, todo)
+    rows: list[dict[str, object]] = []
+    for sid in todo:
+        zone = zones[sid]
+        if zone not in schedules:
+            schedules[zone] = _schedule(course, zone, now)
+        rows.extend(
+            {
+                "enrollment_id": created[sid],
+                "subscriber_id": sid,
+                "course": course.slug,
+                "step_key": key,
+                "due_at": due,
+                "status": DUE,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for key, due in schedules[zone]
+        )
+    if rows:
+        conn.execute(deliveries.insert(), rows)
+    return created
+
+
+def complete_enrollments(engine: sa.Engine, enrollment_ids: Iterable[int], *, now: dt.datetime) -> int:
+    """Mark completed the active enrollments that have nothing left to send; returns how many."""
+    ids = sorted(set(enrollment_ids))
+    if not ids:
+        return 0
+    left = sa.exists().where(deliveries.c.enrollment_id == enrollments.c.id, deliveries.c.status == DUE)
+    with engine.begin() as conn:
+        done = conn.execute(
+            enrollments.update()
+            .where(enrollments.c.id.in_(ids), enrollments.c.state == ENROLLED, ~left)
+            .values(state=COMPLETED, updated_at=now)
+        )
+        return int(done.rowcount or 0)
 
 
 def enroll(conn: sa.Connection, subscriber_id: int, course: Course, *, now: dt.datetime) -> int:

@@ -1,0 +1,222 @@
+"""What becomes of each claimed delivery: pure decisions, no database and no transport.
+
+A pass (:mod:`drip.dispatch.batch`) reads, then asks these functions, then writes:
+after the claim, whether to build the email or cancel it (:func:`before_send`);
+right before the transport, whether it may still go (:func:`at_send`); after the
+transport, what its result means (:func:`after_send`). Each answer is a small typed
+value; only :class:`Sent`, :class:`Retry`, :class:`Fail` and :class:`Cancel` are
+recorded (:func:`outcome`), a :class:`LeaseLost` is dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from drip.config import DispatchSection
+from drip.course.edits import STEP_REMOVED
+from drip.course.models import Course, Step
+from drip.dispatch.personalise import subscriber_values
+from drip.errors import DripError
+from drip.render.rendered import RenderedStep
+from drip.store.claims import Claimed, Outcome
+from drip.store.deliveries import Recipient, SendCheck
+from drip.store.schema import ACTIVE, DUE, ENROLLED
+from drip.transports.base import OutgoingMessage, SendResult
+
+COURSE_REMOVED = "course removed"
+SUBSCRIBER_DELETED = "subscriber deleted"
+
+Renderer = Callable[[Course, Step, str], RenderedStep]
+
+
+@dataclass(frozen=True)
+class Send:
+    """Hand this message to the transport."""
+
+    message: OutgoingMessage
+
+
+@dataclass(frozen=True)
+class Sent:
+    provider_id: str | None
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Not to be sent, ever: the note says why."""
+
+    note: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Due again at ``at``, after a backoff."""
+
+    error: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Failed for good: a permanent error, or attempts ran out."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class LeaseLost:
+    """Another worker took the row (or it was recorded meanwhile): nothing is recorded."""
+
+
+Final = Sent | Cancel | Retry | Fail
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What every decision of one pass shares: where links point, the key, the moment, the retry policy."""
+
+    base_url: str
+    postal_address: str
+    secret: str
+    now: dt.datetime
+    policy: DispatchSection
+    rng: random.Random
+
+
+def backoff_delay(
+    attempts: int, *, base: float, cap: float, retry_after: float | None, rng: random.Random
+) -> float:
+    """Seconds before the next try: exponential with full jitter, never sooner than the provider asked."""
+    ceiling = min(cap, base * 2 ** max(attempts - 1, 0))
+    delay = rng.uniform(0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def after_error(
+    item: Claimed, text: str, ctx: Pass, *, permanent: bool, retry_after: float | None = None
+) -> Retry | Fail:
+    """Failed for good, or due again after a backoff; failed once attempts run out."""
+    if permanent:
+        return Fail(text)
+    if item.attempts >= ctx.policy.max_attempts:
+        return Fail(f"{text} (gave up after {item.attempts} attempts)")
+    delay = backoff_delay(
+        item.attempts,
+        base=ctx.policy.backoff_base_seconds,
+        cap=ctx.policy.backoff_max_seconds,
+        retry_after=retry_after,
+        rng=ctx.rng,
+    )
+    return Retry(text, ctx.now + dt.timedelta(seconds=delay))
+
+
+def _refusal(subscriber_status: str, enrollment_state: str) -> str | None:
+    """None when mail may go to this subscriber in this enrollment, else why not."""
+    if subscriber_status != ACTIVE:
+        return f"subscriber {subscriber_status}"
+    if enrollment_state != ENROLLED:
+        return f"enrollment {enrollment_state}"
+    return None
+
+
+def _why_not(
+    recipient: Recipient | None, course: Course | None, step_key: str
+) -> Cancel | tuple[Recipient, Course, Step]:
+    """Why this delivery is cancelled, or who it goes to, from which course and step."""
+    if recipient is None:
+        return Cancel(SUBSCRIBER_DELETED)
+    refusal = _refusal(recipient.status, recipient.enrollment_state)
+    if refusal is not None:
+        return Cancel(refusal)
+    if course is None:
+        return Cancel(COURSE_REMOVED)
+    step = next((s for s in course.steps if s.key == step_key), None)
+    if step is None:
+        return Cancel(STEP_REMOVED)
+    return recipient, course, step
+
+
+def before_send(
+    item: Claimed, recipient: Recipient | None, course: Course | None, ctx: Pass, *, render: Renderer
+) -> Send | Cancel | Retry | Fail:
+    """After the claim: cancel with a reason, or build the email (a build error is retried)."""
+    found = _why_not(recipient, course, item.step_key)
+    if isinstance(found, Cancel):
+        return found
+    recipient, course, step = found
+    try:
+        rendered = render(course, step, recipient.locale or course.locale)
+        return Send(message(item, recipient, rendered, course, ctx))
+    except DripError as exc:
+        # A template or content error is the site's to fix, not the subscriber's:
+        # retried with backoff so the email goes once the fix is deployed.
+        return after_error(item, f"cannot build the email: {exc}", ctx, permanent=False)
+
+
+def message(
+    item: Claimed, recipient: Recipient, rendered: RenderedStep, course: Course, ctx: Pass
+) -> OutgoingMessage:
+    """The email of one delivery: the rendered step, this subscriber's values and the course's sender."""
+    values = subscriber_values(
+        ctx.base_url,
+        ctx.secret,
+        subscriber_id=recipient.subscriber_id,
+        name=recipient.name,
+        email=recipient.email,
+        attributes=recipient.attributes,
+        course=item.course,
+        step=item.step_key,
+        now=ctx.now,
+    )
+    sender = course.sender
+    unsubscribe_token = values["unsubscribe_url"].rpartition("/")[2]
+    return OutgoingMessage(
+        delivery_id=item.id,
+        to_email=recipient.email,
+        to_name=recipient.name,
+        from_email=sender.email,
+        from_name=sender.name,
+        reply_to=sender.reply_to,
+        rendered=rendered,
+        values=values,
+        unsubscribe_url=values["unsubscribe_url"],
+        unsubscribe_mailto=f"mailto:{sender.email}?subject=unsubscribe%20{unsubscribe_token}",
+        postal_address=ctx.postal_address,
+        message_id_domain=sender.email.rpartition("@")[2],
+    )
+
+
+def at_send(item: Claimed, check: SendCheck | None) -> Cancel | LeaseLost | None:
+    """Right before the transport: None when it may still go, else why not."""
+    if check is None:
+        return Cancel(SUBSCRIBER_DELETED)
+    # Still pending under our token and not recorded: nobody reclaimed or cancelled it.
+    if check.status != DUE or check.leased_until is None or check.lease_token != item.lease_token:
+        return LeaseLost()
+    refusal = _refusal(check.subscriber_status, check.enrollment_state)
+    return None if refusal is None else Cancel(refusal)
+
+
+def after_send(item: Claimed, result: SendResult, ctx: Pass) -> Sent | Retry | Fail:
+    """What the transport's answer means for this delivery."""
+    error = result.error
+    if error is None:
+        return Sent(result.provider_id)
+    text = f"{type(error).__name__}: {error}"
+    return after_error(item, text, ctx, permanent=error.permanent, retry_after=error.retry_after)
+
+
+def outcome(item: Claimed, decision: Final) -> Outcome:
+    """The decision as the store records it, under the delivery's lease."""
+    if isinstance(decision, Sent):
+        return Outcome(item.id, item.lease_token, "sent", provider_id=decision.provider_id)
+    if isinstance(decision, Retry):
+        return Outcome(item.id, item.lease_token, "retry", error=decision.error, retry_at=decision.at)
+    if isinstance(decision, Fail):
+        return Outcome(item.id, item.lease_token, "failed", error=decision.error)
+    return Outcome(item.id, item.lease_token, "cancelled", note=decision.note)
