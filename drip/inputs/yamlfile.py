@@ -137,7 +137,9 @@ def parse_yaml(text: str, file: Path | None = None, *, line_offset: int = 0) -> 
     pos = Positions(file=file, offset=line_offset)
     try:
         node = yaml.compose(text, Loader=_COMPOSER)
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
+        if "nesting depth" in str(exc):
+            raise  # libyaml's own bound, located; the pure-Python parser would recurse a long while first
         # Same fault, reported by the pure-Python parser: its messages are the stable ones.
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
