@@ -33,22 +33,17 @@ from drip.content.mdtree import (
     plain_text,
     slugify,
 )
+from drip.content.headings import (
+    ARTICLES_HEADINGS,
+    DEEPER_HEADINGS,
+    INTRO_HEADINGS,
+    OTHER_PILLARS_HEADINGS,
+    READING_PATH_HEADINGS,
+)
 from drip.content.models import Link, Pillar, ReadingItem, Section
 from drip.content.source import Meta, Source, read_source
 from drip.errors import ContentError, Problem, closest
 
-READING_PATH_HEADINGS = ("Par où commencer", "Commencer ici", "Start here", "Where to start")
-INTRO_HEADINGS = ("À qui s'adresse cette page", "Pour qui", "Who this page is for", "Who is this page for")
-ARTICLES_HEADINGS = ("Articles", "Tous les articles", "All articles")
-DEEPER_HEADINGS = ("Pour approfondir", "Aller plus loin", "Go deeper", "Going further", "Further reading")
-OTHER_PILLARS_HEADINGS = (
-    "Explorer les autres piliers",
-    "Autres piliers",
-    "Les autres piliers",
-    "Other pillars",
-    "Explore other pillars",
-    "Explore",
-)
 FRONT_MATTER_PATH = "reading_path"  # reading_path_heading of a path given in front matter
 _DASHES = " \t—–-:,;·|"
 
