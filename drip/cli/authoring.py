@@ -38,8 +38,9 @@ def _console() -> Console:
     is_flag=True,
     help="Treat warnings (links to site paths no content file provides) as errors.",
 )
+@now_option
 @click.pass_obj
-def check(obj: Context, strict: bool) -> None:
+def check(obj: Context, strict: bool, now: str | None) -> None:
     """Validate the whole site before anything is sent.
 
     Reads drip.yaml, every content file and every schedule, compiles every course,
@@ -61,7 +62,7 @@ def check(obj: Context, strict: bool) -> None:
     for links) and suggests the closest known name. Exit status 1 with every error
     at once; 0 with a one-line summary when there is none.
     """
-    report = check_site(obj.site, strict=strict)
+    report = check_site(obj.site, strict=strict, now=parse_now(now))
     console = _console()
     for warning in report.warnings:
         console.print(Text.assemble(("warning: ", "yellow"), shown(warning)), soft_wrap=True)

@@ -140,7 +140,9 @@ class ContentIndex:
     pillar_urls: dict[str, str] = field(default_factory=dict)  # slug → url path, when not /<slug>/
     pages: dict[str, str] = field(default_factory=dict)  # ref key ("docs/intro") → url path
     aliases: frozenset[str] = frozenset()  # more paths pages answer (front matter `aliases`)
-    hubs: frozenset[str] = frozenset()  # url paths of the pages that are pillars: a reading path or `type: pillar`
+    hubs: frozenset[str] = (
+        frozenset()
+    )  # url paths of the pages that are pillars: a reading path or `type: pillar`
     unpublished: dict[str, str] = field(default_factory=dict)  # ref key → "a draft", "expired"…
 
     def pillar_url(self, slug: str) -> str:
@@ -182,7 +184,6 @@ class ContentIndex:
             return None, "is ambiguous: several pages have that name; write its path"
         return None, "names no page under content/"
 
-
     def post_for(self, url: str, base_url: str) -> Post | None:
         """The post a link points to: "/posts/x/", "/posts/x", or an absolute URL on the site."""
         path = site_path_of(url, base_url)
@@ -202,6 +203,7 @@ def ref_key(path: Path, root: Path) -> str:
 def _short_name(key: str) -> str:
     parts = key.split("/")
     return parts[-2] if len(parts) > 1 and parts[-1] in ("index", "_index") else parts[-1]
+
 
 def site_path_of(url: str, base_url: str) -> str | None:
     """The site path of ``url`` without query or fragment; None for another site's URL."""
@@ -256,18 +258,18 @@ class _Build:
         if why_not is not None:
             self.unpublished[key] = why_not
             return
-        meta, meta_problems = src.model(Meta)
-        if src.problems or meta_problems:
-            raise ContentError([*src.problems, *meta_problems])
         url = normalise_path(page_url(src, self.root))
-        self.pages[key] = url
-        self.aliases.update(normalise_path(a) for a in _aliases(src.meta))
         if _kind(src, self.root) == POST:
             post = _post(src, self.root)
+            self._page(key, url, src)
             if url in self.posts:
                 self.problems.append(_duplicate(src.path, url, self.posts[url].path))
             self.posts[url] = post
             return
+        _, meta_problems = src.model(Meta)
+        if src.problems or meta_problems:
+            raise ContentError([*src.problems, *meta_problems])
+        self._page(key, url, src)
         slug = pillar_slug(src.path)
         if slug in self.pillars:
             self.problems.append(_duplicate(src.path, f"/{slug}/", self.pillars[slug]))
@@ -276,6 +278,10 @@ class _Build:
             self.pillar_urls[slug] = url
         if is_hub(src):
             self.hubs.add(url)
+
+    def _page(self, key: str, url: str, src: Source) -> None:
+        self.pages[key] = url
+        self.aliases.update(normalise_path(a) for a in _aliases(src.meta))
 
     def index(self) -> ContentIndex:
         return ContentIndex(
