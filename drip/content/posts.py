@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, field_validator
 
 from drip.content import shortcodes
+from drip.content.cache import BodyCache
 from drip.content.duration import minutes_field, minutes_for_words
 from drip.content.headings import mentions_reading_path
 from drip.content.mdtree import parse_document, plain_text
@@ -75,7 +76,7 @@ def page_url(src: Source, content_dir: Path) -> str:
     return path
 
 
-def _post(src: Source, content_dir: Path) -> Post:
+def _post(src: Source, content_dir: Path, cache: BodyCache | None = None) -> Post:
     meta, problems = src.model(PostMeta)
     problems = [*src.problems, *problems]
     if problems or meta is None:
@@ -84,14 +85,10 @@ def _post(src: Source, content_dir: Path) -> Post:
     minutes = meta.reading_time or meta.minutes
     body, _ = shortcodes.expand(src.body)
     if title is None or description is None or minutes is None:
-        # Parsing Markdown is the slow part of indexing: only when front matter leaves a gap.
-        doc = parse_document(body, src.body_line)
-        if title is None:
-            title = doc.headings[0].text if doc.headings else src.path.stem
-        if description is None:
-            description = next((plain_text(b) for b in doc.blocks if b.type == "paragraph"), "")
-        if minutes is None:
-            minutes = minutes_for_words(doc.word_count())
+        found = _from_body(body, src, cache)
+        title = found[0] if title is None else title
+        description = found[1] if description is None else description
+        minutes = found[2] if minutes is None else minutes
     return Post(
         path=src.path,
         url=page_url(src, content_dir),
@@ -103,16 +100,27 @@ def _post(src: Source, content_dir: Path) -> Post:
     )
 
 
+def _from_body(body: str, src: Source, cache: BodyCache | None) -> tuple[str, str, int]:
+    """Title, summary and reading time from the Markdown: the slow part of indexing, so cached."""
+    cached = cache.get(body) if cache is not None else None
+    if cached is not None:
+        return cached[0] or src.path.stem, cached[1], cached[2]
+    doc = parse_document(body, src.body_line)
+    title = doc.headings[0].text if doc.headings else ""
+    description = next((plain_text(b) for b in doc.blocks if b.type == "paragraph"), "")
+    minutes = minutes_for_words(doc.word_count())
+    if cache is not None:
+        cache.put(body, title, description, minutes)
+    return title or src.path.stem, description, minutes
+
+
 def _plain(text: str | None) -> str | None:
     return shortcodes.strip(text) if text is not None else None
 
 
 def site_path(path: Path, content_dir: Path) -> str:
     """The URL a static site generator gives a content file: content/posts/x.md → /posts/x/."""
-    try:
-        relative = path.resolve().relative_to(content_dir.resolve())
-    except ValueError:
-        relative = Path(path.name)
+    relative = _relative(path, content_dir)
     parts = list(relative.with_suffix("").parts)
     if parts and parts[-1] in ("index", "_index"):
         parts.pop()
@@ -192,12 +200,18 @@ class ContentIndex:
 
 def ref_key(path: Path, root: Path) -> str:
     """A content file as ``ref`` names it: its path under content/ without ``.md``, with ``/``."""
-    try:
-        relative = path.resolve().relative_to(root.resolve())
-    except ValueError:
-        relative = Path(path.name)
-    text = relative.as_posix()
+    text = _relative(path, root).as_posix()
     return "" if text == "." else text.removesuffix(".md")
+
+
+def _relative(path: Path, root: Path) -> Path:
+    """``path`` under ``root``; resolving both (slow on a large site) only when the plain paths disagree."""
+    if path.is_relative_to(root):
+        return path.relative_to(root)
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return Path(path.name)
 
 
 def _short_name(key: str) -> str:
@@ -219,20 +233,24 @@ def site_path_of(url: str, base_url: str) -> str | None:
     return parts.path or None
 
 
-def load_content(content_dir: Path, *, now: dt.datetime | None = None) -> ContentIndex:
+def load_content(
+    content_dir: Path, *, now: dt.datetime | None = None, cache_dir: Path | None = None
+) -> ContentIndex:
     """Index every published pillar and post; every broken file is reported in one ContentError.
 
     ``now`` decides what is published (future and expired pages are not); None is the current time.
+    ``cache_dir`` keeps what the Markdown bodies yield between runs (see :mod:`drip.content.cache`).
     """
     if not content_dir.is_dir():
         raise ContentError(Problem("content folder not found", file=content_dir))
     moment = now or dt.datetime.now(dt.UTC)
-    build = _Build(content_dir)
+    build = _Build(content_dir, BodyCache.load(cache_dir))
     for path in _markdown_files(content_dir):
         try:
             build.add(read_source(path), moment)
         except ContentError as exc:
             build.problems += exc.problems
+    build.cache.save()
     if build.problems:
         raise ContentError(build.problems)
     return build.index()
@@ -243,6 +261,7 @@ class _Build:
     """The index as files are added to it, with the problems met on the way."""
 
     root: Path
+    cache: BodyCache
     problems: list[Problem] = field(default_factory=list)
     pillars: dict[str, Path] = field(default_factory=dict)
     pillar_urls: dict[str, str] = field(default_factory=dict)
@@ -260,7 +279,7 @@ class _Build:
             return
         url = normalise_path(page_url(src, self.root))
         if _kind(src, self.root) == POST:
-            post = _post(src, self.root)
+            post = _post(src, self.root, self.cache)
             self._page(key, url, src)
             if url in self.posts:
                 self.problems.append(_duplicate(src.path, url, self.posts[url].path))

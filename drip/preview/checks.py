@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from drip.config import Site
 from drip.content import ContentIndex, load_content, read_pillar
+from drip.content.cache import CACHE_DIR
 from drip.content.links import absolute_url
 from drip.content.models import Pillar
 from drip.content.pillar import PillarMeta
@@ -365,7 +366,8 @@ def check_site(site: Site, *, strict: bool = False, now: dt.datetime | None = No
     """
     errors: list[Problem] = []
     warnings: list[Problem] = []
-    index: ContentIndex | None = _collect(errors, load_content, site.content_dir, now=now)
+    cache = site.root / CACHE_DIR
+    index: ContentIndex | None = _collect(errors, load_content, site.content_dir, now=now, cache_dir=cache)
     slugs = _collect(errors, course_slugs, site) or []
     if not slugs:
         # "0 courses: all good" would hide a schedules folder that is misnamed or missing.
