@@ -142,7 +142,13 @@ class Site:
 
     @property
     def content_dir(self) -> Path:
-        return self.root / self.config.paths.content
+        """``paths.content``; by default ``content/<locale>/`` when the site keeps one folder per language."""
+        folder = self.root / self.config.paths.content
+        if "content" not in self.config.paths.model_fields_set:
+            localised = folder / self.config.site.locale
+            if localised.is_dir():
+                return localised
+        return folder
 
     @property
     def schedules_dir(self) -> Path:

@@ -314,7 +314,7 @@ def test_a_misspelt_front_matter_key_is_reported(site: Path) -> None:
     pillar.write_text(pillar.read_text(encoding="utf-8").replace("title:", "titel:", 1), encoding="utf-8")
     post = site / "content" / "posts" / "autre.md"
     post.write_text(
-        "---\ntitle: Autre\ndraft: true\ntags: [cto]\ndescripton: Un autre article\n---\nTexte.\n",
+        "---\ntitle: Autre\ndraft: false\ntags: [cto]\ndescripton: Un autre article\n---\nTexte.\n",
         encoding="utf-8",
     )
     result = run_drip(site, "check", "--strict")

@@ -74,15 +74,17 @@ def test_post_errors_are_located(tmp_path: Path) -> None:
 def test_content_index_classifies_files() -> None:
     index = load_content(CONTENT)
     assert index.root == CONTENT
-    # Top-level files are pillars, nested ones posts; `type:` decides either way; _index.md is skipped.
+    # Top-level files are pillars, nested ones posts; `type:` decides either way; posts/_index.md is
+    # the section page at /posts/ (a page, not a pillar: it has no reading path).
     assert index.pillars == {
         "guide-du-lead": CONTENT / "guide-du-lead.md",
         "page-pilier": CONTENT / "posts" / "page-pilier.md",
     }
-    assert sorted(index.posts) == ["/a-propos/", "/posts/premier-post/", "/posts/second-post/"]
+    assert sorted(index.posts) == ["/a-propos/", "/posts/", "/posts/premier-post/", "/posts/second-post/"]
     assert index.known_urls() == {
+        "/posts/",
         "/guide-du-lead/",
-        "/page-pilier/",
+        "/posts/page-pilier/",  # where the site serves it: a pillar by `type:`, still under posts/
         "/a-propos/",
         "/posts/premier-post/",
         "/posts/second-post/",

@@ -27,8 +27,9 @@ FORMATS = ("html", "text", "mjml", "eml")
     is_flag=True,
     help="Treat warnings (links to site paths no content file provides) as errors.",
 )
+@now_option
 @click.pass_obj
-def check(obj: Context, strict: bool) -> None:
+def check(obj: Context, strict: bool, now: str | None) -> None:
     """Validate the whole site before anything is sent.
 
     Reads drip.yaml, every content file and every schedule, compiles every course,
@@ -55,7 +56,7 @@ def check(obj: Context, strict: bool) -> None:
     from drip.errors import InputError
     from drip.preview.checks import check_site
 
-    report = check_site(obj.site, strict=strict)
+    report = check_site(obj.site, strict=strict, now=obj.at(now))
     console = obj.runtime.console
     for warning in report.warnings:
         console.print(Text.assemble(("warning: ", "yellow"), shown(warning)), soft_wrap=True)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drip.errors import Problem
+
 
 @dataclass(frozen=True)
 class Link:
@@ -64,6 +66,7 @@ class Pillar:
     deeper_text: str = ""
     other_pillars: tuple[Link, ...] = ()
     front_matter: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[Problem, ...] = ()  # what drip read past without using: `drip check` shows them
 
 
 @dataclass(frozen=True)

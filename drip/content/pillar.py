@@ -19,7 +19,15 @@ from typing import Any
 from markdown_it.tree import SyntaxTreeNode
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from drip.content import shortcodes
 from drip.content.duration import label_and_minutes, minutes_field
+from drip.content.headings import (
+    ARTICLES_HEADINGS,
+    DEEPER_HEADINGS,
+    INTRO_HEADINGS,
+    OTHER_PILLARS_HEADINGS,
+    READING_PATH_HEADINGS,
+)
 from drip.content.mdtree import (
     LISTS,
     Document,
@@ -34,21 +42,10 @@ from drip.content.mdtree import (
     slugify,
 )
 from drip.content.models import Link, Pillar, ReadingItem, Section
+from drip.content.posts import ContentIndex, normalise_path, pillar_slug
 from drip.content.source import Meta, Source, read_source
 from drip.errors import ContentError, Problem, closest
 
-READING_PATH_HEADINGS = ("Par où commencer", "Commencer ici", "Start here", "Where to start")
-INTRO_HEADINGS = ("À qui s'adresse cette page", "Pour qui", "Who this page is for", "Who is this page for")
-ARTICLES_HEADINGS = ("Articles", "Tous les articles", "All articles")
-DEEPER_HEADINGS = ("Pour approfondir", "Aller plus loin", "Go deeper", "Going further", "Further reading")
-OTHER_PILLARS_HEADINGS = (
-    "Explorer les autres piliers",
-    "Autres piliers",
-    "Les autres piliers",
-    "Other pillars",
-    "Explore other pillars",
-    "Explore",
-)
 FRONT_MATTER_PATH = "reading_path"  # reading_path_heading of a path given in front matter
 _DASHES = " \t—–-:,;·|"
 
@@ -86,13 +83,23 @@ class PillarMeta(Meta):
     reading_path: list[ReadingEntry] | None = None
 
 
-def read_pillar(path: Path, *, heading: str | None = None) -> Pillar:
-    """Read a pillar; ``heading`` names the reading-path heading when it is not a default one."""
+def read_pillar(
+    path: Path,
+    *,
+    heading: str | None = None,
+    content: ContentIndex | None = None,
+    other_pillars: str | None = None,
+) -> Pillar:
+    """Read a pillar; ``heading`` and ``other_pillars`` name headings that are not default ones.
+
+    With ``content``, Hugo ``ref``/``relref`` links resolve against it, the page takes
+    its URL from it, and a list linking only to its pillar pages is the other pillars.
+    """
     src = read_source(path)
     problems = list(src.problems)
     meta, meta_problems = src.model(PillarMeta)
     problems += meta_problems
-    doc = parse_document(src.body, src.body_line)
+    doc = parse_document(_expand_refs(src, content, problems), src.body_line)
 
     if heading is None and FRONT_MATTER_PATH in src.meta:
         path_heading = FRONT_MATTER_PATH
@@ -100,6 +107,10 @@ def read_pillar(path: Path, *, heading: str | None = None) -> Pillar:
         items = _front_matter_path(entries, src, doc, problems) if meta else ()
     else:
         path_heading, items = _body_path(doc, src, heading, problems)
+    slug = pillar_slug(path)
+    url = (meta.url if meta else None) or (content.url_of(path) if content else None) or f"/{slug}/"
+    hubs = content.hubs - {normalise_path(url)} if content else None
+    others, warnings = _other_pillars(doc, src, other_pillars, hubs, problems, path_heading)
 
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.column or 0))
@@ -108,22 +119,43 @@ def read_pillar(path: Path, *, heading: str | None = None) -> Pillar:
     path_at = doc.find((path_heading,))
     intro = _intro(doc, path_at.index if path_at else len(doc.blocks))
     deeper, deeper_text = _deeper(doc)
-    slug = path.stem
+    title = shortcodes.strip(meta.title) if meta and meta.title else None
+    description = shortcodes.strip(meta.description) if meta and meta.description else None
     return Pillar(
         path=path,
         slug=slug,
-        url=(meta.url if meta else None) or f"/{slug}/",
-        title=(meta.title if meta else None) or (doc.headings[0].text if doc.headings else slug),
-        description=(meta.description if meta else None) or intro.split("\n\n")[0],
+        url=url,
+        title=title or (doc.headings[0].text if doc.headings else slug),
+        description=description or intro.split("\n\n")[0],
         intro=intro,
         reading_path_heading=path_heading,
         reading_path=items,
         sections=_article_sections(doc),
         deeper=deeper,
         deeper_text=deeper_text,
-        other_pillars=_other_pillars(doc),
+        other_pillars=others,
         front_matter=dict(src.meta),
+        warnings=tuple(warnings),
     )
+
+
+def _expand_refs(src: Source, content: ContentIndex | None, problems: list[Problem]) -> str:
+    """The body with ``ref``/``relref`` turned into site paths; each one that names no page is a problem."""
+    reasons: dict[str, str] = {}
+
+    def resolve(target: str) -> str | None:
+        if content is None:
+            reasons[target] = "cannot be resolved without the site's content/"
+            return None
+        url, reasons[target] = content.ref(target, src.path)
+        return url
+
+    body, broken = shortcodes.expand(src.body, resolve)
+    for ref in broken:
+        line = src.body_line + ref.line
+        why = reasons.get(ref.target) or ref.reason
+        problems.append(Problem(f"ref {ref.target!r} {why}", file=src.path, line=line, column=ref.column))
+    return body
 
 
 def _front_matter_path(
@@ -183,10 +215,12 @@ def _body_path(
     return found.text, tuple(items)
 
 
-def _heading_not_found(doc: Document, src: Source, names: tuple[str, ...], *, explicit: bool) -> Problem:
+def _heading_not_found(
+    doc: Document, src: Source, names: tuple[str, ...], *, explicit: bool, purpose: str = "the reading path"
+) -> Problem:
     wanted = " or ".join(f"'{name}'" for name in names)
     if explicit:
-        message = f"no heading {wanted} for the reading path"
+        message = f"no heading {wanted} for {purpose}"
     else:
         message = f"no reading path: no heading {wanted}, and no reading_path in front matter"
     if doc.headings:
@@ -337,11 +371,54 @@ def _deeper(doc: Document) -> tuple[tuple[Link, ...], str]:
     return tuple(link for link, _ in ordered), _paragraph_text(blocks)
 
 
-def _other_pillars(doc: Document) -> tuple[Link, ...]:
-    found = doc.find(OTHER_PILLARS_HEADINGS)
-    if found is None:
-        return ()
-    start, end = doc.section(found)
-    return tuple(
+def _other_pillars(
+    doc: Document,
+    src: Source,
+    name: str | None,
+    hubs: frozenset[str] | None,
+    problems: list[Problem],
+    path_heading: str,
+) -> tuple[tuple[Link, ...], list[Problem]]:
+    """The links to other pillars, and a warning for each list of pillar links left unused.
+
+    The heading a schedule names wins, then a default name ("Other pillars"), then the
+    first heading whose lists link only to pillar pages of the site (``hubs``).
+    """
+    found = doc.find((name,) if name else OTHER_PILLARS_HEADINGS)
+    if name is not None and found is None:
+        problems.append(_heading_not_found(doc, src, (name,), explicit=True, purpose="the other pillars"))
+    hub_lists = [h for h in _hub_lists(doc, hubs or frozenset()) if fold(h.text) != fold(path_heading)]
+    chosen = found if found is not None or name is not None else next(iter(hub_lists), None)
+    warnings = [
+        Problem(
+            f"the list under '{h.text}' links only to pillar pages but is not used as the other pillars",
+            file=src.path,
+            line=h.line,
+            column=src.column(h.line),
+            hint=f"name it in the schedule: `other_pillars: {h.text}`",
+        )
+        for h in hub_lists
+        if chosen is None or h.index != chosen.index
+    ]
+    if chosen is None:
+        return (), warnings
+    start, end = doc.section(chosen)
+    found_links = tuple(
         link for block in doc.blocks[start:end] if block.type in LISTS for link in _described_links(block)
     )
+    return found_links, warnings
+
+
+def _hub_lists(doc: Document, hubs: frozenset[str]) -> list[Heading]:
+    """Headings whose own lists (above any sub-heading) link only to pillar pages."""
+    if not hubs:
+        return []
+    out: list[Heading] = []
+    for h in doc.headings:
+        own = doc.blocks[
+            h.index + 1 : next((o.index for o in doc.headings if o.index > h.index), len(doc.blocks))
+        ]
+        urls = [link.url for block in own if block.type in LISTS for link in _described_links(block)]
+        if urls and all(url.startswith("/") and normalise_path(url.split("#")[0]) in hubs for url in urls):
+            out.append(h)
+    return out

@@ -1,22 +1,29 @@
-"""Posts, and the index of everything content/ provides.
+"""Posts, and the index of everything content/ provides, read the way a static site generator reads it.
 
 How a file is classified:
 
 - front matter ``type: pillar`` or ``type: post`` decides (other ``type`` values,
   such as a theme's layout name, are ignored);
-- otherwise the Markdown files directly in content/ are pillars and the files in
-  its subfolders (content/posts/…) are posts;
-- files and folders whose name starts with ``_`` or ``.`` (section list pages,
-  hidden files) are not content.
+- otherwise the Markdown files directly in content/ and the section pages
+  (``<section>/_index.md``) that have a reading path are pillar pages; every other
+  file (content/posts/…, page bundles ``<name>/index.md``, other section pages) is a post;
+- files and folders whose name starts with ``_`` or ``.`` are not content, except
+  Hugo's ``_index.md`` section pages;
+- drafts (``draft: true``), pages dated (``publishDate``, else ``date``) after now,
+  and pages whose ``expiryDate`` is past are not published: they are left out, and a
+  link or ref to one says why.
 
 URLs are site paths relative to the site's base URL: front matter ``url`` wins;
-else a post at content/posts/x.md (or content/posts/x/index.md) is ``/posts/x/``
-and a pillar at content/x.md is ``/x/``.
+else the file's place, with front matter ``slug`` replacing the last part:
+content/posts/x.md, content/posts/x/index.md → ``/posts/x/``, content/docs/_index.md
+→ ``/docs/``, content/x.md → ``/x/``. Front matter ``aliases`` are more paths the page
+answers (Hugo redirects them).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +32,10 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
 
+from drip.content import shortcodes
+from drip.content.cache import BodyCache
 from drip.content.duration import minutes_field, minutes_for_words
+from drip.content.headings import mentions_reading_path
 from drip.content.mdtree import parse_document, plain_text
 from drip.content.models import Post
 from drip.content.source import Meta, Source, read_source
@@ -54,41 +64,65 @@ def read_post(path: Path, content_dir: Path) -> Post:
     return _post(read_source(path), content_dir)
 
 
-def _post(src: Source, content_dir: Path) -> Post:
+def page_url(src: Source, content_dir: Path) -> str:
+    """The site path of a content file: front matter ``url``, else its place with ``slug`` applied."""
+    url = src.meta.get("url")
+    if isinstance(url, str) and url.startswith("/"):
+        return url
+    path = site_path(src.path, content_dir)
+    slug = src.meta.get("slug")
+    if isinstance(slug, str) and slug.strip("/"):
+        path = path.rstrip("/").rsplit("/", 1)[0] + "/" + slug.strip("/") + "/"
+    return path
+
+
+def _post(src: Source, content_dir: Path, cache: BodyCache | None = None) -> Post:
     meta, problems = src.model(PostMeta)
     problems = [*src.problems, *problems]
     if problems or meta is None:
         raise ContentError(problems)
-    title, description = meta.title, meta.description
+    title, description = _plain(meta.title), _plain(meta.description)
     minutes = meta.reading_time or meta.minutes
+    body, _ = shortcodes.expand(src.body)
     if title is None or description is None or minutes is None:
-        # Parsing Markdown is the slow part of indexing: only when front matter leaves a gap.
-        doc = parse_document(src.body, src.body_line)
-        if title is None:
-            title = doc.headings[0].text if doc.headings else src.path.stem
-        if description is None:
-            description = next((plain_text(b) for b in doc.blocks if b.type == "paragraph"), "")
-        if minutes is None:
-            minutes = minutes_for_words(doc.word_count())
+        found = _from_body(body, src, cache)
+        title = found[0] if title is None else title
+        description = found[1] if description is None else description
+        minutes = found[2] if minutes is None else minutes
     return Post(
         path=src.path,
-        url=meta.url or site_path(src.path, content_dir),
+        url=page_url(src, content_dir),
         title=title,
         description=description,
         date=meta.date,
         minutes=minutes,
-        body=src.body.strip(),
+        body=body.strip(),
     )
+
+
+def _from_body(body: str, src: Source, cache: BodyCache | None) -> tuple[str, str, int]:
+    """Title, summary and reading time from the Markdown: the slow part of indexing, so cached."""
+    cached = cache.get(body) if cache is not None else None
+    if cached is not None:
+        return cached[0] or src.path.stem, cached[1], cached[2]
+    doc = parse_document(body, src.body_line)
+    title = doc.headings[0].text if doc.headings else ""
+    description = next((plain_text(b) for b in doc.blocks if b.type == "paragraph"), "")
+    minutes = minutes_for_words(doc.word_count())
+    if cache is not None:
+        cache.put(body, title, description, minutes)
+    return title or src.path.stem, description, minutes
+
+
+def _plain(text: str | None) -> str | None:
+    return shortcodes.strip(text) if text is not None else None
 
 
 def site_path(path: Path, content_dir: Path) -> str:
     """The URL a static site generator gives a content file: content/posts/x.md → /posts/x/."""
-    try:
-        relative = path.resolve().relative_to(content_dir.resolve())
-    except ValueError:
-        relative = Path(path.name)
+    relative = _relative(path, content_dir)
     parts = list(relative.with_suffix("").parts)
-    if parts and parts[-1] == "index":
+    if parts and parts[-1] in ("index", "_index"):
         parts.pop()
     return "/" + "".join(f"{part}/" for part in parts)
 
@@ -112,18 +146,77 @@ class ContentIndex:
     pillars: dict[str, Path]  # slug → file
     posts: dict[str, Post]  # url path → Post
     pillar_urls: dict[str, str] = field(default_factory=dict)  # slug → url path, when not /<slug>/
+    pages: dict[str, str] = field(default_factory=dict)  # ref key ("docs/intro") → url path
+    aliases: frozenset[str] = frozenset()  # more paths pages answer (front matter `aliases`)
+    hubs: frozenset[str] = (
+        frozenset()
+    )  # url paths of the pages that are pillars: a reading path or `type: pillar`
+    unpublished: dict[str, str] = field(default_factory=dict)  # ref key → "a draft", "expired"…
 
     def pillar_url(self, slug: str) -> str:
         return self.pillar_urls.get(slug, f"/{slug}/")
 
     def known_urls(self) -> set[str]:
-        """Every site path a content file provides, pillars and posts."""
-        return {self.pillar_url(slug) for slug in self.pillars} | set(self.posts)
+        """Every site path a content file provides, pillars and posts, and their aliases."""
+        return {self.pillar_url(slug) for slug in self.pillars} | set(self.posts) | set(self.aliases)
+
+    def url_of(self, path: Path) -> str | None:
+        """The site path of a published content file."""
+        return self.pages.get(ref_key(path, self.root))
+
+    def ref(self, target: str, page: Path) -> tuple[str | None, str]:
+        """Resolve a Hugo ``ref``/``relref`` target written on ``page``: (site path, why not).
+
+        Like Hugo: ``.md`` optional, ``#anchor`` kept, a path without a leading ``/``
+        is looked up next to the page first, then from the content root; a bare name
+        matches a page anywhere when only one has it.
+        """
+        name, _, anchor = target.strip().partition("#")
+        suffix = f"#{anchor}" if anchor else ""
+        if not name:
+            own = self.url_of(page)
+            return (own + suffix, "") if own else (None, "this page is not published")
+        name = name.removesuffix(".md").strip("/")
+        bases = [] if target.startswith("/") else [ref_key(page.parent, self.root)]
+        for base in [*bases, ""]:
+            key = posixpath.normpath("/".join(part for part in (base, name) if part)).lstrip("/")
+            for candidate in (key, f"{key}/index", f"{key}/_index"):
+                if candidate in self.pages:
+                    return self.pages[candidate] + suffix, ""
+                if candidate in self.unpublished:
+                    return None, f"points to a page that is {self.unpublished[candidate]}"
+        by_name = [url for key, url in self.pages.items() if _short_name(key) == name]
+        if len(by_name) == 1:
+            return by_name[0] + suffix, ""
+        if by_name:
+            return None, "is ambiguous: several pages have that name; write its path"
+        return None, "names no page under content/"
 
     def post_for(self, url: str, base_url: str) -> Post | None:
         """The post a link points to: "/posts/x/", "/posts/x", or an absolute URL on the site."""
         path = site_path_of(url, base_url)
         return self.posts.get(normalise_path(path)) if path is not None else None
+
+
+def ref_key(path: Path, root: Path) -> str:
+    """A content file as ``ref`` names it: its path under content/ without ``.md``, with ``/``."""
+    text = _relative(path, root).as_posix()
+    return "" if text == "." else text.removesuffix(".md")
+
+
+def _relative(path: Path, root: Path) -> Path:
+    """``path`` under ``root``; resolving both (slow on a large site) only when the plain paths disagree."""
+    if path.is_relative_to(root):
+        return path.relative_to(root)
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return Path(path.name)
+
+
+def _short_name(key: str) -> str:
+    parts = key.split("/")
+    return parts[-2] if len(parts) > 1 and parts[-1] in ("index", "_index") else parts[-1]
 
 
 def site_path_of(url: str, base_url: str) -> str | None:
@@ -140,44 +233,137 @@ def site_path_of(url: str, base_url: str) -> str | None:
     return parts.path or None
 
 
-def load_content(content_dir: Path) -> ContentIndex:
-    """Index every pillar and post; every broken file is reported in one ContentError."""
+def load_content(
+    content_dir: Path, *, now: dt.datetime | None = None, cache_dir: Path | None = None
+) -> ContentIndex:
+    """Index every published pillar and post; every broken file is reported in one ContentError.
+
+    ``now`` decides what is published (future and expired pages are not); None is the current time.
+    ``cache_dir`` keeps what the Markdown bodies yield between runs (see :mod:`drip.content.cache`).
+    """
     if not content_dir.is_dir():
         raise ContentError(Problem("content folder not found", file=content_dir))
-    problems: list[Problem] = []
-    pillars: dict[str, Path] = {}
-    pillar_urls: dict[str, str] = {}
-    posts: dict[str, Post] = {}
+    moment = now or dt.datetime.now(dt.UTC)
+    build = _Build(content_dir, BodyCache.load(cache_dir))
     for path in _markdown_files(content_dir):
-        src = read_source(path)
-        kind = _kind(src, content_dir)
         try:
-            if kind == POST:
-                post = _post(src, content_dir)
-                url = normalise_path(post.url)
-                if url in posts:
-                    problems.append(_duplicate(path, url, posts[url].path))
-                posts[url] = post
-                continue
-            meta, meta_problems = src.model(Meta)
-            if src.problems or meta_problems:
-                raise ContentError([*src.problems, *meta_problems])
-            slug = path.stem
-            if slug in pillars:
-                problems.append(_duplicate(path, f"/{slug}/", pillars[slug]))
-            pillars[slug] = path
-            if meta and meta.url:
-                pillar_urls[slug] = normalise_path(meta.url)
+            build.add(read_source(path), moment)
         except ContentError as exc:
-            problems += exc.problems
-    if problems:
-        raise ContentError(problems)
-    return ContentIndex(content_dir, pillars, posts, pillar_urls)
+            build.problems += exc.problems
+    build.cache.save()
+    if build.problems:
+        raise ContentError(build.problems)
+    return build.index()
+
+
+@dataclass
+class _Build:
+    """The index as files are added to it, with the problems met on the way."""
+
+    root: Path
+    cache: BodyCache
+    problems: list[Problem] = field(default_factory=list)
+    pillars: dict[str, Path] = field(default_factory=dict)
+    pillar_urls: dict[str, str] = field(default_factory=dict)
+    posts: dict[str, Post] = field(default_factory=dict)
+    pages: dict[str, str] = field(default_factory=dict)
+    aliases: set[str] = field(default_factory=set)
+    hubs: set[str] = field(default_factory=set)
+    unpublished: dict[str, str] = field(default_factory=dict)
+
+    def add(self, src: Source, now: dt.datetime) -> None:
+        key = ref_key(src.path, self.root)
+        why_not = unpublished_reason(src.meta, now)
+        if why_not is not None:
+            self.unpublished[key] = why_not
+            return
+        url = normalise_path(page_url(src, self.root))
+        if _kind(src, self.root) == POST:
+            post = _post(src, self.root, self.cache)
+            self._page(key, url, src)
+            if url in self.posts:
+                self.problems.append(_duplicate(src.path, url, self.posts[url].path))
+            self.posts[url] = post
+            return
+        _, meta_problems = src.model(Meta)
+        if src.problems or meta_problems:
+            raise ContentError([*src.problems, *meta_problems])
+        self._page(key, url, src)
+        slug = pillar_slug(src.path)
+        if slug in self.pillars:
+            self.problems.append(_duplicate(src.path, f"/{slug}/", self.pillars[slug]))
+        self.pillars[slug] = src.path
+        if url != f"/{slug}/":
+            self.pillar_urls[slug] = url
+        if is_hub(src):
+            self.hubs.add(url)
+
+    def _page(self, key: str, url: str, src: Source) -> None:
+        self.pages[key] = url
+        self.aliases.update(normalise_path(a) for a in _aliases(src.meta))
+
+    def index(self) -> ContentIndex:
+        return ContentIndex(
+            self.root,
+            self.pillars,
+            self.posts,
+            self.pillar_urls,
+            self.pages,
+            frozenset(self.aliases - set(self.pages.values())),
+            frozenset(self.hubs),
+            self.unpublished,
+        )
+
+
+def pillar_slug(path: Path) -> str:
+    """A pillar's name in schedules: its file stem, or its folder for ``_index.md`` and ``index.md``."""
+    return path.parent.name if path.stem in ("index", "_index") else path.stem
+
+
+def is_hub(src: Source) -> bool:
+    """A page is a pillar when it says so or has a reading path; an about or legal page is not."""
+    return src.meta.get("type") == PILLAR or "reading_path" in src.meta or mentions_reading_path(src.body)
+
+
+def _aliases(meta: dict[str, Any]) -> list[str]:
+    raw = meta.get("aliases")
+    values = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+    return [v for v in values if isinstance(v, str) and v.strip()]
+
+
+def unpublished_reason(meta: dict[str, Any], now: dt.datetime) -> str | None:
+    """Why a page is not published at ``now`` (a draft, in the future, expired), or None."""
+    if meta.get("draft") is True:
+        return "a draft"
+    published = _moment(meta.get("publishDate", meta.get("publishdate", meta.get("date"))))
+    if published is not None and published > now:
+        return f"not published before {published.date().isoformat()}"
+    expires = _moment(meta.get("expiryDate", meta.get("expirydate")))
+    if expires is not None and expires <= now:
+        return f"expired on {expires.date().isoformat()}"
+    return None
+
+
+def _moment(value: Any) -> dt.datetime | None:
+    """A front matter date as an aware datetime (a day starts at midnight UTC); None when absent or unreadable."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+    return None
 
 
 def _markdown_files(content_dir: Path) -> Iterator[Path]:
     for path in sorted(content_dir.rglob("*.md")):
-        if not any(part.startswith(("_", ".")) for part in path.relative_to(content_dir).parts):
+        parts = path.relative_to(content_dir).parts
+        if not any(part.startswith(("_", ".")) for part in parts[:-1]) and (
+            parts[-1] == "_index.md" or not parts[-1].startswith(("_", "."))
+        ):
             yield path
 
 
@@ -185,6 +371,8 @@ def _kind(src: Source, content_dir: Path) -> str:
     declared = src.meta.get("type")
     if declared in (PILLAR, POST):
         return str(declared)
+    if src.path.name == "_index.md":
+        return PILLAR if src.path.parent != content_dir and is_hub(src) else POST
     return PILLAR if src.path.parent == content_dir else POST
 
 

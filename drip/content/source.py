@@ -1,19 +1,25 @@
 """One content file split into front matter and Markdown body, with positions kept.
 
-python-frontmatter's YAML handler decides where the front matter is; we parse it
-ourselves with :mod:`drip.inputs.yamlfile` because the library raises PyYAML's errors
-unwrapped, silently drops front matter that is not a mapping, and strips the text,
-which would lose the line numbers every error message needs.
+Front matter is YAML (``---``), TOML (``+++``) or JSON (``{`` … ``}``), as Hugo, Zola
+and Jekyll write it. python-frontmatter's handlers decide where the front matter is;
+we parse it ourselves (YAML with :mod:`drip.inputs.yamlfile`, TOML with :mod:`tomllib`,
+JSON with :mod:`json`) because the library raises the parsers' errors unwrapped,
+silently drops front matter that is not a mapping, needs the unmaintained ``toml``
+package for TOML, and strips the text, which would lose the line numbers every
+error message needs.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from frontmatter.default_handlers import YAMLHandler
+from frontmatter.default_handlers import BaseHandler, JSONHandler, YAMLHandler
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from drip.errors import InputError, Problem
@@ -23,6 +29,16 @@ from drip.inputs.yamlfile import Positions, parse_yaml, validate, yaml_syntax_pr
 M = TypeVar("M", bound=BaseModel)
 
 _HANDLER = YAMLHandler()
+
+
+class _TomlBoundary(BaseHandler):
+    """Where ``+++`` front matter ends; python-frontmatter's own TOML handler needs the ``toml`` package."""
+
+    FM_BOUNDARY = re.compile(r"^\+{3,}\s*$", re.MULTILINE)
+
+
+_TOML = _TomlBoundary()
+_JSON = JSONHandler()
 
 
 class Meta(BaseModel):
@@ -82,6 +98,8 @@ def read_source(path: Path) -> Source:
         text = read_text(path)
     except InputError as exc:
         return Source(path, {}, empty, "", 0, tuple(exc.problems))
+    if _TOML.detect(text) or _JSON.detect(text):
+        return _other_format(path, text)
     if not _HANDLER.detect(text):
         return Source(path, {}, empty, text, 0, ())
     try:
@@ -110,6 +128,64 @@ def read_source(path: Path) -> Source:
     return Source(
         path, {str(k): v for k, v in data.items()}, positions, body, body_line, tuple(positions.repeated)
     )
+
+
+def _other_format(path: Path, text: str) -> Source:
+    """TOML or JSON front matter; positions are those of the top-level keys, found by their line."""
+    toml = _TOML.detect(text)
+    name, closer = ("TOML", "'+++'") if toml else ("JSON", "'}'")
+    handler: BaseHandler = _TOML if toml else _JSON
+    try:
+        fm, body = handler.split(text)
+    except ValueError:
+        problem = Problem(f"front matter opened with {closer} is never closed", file=path, line=1, column=1)
+        return Source(path, {}, Positions(file=path), text, 0, (problem,))
+    body_line = text.count("\n", 0, len(text) - len(body))
+    positions = _key_positions(text[: len(text) - len(body)], path, toml)
+    try:
+        data = tomllib.loads(fm) if toml else json.loads(fm)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        line, column = _error_position(exc, text.count("\n", 0, max(text.find(fm), 0)))
+        problem = Problem(f"{name} front matter: {_reason(exc)}", file=path, line=line, column=column)
+        return Source(path, {}, positions, body, body_line, (problem,))
+    if not isinstance(data, dict):
+        problem = Problem(f"{name} front matter must be an object of keys", file=path, line=1, column=1)
+        return Source(path, {}, positions, body, body_line, (problem,))
+    return Source(path, {str(k): v for k, v in data.items()}, positions, body, body_line, ())
+
+
+_TOML_KEY = re.compile(r'^[ \t]*(?:"([^"]+)"|([A-Za-z0-9_-]+))[ \t]*=|^[ \t]*\[+[ \t]*([A-Za-z0-9_-]+)', re.M)
+_JSON_KEY = re.compile(r'^[ \t]*"([^"]+)"[ \t]*:', re.M)
+
+
+def _key_positions(head: str, path: Path, toml: bool) -> Positions:
+    """Line and column of each top-level key, so a bad value is reported where it is written."""
+    positions = Positions(file=path)
+    for match in (_TOML_KEY if toml else _JSON_KEY).finditer(head):
+        key = next(group for group in match.groups() if group)
+        table = toml and match[3] is not None
+        line = head.count("\n", 0, match.start()) + 1
+        indent = len(match[0]) - len(match[0].lstrip())
+        column = match.start() - (head.rfind("\n", 0, match.start()) + 1) + indent + 1
+        positions.nodes.setdefault((key,), (line, column))
+        positions.keys.setdefault((key,), (line, column))
+        if table:
+            break  # keys below a [table] header belong to that table
+    return positions
+
+
+def _error_position(exc: ValueError, before: int) -> tuple[int, int]:
+    """The file position of a parser error; ``before`` is the number of file lines above the front matter."""
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.lineno + before, exc.colno
+    found = re.search(r"at line (\d+), column (\d+)", str(exc))
+    return (int(found[1]) + before, int(found[2])) if found else (before + 1, 1)
+
+
+def _reason(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    return re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) or "invalid TOML"
 
 
 def _syntax_problem(exc: yaml.YAMLError, path: Path, fm_line: int) -> Problem:

@@ -10,6 +10,7 @@ sets a day, each email comes ``cadence`` days after the previous one.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +87,13 @@ def course_slugs(site: Site) -> list[str]:
     return list(schedule_files(site.schedules_dir))
 
 
-def compile_course(site: Site, slug: str, *, content: ContentIndex | None = None) -> Course:
-    """Compile the course ``slug``; NotFoundError names the closest course, ScheduleError every problem."""
+def compile_course(
+    site: Site, slug: str, *, content: ContentIndex | None = None, now: dt.datetime | None = None
+) -> Course:
+    """Compile the course ``slug``; NotFoundError names the closest course, ScheduleError every problem.
+
+    ``now`` decides which pages are published (drafts, future and expired pages are not).
+    """
     files = schedule_files(site.schedules_dir)
     if slug not in files:
         known = ", ".join(files) or "none"
@@ -97,13 +103,13 @@ def compile_course(site: Site, slug: str, *, content: ContentIndex | None = None
                 hint=did_you_mean(slug, files),
             )
         )
-    index = content if content is not None else load_content(site.content_dir)
+    index = content if content is not None else load_content(site.content_dir, now=now)
     return _compile_file(site, files[slug], index)
 
 
-def load_courses(site: Site) -> dict[str, Course]:
+def load_courses(site: Site, *, now: dt.datetime | None = None) -> dict[str, Course]:
     """Compile every course; one ScheduleError carries the problems of all schedules at once."""
-    index = load_content(site.content_dir)
+    index = load_content(site.content_dir, now=now)
     courses: dict[str, Course] = {}
     problems: list[Problem] = []
     for slug, path in schedule_files(site.schedules_dir).items():
@@ -157,20 +163,23 @@ def _compile_file(site: Site, path: Path, content: ContentIndex) -> Course:
 
 def _read_pillar(schedule: Schedule, content: ContentIndex) -> Pillar:
     path = _pillar_path(schedule, content)
-    heading = schedule.model.reading_path
+    heading, others = schedule.model.reading_path, schedule.model.other_pillars
     try:
-        return read_pillar(path, heading=heading)
+        return read_pillar(path, heading=heading, content=content, other_pillars=others)
     except ContentError as exc:
         problems = list(exc.problems)
     # A heading the schedule names but the page lacks is the schedule's mistake: point there.
-    missing = [p for p in problems if heading is not None and p.message.startswith(f"no heading {heading!r}")]
-    if missing:
-        problems = [p for p in problems if p not in missing]
-        problems.append(
-            schedule.problem(
-                ("reading_path",), f"no heading {heading!r} in {_shown(path, content)}", hint=missing[0].hint
+    for key, name in (("reading_path", heading), ("other_pillars", others)):
+        missing = [
+            p for p in problems if name is not None and p.message.startswith(f"no heading {name!r} for")
+        ]
+        if missing:
+            problems = [p for p in problems if p not in missing]
+            problems.append(
+                schedule.problem(
+                    (key,), f"no heading {name!r} in {_shown(path, content)}", hint=missing[0].hint
+                )
             )
-        )
     raise ScheduleError(problems)
 
 

@@ -152,6 +152,7 @@ class ScheduleModel(_Strict):
     timezone: str | None = None
     sender: SenderModel | None = None
     reading_path: str | None = None
+    other_pillars: str | None = None
     send_window: WindowModel = Field(default_factory=WindowModel)
     cadence: int = Field(default=2, ge=1, le=365)
     welcome: MessageModel | None = Field(default_factory=MessageModel)
@@ -159,7 +160,9 @@ class ScheduleModel(_Strict):
     sections: dict[str, TimedMessageModel] = Field(default_factory=dict)
     closing: TimedMessageModel | None = Field(default_factory=TimedMessageModel)
 
-    _text = field_validator("title", "pillar", "reading_path")(classmethod(lambda cls, v: _one_line(v)))
+    _text = field_validator("title", "pillar", "reading_path", "other_pillars")(
+        classmethod(lambda cls, v: _one_line(v))
+    )
     _tz = field_validator("timezone")(classmethod(lambda cls, v: None if v is None else check_timezone(v)))
     _locale = field_validator("locale")(classmethod(lambda cls, v: None if v is None else check_locale(v)))
     _toggle = field_validator("welcome", "closing", mode="before")(classmethod(lambda cls, v: _on_off(v)))
@@ -307,7 +310,7 @@ def _entry_key_hint(problem: Problem) -> Problem:
 def _valid_part(data: dict[str, Any], pos: Positions, problems: list[Problem]) -> ScheduleModel | None:
     """The schedule without the settings that failed (single bad entries of articles/sections dropped)."""
     bad = [p.key for p in problems if p.key]
-    if any(key.split(".", 1)[0] in ("pillar", "reading_path") for key in bad):
+    if any(key.split(".", 1)[0] in ("pillar", "reading_path", "other_pillars") for key in bad):
         return None  # checking against the wrong page would only add noise
     kept = dict(data)
     for field in ("articles", "sections"):

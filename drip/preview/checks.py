@@ -19,6 +19,7 @@ when it can be found there, and suggests the closest known site path.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from drip.config import Site
 from drip.content import ContentIndex, load_content, read_pillar
+from drip.content.cache import CACHE_DIR
 from drip.content.links import absolute_url
 from drip.content.models import Pillar
 from drip.content.pillar import PillarMeta
@@ -356,7 +358,7 @@ def _position(problem: Problem) -> tuple[str, int, int]:
     return str(problem.file or ""), problem.line or 0, problem.column or 0
 
 
-def check_site(site: Site, *, strict: bool = False) -> CheckReport:
+def check_site(site: Site, *, strict: bool = False, now: dt.datetime | None = None) -> CheckReport:
     """Validate content, schedules and templates, render every email and check its links.
 
     Every problem is collected: nothing stops at the first one. With ``strict``,
@@ -364,7 +366,8 @@ def check_site(site: Site, *, strict: bool = False) -> CheckReport:
     """
     errors: list[Problem] = []
     warnings: list[Problem] = []
-    index: ContentIndex | None = _collect(errors, load_content, site.content_dir)
+    cache = site.root / CACHE_DIR
+    index: ContentIndex | None = _collect(errors, load_content, site.content_dir, now=now, cache_dir=cache)
     slugs = _collect(errors, course_slugs, site) or []
     if not slugs:
         # "0 courses: all good" would hide a schedules folder that is misnamed or missing.
@@ -378,6 +381,7 @@ def check_site(site: Site, *, strict: bool = False) -> CheckReport:
         course = _collect(errors, compile_course, site, slug, content=index)
         if course is not None:
             courses.append(course)
+    warnings.extend(w for course in courses for w in course.pillar.warnings)
     if index is not None:
         warnings.extend(_unused_pillar_problems(index, courses, errors))
         warnings.extend(_misspelt_front_matter(index))
@@ -448,15 +452,16 @@ def _unused_pillar_problems(
     """Pillars that no course compiles are still read, so a broken one is noticed before it is used.
 
     A pillar already named by an error is a course's pillar that failed to compile: not unused.
+    A top-level page with no reading path (about, legal) is not a pillar and stays quiet.
     """
     used = {course.pillar.path.resolve() for course in courses}
     used |= {p.file.resolve() for p in errors if p.file is not None}
     problems: list[Problem] = []
     for path in index.pillars.values():
-        if path.resolve() in used:
+        if path.resolve() in used or index.url_of(path) not in index.hubs:
             continue
         try:
-            read_pillar(path)
+            read_pillar(path, content=index)
         except InputError as exc:
             problems.extend(
                 replace(p, message=f"{p.message} (no course uses this pillar yet)") for p in exc.problems
