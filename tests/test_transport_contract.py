@@ -359,3 +359,12 @@ def test_drip_yaml_chooses_it(harness: Harness, tmp_path: Path, monkeypatch: pyt
         assert type(transport) is type(harness.transport)
         assert transport.send_batch([outgoing(1)], now=NOW)[0].ok
     assert recipients(harness, transport) == ["lecteur1@example.org"]
+
+
+def test_an_internationalised_domain_goes_out_in_idna(harness: Harness) -> None:
+    """The store keeps ``bücher.de`` as the reader wrote it; every transport sends ``xn--bcher-kva.de``."""
+    with harness.transport as transport:
+        [result] = transport.send_batch([outgoing(1, to_email="zoe@bücher.de")], now=NOW)
+    assert result.ok, result.error
+    [got] = harness.arrived(harness.transport)
+    assert got.to_email == "zoe@xn--bcher-kva.de"

@@ -139,3 +139,10 @@ def test_implicit_tls(tmp_path: Path) -> None:
         with SmtpTransport(settings, environ={}, ssl_context=client_ctx) as transport:
             assert all(r.ok for r in transport.send_batch([outgoing(1)], now=NOW))
     assert [m.rcpt_tos for m in server.messages] == [("lecteur1@example.org",)]
+
+
+def test_the_envelope_names_an_internationalised_domain_in_idna(server: SmtpServer) -> None:
+    with SmtpTransport(plain(server), environ={}) as transport:
+        [result] = transport.send_batch([outgoing(1, to_email="zoe@bücher.de")], now=NOW)
+    assert result.ok, result.error
+    assert server.messages[0].rcpt_tos == ("zoe@xn--bcher-kva.de",)

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
 import sqlalchemy as sa
-from email_validator import EmailNotValidError, validate_email
 
 from drip.config import LOCALES, check_timezone
 from drip.errors import InputError, NotFoundError, Problem, did_you_mean
+from drip.inputs.address import normalise_address
 from drip.store.schema import (
     ACTIVE,
     CANCELLED,
@@ -104,22 +104,17 @@ class Unsubscribed:
 
 
 def normalise_email(email: str) -> str:
-    """The stored form of an address: email-validator's normal form, lower-cased.
-
-    Lower-casing the local part too means ``Jean@x.fr`` and ``jean@x.fr`` are one
-    subscriber, as every mailbox provider treats them. Raises ValueError with the reason.
-    """
-    try:
-        result = validate_email(email.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValueError(str(exc)) from None
-    return result.normalized.lower()
+    """The stored form of an address (:func:`drip.inputs.address.normalise_address`): one rule for the
+    web form, the CLI and import. Raises ValueError with the reason."""
+    return normalise_address(email)
 
 
 def _check_name(name: str) -> str:
     name = name.strip()
     if any(unicodedata.category(ch) == "Cc" for ch in name):
         raise ValueError("a name cannot contain control characters such as line breaks")
+    if any(unicodedata.category(ch) == "Cs" for ch in name):
+        raise ValueError("a name cannot contain invalid characters (a broken character encoding?)")
     if len(name) > NAME_MAX:
         raise ValueError(f"a name is at most {NAME_MAX} characters, this one has {len(name)}")
     return name

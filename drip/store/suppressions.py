@@ -14,6 +14,7 @@ import hmac
 
 import sqlalchemy as sa
 
+from drip.inputs.address import hashing_form
 from drip.store.schema import suppressions
 
 # suppressions.reason
@@ -24,8 +25,9 @@ UNSUBSCRIBED = "unsubscribed"
 
 
 def normalise_email(email: str) -> str:
-    """The form every address is stored and hashed in: trimmed, lower case."""
-    return email.strip().lower()
+    """The form every address is hashed in: the stored form, so a provider's punycode address and the
+    subscriber's Unicode one are the same entry."""
+    return hashing_form(email)
 
 
 def email_hash(secret: str, email: str) -> str:

@@ -22,6 +22,7 @@ from email.utils import format_datetime, formataddr
 from functools import lru_cache
 
 from drip.errors import PermanentTransportError, TransportError
+from drip.inputs.address import sending_form
 from drip.render.slots import Compiled
 from drip.transports.base import OutgoingMessage, SendResult, send_time
 
@@ -91,7 +92,8 @@ def clean(value: str) -> str:
 
 
 def check_address(address: str, *, role: str) -> str:
-    """The address itself, or a permanent error: it must be a plain ASCII ``local@domain``."""
+    """The address as sent (its domain in IDNA), or a permanent error: it must be ASCII ``local@domain``."""
+    address = sending_form(address)
     if _ADDRESS.fullmatch(address) is None:
         raise PermanentTransportError(f"invalid {role} address {address!r}")
     return address

@@ -24,6 +24,7 @@ from drip.errors import (
     TransientTransportError,
     TransportError,
 )
+from drip.inputs.address import sending_form
 from drip.transports.base import OutgoingMessage, SendResult, TransportBase
 from drip.transports.message import Built, send_each
 
@@ -144,18 +145,19 @@ class SmtpTransport(TransportBase):
 
     def _send_one(self, msg: OutgoingMessage, built: Built) -> SendResult:
         """Send one message; connection failures propagate, message failures become its result."""
+        to_email = sending_form(msg.to_email)  # the domain in IDNA, as in the message's To header
         for attempt in (1, 2):
             conn = self._ensure()
             try:
-                conn.sendmail(msg.from_email, [msg.to_email], built.data)
+                conn.sendmail(sending_form(msg.from_email), [to_email], built.data)
             except smtplib.SMTPServerDisconnected as exc:
                 self._drop()
                 if attempt == 1:
                     continue  # the server closed an idle connection: reconnect once
                 error: TransportError = TransientTransportError(f"SMTP server {self.where} hung up: {exc}")
             except smtplib.SMTPRecipientsRefused as exc:
-                code, text = exc.recipients.get(msg.to_email, (450, b"recipient refused"))
-                error = reply_error(code, text, f"recipient {msg.to_email} refused")
+                code, text = exc.recipients.get(to_email, (450, b"recipient refused"))
+                error = reply_error(code, text, f"recipient {to_email} refused")
             except smtplib.SMTPResponseException as exc:  # sender refused, data refused
                 if exc.smtp_code == 421:  # smtplib already closed the connection
                     self._drop()
