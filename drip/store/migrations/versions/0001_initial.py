@@ -19,6 +19,27 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
+    _people()
+    _deliveries()
+    op.create_table(
+        "course_versions",
+        sa.Column("course", sa.String(200), nullable=False),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("steps", sa.JSON, nullable=False),
+        sa.Column("applied_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("course", name="pk_course_versions"),
+    )
+    op.create_table(
+        "suppressions",
+        sa.Column("email_hash", sa.String(64), nullable=False),
+        sa.Column("reason", sa.String(32), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("email_hash", name="pk_suppressions"),
+    )
+
+
+def _people() -> None:
+    """Subscribers and their enrollments."""
     op.create_table(
         "subscribers",
         sa.Column("id", sa.Integer, nullable=False),
@@ -52,6 +73,9 @@ def upgrade() -> None:
         ),
         sa.UniqueConstraint("subscriber_id", "course", name="uq_enrollments_subscriber_id_course"),
     )
+
+
+def _deliveries() -> None:
     op.create_table(
         "deliveries",
         sa.Column("id", sa.Integer, nullable=False),
@@ -88,21 +112,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_deliveries_status_due_at", "deliveries", ["status", "due_at"])
     op.create_index("ix_deliveries_subscriber_id", "deliveries", ["subscriber_id"])
-    op.create_table(
-        "course_versions",
-        sa.Column("course", sa.String(200), nullable=False),
-        sa.Column("fingerprint", sa.String(64), nullable=False),
-        sa.Column("steps", sa.JSON, nullable=False),
-        sa.Column("applied_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("course", name="pk_course_versions"),
-    )
-    op.create_table(
-        "suppressions",
-        sa.Column("email_hash", sa.String(64), nullable=False),
-        sa.Column("reason", sa.String(32), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("email_hash", name="pk_suppressions"),
-    )
 
 
 def downgrade() -> None:
