@@ -47,7 +47,7 @@ def serve(obj: Context, host: str, port: int, demo: bool, per_minute: float, bur
     """Serve subscribe, confirm, unsubscribe, preferences, view and the SendGrid webhook."""
     import uvicorn
 
-    from drip.web.app import RedactTokens, create_app
+    from drip.web.app import RedactTokens, create_app, server_options
     from drip.web.ratelimit import RateLimit
 
     try:
@@ -72,7 +72,7 @@ def serve(obj: Context, host: str, port: int, demo: bool, per_minute: float, bur
                 f"{obj.site.config.site.base_url})"
             )
         )
-        server = uvicorn.Server(uvicorn.Config(app, log_level="info", proxy_headers=False))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="info", **server_options(obj.site)))  # type: ignore[arg-type]
         try:
             server.run(sockets=[sock])
         finally:

@@ -15,7 +15,16 @@ import sqlalchemy as sa
 from drip.course.models import Course
 from drip.course.timing import course_schedule, resolve_timezone
 from drip.errors import DripError
-from drip.store.schema import BOUNCED, COMPLAINED, DUE, UNSUBSCRIBED, deliveries, enrollments, subscribers
+from drip.store.schema import (
+    BOUNCED,
+    COMPLAINED,
+    DUE,
+    LEFT,
+    UNSUBSCRIBED,
+    deliveries,
+    enrollments,
+    subscribers,
+)
 from drip.store.subscribers import CHUNK
 
 # Subscribers who asked (or whose mailbox told us) never to be mailed.
@@ -29,10 +38,11 @@ class NotEnrollableError(DripError):
 def enrollment_id(conn: sa.Connection, subscriber_id: int, course: str) -> int | None:
     """The enrollment of this subscriber in ``course``, if any."""
     found: int | None = conn.execute(
-        sa.select(enrollments.c.id).where(
-            enrollments.c.subscriber_id == subscriber_id, enrollments.c.course == course
-        )
-    ).scalar_one_or_none()
+        sa.select(enrollments.c.id)
+        .where(enrollments.c.subscriber_id == subscriber_id, enrollments.c.course == course)
+        .order_by(enrollments.c.id.desc())
+        .limit(1)
+    ).scalar()
     return found
 
 
@@ -53,12 +63,18 @@ def _schedule(course: Course, zone: str | None, now: dt.datetime) -> list[tuple[
 
 
 def enroll_many(
-    conn: sa.Connection, subscriber_ids: Sequence[int], course: Course, *, now: dt.datetime
+    conn: sa.Connection,
+    subscriber_ids: Sequence[int],
+    course: Course,
+    *,
+    now: dt.datetime,
+    rejoin: bool = False,
 ) -> Enrolled:
     """Enroll many subscribers at once, scheduling every step; those already in the course are left alone.
 
     An existing enrollment is kept whatever its state: someone who left a course is
-    not put back by a re-import. Due times are computed once per time zone.
+    not put back by a re-import. ``rejoin`` (a confirmed opt-in) starts a new enrollment
+    beside a left one, whose deliveries stay as history. Due times are computed once per time zone.
     """
     ids: dict[int, int] = {}
     new: set[int] = set()
@@ -66,13 +82,12 @@ def enroll_many(
     schedules: dict[str | None, list[tuple[str, dt.datetime]]] = {}
     for start in range(0, len(subscriber_ids), CHUNK):
         chunk = list(dict.fromkeys(subscriber_ids[start : start + CHUNK]))
-        ids.update(
-            conn.execute(
-                sa.select(enrollments.c.subscriber_id, enrollments.c.id).where(
-                    enrollments.c.course == course.slug, enrollments.c.subscriber_id.in_(chunk)
-                )
-            ).all()
+        existing = sa.select(enrollments.c.subscriber_id, enrollments.c.id).where(
+            enrollments.c.course == course.slug, enrollments.c.subscriber_id.in_(chunk)
         )
+        if rejoin:
+            existing = existing.where(enrollments.c.state != LEFT)
+        ids.update(conn.execute(existing.order_by(enrollments.c.id)).all())  # the newest wins
         found = {
             sid: (email, status, zone)
             for sid, email, status, zone in conn.execute(
@@ -103,7 +118,9 @@ def enroll_many(
         created = dict(
             conn.execute(
                 sa.select(enrollments.c.subscriber_id, enrollments.c.id).where(
-                    enrollments.c.course == course.slug, enrollments.c.subscriber_id.in_(todo)
+                    enrollments.c.course == course.slug,
+                    enrollments.c.subscriber_id.in_(todo),
+                    enrollments.c.state != LEFT,
                 )
             ).all()
         )
@@ -132,13 +149,15 @@ def enroll_many(
     return Enrolled(ids=ids, new=frozenset(new), refused=refused)
 
 
-def enroll(conn: sa.Connection, subscriber_id: int, course: Course, *, now: dt.datetime) -> int:
+def enroll(
+    conn: sa.Connection, subscriber_id: int, course: Course, *, now: dt.datetime, rejoin: bool = False
+) -> int:
     """Enroll one subscriber, scheduling every step; enrolling twice is a no-op.
 
     Returns the enrollment id (the existing one when already enrolled, whatever
     its state). A subscriber who must not be mailed is a :class:`NotEnrollableError`.
     """
-    result = enroll_many(conn, [subscriber_id], course, now=now)
+    result = enroll_many(conn, [subscriber_id], course, now=now, rejoin=rejoin)
     if subscriber_id in result.refused:
         raise NotEnrollableError(result.refused[subscriber_id])
     return result.ids[subscriber_id]
