@@ -129,6 +129,7 @@ _ERROR_PAGES = {
     403: ("origin_title", "origin_body"),
     404: ("not_found_title", "not_found_body"),
     413: ("too_large_title", "too_large_body"),
+    503: ("busy_title", "busy_body"),
 }
 
 
@@ -172,12 +173,4 @@ async def busy(request: Request, exc: Exception) -> Response:
     """The database stayed locked past the write deadline: 503 and when to try again, never a 500."""
     assert isinstance(exc, StoreBusy)
     log.warning("%s %s: database busy past the deadline", request.method, request.url.path.split("/")[1])
-    locale = page_locale(request, state_of(request))
-    return message(
-        request,
-        locale=locale,
-        title_key="busy_title",
-        paragraphs=[strings(locale)["busy_body"]],
-        status=503,
-        headers={"Retry-After": str(exc.retry_after)},
-    )
+    return await http_error(request, HTTPException(503, headers={"Retry-After": str(exc.retry_after)}))
