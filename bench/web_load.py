@@ -199,6 +199,7 @@ def run_load(
         asyncio.run(_fire(requests, concurrency, sub_t))
 
         # Links carry the site's public base URL; this run reaches the same paths on loopback.
+        # Confirming is the POST of the confirm page's button (the link alone changes nothing).
         public = site.config.site.base_url
         links = {
             a: (c.replace(public, base, 1), u.replace(public, base, 1))
@@ -206,7 +207,7 @@ def run_load(
         }
         conf_t = Timings()
         asyncio.run(
-            _fire([("GET", links[a][0], None, a) for a in addresses if a in links], concurrency, conf_t)
+            _fire([("POST", links[a][0], {}, a) for a in addresses if a in links], concurrency, conf_t)
         )
 
         leaving = rng.sample(sorted(links), min(unsubscribes, len(links)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,25 @@ class DispatchSection(_Strict):
     backoff_max_seconds: float = Field(default=6 * 3600.0, gt=0)
 
 
+class WebSection(_Strict):
+    """`drip serve`: which proxies may say who the client is, and how much mail one mailbox may ask for."""
+
+    # Addresses or networks (e.g. "127.0.0.1", "10.0.0.0/8") whose X-Forwarded-For/-Proto is
+    # believed; empty: the headers are ignored and the client is the connecting address.
+    trusted_proxies: tuple[str, ...] = ()
+    confirmations_per_day: int = Field(default=3, ge=1)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network, e.g. 10.0.0.0/8") from None
+        return v
+
+
 class ConfigModel(_Strict):
     site: SiteSection
     sender: SenderSection
@@ -131,6 +151,7 @@ class ConfigModel(_Strict):
     database: str = "sqlite:///drip.db"
     transport: TransportSection = Field(default_factory=TransportSection)
     dispatch: DispatchSection = Field(default_factory=DispatchSection)
+    web: WebSection = Field(default_factory=WebSection)
 
 
 @dataclass(frozen=True)

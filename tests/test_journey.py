@@ -1,6 +1,6 @@
 """The whole subscriber journey in headless Chromium against a real uvicorn server.
 
-Embed form → subscribe → confirmation email (.eml) → confirm link → `drip run --once`
+Embed form on the site → subscribe → confirmation email (.eml) → confirm link → its button → `drip run --once`
 sends the welcome → one-click unsubscribe (RFC 8058) from its List-Unsubscribe header
 → later dispatch passes send nothing more to that address, while a control
 subscriber keeps receiving the course.
@@ -85,17 +85,20 @@ def test_subscriber_journey_in_a_real_browser(browser: Browser, served: Served, 
     site = served.site
     embed = CliRunner().invoke(cli, ["--site", str(site.root), "embed", COURSE])
     assert embed.exit_code == 0, embed.output
-    host_page = tmp_path / "blog.html"
-    host_page.write_text(
+    # The form is embedded on the site itself (its base URL's origin): cross-site posts are refused.
+    host_page = (
         f'<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>Blog</title></head>'
-        f"<body><h1>Mon blog</h1>{embed.output}</body></html>",
-        encoding="utf-8",
+        f"<body><h1>Mon blog</h1>{embed.output}</body></html>"
     )
+    blog_url = f"{site.config.site.base_url}/blog/"
     reader = "lea.martin@example.org"
     page = browser.new_page(java_script_enabled=False)  # the form must work without JavaScript
     keys = browser.new_page(extra_http_headers={"Accept-Language": "en"})
     try:
-        page.goto(host_page.as_uri())
+        page.route(
+            blog_url, lambda route: route.fulfill(body=host_page, content_type="text/html; charset=utf-8")
+        )
+        page.goto(blog_url)
         page.get_by_label("Adresse email").fill(reader)
         page.get_by_label("Prénom (facultatif)").fill("Léa")
         with page.expect_navigation():
@@ -106,7 +109,10 @@ def test_subscriber_journey_in_a_real_browser(browser: Browser, served: Served, 
         (confirmation,) = messages_to(site, reader)
         assert "Confirme ton inscription" in confirmation["Subject"]
         confirm_url = link_in(confirmation, "confirm")
-        page.goto(confirm_url)
+        page.goto(confirm_url)  # the link only shows a page: a mail scanner following it confirms nothing
+        assert page.locator("h1").inner_text() == "Confirme ton inscription"
+        with page.expect_navigation():
+            page.get_by_role("button", name="Confirmer mon inscription").click()
         assert page.locator("h1").inner_text() == "Inscription confirmée"
 
         # Keyboard only on drip's own form page: Tab reaches the fields in order, skips the honeypot.
@@ -132,7 +138,7 @@ def test_subscriber_journey_in_a_real_browser(browser: Browser, served: Served, 
     with httpx.Client(base_url=f"http://127.0.0.1:{served.port}") as client:
         assert client.post("/subscribe", data={"email": control, "course": COURSE}).status_code == 200
         (control_mail,) = messages_to(site, control)
-        assert client.get(link_in(control_mail, "confirm")).status_code == 200
+        assert client.post(link_in(control_mail, "confirm")).status_code == 200
 
     run_once(site, T0 + dt.timedelta(minutes=5))
     welcome = [m for m in messages_to(site, reader) if m["X-Drip-Step"] == "welcome"]

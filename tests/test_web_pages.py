@@ -30,7 +30,7 @@ def web(open_web: OpenWeb) -> Harness:
 
 def active(web: Harness, address: str, name: str = "") -> int:
     web.subscribe(address, name=name)
-    web.client.get(web.confirm_link(address))
+    web.confirm(address)
     sub = web.subscriber(address)
     assert sub is not None
     return int(str(sub["id"]))

@@ -49,7 +49,7 @@ def test_subscribe_sends_a_confirmation_and_only_confirming_enrolls(web: Harness
     assert "Confirme ton inscription" in mail["Subject"]
     assert web.site.config.postal_address in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
-    confirmed = web.client.get(web.confirm_link("camille@example.org"))
+    confirmed = web.confirm("camille@example.org")
     assert confirmed.status_code == 200 and "Inscription confirmée" in confirmed.text
     sub = web.subscriber("camille@example.org")
     assert sub is not None and sub["status"] == ACTIVE and sub["confirmed_at"] is not None
@@ -58,7 +58,7 @@ def test_subscribe_sends_a_confirmation_and_only_confirming_enrolls(web: Harness
         due = conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one()
     assert due == len(web.client.app.state.web.courses[COURSE].steps)  # type: ignore[attr-defined]
     # Following the link again changes nothing and still says it worked.
-    again = web.client.get(web.confirm_link("camille@example.org"))
+    again = web.confirm("camille@example.org")
     assert again.status_code == 200
     assert enrolled(web, "camille@example.org") == [COURSE]
 
@@ -86,7 +86,7 @@ def test_cool_down_and_same_answer_for_known_and_unknown_addresses(web: Harness)
 
 def test_an_active_subscriber_is_not_changed_by_someone_filling_the_form(web: Harness) -> None:
     web.subscribe("owner@example.org", name="Owner")
-    web.client.get(web.confirm_link("owner@example.org"))
+    web.confirm("owner@example.org")
     web.clock.advance(hours=1)
     web.subscribe("owner@example.org", name="Intruder", locale="en")
     sub = web.subscriber("owner@example.org")
@@ -137,7 +137,7 @@ def test_erased_or_suppressed_address_may_confirm_again_which_lifts_suppression(
     with web.engine.connect() as conn:
         assert is_suppressed(conn, SECRET, "gone@example.org")  # not lifted by the form alone
     assert enrolled(web, "gone@example.org") == []
-    web.client.get(web.confirm_link("gone@example.org"))
+    web.confirm("gone@example.org")
     with web.engine.connect() as conn:
         assert not is_suppressed(conn, SECRET, "gone@example.org")
     assert enrolled(web, "gone@example.org") == [COURSE]
@@ -165,14 +165,23 @@ def test_english_pages_from_accept_language(web: Harness) -> None:
     assert '<html lang="fr">' in page.text and '<label for="drip-email">' in page.text
 
 
-def test_confirming_again_after_unsubscribing_restarts_the_course(web: Harness) -> None:
-    from drip.store.schema import DUE
+def test_confirming_again_after_unsubscribing_restarts_the_course_and_keeps_what_was_sent(
+    web: Harness,
+) -> None:
+    from drip.store.personal_data import export_person
+    from drip.store.schema import DUE, SENT
     from drip.tokens import make_token
 
     web.subscribe("back@example.org")
-    web.client.get(web.confirm_link("back@example.org"))
+    web.confirm("back@example.org")
     sub = web.subscriber("back@example.org")
     assert sub is not None
+    with web.engine.begin() as conn:  # the welcome went out before they left
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.step_key == "welcome")
+            .values(status=SENT, sent_at=web.clock.now, provider_id="outbox-1")
+        )
     token = make_token(SECRET, "unsubscribe", int(str(sub["id"])), COURSE, now=web.clock.now)
     web.client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
     web.clock.advance(hours=1)
@@ -184,19 +193,31 @@ def test_confirming_again_after_unsubscribing_restarts_the_course(web: Harness) 
             ).scalar_one()
             == 0
         )
-    web.client.get(web.confirm_link("back@example.org"))
+    web.confirm("back@example.org")
     sub = web.subscriber("back@example.org")
     assert sub is not None and sub["status"] == ACTIVE
     with web.engine.connect() as conn:
-        states = list(conn.execute(sa.select(enrollments.c.state)).scalars())
+        states = list(conn.execute(sa.select(enrollments.c.state).order_by(enrollments.c.id)).scalars())
         due = conn.execute(sa.select(deliveries.c.step_key).where(deliveries.c.status == DUE)).scalars().all()
-    assert states == ["active"] and "welcome" in due
+        sent = conn.execute(
+            sa.select(deliveries.c.step_key, deliveries.c.provider_id).where(deliveries.c.status == SENT)
+        ).all()
+        exported = export_person(conn, SECRET, "back@example.org")
+    # The course starts afresh (welcome included), beside the old enrollment and what it sent.
+    assert states == ["left", "active"] and "welcome" in due
+    assert [tuple(row) for row in sent] == [("welcome", "outbox-1")]
+    assert any(d["status"] == SENT and d["step_key"] == "welcome" for d in exported["deliveries"])
+    assert [e["state"] for e in exported["enrollments"]] == ["left", "active"]
+    # Confirming again changes nothing more: still one current enrollment.
+    web.confirm("back@example.org")
+    with web.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(enrollments)).scalar_one() == 2
 
 
-def test_oversized_json_body_is_an_input_error(web: Harness) -> None:
+def test_oversized_json_body_is_refused_before_parsing(web: Harness) -> None:
     response = web.client.post(
         "/subscribe",
         content=b'{"email": "' + b"a" * 20000 + b'@example.org"}',
         headers={"Content-Type": "application/json"},
     )
-    assert response.status_code == 400 and outbox_messages(web.site) == []
+    assert response.status_code == 413 and outbox_messages(web.site) == []

@@ -52,7 +52,7 @@ def web(open_web: OpenWeb, signer: Signer) -> Harness:
 
 def active(web: Harness, address: str) -> int:
     web.subscribe(address)
-    web.client.get(web.confirm_link(address))
+    web.confirm(address)
     sub = web.subscriber(address)
     assert sub is not None
     return int(str(sub["id"]))

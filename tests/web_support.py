@@ -116,6 +116,13 @@ class Harness:
         assert mails, f"no email to {address}"
         return self.url_path(link_in(mails[-1], "confirm"))
 
+    def confirm(self, address: str) -> Response:
+        """Open the last confirmation link to ``address`` and press its button, as a reader does."""
+        link = self.confirm_link(address)
+        page = self.client.get(link)
+        assert page.status_code == 200 and 'method="post"' in page.text, page.text
+        return self.client.post(link)
+
     @property
     def kind(self) -> str:
         """The store's dialect: sqlite or postgresql."""

@@ -43,7 +43,7 @@ def serve(obj: Context, host: str, port: int, demo: bool, per_minute: float, bur
     import uvicorn
     from rich.text import Text
 
-    from drip.web.app import RedactTokens, create_app
+    from drip.web.app import RedactTokens, create_app, server_options
     from drip.web.ratelimit import RateLimit
 
     secret = _serve_secret(obj, demo=demo)
@@ -59,7 +59,7 @@ def serve(obj: Context, host: str, port: int, demo: bool, per_minute: float, bur
                 f"{obj.site.config.site.base_url})"
             )
         )
-        server = uvicorn.Server(uvicorn.Config(app, log_level="info", proxy_headers=False))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="info", **server_options(obj.site)))  # type: ignore[arg-type]
         try:
             server.run(sockets=[sock])
         finally:

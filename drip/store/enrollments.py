@@ -21,6 +21,7 @@ from drip.store.schema import (
     COMPLETED,
     DUE,
     ENROLLED,
+    LEFT,
     UNSUBSCRIBED,
     deliveries,
     enrollments,
@@ -39,10 +40,11 @@ class NotEnrollableError(DripError):
 def enrollment_id(conn: sa.Connection, subscriber_id: int, course: str) -> int | None:
     """The enrollment of this subscriber in ``course``, if any."""
     found: int | None = conn.execute(
-        sa.select(enrollments.c.id).where(
-            enrollments.c.subscriber_id == subscriber_id, enrollments.c.course == course
-        )
-    ).scalar_one_or_none()
+        sa.select(enrollments.c.id)
+        .where(enrollments.c.subscriber_id == subscriber_id, enrollments.c.course == course)
+        .order_by(enrollments.c.id.desc())
+        .limit(1)
+    ).scalar()
     return found
 
 
@@ -72,12 +74,18 @@ def _schedule(course: Course, zone: str | None, now: dt.datetime) -> list[tuple[
 
 
 def enroll_many(
-    conn: sa.Connection, subscriber_ids: Sequence[int], course: Course, *, now: dt.datetime
+    conn: sa.Connection,
+    subscriber_ids: Sequence[int],
+    course: Course,
+    *,
+    now: dt.datetime,
+    rejoin: bool = False,
 ) -> Enrolled:
     """Enroll many subscribers at once, scheduling every step; those already in the course are left alone.
 
     An existing enrollment is kept whatever its state: someone who left a course is
-    not put back by a re-import. Due times are computed once per time zone.
+    not put back by a re-import. ``rejoin`` (a confirmed opt-in) starts a new enrollment
+    beside a left one, whose deliveries stay as history. Due times are computed once per time zone.
     """
     ids: dict[int, int] = {}
     new: set[int] = set()
@@ -85,7 +93,7 @@ def enroll_many(
     schedules: dict[str | None, list[tuple[str, dt.datetime]]] = {}
     for start in range(0, len(subscriber_ids), CHUNK):
         chunk = list(dict.fromkeys(subscriber_ids[start : start + CHUNK]))
-        ids.update(_enrolled(conn, course.slug, chunk))
+        ids.update(_enrolled(conn, course.slug, chunk, rejoin=rejoin))
         found = _subscribers(conn, chunk)
         todo: list[int] = []
         for sid in chunk:
@@ -104,15 +112,19 @@ def enroll_many(
     return Enrolled(ids=ids, new=frozenset(new), refused=refused)
 
 
-def _enrolled(conn: sa.Connection, slug: str, subscriber_ids: Sequence[int]) -> dict[int, int]:
-    """Subscriber id → enrollment id in ``slug``, for those of ``subscriber_ids`` enrolled."""
-    return dict(
-        conn.execute(
-            sa.select(enrollments.c.subscriber_id, enrollments.c.id).where(
-                enrollments.c.course == slug, enrollments.c.subscriber_id.in_(subscriber_ids)
-            )
-        ).all()
+def _enrolled(
+    conn: sa.Connection, slug: str, subscriber_ids: Sequence[int], *, rejoin: bool = False
+) -> dict[int, int]:
+    """Subscriber id → enrollment id in ``slug``, for those of ``subscriber_ids`` enrolled.
+
+    The newest enrollment wins; with ``rejoin``, enrollments left behind do not count (a new one starts).
+    """
+    query = sa.select(enrollments.c.subscriber_id, enrollments.c.id).where(
+        enrollments.c.course == slug, enrollments.c.subscriber_id.in_(subscriber_ids)
     )
+    if rejoin:
+        query = query.where(enrollments.c.state != LEFT)
+    return dict(conn.execute(query.order_by(enrollments.c.id)).all())
 
 
 def _subscribers(
@@ -156,7 +168,7 @@ def _create(
         enrollments.insert(),
         [{"subscriber_id": sid, "course": course.slug, "started_at": now, "updated_at": now} for sid in todo],
     )
-    created = _enrolled(conn, course.slug, todo)
+    created = _enrolled(conn, course.slug, todo, rejoin=True)  # the rows just inserted
     rows: list[dict[str, object]] = []
     for sid in todo:
         zone = zones[sid]
@@ -195,13 +207,15 @@ def complete_enrollments(engine: sa.Engine, enrollment_ids: Iterable[int], *, no
         return int(done.rowcount or 0)
 
 
-def enroll(conn: sa.Connection, subscriber_id: int, course: Course, *, now: dt.datetime) -> int:
+def enroll(
+    conn: sa.Connection, subscriber_id: int, course: Course, *, now: dt.datetime, rejoin: bool = False
+) -> int:
     """Enroll one subscriber, scheduling every step; enrolling twice is a no-op.
 
     Returns the enrollment id (the existing one when already enrolled, whatever
     its state). A subscriber who must not be mailed is a :class:`NotEnrollableError`.
     """
-    result = enroll_many(conn, [subscriber_id], course, now=now)
+    result = enroll_many(conn, [subscriber_id], course, now=now, rejoin=rejoin)
     if subscriber_id in result.refused:
         raise NotEnrollableError(result.refused[subscriber_id])
     return result.ids[subscriber_id]

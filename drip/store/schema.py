@@ -95,8 +95,17 @@ enrollments = sa.Table(
     sa.Column("state", sa.String(16), nullable=False, server_default=ENROLLED),
     sa.Column("started_at", UTC, nullable=False),
     sa.Column("updated_at", UTC, nullable=False),
-    sa.UniqueConstraint("subscriber_id", "course"),
     sqlite_autoincrement=True,
+)
+# One current enrollment per subscriber and course; left ones stay beside it, with what they were sent.
+_current = enrollments.c.state != LEFT
+sa.Index(
+    "uq_enrollments_subscriber_id_course_current",
+    enrollments.c.subscriber_id,
+    enrollments.c.course,
+    unique=True,
+    sqlite_where=_current,
+    postgresql_where=_current,
 )
 
 # deliveries.status
@@ -177,6 +186,17 @@ web_confirmations = sa.Table(
     metadata,
     sa.Column("subscriber_id", sa.Integer, primary_key=True),
     sa.Column("sent_at", UTC, nullable=False),
+)
+
+# Confirmation emails per mailbox (keyed hash of the address without +tag, case-folded): the
+# cool-down and the daily cap, so victim+1@, victim+2@ … share one allowance. No address is kept.
+web_mailboxes = sa.Table(
+    "web_mailboxes",
+    metadata,
+    sa.Column("mailbox_hash", sa.String(64), primary_key=True),
+    sa.Column("last_sent_at", UTC, nullable=True),  # None: the last send failed, try again at once
+    sa.Column("day_started_at", UTC, nullable=False),
+    sa.Column("sent_that_day", sa.Integer, nullable=False),
 )
 
 # SendGrid retries a batch with new sg_event_id values: the key is a digest of the content.

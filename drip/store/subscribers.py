@@ -368,10 +368,11 @@ def unsubscribe(
         cancelled = conn.execute(pending).rowcount
         return Unsubscribed(subscriber.id, None, cancelled, already=already and cancelled == 0)
     state = conn.execute(
-        sa.select(enrollments.c.state).where(
-            enrollments.c.subscriber_id == subscriber.id, enrollments.c.course == course
-        )
-    ).scalar_one_or_none()
+        sa.select(enrollments.c.state)
+        .where(enrollments.c.subscriber_id == subscriber.id, enrollments.c.course == course)
+        .order_by(enrollments.c.id.desc())  # the current one, when left ones are kept beside it
+        .limit(1)
+    ).scalar()
     if state is None:
         theirs = conn.execute(
             sa.select(enrollments.c.course).where(enrollments.c.subscriber_id == subscriber.id)
@@ -386,6 +387,42 @@ def unsubscribe(
     conn.execute(active.where(enrollments.c.course == course).values(state=LEFT, updated_at=now))
     cancelled = conn.execute(pending.where(deliveries.c.course == course)).rowcount
     return Unsubscribed(subscriber.id, course, cancelled, already=state != ENROLLED and cancelled == 0)
+
+
+def unsubscribe_many(conn: sa.Connection, subscriber_ids: Sequence[int], *, now: dt.datetime) -> None:
+    """:func:`unsubscribe` from everything for many subscribers, a few statements per chunk."""
+    for start in range(0, len(subscriber_ids), CHUNK):
+        chunk = list(subscriber_ids[start : start + CHUNK])
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.subscriber_id.in_(chunk), deliveries.c.status == DUE)
+            .values(status=CANCELLED, note=UNSUBSCRIBED_NOTE, updated_at=now)
+        )
+        conn.execute(
+            enrollments.update()
+            .where(enrollments.c.subscriber_id.in_(chunk), enrollments.c.state == ENROLLED)
+            .values(state=LEFT, updated_at=now)
+        )
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id.in_(chunk), subscribers.c.status != UNSUBSCRIBED)
+            .values(status=UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+        )
+
+
+def subscribers_by_email(conn: sa.Connection, emails: Sequence[str]) -> dict[str, SubscriberRow]:
+    """The known subscribers among ``emails`` (any spelling), keyed by the spelling given."""
+    keys: dict[str, str] = {}
+    for email in emails:
+        try:
+            keys[email] = normalise_email(email)
+        except ValueError:
+            continue
+    found: dict[str, SubscriberRow] = {}
+    wanted = sorted(set(keys.values()))
+    for start in range(0, len(wanted), CHUNK):
+        found.update(_by_email(conn, wanted[start : start + CHUNK]))
+    return {email: found[key] for email, key in keys.items() if key in found}
 
 
 def suppressed_addresses(

@@ -15,16 +15,16 @@ import sqlalchemy as sa
 from drip.course.models import Course
 from drip.errors import NotFoundError
 from drip.store.enrollments import enroll
+from drip.store.retry import write
 from drip.store.schema import (
     ACTIVE,
     ENROLLED,
-    LEFT,
     PAUSED,
     PENDING,
-    deliveries,
     enrollments,
     subscribers,
     web_confirmations,
+    web_mailboxes,
 )
 from drip.store.subscribers import (
     SubscriberRow,
@@ -34,7 +34,7 @@ from drip.store.subscribers import (
     store_profile,
     unsubscribe,
 )
-from drip.store.suppressions import is_suppressed, lift
+from drip.store.suppressions import email_hash, is_suppressed, lift
 
 CLAIM_ATTEMPTS = 3  # two first requests for one address may race on the unique email
 
@@ -45,8 +45,17 @@ class Requested:
 
     subscriber_id: int
     name: str
-    send: bool  # False inside the cool-down: a confirmation left recently
+    send: bool  # False inside the cool-down or past the day's cap for this mailbox
     suppressed: bool  # the address is on the suppression list (only confirming lifts it)
+    mailbox: str  # keyed hash of the mailbox whose allowance was taken
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """How many confirmation emails one mailbox may get: one per cool-down, ``per_day`` a day."""
+
+    cooldown: dt.timedelta
+    per_day: int
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,12 @@ class StoredPreferences:
     courses: tuple[str, ...]  # the courses they are in now, oldest first
 
 
+def mailbox_of(email: str) -> str:
+    """The mailbox an address reaches: case-folded, its +tag dropped (``a+x@B.org`` → ``a@b.org``)."""
+    local, _, domain = email.strip().rpartition("@")
+    return f"{local.split('+', 1)[0].casefold()}@{domain.casefold()}"
+
+
 def request_confirmation(
     engine: sa.Engine,
     secret: str,
@@ -75,18 +90,17 @@ def request_confirmation(
     email: str,
     name: str,
     locale: str,
-    cooldown: dt.timedelta,
+    allowance: Allowance,
     now: dt.datetime,
 ) -> Requested:
     """Record a subscribe request: a new address becomes *pending*, a known one is left untouched.
 
     Whoever fills the form may not own the address, so a known subscriber's details only
-    change once it is confirmed. The cool-down is claimed in the same transaction.
+    change once it is confirmed. The mailbox's allowance is claimed in the same transaction.
     """
     for _attempt in range(CLAIM_ATTEMPTS):
         try:
-            with engine.begin() as conn:
-                return _claim(conn, secret, email, name, locale, cooldown=cooldown, now=now)
+            return write(engine, lambda conn: _claim(conn, secret, email, name, locale, allowance, now))
         except sa.exc.IntegrityError:
             continue
     raise RuntimeError("could not record the subscription after three attempts")
@@ -98,8 +112,7 @@ def _claim(
     email: str,
     name: str,
     locale: str,
-    *,
-    cooldown: dt.timedelta,
+    allowance: Allowance,
     now: dt.datetime,
 ) -> Requested:
     existing = get_subscriber(conn, email)
@@ -109,42 +122,80 @@ def _claim(
     else:
         subscriber_id, stored_name = existing.id, existing.name
     suppressed = is_suppressed(conn, secret, email)
-    return Requested(
-        subscriber_id, stored_name, _take_cooldown(conn, subscriber_id, cooldown, now), suppressed
-    )
+    mailbox = email_hash(secret, mailbox_of(email))
+    send = _take_allowance(conn, mailbox, allowance, now)
+    if send:
+        _note_sent(conn, subscriber_id, now)
+    return Requested(subscriber_id, stored_name, send, suppressed, mailbox)
 
 
-def _take_cooldown(conn: sa.Connection, subscriber_id: int, cooldown: dt.timedelta, now: dt.datetime) -> bool:
-    """True when no confirmation left within ``cooldown``; the send time is recorded as now."""
-    refreshed = conn.execute(
-        web_confirmations.update()
-        .where(
-            web_confirmations.c.subscriber_id == subscriber_id, web_confirmations.c.sent_at <= now - cooldown
-        )
-        .values(sent_at=now)
-    ).rowcount
-    if refreshed:
-        return True
-    recent = conn.execute(
-        sa.select(web_confirmations.c.sent_at).where(web_confirmations.c.subscriber_id == subscriber_id)
+def _take_allowance(conn: sa.Connection, mailbox: str, allowance: Allowance, now: dt.datetime) -> bool:
+    """True when the mailbox may get a confirmation now (outside the cool-down, under the daily cap)."""
+    row = conn.execute(
+        sa.select(web_mailboxes.c.last_sent_at, web_mailboxes.c.day_started_at, web_mailboxes.c.sent_that_day)
+        .where(web_mailboxes.c.mailbox_hash == mailbox)
+        .with_for_update()
     ).first()
-    if recent is not None:
+    if row is None:
+        conn.execute(
+            web_mailboxes.insert().values(
+                mailbox_hash=mailbox, last_sent_at=now, day_started_at=now, sent_that_day=1
+            )
+        )
+        return True
+    last, day_started, count = row
+    if last is not None and last > now - allowance.cooldown:
         return False
-    conn.execute(web_confirmations.insert().values(subscriber_id=subscriber_id, sent_at=now))
+    if day_started <= now - dt.timedelta(days=1):
+        day_started, count = now, 0
+    if count >= allowance.per_day:
+        return False
+    conn.execute(
+        web_mailboxes.update()
+        .where(web_mailboxes.c.mailbox_hash == mailbox)
+        .values(last_sent_at=now, day_started_at=day_started, sent_that_day=count + 1)
+    )
     return True
 
 
-def forget_confirmation(engine: sa.Engine, subscriber_id: int) -> None:
-    """Release the cool-down after a failed send, so the visitor may try again at once."""
-    with engine.begin() as conn:
-        conn.execute(web_confirmations.delete().where(web_confirmations.c.subscriber_id == subscriber_id))
+def _note_sent(conn: sa.Connection, subscriber_id: int, now: dt.datetime) -> None:
+    """When this subscriber was last sent a confirmation (their data export shows it)."""
+    noted = conn.execute(
+        web_confirmations.update()
+        .where(web_confirmations.c.subscriber_id == subscriber_id)
+        .values(sent_at=now)
+    ).rowcount
+    if not noted:
+        conn.execute(web_confirmations.insert().values(subscriber_id=subscriber_id, sent_at=now))
+
+
+def forget_confirmation(engine: sa.Engine, requested: Requested) -> None:
+    """Give back the allowance after a failed send, so the visitor may try again at once."""
+
+    def work(conn: sa.Connection) -> None:
+        conn.execute(
+            web_mailboxes.update()
+            .where(web_mailboxes.c.mailbox_hash == requested.mailbox, web_mailboxes.c.sent_that_day > 0)
+            .values(last_sent_at=None, sent_that_day=web_mailboxes.c.sent_that_day - 1)
+        )
+        conn.execute(
+            web_confirmations.delete().where(web_confirmations.c.subscriber_id == requested.subscriber_id)
+        )
+
+    write(engine, work)
 
 
 def confirm_subscription(
     engine: sa.Engine, secret: str, subscriber_id: int, course: Course, *, now: dt.datetime
 ) -> Contact | None:
-    """Activate the subscriber, lift any suppression and enroll; None when they no longer exist."""
-    with engine.begin() as conn:
+    """Activate the subscriber, lift any suppression and enroll; None when they no longer exist.
+
+    Coming back to a course they left starts it afresh in a new enrollment: a re-import
+    never does that, a confirmed opt-in is the one case where coming back is what was
+    asked. The old enrollment and what it sent stay, as history.
+    """
+
+    def work(conn: sa.Connection) -> Contact | None:
         row = conn.execute(
             sa.select(subscribers.c.email, subscribers.c.status, subscribers.c.locale).where(
                 subscribers.c.id == subscriber_id
@@ -160,28 +211,10 @@ def confirm_subscription(
                 .values(status=ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now)
             )
         lift(conn, secret, email)
-        _restart_if_left(conn, subscriber_id, course.slug)
-        enroll(conn, subscriber_id, course, now=now)
-    return Contact(email, locale)
+        enroll(conn, subscriber_id, course, now=now, rejoin=True)
+        return Contact(email, locale)
 
-
-def _restart_if_left(conn: sa.Connection, subscriber_id: int, course: str) -> None:
-    """A confirmed new request to join a course they once left starts it afresh.
-
-    ``enroll`` keeps a left enrollment as it is (a re-import must not bring anyone
-    back); a confirmed opt-in is the one case where coming back is what was asked.
-    """
-    left = conn.execute(
-        sa.select(enrollments.c.id).where(
-            enrollments.c.subscriber_id == subscriber_id,
-            enrollments.c.course == course,
-            enrollments.c.state == LEFT,
-        )
-    ).scalar_one_or_none()
-    if left is None:
-        return
-    conn.execute(deliveries.delete().where(deliveries.c.enrollment_id == left))
-    conn.execute(enrollments.delete().where(enrollments.c.id == left))
+    return write(engine, work)
 
 
 def _contact(conn: sa.Connection, subscriber_id: int) -> Contact | None:
@@ -217,7 +250,8 @@ def leave(engine: sa.Engine, subscriber_id: int, course: str | None, *, now: dt.
     Not (or no longer) being in the course is not an error: leaving it is already true, and
     stopping everything else too would be more than was asked.
     """
-    with engine.begin() as conn:
+
+    def work(conn: sa.Connection) -> Left | None:
         found = _contact(conn, subscriber_id)
         if found is None:
             return None
@@ -225,7 +259,9 @@ def leave(engine: sa.Engine, subscriber_id: int, course: str | None, *, now: dt.
             unsubscribe(conn, found.email, course=course, now=now)
         except NotFoundError:
             return Left(found, was_enrolled=False)
-    return Left(found, was_enrolled=True)
+        return Left(found, was_enrolled=True)
+
+    return write(engine, work)
 
 
 def read_preferences(engine: sa.Engine, subscriber_id: int) -> StoredPreferences | None:
@@ -261,7 +297,8 @@ def save_preferences(
     ``status`` (active or paused; None: unchanged) only applies while the subscriber is still
     active or paused, read again inside the transaction: an unsubscribe may have landed meanwhile.
     """
-    with engine.begin() as conn:
+
+    def work(conn: sa.Connection) -> None:
         row = conn.execute(
             sa.select(subscribers.c.email, subscribers.c.status).where(subscribers.c.id == subscriber_id)
         ).first()
@@ -279,3 +316,5 @@ def save_preferences(
         ).scalars()
         for course in [c for c in enrolled if c not in keep]:
             unsubscribe(conn, email, course=course, now=now)
+
+    write(engine, work)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 
@@ -22,6 +23,8 @@ ERASED = "erased"
 BOUNCED = "bounced"
 COMPLAINED = "complained"
 UNSUBSCRIBED = "unsubscribed"
+
+_CHUNK = 500  # hashes per statement: well under SQLite's bound-parameter limit
 
 
 def normalise_email(email: str) -> str:
@@ -45,6 +48,24 @@ def suppress(conn: sa.Connection, secret: str, email: str, reason: str, *, now: 
         return False
     conn.execute(suppressions.insert().values(email_hash=digest, reason=reason, created_at=now))
     return True
+
+
+def suppress_many(conn: sa.Connection, secret: str, reasons: Mapping[str, str], *, now: dt.datetime) -> None:
+    """:func:`suppress` for many addresses (address → reason) in two statements a chunk."""
+    digests: dict[str, str] = {}
+    for email, reason in reasons.items():
+        digests.setdefault(email_hash(secret, email), reason)
+    wanted = list(digests)
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        there = set(
+            conn.execute(
+                sa.select(suppressions.c.email_hash).where(suppressions.c.email_hash.in_(chunk))
+            ).scalars()
+        )
+        rows = [{"email_hash": d, "reason": digests[d], "created_at": now} for d in chunk if d not in there]
+        if rows:
+            conn.execute(suppressions.insert(), rows)
 
 
 def is_suppressed(conn: sa.Connection, secret: str, email: str) -> bool:

@@ -1,7 +1,10 @@
 """Provider events that stop all mail to an address (bounces, complaints, unsubscribes), applied once.
 
 An event is recorded by a digest of its content, so a batch delivered again
-changes nothing; each batch is one transaction.
+changes nothing. A long batch is applied in chunks of :data:`EVENTS_PER_TRANSACTION`,
+each its own short transaction of a few bulk statements, so a reader's unsubscribe
+never waits behind a whole batch; the digests make the split exact, whatever chunk
+an event falls in and however often the batch comes back.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from drip.store import suppressions
+from drip.store.retry import write
 from drip.store.schema import UNSUBSCRIBED, subscribers, webhook_events
-from drip.store.subscribers import get_subscriber, unsubscribe
+from drip.store.subscribers import subscribers_by_email, unsubscribe_many
+
+EVENTS_PER_TRANSACTION = 500
 
 
 @dataclass(frozen=True)
@@ -39,48 +45,61 @@ class Recorded:
 def record_stop_events(
     engine: sa.Engine, secret: str, events: Sequence[StopEvent], *, now: dt.datetime
 ) -> Recorded:
-    """Apply a batch in one transaction; events seen before are counted, not applied again.
-
-    The same batch delivered twice at once breaks the unique digest of one of them: that
-    transaction is read again, and finds the other request already applied everything.
-    """
-    try:
-        return _record(engine, secret, events, now=now)
-    except sa.exc.IntegrityError:
-        return _record(engine, secret, events, now=now)
-
-
-def _record(engine: sa.Engine, secret: str, events: Sequence[StopEvent], *, now: dt.datetime) -> Recorded:
+    """Apply a batch chunk by chunk; events seen before are counted, not applied again."""
     applied = duplicates = 0
-    with engine.begin() as conn:
-        for event in events:
-            seen = conn.execute(
-                sa.select(webhook_events.c.digest).where(webhook_events.c.digest == event.digest)
-            ).first()
-            if seen is not None:
-                duplicates += 1
-                continue
-            conn.execute(
-                webhook_events.insert().values(digest=event.digest, event=event.kind, received_at=now)
-            )
-            stop_all_mail(conn, secret, event.email, status=event.status, reason=event.reason, now=now)
-            applied += 1
+    for start in range(0, len(events), EVENTS_PER_TRANSACTION):
+        done = _record_chunk(engine, secret, events[start : start + EVENTS_PER_TRANSACTION], now)
+        applied += done.applied
+        duplicates += done.duplicates
     return Recorded(applied, duplicates)
 
 
-def stop_all_mail(
-    conn: sa.Connection, secret: str, email: str, *, status: str, reason: str, now: dt.datetime
-) -> None:
-    """Unsubscribe the address if known (pending deliveries cancelled, leased or not), set ``status``
-    and put it on the suppression list, known or not."""
-    subscriber = get_subscriber(conn, email)
-    if subscriber is not None:
-        unsubscribe(conn, subscriber.email, now=now)
+def _record_chunk(engine: sa.Engine, secret: str, events: Sequence[StopEvent], now: dt.datetime) -> Recorded:
+    """One transaction. The same chunk applied at once by another request breaks the unique digest:
+    it is read again, and finds the other request already applied it."""
+    try:
+        return write(engine, lambda conn: _apply(conn, secret, events, now))
+    except sa.exc.IntegrityError:
+        return write(engine, lambda conn: _apply(conn, secret, events, now))
+
+
+def _apply(conn: sa.Connection, secret: str, events: Sequence[StopEvent], now: dt.datetime) -> Recorded:
+    digests = {event.digest for event in events}
+    seen = set(
+        conn.execute(sa.select(webhook_events.c.digest).where(webhook_events.c.digest.in_(digests))).scalars()
+    )
+    fresh: dict[str, StopEvent] = {}
+    for event in events:
+        if event.digest not in seen:
+            fresh.setdefault(event.digest, event)
+    if fresh:
+        conn.execute(
+            webhook_events.insert(),
+            [{"digest": d, "event": e.kind, "received_at": now} for d, e in fresh.items()],
+        )
+        stop_all_mail(conn, secret, list(fresh.values()), now=now)
+    return Recorded(len(fresh), len(events) - len(fresh))
+
+
+def stop_all_mail(conn: sa.Connection, secret: str, events: Sequence[StopEvent], *, now: dt.datetime) -> None:
+    """Unsubscribe every known address (pending deliveries cancelled, leased or not), set the status
+    of its last event, and put every address on the suppression list, known or not (the first
+    reason is kept)."""
+    known = subscribers_by_email(conn, [e.email for e in events])
+    unsubscribe_many(conn, sorted({sub.id for sub in known.values()}), now=now)
+    final: dict[int, str] = {}
+    reasons: dict[str, str] = {}
+    for event in events:
+        found = known.get(event.email)
+        if found is not None:
+            final[found.id] = event.status
+        reasons.setdefault(found.email if found is not None else event.email, event.reason)
+    by_status: dict[str, list[int]] = {}
+    for subscriber_id, status in final.items():
         if status != UNSUBSCRIBED:
-            conn.execute(
-                subscribers.update()
-                .where(subscribers.c.id == subscriber.id)
-                .values(status=status, updated_at=now)
-            )
-        email = subscriber.email
-    suppressions.suppress(conn, secret, email, reason, now=now)
+            by_status.setdefault(status, []).append(subscriber_id)
+    for status, ids in by_status.items():
+        conn.execute(
+            subscribers.update().where(subscribers.c.id.in_(ids)).values(status=status, updated_at=now)
+        )
+    suppressions.suppress_many(conn, secret, reasons, now=now)

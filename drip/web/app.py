@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -29,6 +28,8 @@ from drip.course.compile import load_courses
 from drip.course.models import Course
 from drip.runtime import Clock, Runtime, wall_clock
 from drip.store.db import open_store, ping
+from drip.store.retry import StoreBusy
+from drip.store.subscriptions import Allowance
 from drip.transports import get_transport
 from drip.transports.base import Transport
 from drip.web import pages, preferences, subscribe, unsubscribe, view, webhooks
@@ -53,7 +54,7 @@ async def healthz(request: Request) -> Response:
 
 
 class SecurityHeaders:
-    """Headers on every answer: no script anywhere, no framing, no referrer (links carry tokens)."""
+    """Headers on every answer, error pages included: no script, no framing, no referrer off the site."""
 
     HEADERS: tuple[tuple[bytes, bytes], ...] = (
         (
@@ -62,7 +63,9 @@ class SecurityHeaders:
             b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
         (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
+        # Our own origin only: a same-site form post then names it in Origin, and a link to
+        # another site never carries a token in its Referer.
+        (b"referrer-policy", b"same-origin"),
         (b"x-frame-options", b"DENY"),
         (b"cache-control", b"no-store"),
     )
@@ -104,6 +107,22 @@ class RedactTokens(logging.Filter):
         return True
 
 
+class _App(Starlette):
+    """Starlette with the security headers outside its error middleware, so a 500 carries them too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
+
+
+def server_options(site: Site) -> dict[str, object]:
+    """uvicorn's settings for ``web.trusted_proxies``: X-Forwarded-For is believed from those
+    addresses only, and ignored altogether without the setting (every client is its peer)."""
+    trusted = list(site.config.web.trusted_proxies)
+    if not trusted:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": trusted}
+
+
 def create_app(
     site: Site,
     *,
@@ -115,13 +134,14 @@ def create_app(
     transport_factory: Callable[[], Transport] | None = None,
     rate_limit: RateLimit | None = None,
     cooldown: dt.timedelta = DEFAULT_COOLDOWN,
+    confirmations_per_day: int | None = None,
     webhook_public_key: str | None = None,
 ) -> Starlette:
     """The ASGI app for ``site``. Every argument but ``site`` has a production default.
 
     ``runtime`` gives the signing key, clock and render cache; without one it is built from
     ``now_fn`` (tests move the clock) and ``secret`` (default DRIP_SECRET_KEY, refusing to
-    start without it). The webhook key defaults to SENDGRID_WEBHOOK_PUBLIC_KEY (without it
+    start without it). ``confirmations_per_day`` defaults to ``web.confirmations_per_day``. The webhook key defaults to SENDGRID_WEBHOOK_PUBLIC_KEY (without it
     the webhook answers 403).
     """
     if runtime is None:
@@ -136,7 +156,7 @@ def create_app(
         courses=courses if courses is not None else load_courses(site),
         transport_factory=transport_factory or (lambda: get_transport(site)),
         limiter=TokenBucket(rate_limit or RateLimit()),
-        cooldown=cooldown,
+        allowance=Allowance(cooldown, confirmations_per_day or site.config.web.confirmations_per_day),
         webhook_key=webhook_public_key or os.environ.get(WEBHOOK_KEY_ENV) or None,
     )
     return _assemble(state)
@@ -154,12 +174,9 @@ def _assemble(state: WebState) -> Starlette:
     ]
     handlers: dict[int | type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: pages.http_error,
+        StoreBusy: pages.busy,
         Exception: pages.server_error,
     }
-    app = Starlette(
-        routes=routes,
-        middleware=[Middleware(SecurityHeaders)],
-        exception_handlers=handlers,
-    )
+    app = _App(routes=routes, exception_handlers=handlers)
     app.state.web = state
     return app

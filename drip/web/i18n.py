@@ -36,6 +36,18 @@ STRINGS: dict[str, dict[str, str]] = {
         "err_control": "Ce champ contient des caractères interdits.",
         "err_status": "Choix inconnu.",
         "did_you_mean": "voulais-tu dire « {name} » ?",
+        "confirm_ask_title": "Confirme ton inscription",
+        "confirm_ask_body": "Un clic pour recevoir le parcours « {course} » à l'adresse {email}.",
+        "confirm_button": "Confirmer mon inscription",
+        "origin_title": "Formulaire refusé",
+        "origin_body": (
+            "Ce formulaire a été envoyé depuis un autre site. Pour ta sécurité, rien n'a été fait : "
+            "ouvre le lien depuis ton email ou la page de notre site."
+        ),
+        "busy_title": "Service occupé",
+        "busy_body": "Nous n'avons pas pu enregistrer ta demande tout de suite. Réessaie dans quelques secondes.",
+        "too_large_title": "Requête trop volumineuse",
+        "too_large_body": "Ce formulaire contient trop de données.",
         "confirmed_title": "Inscription confirmée",
         "confirmed_body": "Merci ! Le premier email du parcours « {course} » arrive très bientôt.",
         "unsub_title": "Se désinscrire",
@@ -100,6 +112,18 @@ STRINGS: dict[str, dict[str, str]] = {
         "err_control": "This field contains forbidden characters.",
         "err_status": "Unknown choice.",
         "did_you_mean": "did you mean “{name}”?",
+        "confirm_ask_title": "Confirm your subscription",
+        "confirm_ask_body": "One click to receive the “{course}” course at {email}.",
+        "confirm_button": "Confirm my subscription",
+        "origin_title": "Form refused",
+        "origin_body": (
+            "This form was sent from another site. For your safety nothing was done: "
+            "open the link from your email or our site's page."
+        ),
+        "busy_title": "Service busy",
+        "busy_body": "We could not record your request right away. Try again in a few seconds.",
+        "too_large_title": "Request too large",
+        "too_large_body": "This form holds too much data.",
         "confirmed_title": "Subscription confirmed",
         "confirmed_body": "Thank you! The first email of “{course}” is on its way.",
         "unsub_title": "Unsubscribe",

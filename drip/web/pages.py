@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from drip.store.retry import StoreBusy
 from drip.tokens import BadToken, Scope, TokenData, read_token
 from drip.web.i18n import negotiate, strings
 from drip.web.state import WebState, state_of
@@ -123,16 +124,33 @@ def gone(request: Request, locale: str) -> HTMLResponse:
     )
 
 
+# Error statuses with a page of their own: (title, body) keys in the strings table.
+_ERROR_PAGES = {
+    403: ("origin_title", "origin_body"),
+    404: ("not_found_title", "not_found_body"),
+    413: ("too_large_title", "too_large_body"),
+    503: ("busy_title", "busy_body"),
+}
+
+
+def cross_site(request: Request) -> HTTPException:
+    """What a handler raises for a form posted from another site: a 403 page saying so."""
+    log.warning("%s %s refused: posted from another origin", request.method, request.url.path.split("/")[1])
+    return HTTPException(403)
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     locale = page_locale(request, state_of(request))
-    if exc.status_code == 404:
+    if exc.status_code in _ERROR_PAGES:
+        title_key, body_key = _ERROR_PAGES[exc.status_code]
         return message(
             request,
             locale=locale,
-            title_key="not_found_title",
-            paragraphs=[strings(locale)["not_found_body"]],
-            status=404,
+            title_key=title_key,
+            paragraphs=[strings(locale)[body_key]],
+            status=exc.status_code,
+            headers=exc.headers,
         )
     return HTMLResponse(
         f'<!doctype html><html lang="{locale}"><title>{exc.status_code}</title><p>{exc.status_code}</p></html>',
@@ -149,3 +167,10 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return HTMLResponse(
         '<!doctype html><html lang="en"><title>500</title><p>Internal error</p></html>', status_code=500
     )
+
+
+async def busy(request: Request, exc: Exception) -> Response:
+    """The database stayed locked past the write deadline: 503 and when to try again, never a 500."""
+    assert isinstance(exc, StoreBusy)
+    log.warning("%s %s: database busy past the deadline", request.method, request.url.path.split("/")[1])
+    return await http_error(request, HTTPException(503, headers={"Retry-After": str(exc.retry_after)}))

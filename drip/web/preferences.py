@@ -22,6 +22,8 @@ from drip.errors import did_you_mean
 from drip.store import subscriptions
 from drip.store.schema import ACTIVE, PAUSED
 from drip.web import pages
+from drip.web.body import read_form
+from drip.web.origin import is_cross_site
 from drip.web.state import WebState, state_of
 from drip.web.subscribe import FieldProblem, problem_text
 
@@ -154,7 +156,9 @@ async def preferences_post(request: Request) -> Response:
     if isinstance(data, Response):
         return data
     subscriber_id = data.subscriber_id
-    form = await request.form(max_files=0, max_fields=200)
+    form = await read_form(request, max_fields=200)
+    if is_cross_site(request, state.site.config.site.base_url):
+        raise pages.cross_site(request)
     prefs = await run_in_threadpool(load, state, subscriber_id)
     if prefs is None:
         return pages.gone(request, pages.page_locale(request, state))

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from drip.config import Site
 from drip.course.models import Course
 from drip.runtime import Runtime
+from drip.store.subscriptions import Allowance
 from drip.transports.base import Transport
 from drip.web.ratelimit import TokenBucket
 
@@ -30,7 +31,7 @@ class WebState:
     courses: Mapping[str, Course]
     transport_factory: Callable[[], Transport]
     limiter: TokenBucket
-    cooldown: dt.timedelta
+    allowance: Allowance  # confirmation emails one mailbox may get
     webhook_key: str | None
 
     def now(self) -> dt.datetime:

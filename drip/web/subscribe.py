@@ -1,15 +1,15 @@
-"""POST /subscribe and GET /confirm/{token}: double opt-in.
+"""POST /subscribe, then GET and POST /confirm/{token}: double opt-in.
 
 Subscribing records a *pending* subscriber (or leaves a known one untouched) and
-sends one confirmation email per cool-down; only following the emailed link
-enrolls anyone. The answer is the same whether the address was known or not, so
+sends one confirmation email per cool-down and at most a few a day to one mailbox
+(its +tags share them); only the button of the page the emailed link opens enrolls
+anyone (the link itself changes nothing, so a mail scanner following it subscribes nobody). The answer is the same whether the address was known or not, so
 the form cannot be used to find out who subscribes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -24,15 +24,16 @@ from drip.errors import Problem, did_you_mean
 from drip.store import subscriptions
 from drip.store.subscribers import FieldError, make_profile
 from drip.web import pages
+from drip.web.body import FORM_CAP, parse_form, parse_json, read_capped
 from drip.web.i18n import strings
 from drip.web.mail import confirmation_message, send_confirmation
+from drip.web.origin import is_cross_site
 from drip.web.state import WebState, state_of
 
 log = logging.getLogger(__name__)
 
 HONEYPOT = "website"
 MAX_FIELD = 320
-MAX_JSON_BODY = 16 * 1024
 _ANY_ADDRESS = "name-check@example.org"
 
 
@@ -115,7 +116,7 @@ def request_confirmation(state: WebState, form: SubscribeForm, *, now: dt.dateti
         email=form.email,
         name=form.name,
         locale=form.locale,
-        cooldown=state.cooldown,
+        allowance=state.allowance,
         now=now,
     )
     if requested.suppressed:
@@ -136,22 +137,22 @@ def request_confirmation(state: WebState, form: SubscribeForm, *, now: dt.dateti
         send_confirmation(state, message, now=now)
     except Exception:
         # Let the visitor try again at once instead of waiting out a cool-down for nothing.
-        subscriptions.forget_confirmation(state.engine, requested.subscriber_id)
+        subscriptions.forget_confirmation(state.engine, requested)
         raise
     return True
 
 
 async def _read_body(request: Request) -> tuple[dict[str, Any], bool]:
-    """The submitted fields and whether the client speaks JSON."""
+    """The submitted fields and whether the client speaks JSON (read with the form cap, whatever the type)."""
     content_type = request.headers.get("content-type", "")
+    body = await read_capped(request, FORM_CAP)
     if content_type.startswith("application/json"):
-        body = await request.body()
         try:
-            data = json.loads(body) if len(body) <= MAX_JSON_BODY else None
+            data = parse_json(body)
         except ValueError:
             data = None
         return (data if isinstance(data, dict) else {}), True
-    form = await request.form(max_files=0, max_fields=20)
+    form = parse_form(body, max_fields=20)
     return {k: v for k, v in form.items() if isinstance(v, str)}, False
 
 
@@ -197,11 +198,18 @@ async def subscribe_page(request: Request) -> Response:
     return _form_page(request, state, locale, course, values={"email": "", "name": ""}, problems=[])
 
 
+def client_key(request: Request) -> str:
+    """The rate-limit bucket: the client address as the server sees it (a trusted proxy's
+    X-Forwarded-For already applied by uvicorn, see ``web.trusted_proxies``)."""
+    return request.client.host if request.client else "unknown"
+
+
 async def subscribe(request: Request) -> Response:
     state = state_of(request)
-    client = request.client.host if request.client else "unknown"
-    wait = state.limiter.take(client, state.now().timestamp())
+    wait = state.limiter.take(client_key(request), state.now().timestamp())
     data, wants_json = await _read_body(request)
+    if is_cross_site(request, state.site.config.site.base_url):
+        raise pages.cross_site(request)
     locale = pages.page_locale(request, state, _text(data, "locale") or None)
     t = strings(locale)
     if wait > 0:
@@ -263,12 +271,37 @@ def confirm_subscription(
     return Confirmed(course_title=found.title, locale=contact.locale)
 
 
+async def confirm_page(request: Request) -> Response:
+    """GET (and HEAD): what confirming does, and one button. Nothing changes: mail scanners follow links."""
+    state = state_of(request)
+    data = pages.path_token(request, "confirm", now=state.now())
+    if isinstance(data, Response):
+        return data
+    course = state.courses.get(data.course) if data.course else None
+    found = await run_in_threadpool(subscriptions.find_contact, state.engine, data.subscriber_id)
+    if course is None or found is None:
+        return pages.gone(request, pages.page_locale(request, state))
+    return pages.render(
+        request,
+        "confirm.html",
+        locale=pages.page_locale(request, state, found.locale),
+        title_key="confirm_ask_title",
+        action=request.url.path,
+        course_title=course.title,
+        email=found.email,
+    )
+
+
 async def confirm(request: Request) -> Response:
+    """POST: the button of the confirm page (a person, not a link scanner) confirms and enrolls."""
     state = state_of(request)
     now = state.now()
     data = pages.path_token(request, "confirm", now=now)
     if isinstance(data, Response):
         return data
+    await read_capped(request, FORM_CAP)
+    if is_cross_site(request, state.site.config.site.base_url):
+        raise pages.cross_site(request)
     locale = pages.page_locale(request, state)
     if data.course is None:
         return pages.gone(request, locale)
@@ -287,5 +320,6 @@ async def confirm(request: Request) -> Response:
 routes = [
     Route("/subscribe", subscribe_page, methods=["GET"]),
     Route("/subscribe", subscribe, methods=["POST"]),
-    Route("/confirm/{token}", confirm, methods=["GET"]),
+    Route("/confirm/{token}", confirm_page, methods=["GET"]),
+    Route("/confirm/{token}", confirm, methods=["POST"]),
 ]

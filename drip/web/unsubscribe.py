@@ -20,7 +20,9 @@ from drip.store import subscriptions
 from drip.store.subscriptions import Contact
 from drip.tokens import make_token
 from drip.web import pages
+from drip.web.body import read_form
 from drip.web.i18n import strings
+from drip.web.origin import is_cross_site
 from drip.web.state import WebState, state_of
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,11 @@ async def unsubscribe_post(request: Request) -> Response:
     data = pages.path_token(request, "unsubscribe", now=state.now())
     if isinstance(data, Response):
         return data
-    form = await request.form(max_files=0, max_fields=10)
+    form = await read_form(request, max_fields=10)
     one_click = form.get("List-Unsubscribe") == ONE_CLICK
+    # RFC 8058: the mail client posts from wherever it runs; the signed token is the proof.
+    if not one_click and is_cross_site(request, state.site.config.site.base_url):
+        raise pages.cross_site(request)
     scope: Literal["course", "all"] = "course" if form.get("scope") == "course" and data.course else "all"
     course = data.course if scope == "course" else None
     done = await run_in_threadpool(leave, state, data.subscriber_id, course, now=state.now())

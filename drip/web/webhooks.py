@@ -3,7 +3,7 @@
 Only a request signed with the account's ECDSA key (SENDGRID_WEBHOOK_PUBLIC_KEY)
 and stamped within five minutes of now is read. Bounces, drops, spam reports and
 unsubscribes stop all mail to the address: subscriber status, cancelled
-deliveries and a keyed hash on the suppression list, in one transaction. SendGrid
+deliveries and a keyed hash on the suppression list, a few hundred events a transaction. SendGrid
 retries a batch with new ``sg_event_id`` values, so an event is recognised by a
 digest of its content without that field: a replayed batch changes nothing.
 """
@@ -21,6 +21,7 @@ from typing import Any
 
 from sendgrid.helpers.eventwebhook import EventWebhook
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -28,6 +29,7 @@ from starlette.routing import Route
 from drip.store import suppressions as suppression
 from drip.store.schema import BOUNCED, COMPLAINED, UNSUBSCRIBED
 from drip.store.webhook_events import StopEvent, record_stop_events
+from drip.web.body import WEBHOOK_CAP, parse_json, read_capped
 from drip.web.state import WebState, state_of
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_SKEW = dt.timedelta(minutes=5)
-MAX_BODY = 5 * 1024 * 1024
 
 # event type -> (subscriber status, suppression reason)
 SUPPRESSING: Mapping[str, tuple[str, str]] = {
@@ -90,7 +91,7 @@ def stop_event(event: object) -> StopEvent | None:
 
 
 def apply_events(state: WebState, events: list[Any], *, now: dt.datetime) -> Applied:
-    """Apply a verified batch in one transaction; events seen before are skipped."""
+    """Apply a verified batch, in short transactions of a few hundred events; events seen before are skipped."""
     stops = [found for found in map(stop_event, events) if found is not None]
     recorded = record_stop_events(state.engine, state.runtime.secret, stops, now=now)
     return Applied(recorded.applied, recorded.duplicates, len(events) - len(stops))
@@ -101,9 +102,13 @@ async def sendgrid_events(request: Request) -> Response:
     if not state.webhook_key:
         log.warning("SendGrid webhook called but SENDGRID_WEBHOOK_PUBLIC_KEY is not set: refused")
         return JSONResponse({"error": "webhook not configured"}, status_code=403)
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return JSONResponse({"error": "body too large"}, status_code=413)
+    try:
+        body = await read_capped(request, WEBHOOK_CAP)
+    except HTTPException as exc:
+        return JSONResponse(
+            {"error": "body too large" if exc.status_code == 413 else "bad request"},
+            status_code=exc.status_code,
+        )
     signature = request.headers.get(SIGNATURE_HEADER, "")
     timestamp = request.headers.get(TIMESTAMP_HEADER, "")
     now = state.now()
@@ -111,7 +116,7 @@ async def sendgrid_events(request: Request) -> Response:
         log.warning("SendGrid webhook: bad signature or stale timestamp, batch refused")
         return JSONResponse({"error": "invalid signature"}, status_code=403)
     try:
-        events = json.loads(body)
+        events = parse_json(body)
     except ValueError:
         return JSONResponse({"error": "body is not JSON"}, status_code=400)
     if not isinstance(events, list):
