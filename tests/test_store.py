@@ -340,7 +340,7 @@ def test_unsubscribe_cancels_pending_and_leased_deliveries_so_nothing_leaves(
     with engine.connect() as conn:
         leaves = get_subscriber(conn, "leaves@example.org")
         stays = get_subscriber(conn, "stays@example.org")
-        by_subscriber = dict(
+        by_subscriber: dict[int, int] = dict(
             conn.execute(
                 sa.select(deliveries.c.subscriber_id, sa.func.count())
                 .where(deliveries.c.status == "cancelled", deliveries.c.note == "unsubscribed")

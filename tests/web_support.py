@@ -109,7 +109,10 @@ class Harness:
         return url[len(base) :]
 
     def subscribe(self, email: str, *, name: str = "", course: str = COURSE, **extra: str) -> Response:
-        return self.client.post("/subscribe", data={"email": email, "name": name, "course": course, **extra})
+        response: Response = self.client.post(
+            "/subscribe", data={"email": email, "name": name, "course": course, **extra}
+        )
+        return response
 
     def confirm_link(self, address: str) -> str:
         mails = messages_to(self.site, address)
