@@ -131,7 +131,7 @@ def load_postgresql(engine: sa.Engine, total: int, layout: str) -> None:
             "enrollment_id, subscriber_id, course, step_key, due_at, status, attempts, possible_duplicate, "
             "created_at, updated_at"
         )
-        with cur.copy(f"COPY deliveries ({columns}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+        with cur.copy(f"COPY deliveries ({columns}) FROM STDIN") as copy:
             for e, s, course, key, due in rows(total, layout):
                 copy.write_row((e, s, course, key, due, "pending", 0, False, NOW, NOW))
         raw.commit()

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -55,6 +55,10 @@ from drip.transports.sendgrid import (
     substitution_plan,
 )
 from drip.transports.smtp import SmtpTransport
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Event
 
 
 def stdlib_message(msg: OutgoingMessage) -> bytes:
@@ -111,7 +115,7 @@ def bench_outbox(messages: Sequence[OutgoingMessage], tmp: Path) -> tuple[Rate, 
     return timed(len(messages), drip_run), timed(len(messages), stdlib_run)
 
 
-def _serve(kind: str, urls: multiprocessing.Queue[str], stop: multiprocessing.Event) -> None:  # type: ignore[type-arg]
+def _serve(kind: str, urls: Queue[str], stop: Event) -> None:
     """Run a loopback server in its own process, so that it does not share the client's GIL."""
     if kind == "smtp":
         with smtp_server() as smtp:
@@ -126,7 +130,7 @@ def _serve(kind: str, urls: multiprocessing.Queue[str], stop: multiprocessing.Ev
 @contextmanager
 def served(kind: str) -> Iterator[str]:
     ctx = multiprocessing.get_context("spawn")
-    urls: multiprocessing.Queue[str] = ctx.Queue()
+    urls: Queue[str] = ctx.Queue()
     stop = ctx.Event()
     proc = ctx.Process(target=_serve, args=(kind, urls, stop), daemon=True)
     proc.start()

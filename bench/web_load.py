@@ -239,7 +239,7 @@ def check(site_dir: Path, result: LoadResult) -> list[str]:
     try:
         with engine.connect() as conn:
             emails = list(conn.execute(sa.select(subscribers.c.email)).scalars())
-            per_sub = dict(
+            per_sub: dict[int, int] = dict(
                 conn.execute(
                     sa.select(enrollments.c.subscriber_id, sa.func.count()).group_by(
                         enrollments.c.subscriber_id

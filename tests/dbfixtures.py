@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -50,7 +50,7 @@ class PgSchema:
     schema: str
 
 
-def pg_schema() -> Iterator[PgSchema]:
+def pg_schema() -> Generator[PgSchema]:
     """A schema of its own on the test server, dropped afterwards; skip when none is named."""
     base = os.environ.get(PG_URL_ENV)
     if not base:

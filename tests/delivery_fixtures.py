@@ -27,7 +27,7 @@ from drip.render.rendered import RenderedStep
 from drip.render.slots import Slot, marker, split
 from drip.store.enrollments import enroll_many as store_enroll_many
 from drip.store.schema import deliveries, enrollments, subscribers
-from drip.transports.base import OutgoingMessage, SendResult
+from drip.transports.base import OutgoingMessage, SendResult, TransportBase
 
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -217,19 +217,17 @@ def simple_render(course: Course, step: Step, locale: str) -> RenderedStep:
 
 
 @dataclass
-class RecordingTransport:
-    """A transport that keeps what it is given; chosen addresses fail with a chosen error."""
+class RecordingTransport(TransportBase):
+    """A transport that keeps what it is given; chosen addresses fail with a chosen error.
+
+    Unlike :class:`drip.transports.memory.MemoryTransport` it counts batches, fails an address
+    with any given error (a ``retry_after``, a provider's text) and takes the name a test needs.
+    """
 
     name: str = "recording"
     failures: dict[str, TransportError] = field(default_factory=dict)
     sent: list[OutgoingMessage] = field(default_factory=list)
     batches: int = 0
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
     def send_batch(
         self, messages: Sequence[OutgoingMessage], *, now: dt.datetime | None = None

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 SPEC = Path(__file__).resolve().parent / "sendgrid_openapi" / "tsg_mail_v3.json"
@@ -42,7 +42,7 @@ def mail_send_validator() -> Draft202012Validator:
     if not SPEC.is_file():
         raise FileNotFoundError(f"SendGrid's OpenAPI description is missing: expected it at {SPEC}")
     spec = json.loads(SPEC.read_text(encoding="utf-8"))
-    registry: Registry[Any] = Registry().with_resource(SPEC_URI, Resource(spec, specification=DRAFT202012))
+    registry: Registry[Any] = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec))
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$ref": SPEC_URI + "#" + BODY_POINTER,

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import ssl
 import threading
+import weakref
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,15 +39,16 @@ class Handler:
         self.refuse_mail: str | None = None  # a reply to every MAIL command, e.g. "451 4.3.0 try later"
         self.data_delay = 0.0  # seconds before answering DATA, like a provider under load
         self.live: list[SMTP] = []
+        self.numbers: weakref.WeakKeyDictionary[Session, int] = weakref.WeakKeyDictionary()  # per connection
         self.lock = threading.Lock()
 
     def _number(self, server: SMTP, session: Session) -> int:
-        number: int | None = getattr(session, "drip_connection", None)
+        number = self.numbers.get(session)
         if number is None:
             with self.lock:
                 self.connections += 1
                 number = self.connections
-            session.drip_connection = number  # type: ignore[attr-defined]
+            self.numbers[session] = number
             self.live.append(server)
         return number
 
@@ -67,7 +69,7 @@ class Handler:
     ) -> str:
         if self.hang_up_on_mail > 0:
             self.hang_up_on_mail -= 1
-            assert server.transport is not None
+            assert isinstance(server.transport, asyncio.Transport)
             server.transport.abort()
             return "421 4.4.2 closing"  # never reaches the client: the socket is gone
         if self.refuse_mail is not None:
@@ -128,7 +130,7 @@ class SmtpServer:
 
         async def close_all() -> None:
             for server in self.handler.live:
-                if server.transport is not None:
+                if isinstance(server.transport, asyncio.Transport):
                     server.transport.abort()
             self.handler.live.clear()
 

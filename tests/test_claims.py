@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Mapping, Sequence
 
 import pytest
 import sqlalchemy as sa
@@ -149,6 +150,7 @@ def test_the_claim_walks_the_pending_index_not_the_table(store: Store) -> None:
     # Leave one lease in flight: the claim must step over it, still on the index.
     claim(store.engine, now=T0, limit=1, lease_seconds=7200, worker="w0")
     [(sql, params)] = _claim_statements(store, T0 + H)
+    assert isinstance(params, Sequence | Mapping)  # a tuple or a dict, as the driver takes them
     with store.engine.begin() as conn:
         if store.kind == "postgresql":
             # A handful of rows: forbid the sequential scan that would win on them.
@@ -156,7 +158,7 @@ def test_the_claim_walks_the_pending_index_not_the_table(store: Store) -> None:
             explain = "EXPLAIN "
         else:
             explain = "EXPLAIN QUERY PLAN "
-        plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(explain + sql, params))  # type: ignore[arg-type]
+        plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(explain + sql, params))
         conn.rollback()
     assert "ix_deliveries_due_at_pending" in plan
     # The predicate is literal, so a cached plan stays valid for every call; no status is written.

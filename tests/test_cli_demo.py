@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from click.testing import CliRunner
 
 from drip.cli import _register, cli
@@ -29,7 +30,7 @@ def copy_site(tmp_path: Path) -> Path:
 
 
 def test_demo_delivers_the_course_at_local_send_times_and_again_changes_nothing(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DRIP_DATABASE_URL", raising=False)
     monkeypatch.delenv("DRIP_SECRET_KEY", raising=False)

@@ -63,7 +63,9 @@ def errors(result: Result) -> list[str]:
         ("email_templates/welcome.txt", b"Bonjour ", 9),
     ],
 )
-def test_a_file_that_is_not_utf8_is_located(site: Path, relative: str, good_prefix: str, column: int) -> None:
+def test_a_file_that_is_not_utf8_is_located(
+    site: Path, relative: str, good_prefix: bytes, column: int
+) -> None:
     """Before: a Latin-1 file anywhere in the site ended `drip check` with a UnicodeDecodeError traceback."""
     path = site / relative
     path.write_bytes(good_prefix + "Café".encode("latin-1") + b"\n")

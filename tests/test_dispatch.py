@@ -6,6 +6,7 @@ import datetime as dt
 import random
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from delivery_fixtures import (
 
 from drip.config import Site
 from drip.course.models import Course, Step
-from drip.dispatch.batch import dispatch_once
+from drip.dispatch.batch import DispatchReport, dispatch_once
 from drip.dispatch.worker import run_forever
 from drip.errors import PermanentTransportError, TemplateError, TransientTransportError
 from drip.render.rendered import RenderedStep
@@ -31,6 +32,7 @@ from drip.runtime import Runtime, demo_key_allowed, frozen_clock
 from drip.store.schema import enrollments, subscribers
 from drip.store.subscribers import unsubscribe
 from drip.tokens import DEMO_SECRET, MissingSecret, read_token
+from drip.transports.base import OutgoingMessage, SendResult
 
 SECRET = "k" * 32
 H = dt.timedelta(hours=1)
@@ -47,7 +49,7 @@ def site(tmp_path: Path) -> Site:
 
 def run(
     site: Site, store: Store, transport: RecordingTransport, now: dt.datetime, course: Course | None = None
-):  # type: ignore[no-untyped-def]
+) -> DispatchReport:
     course = course or make_course()
     return dispatch_once(
         site,
@@ -172,7 +174,9 @@ def test_a_transport_failing_the_whole_batch_retries_every_message(site: Site, s
     seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
 
     class Down(RecordingTransport):
-        def send_batch(self, messages, *, now=None):  # type: ignore[no-untyped-def]
+        def send_batch(
+            self, messages: Sequence[OutgoingMessage], *, now: dt.datetime | None = None
+        ) -> list[SendResult]:
             raise TransientTransportError("connection refused")
 
     report = run(site, store, Down(), T0)
@@ -185,7 +189,9 @@ def test_a_transport_bug_is_retried_with_backoff_not_left_claimed(site: Site, st
     seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
 
     class Broken(RecordingTransport):
-        def send_batch(self, messages, *, now=None):  # type: ignore[no-untyped-def]
+        def send_batch(
+            self, messages: Sequence[OutgoingMessage], *, now: dt.datetime | None = None
+        ) -> list[SendResult]:
             raise KeyError("personalizations")
 
     report = run(site, store, Broken(), T0)
@@ -216,7 +222,9 @@ def test_the_clock_drains_full_batches_and_a_stop_lets_the_batch_in_flight_finis
     class StopAfter(RecordingTransport):
         """Stop is requested (as SIGTERM does) while the second batch is in flight."""
 
-        def send_batch(self, messages, *, now=None):  # type: ignore[no-untyped-def]
+        def send_batch(
+            self, messages: Sequence[OutgoingMessage], *, now: dt.datetime | None = None
+        ) -> list[SendResult]:
             results = super().send_batch(messages, now=now)
             if self.batches == 2:
                 stop.set()
@@ -248,7 +256,9 @@ def test_the_clock_keeps_draining_while_batches_are_full(tmp_path: Path, store: 
     stop = threading.Event()
 
     class StopWhenIdle(RecordingTransport):
-        def send_batch(self, messages, *, now=None):  # type: ignore[no-untyped-def]
+        def send_batch(
+            self, messages: Sequence[OutgoingMessage], *, now: dt.datetime | None = None
+        ) -> list[SendResult]:
             results = super().send_batch(messages, now=now)
             if len(messages) < 50:
                 stop.set()  # the last, partial batch: everything due is sent

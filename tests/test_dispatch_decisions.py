@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import random
 
@@ -51,8 +50,15 @@ def ctx(*, max_attempts: int = 3, seed: int = 1) -> Pass:
     return Pass("https://cto.example.org", "12 rue des Lilas", SECRET, T0, policy, random.Random(seed))
 
 
-def check(**changes: object) -> SendCheck:
-    return dataclasses.replace(SendCheck("pending", TOKEN, LEASE_END, "active", "active"), **changes)
+def check(
+    *,
+    status: str = "pending",
+    lease_token: str | None = TOKEN,
+    leased_until: dt.datetime | None = LEASE_END,
+    subscriber_status: str = "active",
+    enrollment_state: str = "active",
+) -> SendCheck:
+    return SendCheck(status, lease_token, leased_until, subscriber_status, enrollment_state)
 
 
 def test_an_active_recipient_gets_the_email_personalised_with_signed_links() -> None:

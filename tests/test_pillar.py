@@ -22,9 +22,9 @@ def write(tmp_path: Path, text: str, name: str = "pilier.md") -> Path:
     return path
 
 
-def problems_of(path: Path, **kwargs: str) -> list[Problem]:
+def problems_of(path: Path, heading: str | None = None) -> list[Problem]:
     with pytest.raises(ContentError) as caught:
-        read_pillar(path, **kwargs)
+        read_pillar(path, heading=heading)
     return caught.value.problems
 
 

@@ -188,7 +188,7 @@ def test_addresses_are_normalised_and_upserted_by_their_normal_form(engine: sa.E
         ),
         (
             "jean@example.org\r\nBcc: x@evil.example",
-            "The part after the @-sign contains invalid characters: ':', '@', SPACE, U+000A, U+000D.",
+            "an address cannot contain control or invalid characters",
         ),
     ],
 )
@@ -340,7 +340,7 @@ def test_unsubscribe_cancels_pending_and_leased_deliveries_so_nothing_leaves(
     with engine.connect() as conn:
         leaves = get_subscriber(conn, "leaves@example.org")
         stays = get_subscriber(conn, "stays@example.org")
-        by_subscriber = dict(
+        by_subscriber: dict[int, int] = dict(
             conn.execute(
                 sa.select(deliveries.c.subscriber_id, sa.func.count())
                 .where(deliveries.c.status == "cancelled", deliveries.c.note == "unsubscribed")

@@ -5,12 +5,12 @@ What every transport promises is in test_transport_contract.py.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from outgoing import NOW, outgoing, parse
 
-import drip.transports.outbox as outbox_module
 from drip.errors import TransientTransportError
 from drip.transports.outbox import OutboxTransport
 
@@ -46,7 +46,7 @@ def test_a_failed_write_leaves_the_previous_file_whole_and_no_temp_file(
     def replace_fails(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(outbox_module.os, "replace", replace_fails)
+    monkeypatch.setattr(os, "replace", replace_fails)  # the os module drip.transports.outbox uses
     result = transport.send_batch([outgoing(9, to_name="Autre")], now=NOW)[0]
     assert isinstance(result.error, TransientTransportError)
     assert "No space left" in str(result.error)

@@ -26,7 +26,7 @@ def server() -> Iterator[SmtpServer]:
 
 
 def plain(server: SmtpServer, **kw: object) -> SmtpSection:
-    return SmtpSection(host=server.host, port=server.port, security="none", timeout=5, **kw)  # type: ignore[arg-type]
+    return SmtpSection(host=server.host, port=server.port, security="none", timeout=5, **kw)
 
 
 def test_one_connection_for_several_batches(server: SmtpServer) -> None:

@@ -87,7 +87,10 @@ def events(*pairs: tuple[str, str], eid: str = "a") -> bytes:
 
 def post(web: Harness, signer: Signer, body: bytes, *, offset: int = 0) -> int:
     ts = int(web.clock.now.timestamp()) + offset
-    return web.client.post("/webhooks/sendgrid", content=body, headers=signer.headers(body, ts)).status_code
+    status: int = web.client.post(
+        "/webhooks/sendgrid", content=body, headers=signer.headers(body, ts)
+    ).status_code
+    return status
 
 
 def test_suppressing_events_stop_all_mail_and_a_replay_changes_nothing(web: Harness, signer: Signer) -> None:

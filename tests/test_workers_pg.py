@@ -54,7 +54,7 @@ def run_workers(
     return codes, {name: (logs / f"{name}.log").read_text() for name in ("alpha", "beta")}
 
 
-def sent_rows(engine: sa.Engine) -> tuple[list[sa.Row[tuple[object, ...]]], Counter[str]]:
+def sent_rows(engine: sa.Engine) -> tuple[list[sa.Row[int, int, str | None, bool]], Counter[str]]:
     """The sent deliveries, and how many each worker claimed (the token starts with its name)."""
     with engine.connect() as conn:
         rows = conn.execute(

@@ -109,7 +109,10 @@ class Harness:
         return url[len(base) :]
 
     def subscribe(self, email: str, *, name: str = "", course: str = COURSE, **extra: str) -> Response:
-        return self.client.post("/subscribe", data={"email": email, "name": name, "course": course, **extra})
+        response: Response = self.client.post(
+            "/subscribe", data={"email": email, "name": name, "course": course, **extra}
+        )
+        return response
 
     def confirm_link(self, address: str) -> str:
         mails = messages_to(self.site, address)
@@ -121,7 +124,8 @@ class Harness:
         link = self.confirm_link(address)
         page = self.client.get(link)
         assert page.status_code == 200 and 'method="post"' in page.text, page.text
-        return self.client.post(link)
+        answer: Response = self.client.post(link)
+        return answer
 
     @property
     def kind(self) -> str:
