@@ -197,3 +197,14 @@ def test_a_bad_bounces_section_is_located(site: Site) -> None:
     (site.root / "drip.yaml").write_text(text, encoding="utf-8")
     result = site.run("bounces", "--maildir", "x")
     assert result.exit_code == 1 and "drip.yaml:" in result.output and "not an email address" in result.output
+
+
+def test_verp_needs_a_return_path(tmp_path: Path) -> None:
+    from drip.config import load_site
+    from drip.errors import ConfigError
+
+    root = course_site(tmp_path)
+    with (root / "drip.yaml").open("a", encoding="utf-8") as f:
+        f.write("bounces:\n  verp: true\n")
+    with pytest.raises(ConfigError, match="verp needs a return_path"):
+        load_site(root)

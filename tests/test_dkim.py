@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from dbfixtures import course_site
 from outgoing import NOW, outgoing
 from smtp_server import SmtpServer, smtp_server
 
@@ -185,9 +186,14 @@ def test_the_outbox_signs_when_configured(tmp_path: Path, rsa_key: DkimKey) -> N
     assert verify((tmp_path / "000000003.eml").read_bytes(), rsa_key)
 
 
-def test_drip_send_shows_a_key_mistake_without_a_traceback(tmp_path: Path) -> None:
-    write_site(tmp_path, "dkim:\n  selector: s1\n  key_file: nowhere.pem\n")
+def test_drip_run_shows_a_key_mistake_at_its_line_without_a_traceback(tmp_path: Path) -> None:
+    root = course_site(tmp_path)
+    with (root / "drip.yaml").open("a", encoding="utf-8") as f:
+        f.write("dkim:\n  selector: s1\n  key_file: nowhere.pem\n")
     _register()
-    result = CliRunner().invoke(cli, ["--site", str(tmp_path), "send", "--dry-run"], catch_exceptions=False)
-    assert result.exit_code != 0
+    result = CliRunner().invoke(
+        cli, ["--site", str(root), "run", "--once"], env={"DRIP_DATABASE_URL": None}, catch_exceptions=False
+    )
+    assert result.exit_code == 1, result.output
+    assert "drip.yaml:" in result.output and "cannot read the DKIM key file" in result.output
     assert "Traceback" not in result.output

@@ -156,7 +156,7 @@ def load_key(site: Site, settings: DkimSection, environ: Mapping[str, str]) -> D
             text = path.read_bytes()
         except OSError as exc:
             raise ConfigError(
-                Problem(f"cannot read the DKIM key file: {exc.strerror}", file=path, key="dkim.key_file")
+                Problem(f"cannot read the DKIM key file {path}: {exc.strerror}", key="dkim.key_file")
             ) from None
         where, key = str(path), "dkim.key_file"
     else:

@@ -155,6 +155,14 @@ def feedback_id(course: str, step_key: str, domain: str) -> str:
     return f"{_short(step_key, 'step')}:{_short(course, 'course')}:drip:{domain.lower()}"
 
 
+def list_headers(msg: OutgoingMessage, domain: str) -> list[str]:
+    """List-ID (the course is the list) and Feedback-ID (the step within it), for the receivers' reports."""
+    return [
+        "List-ID: " + list_id(msg.course, domain),
+        "Feedback-ID: " + feedback_id(msg.course, msg.step_key, domain),
+    ]
+
+
 def _short(value: str, default: str, width: int = 20) -> str:
     """A label of at most ``width`` characters, a long one cut and told apart by a digest of it:
     the whole Feedback-ID fits one folded line, for it has no space to fold at."""
@@ -272,8 +280,7 @@ def build_message(msg: OutgoingMessage, *, now: datetime) -> Built:
         "MIME-Version: 1.0",
         f"List-Unsubscribe: <{https}>,{CRLF} <{mailto}>",
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-        "List-ID: " + list_id(msg.course, domain),
-        encode_header("Feedback-ID", feedback_id(msg.course, msg.step_key, domain)),
+        *list_headers(msg, domain),
         encode_header("X-Drip-Course", msg.course),
         encode_header("X-Drip-Step", msg.step_key),
         f"X-Drip-Delivery: {msg.delivery_id}",
