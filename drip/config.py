@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drip.errors import ConfigError, InputError, Problem, did_you_mean
 from drip.inputs.yamlfile import load_yaml_file, validate
@@ -115,6 +115,59 @@ class TransportSection(_Strict):
         return v
 
 
+DkimAlgorithm = Literal["rsa-sha256", "ed25519-sha256"]
+
+
+class DkimSection(_Strict):
+    """DKIM signing (SMTP and outbox). The private key is never written here: a file path or the
+    name of an environment variable holding it."""
+
+    selector: str
+    domain: str | None = None  # default: the sender's domain
+    algorithm: DkimAlgorithm = "rsa-sha256"
+    key_file: str | None = None  # relative to the site root
+    key_env: str = "DRIP_DKIM_PRIVATE_KEY"
+
+    @field_validator("selector", "domain")
+    @classmethod
+    def _label(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c.isspace() or c in ";=" for c in v)):
+            raise ValueError(f"{v!r} is not a DNS name")
+        return v
+
+    @field_validator("key_file")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is not None and ("-----BEGIN" in v or "\n" in v):
+            raise ValueError(
+                "key_file is a path to the key, never the key itself: keep the key out of drip.yaml"
+            )
+        return v
+
+
+class BouncesSection(_Strict):
+    """`drip bounces`: how many soft bounces suppress an address, and the optional return path."""
+
+    soft_limit: int = Field(default=3, ge=1)
+    # The SMTP envelope sender (MAIL FROM), e.g. bounces@example.org; with verp, each message gets
+    # bounces+alice=example.net@example.org so a bounce names its recipient whatever it says.
+    return_path: str | None = None
+    verp: bool = False
+
+    @field_validator("return_path")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and (v.count("@") != 1 or v.startswith("@") or v.endswith("@") or " " in v):
+            raise ValueError(f"{v!r} is not an email address, e.g. bounces@example.org")
+        return v
+
+    @model_validator(mode="after")
+    def _verp_needs_a_return_path(self) -> BouncesSection:
+        if self.verp and self.return_path is None:
+            raise ValueError("verp needs a return_path, e.g. return_path: bounces@example.org")
+        return self
+
+
 class DispatchSection(_Strict):
     batch_size: int = Field(default=200, ge=1, le=1000)
     lease_seconds: int = Field(default=300, ge=5)
@@ -152,6 +205,8 @@ class ConfigModel(_Strict):
     transport: TransportSection = Field(default_factory=TransportSection)
     dispatch: DispatchSection = Field(default_factory=DispatchSection)
     web: WebSection = Field(default_factory=WebSection)
+    dkim: DkimSection | None = None
+    bounces: BouncesSection = Field(default_factory=BouncesSection)
 
 
 @dataclass(frozen=True)

@@ -207,3 +207,22 @@ webhook_events = sa.Table(
     sa.Column("event", sa.String(32), nullable=False),
     sa.Column("received_at", UTC, nullable=False),
 )
+
+# `drip bounces`: each report read once (the digest of its Message-ID or bytes), and the soft
+# bounces counted per keyed hash of the address until bounces.soft_limit suppresses it.
+bounce_reports = sa.Table(
+    "bounce_reports",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("hard", sa.Integer, nullable=False),
+    sa.Column("soft", sa.Integer, nullable=False),
+    sa.Column("received_at", UTC, nullable=False),
+)
+
+soft_bounces = sa.Table(
+    "soft_bounces",
+    metadata,
+    sa.Column("email_hash", sa.String(64), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("last_at", UTC, nullable=False),
+)

@@ -17,6 +17,7 @@ from pathlib import Path
 from drip.config import Site
 from drip.errors import ConfigError, Problem, TransientTransportError
 from drip.transports.base import OutgoingMessage, SendResult, TransportBase, send_time
+from drip.transports.dkim import DkimSigner, signer_for
 from drip.transports.message import Built, send_each
 
 
@@ -38,8 +39,9 @@ class OutboxTransport(TransportBase):
 
     name = "outbox"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, signer: DkimSigner | None = None) -> None:
         self.directory = Path(directory)
+        self.signer = signer  # with drip.yaml's dkim: section, so a site can check its signatures locally
 
     def path_for(self, delivery_id: int) -> Path:
         """Zero-padded so that a directory listing sorts in delivery order."""
@@ -67,7 +69,7 @@ class OutboxTransport(TransportBase):
         except OSError as exc:
             error = TransientTransportError(f"cannot create the outbox {self.directory}: {exc}")
             return [SendResult(msg.delivery_id, error=error) for msg in messages]
-        return send_each(messages, date, self._write)
+        return send_each(messages, date, self._write, self.signer.sign if self.signer else None)
 
     def _write(self, msg: OutgoingMessage, built: Built) -> SendResult:
         try:
@@ -79,4 +81,4 @@ class OutboxTransport(TransportBase):
 
 
 def from_site(site: Site) -> OutboxTransport:
-    return OutboxTransport(site.outbox_dir)
+    return OutboxTransport(site.outbox_dir, signer=signer_for(site))

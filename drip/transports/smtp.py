@@ -4,7 +4,9 @@ Each message is one ``MAIL FROM``/``RCPT TO``/``DATA`` exchange on that
 connection, so a refused recipient fails only its own message. The server's
 reply code decides what a failure means: 4xx is worth retrying, 5xx is not.
 A connection the server dropped (idle timeout, restart) is reopened once.
-Credentials come only from the environment variables drip.yaml names.
+Credentials come only from the environment variables drip.yaml names. With a
+``dkim:`` section every message is DKIM-signed; with ``bounces.return_path`` the
+envelope sender is that address (per recipient with VERP), where bounces arrive.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from drip.errors import (
     TransportError,
 )
 from drip.inputs.address import sending_form
+from drip.inputs.verp import verp_address
 from drip.transports.base import OutgoingMessage, SendResult, TransportBase
+from drip.transports.dkim import DkimSigner, signer_for
 from drip.transports.message import Built, send_each
 
 
@@ -57,6 +61,9 @@ class SmtpTransport(TransportBase):
         *,
         environ: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        signer: DkimSigner | None = None,
+        return_path: str | None = None,
+        verp: bool = False,
     ) -> None:
         env = os_environ if environ is None else environ
         username = env.get(settings.username_env) or None
@@ -74,6 +81,9 @@ class SmtpTransport(TransportBase):
         self._credentials = (username, password) if username and password else None
         self._ssl_context = ssl_context
         self._conn: smtplib.SMTP | None = None
+        self.signer = signer
+        self.return_path = return_path
+        self.verp = verp
         self.connections_opened = 0  # for tests and benchmarks: reuse is observable
 
     @property
@@ -141,7 +151,15 @@ class SmtpTransport(TransportBase):
                     unreachable.append(connection_error(exc, self.where))
             return SendResult(msg.delivery_id, error=unreachable[0])
 
-        return send_each(messages, now, send)
+        return send_each(messages, now, send, self.signer.sign if self.signer else None)
+
+    def envelope_sender(self, msg: OutgoingMessage) -> str:
+        """MAIL FROM: the return path (its VERP form when asked), else the From address."""
+        if self.return_path is None:
+            return sending_form(msg.from_email)
+        if self.verp:
+            return verp_address(sending_form(self.return_path), sending_form(msg.to_email))
+        return sending_form(self.return_path)
 
     def _send_one(self, msg: OutgoingMessage, built: Built) -> SendResult:
         """Send one message; connection failures propagate, message failures become its result."""
@@ -149,7 +167,7 @@ class SmtpTransport(TransportBase):
         for attempt in (1, 2):
             conn = self._ensure()
             try:
-                conn.sendmail(sending_form(msg.from_email), [to_email], built.data)
+                conn.sendmail(self.envelope_sender(msg), [to_email], built.data)
             except smtplib.SMTPServerDisconnected as exc:
                 self._drop()
                 if attempt == 1:
@@ -174,4 +192,10 @@ class SmtpTransport(TransportBase):
 
 
 def from_site(site: Site) -> SmtpTransport:
-    return SmtpTransport(site.config.transport.smtp)
+    bounces = site.config.bounces
+    return SmtpTransport(
+        site.config.transport.smtp,
+        signer=signer_for(site),
+        return_path=bounces.return_path,
+        verp=bounces.verp,
+    )
