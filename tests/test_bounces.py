@@ -8,7 +8,9 @@ qmail and Yahoo. The command runs on a Maildir and an mbox written with the stdl
 from __future__ import annotations
 
 import mailbox
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -75,6 +77,9 @@ def test_a_report_copied_into_another_folder_is_the_same_report() -> None:
     assert classify(data, where="a").digest == classify(b"X-Copied: yes\r\n" + data, where="b").digest
 
 
+T = TypeVar("T")
+
+
 class Site:
     def __init__(self, root: Path, db_url: str) -> None:
         self.root, self.db_url = root, db_url
@@ -87,7 +92,7 @@ class Site:
             catch_exceptions=False,
         )
 
-    def query(self, work):  # type: ignore[no-untyped-def]
+    def query(self, work: Callable[[sa.Connection], T]) -> T:
         engine = connect(self.db_url)
         try:
             with engine.connect() as conn:
@@ -96,10 +101,12 @@ class Site:
             engine.dispose()
 
     def status(self, email: str) -> str:
-        return self.query(
-            lambda c: c.execute(
-                sa.select(subscribers.c.status).where(subscribers.c.email == email)
-            ).scalar_one()
+        return str(
+            self.query(
+                lambda c: c.execute(
+                    sa.select(subscribers.c.status).where(subscribers.c.email == email)
+                ).scalar_one()
+            )
         )
 
     def suppressed(self, email: str) -> bool:
