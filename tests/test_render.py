@@ -616,3 +616,47 @@ def test_missing_included_template_is_located(
         f"{tmp_path}/email_templates/article.txt:{line}: {example_course.steps[1].key}: "
         "template not found: signature.txt"
     )
+
+
+# --- MJML structure ------------------------------------------------------------------------------
+
+
+def test_nesting_rules_follow_the_mjml_documentation() -> None:
+    from drip.render.mjml import CHILDREN
+
+    assert CHILDREN["mj-body"] == {"mj-wrapper", "mj-section", "mj-hero", "mj-raw"}
+    assert CHILDREN["mj-wrapper"] == {"mj-section", "mj-hero", "mj-raw"}
+    assert CHILDREN["mj-section"] == {"mj-column", "mj-group", "mj-raw"}
+    assert "mj-spacer" in CHILDREN["mj-column"] and "mj-spacer" in CHILDREN["mj-hero"]
+    problems = lint("<mjml><mj-body><mj-wrapper>\n<mj-spacer /></mj-wrapper></mj-body></mjml>")
+    assert [str(p) for p in problems] == [
+        "2:1: <mj-spacer> is not allowed inside <mj-wrapper>; it belongs in <mj-column>, <mj-hero>"
+    ]
+    assert [p.message for p in lint("<mjml><mj-body><mj-column></mj-column></mj-body></mjml>")] == [
+        "<mj-column> is not allowed inside <mj-body>; it belongs in <mj-group>, <mj-section>"
+    ]
+
+
+def test_every_default_template_nests_as_mjml_requires(example_site: Site, example_course: Course) -> None:
+    course, _ = _with_section_step(example_course)
+    for step in course.steps:
+        assert lint(mjml_source(example_site, course, step)) == [], step.key
+
+
+def test_a_site_template_that_nests_wrongly_is_reported_with_its_file(
+    example_site: Site, example_course: Course, tmp_path: Path
+) -> None:
+    components = _default("components.mjml").replace(
+        '<mj-section padding="0">\n  <mj-column>\n    <mj-spacer height="16px" />\n  </mj-column>\n</mj-section>',
+        '<mj-spacer height="16px" />',
+    )
+    site = _site_with_templates(example_site, tmp_path, {"components.mjml": components})
+    article = example_course.steps[1]
+    with pytest.raises(TemplateError) as caught:
+        render_step(site, example_course, article)
+    [problem] = caught.value.problems
+    assert problem.file == DEFAULTS_DIR / "article.mjml"
+    assert problem.key == article.key
+    assert problem.message.startswith(
+        "MJML is not valid: <mj-spacer> is not allowed inside <mj-wrapper>; it belongs in <mj-column>, <mj-hero>"
+    )

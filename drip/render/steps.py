@@ -256,24 +256,21 @@ class _Draft:
         return Path(filename) if filename else None
 
     def html(self) -> str:
+        """The compiled HTML; the rendered MJML is linted first, since only it shows how the parts nest."""
+        problems = mjml_compiler.lint(self.mjml)
+        if problems:
+            raise TemplateError([self._rendered_problem(p, "MJML is not valid") for p in problems])
         try:
             return mjml_compiler.to_html(self.mjml)
         except ValueError as exc:
-            # Lint caught what it could in the template files; this is what only the output shows.
-            problems = mjml_compiler.lint(self.mjml) or [Problem(str(exc))]
-            raise TemplateError(
-                [
-                    Problem(
-                        f"MJML does not compile ({exc}): {p.message} at line {p.line} of the rendered MJML"
-                        if p.line
-                        else f"MJML does not compile: {p.message}",
-                        file=self.template_path("mjml"),
-                        key=self.step.key,
-                        hint=p.hint,
-                    )
-                    for p in problems
-                ]
-            ) from None
+            raise TemplateError(self._rendered_problem(Problem(str(exc)), "MJML does not compile")) from None
+
+    def _rendered_problem(self, problem: Problem, what: str) -> Problem:
+        """A problem of the rendered MJML, pinned on the step's template (its line is the output's)."""
+        message = f"{what}: {problem.message}"
+        if problem.line:
+            message += f" at line {problem.line} of the rendered MJML"
+        return Problem(message, file=self.template_path("mjml"), key=self.step.key, hint=problem.hint)
 
 
 def render_step(site: Site, course: Course, step: Step, *, locale: str | None = None) -> RenderedStep:
