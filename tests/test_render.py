@@ -660,3 +660,10 @@ def test_a_site_template_that_nests_wrongly_is_reported_with_its_file(
     assert problem.message.startswith(
         "MJML is not valid: <mj-spacer> is not allowed inside <mj-wrapper>; it belongs in <mj-column>, <mj-hero>"
     )
+
+
+def test_reading_time_reads_in_hours_from_sixty_minutes() -> None:
+    assert messages("fr")("reading_time", minutes=60) == "1 h de lecture"
+    assert messages("fr")("reading_time", minutes=90) == "1 h 30 de lecture"
+    assert messages("en")("reading_time", minutes=90) == "1 h 30 min read"
+    assert messages("en")("reading_time", minutes=12) == "12 min read"

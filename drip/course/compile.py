@@ -17,6 +17,7 @@ from pathlib import Path
 
 from drip.config import Site
 from drip.content import ContentIndex, load_content, read_pillar
+from drip.content.duration import format_minutes
 from drip.content.links import absolute_url, resolve_article
 from drip.content.models import Article, Link, Pillar, ReadingItem, Section
 from drip.content.posts import normalise_path, site_path_of
@@ -36,16 +37,18 @@ __all__ = ["Schedule", "compile_course", "compile_schedule", "course_slugs", "lo
 
 NBSP = "\u00a0"
 
-# Default subjects and preheaders, per locale. Fields: {title} {day} {count} {every} {label} {minutes} {resource}.
+# Default subjects and preheaders, per locale. Fields: {title} {day} {count} {emails} {every} {label} {duration} {resource}.
 TEXTS: dict[str, dict[str, str]] = {
     "fr": {
         "welcome_subject": f"Bienvenue dans «{NBSP}{{title}}{NBSP}»",
-        "welcome_preheader": f"Au programme{NBSP}: {{count}} emails, {{every}}, pour aller à l'essentiel.",
+        "welcome_preheader": f"Au programme{NBSP}: {{emails}}, {{every}}, pour aller à l'essentiel.",
+        "emails_1": "1 email",
+        "emails_n": "{count} emails",
         "every_1": "un par jour",
         "every_n": "un tous les {cadence} jours",
         "article_subject": "Jour {day} — {title}",
         "article_preheader": "Ta lecture du jour",
-        "minutes": "{minutes} min de lecture",
+        "minutes": "{duration} de lecture",
         "section_subject": "Jour {day} — {title}",
         "section_preheader": f"{{count}} à lire pour creuser{NBSP}: {{title}}",
         "articles_1": "1 article",
@@ -58,12 +61,14 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "en": {
         "welcome_subject": "Welcome to “{title}”",
-        "welcome_preheader": "Coming up: {count} emails, {every}, straight to the essentials.",
+        "welcome_preheader": "Coming up: {emails}, {every}, straight to the essentials.",
+        "emails_1": "1 email",
+        "emails_n": "{count} emails",
         "every_1": "one a day",
         "every_n": "one every {cadence} days",
         "article_subject": "Day {day} — {title}",
         "article_preheader": "Today's read",
-        "minutes": "{minutes} min read",
+        "minutes": "{duration} read",
         "section_subject": "Day {day} — {title}",
         "section_preheader": "{count} to dig into: {title}",
         "articles_1": "1 article",
@@ -144,6 +149,7 @@ def compile_schedule(site: Site, schedule: Schedule, content: ContentIndex) -> C
         deeper=_absolute_links(pillar.deeper, base),
         other_pillars=_absolute_links(pillar.other_pillars, base),
         schedule_path=schedule.path,
+        warnings=tuple(compiler.warnings),
     )
 
 
@@ -244,6 +250,7 @@ class _Compiler:
         self.content = content
         self.text = TEXTS.get(schedule.locale, TEXTS["en"])
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
         self.drafts: list[_Draft] = []
 
     # -- helpers -------------------------------------------------------------------------------
@@ -279,7 +286,7 @@ class _Compiler:
     def steps(self) -> tuple[Step, ...]:
         articles = self.articles()
         sections = self.sections()
-        self.add_welcome(len(articles) + len(sections) + (self.model.closing is not None))
+        self.add_welcome(len(articles) + len(sections) + self.has_closing())
         for item, article, override, where in articles:
             self.add_article(item, article, override, where)
         for section, override, where in sections:
@@ -364,6 +371,7 @@ class _Compiler:
         cadence = self.model.cadence
         every = self.text["every_1"] if cadence == 1 else self.text["every_n"].format(cadence=cadence)
         title = jinja_literal(self.model.title or self.pillar.title)
+        emails = self.text["emails_1"] if count == 1 else self.text["emails_n"].format(count=count)
         self.drafts.append(
             _Draft(
                 key="welcome",
@@ -371,7 +379,7 @@ class _Compiler:
                 day=0,
                 subject=_pick(override, "subject", self.text["welcome_subject"].format(title=title)),
                 preheader=_pick(
-                    override, "preheader", self.text["welcome_preheader"].format(count=count, every=every)
+                    override, "preheader", self.text["welcome_preheader"].format(emails=emails, every=every)
                 ),
                 immediate=True,
             )
@@ -385,7 +393,11 @@ class _Compiler:
         if article.description:
             preheader = jinja_literal(article.description)
         else:
-            minutes = self.text["minutes"].format(minutes=article.minutes) if article.minutes else None
+            minutes = (
+                self.text["minutes"].format(duration=format_minutes(article.minutes, self.schedule.locale))
+                if article.minutes
+                else None
+            )
             bits = [jinja_literal(b) for b in (article.label, minutes) if b]
             preheader = " · ".join(bits) or self.text["article_preheader"]
         self.drafts.append(
@@ -424,18 +436,37 @@ class _Compiler:
             )
         )
 
-    def add_closing(self) -> None:
-        override = self.model.closing
-        if override is None:
-            return
-        if not self.pillar.deeper and not self.pillar.other_pillars:
+    def has_closing_content(self) -> bool:
+        return bool(self.pillar.deeper or self.pillar.other_pillars)
+
+    def has_closing(self) -> bool:
+        """A closing email needs something to point to; left to its defaults, it is dropped with a warning."""
+        if self.model.closing is None:
+            return False
+        if self.has_closing_content():
+            return True
+        shown = _shown(self.pillar.path, self.content)
+        if "closing" in self.model.model_fields_set:
             self.problems.append(
                 self.schedule.problem(
-                    ("closing",) if "closing" in self.model.model_fields_set else (),
-                    f"{_shown(self.pillar.path, self.content)} has no go-deeper resource nor other pillars"
-                    ' for the closing email; add a "Pour approfondir" section or set `closing: false`',
+                    ("closing",),
+                    f"{shown} has no go-deeper resource nor other pillars for the closing email;"
+                    ' add a "Pour approfondir" section or set `closing: false`',
                 )
             )
+        else:
+            self.warnings.append(
+                self.schedule.problem(
+                    (),
+                    f"no closing email: {shown} has no go-deeper resource nor other pillars"
+                    ' (add a "Pour approfondir" section, or set `closing: false` to silence this)',
+                )
+            )
+        return False
+
+    def add_closing(self) -> None:
+        override = self.model.closing
+        if override is None or not self.has_closing_content():
             return
         day = self.next_day(override, ("closing",), "deeper")
         if self.pillar.deeper:

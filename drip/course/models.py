@@ -63,6 +63,7 @@ class Course:
     deeper: tuple[Link, ...] = ()  # absolute URLs
     other_pillars: tuple[Link, ...] = ()  # absolute URLs
     schedule_path: Path | None = None
+    warnings: tuple[Problem, ...] = ()  # what the compiler left out on its own (`drip check` shows them)
 
     def step(self, key_or_number: str | int) -> Step:
         """Find a step by key or 1-based number; a clear error naming the closest key."""

@@ -381,7 +381,7 @@ def check_site(site: Site, *, strict: bool = False, now: dt.datetime | None = No
         course = _collect(errors, compile_course, site, slug, content=index)
         if course is not None:
             courses.append(course)
-    warnings.extend(w for course in courses for w in course.pillar.warnings)
+    warnings.extend(w for course in courses for w in (*course.pillar.warnings, *course.warnings))
     if index is not None:
         warnings.extend(_unused_pillar_problems(index, courses, errors))
         warnings.extend(_misspelt_front_matter(index))
