@@ -396,7 +396,8 @@ def test_undefined_variable_and_unknown_subscriber_field_are_located(
     [problem] = caught.value.problems
     line = 1 + text.splitlines().index(next(x for x in text.splitlines() if "artcle" in x))
     assert (problem.file, problem.line) == (tmp_path / "email_templates" / "article.txt", line)
-    assert "'artcle' is undefined" in problem.message
+    assert problem.message == "unknown variable 'artcle' in template article.txt"
+    assert problem.hint == "did you mean 'article'?"
 
     other = tmp_path / "other"
     other.mkdir()
@@ -667,3 +668,53 @@ def test_reading_time_reads_in_hours_from_sixty_minutes() -> None:
     assert messages("fr")("reading_time", minutes=90) == "1 h 30 de lecture"
     assert messages("en")("reading_time", minutes=90) == "1 h 30 min read"
     assert messages("en")("reading_time", minutes=12) == "12 min read"
+
+
+def test_every_unknown_variable_of_every_template_is_reported_at_once(
+    example_site: Site, example_course: Course, tmp_path: Path
+) -> None:
+    site = _site_with_templates(
+        example_site,
+        tmp_path,
+        {
+            "welcome.mjml": _default("welcome.mjml").replace('{{ t("welcome_plan") }}', "{{ nmae }}"),
+            "closing.txt": _default("closing.txt") + "{{ corse.title }} {% if pilar %}x{% endif %}\n",
+        },
+    )
+    with pytest.raises(TemplateError) as caught:
+        render_step(site, example_course, example_course.steps[1])  # any step: every template is checked
+    folder = tmp_path / "email_templates"
+    closing_line = len(_default("closing.txt").splitlines()) + 1
+    assert sorted((p.file, p.line, p.message, p.hint) for p in caught.value.problems) == sorted(
+        [
+            (
+                folder / "closing.txt",
+                closing_line,
+                "unknown variable 'corse' in template closing.txt",
+                "did you mean 'course'?",
+            ),
+            (
+                folder / "closing.txt",
+                closing_line,
+                "unknown variable 'pilar' in template closing.txt",
+                "did you mean 'pillar'?",
+            ),
+            (
+                folder / "welcome.mjml",
+                12,
+                "unknown variable 'nmae' in template welcome.mjml",
+                "did you mean 'name'?",
+            ),
+        ]
+    )
+
+
+def test_subject_names_are_what_a_step_context_holds(example_site: Site, example_course: Course) -> None:
+    from drip.course.schedule import SUBJECT_NAMES
+    from drip.render.steps import _context, course_context
+    from drip.render.templates import SlotRecorder, environment
+
+    env = environment(example_site.templates_dir)
+    shared = course_context(example_site, example_course, "fr", env)
+    context = _context(example_site, example_course, example_course.steps[1], shared, SlotRecorder())
+    assert set(context) == SUBJECT_NAMES

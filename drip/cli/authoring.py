@@ -160,8 +160,7 @@ def preview(
     --out: every email written to a folder of its own under DIR. With --serve: a local web page (COURSE
     is optional there). Nothing is sent and nothing is stored.
     """
-    from drip.course.compile import compile_course
-    from drip.preview.emails import email_bytes, preview_course, write_course
+    from drip.preview.emails import compile_for_preview, email_bytes, preview_course, write_course
     from drip.render.steps import sample_values
 
     site = obj.site
@@ -174,7 +173,7 @@ def preview(
         return
     if course_slug is None:
         raise click.UsageError("missing COURSE (e.g. drip preview le-role-du-cto)")
-    course = compile_course(site, course_slug)
+    course = compile_for_preview(site, course_slug)
     values = sample_values(site, course)
     if step_ref is not None:
         step = course.step(step_ref)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -59,6 +60,44 @@ class _Strict(BaseModel):
 
 _SYNTAX = jinja2.Environment(autoescape=True)  # parses subjects, never renders them
 
+# What a subject or preheader may name: the render context of a step (a render test keeps the two equal).
+SUBJECT_NAMES = frozenset(
+    {
+        "article",
+        "cadence",
+        "course",
+        "deeper",
+        "deeper_paragraphs",
+        "links",
+        "locale",
+        "name",
+        "others",
+        "pillar",
+        "plan",
+        "section",
+        "site",
+        "step",
+        "subscriber",
+        "t",
+        "theme",
+    }
+)
+
+
+def check_jinja(value: str) -> str:
+    """Syntax and variable names, checked here where the line is known; rendering would only know the snippet's."""
+    try:
+        parsed = _SYNTAX.parse(value)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"template syntax error: {exc.message}") from None
+    known = SUBJECT_NAMES | set(_SYNTAX.globals)
+    unknown = sorted(jinja2.meta.find_undeclared_variables(parsed) - known)
+    if unknown:
+        named = ", ".join(repr(n) for n in unknown)
+        hints = [h for h in (did_you_mean(n, known) for n in unknown) if h]
+        raise ValueError(f"unknown variable {named}" + (f" ({'; '.join(hints)})" if hints else ""))
+    return value
+
 
 class MessageModel(_Strict):
     """Subject and preheader overrides (Jinja source; may use subscriber fields like ``{{ name }}``)."""
@@ -68,16 +107,9 @@ class MessageModel(_Strict):
 
     _text = field_validator("subject", "preheader")(classmethod(lambda cls, v: _one_line(v)))
 
-    @field_validator("subject", "preheader")
-    @classmethod
-    def _jinja(cls, value: str | None) -> str | None:
-        """Syntax is checked here, where the line is known; rendering would only know the snippet's."""
-        if value is not None:
-            try:
-                _SYNTAX.parse(value)
-            except jinja2.TemplateSyntaxError as exc:
-                raise ValueError(f"template syntax error: {exc.message}") from None
-        return value
+    _jinja = field_validator("subject", "preheader")(
+        classmethod(lambda cls, v: None if v is None else check_jinja(v))
+    )
 
 
 class TimedMessageModel(MessageModel):

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drip.config import Site
+from drip.course.compile import compile_course
 from drip.course.models import Course, Step
-from drip.errors import InputError, Problem
+from drip.errors import InputError, NotFoundError, Problem
 from drip.render.rendered import RenderedStep
 from drip.render.steps import mjml_source, render_course
+from drip.render.templates import check_templates, environment
 from drip.transports.base import OutgoingMessage
 from drip.transports.message import build_message
 
@@ -61,6 +63,25 @@ class EmailPreview:
     subject: str
     html: str
     text: str
+
+
+def compile_for_preview(site: Site, slug: str) -> Course:
+    """The course ``slug``, its schedule and the site's templates checked together: one report for both."""
+    problems: list[Problem] = []
+    course: Course | None = None
+    try:
+        course = compile_course(site, slug)
+    except NotFoundError:
+        raise
+    except InputError as exc:
+        problems.extend(exc.problems)
+    try:
+        check_templates(environment(site.templates_dir))
+    except InputError as exc:
+        problems.extend(exc.problems)
+    if problems or course is None:
+        raise InputError(problems)
+    return course
 
 
 def preview_course(

@@ -298,11 +298,20 @@ def _render_checked(
 
 
 def render_course(site: Site, course: Course) -> dict[str, RenderedStep]:
-    """Every step of a course in its own locale, keyed by step key."""
+    """Every step of a course in its own locale, keyed by step key; one TemplateError for all steps."""
     env = environment(site.templates_dir)
     check_templates(env)
     shared = course_context(site, course, pick_locale(course.locale), env)
-    return {step.key: _render_checked(site, course, step, None, shared) for step in course.steps}
+    rendered: dict[str, RenderedStep] = {}
+    problems: list[Problem] = []
+    for step in course.steps:
+        try:
+            rendered[step.key] = _render_checked(site, course, step, None, shared)
+        except TemplateError as exc:  # every step's problems in one report, not the first step's
+            problems.extend(p for p in exc.problems if p not in problems)
+    if problems:
+        raise TemplateError(problems)
+    return rendered
 
 
 def mjml_source(site: Site, course: Course, step: Step, *, locale: str | None = None) -> str:
