@@ -385,3 +385,35 @@ def test_custom_heading_typo_on_a_page_without_a_default_heading(site: Site) -> 
         "article:/posts/revue-de-code/",
         "deeper",
     ]
+
+
+def test_a_schedule_may_speak_a_second_language_for_every_email(site: Site) -> None:
+    both = "{subject: {fr: 'Sujet %s', en: 'Subject %s'}, preheader: {fr: 'Avant %s', en: 'Before %s'}}"
+    text = (
+        "pillar: devenir-lead-dev\ntitle: {fr: Devenir Lead Dev, en: Becoming a lead dev}\nclosing: false\n"
+        f"welcome: {both % ((1,) * 4)}\n"
+        "articles:\n"
+        f"  /posts/premier-mois-lead-dev/: {both % ((2,) * 4)}\n"
+        f"  /posts/deleguer-sans-tout-relire/: {both % ((3,) * 4)}\n"
+    )
+    write(site, "bi", text)
+    course = compile_course(site, "bi")
+    assert course.locales == ("fr", "en") and course.title == "Devenir Lead Dev"
+    assert course.title_in("en") == "Becoming a lead dev"
+    assert [s.texts("en") for s in course.steps] == [(f"Subject {n}", f"Before {n}") for n in (1, 2, 3)]
+    assert course.steps[1].subject == "Sujet 2" and course.warnings == ()
+    # One email without English keeps every email in French, and says so.
+    path = write(site, "bi", text.replace(both % ((3,) * 4), "{subject: Sujet 3}"))
+    course = compile_course(site, "bi")
+    assert course.locales == ("fr",)
+    assert [str(w) for w in course.warnings] == [
+        f"{path}:1:1: readers with locale en get this course in fr: no en subject and preheader for"
+        " article:/posts/deleguer-sans-tout-relire/"
+    ]
+
+
+def test_a_bad_locale_in_a_schedule_text_is_located(site: Site) -> None:
+    path = write(site, "bi", "pillar: devenir-lead-dev\nwelcome:\n  subject: {fr: Salut, de: Hallo}\n")
+    assert problems(site, "bi") == [
+        f"{path}:3:12: welcome.subject: de: unsupported locale 'de', expected one of fr, en"
+    ]

@@ -243,7 +243,10 @@ def test_render_cache_compiles_each_step_once(example_site: Site, example_course
     assert len(cache) == len(example_course.steps)
     assert cache.get(example_site, example_course, "welcome") is first[0]
 
-    english = cache(example_site, example_course, example_course.steps[0], locale="en")
+    # A reader of a language the course does not speak gets the course's own email, the same one.
+    assert cache(example_site, example_course, example_course.steps[0], locale="en") is first[0]
+    bilingual = _bilingual(example_course)
+    english = cache(example_site, bilingual, bilingual.steps[0], locale="en")
     assert english is not first[0] and english.locale == "en"
 
     edited_step = dataclasses.replace(example_course.steps[0], subject="Un autre sujet")
@@ -264,7 +267,39 @@ def test_personalising_never_runs_the_template_again(example_site: Site, example
 # --- locales -------------------------------------------------------------------------------------
 
 
+def _bilingual(course: Course) -> Course:
+    """The course with English subjects and preheaders on every step, as a schedule would give them."""
+    steps = tuple(
+        dataclasses.replace(s, localised=(("en", f"EN {s.number}", f"EN preheader {s.number}"),))
+        for s in course.steps
+    )
+    return dataclasses.replace(course, steps=steps, titles=(("en", "Understanding the CTO role"),))
+
+
+def test_a_reader_gets_the_course_language_unless_the_schedule_speaks_theirs(
+    example_site: Site, example_course: Course
+) -> None:
+    values = sample_values(example_site, example_course)
+    french = render_step(example_site, example_course, example_course.steps[0], locale="en")
+    subject, html, _ = french.personalise(values)
+    assert french.locale == "fr" and '<html lang="fr"' in html and "Se désinscrire" in html
+    assert "Unsubscribe" not in html and "Welcome to" not in unescape(html)
+    assert subject.startswith("Bienvenue")
+    # One step without English strings keeps the whole course in French.
+    bilingual = _bilingual(example_course)
+    partial = dataclasses.replace(bilingual, steps=(bilingual.steps[0], *example_course.steps[1:]))
+    assert partial.locales == ("fr",)
+    assert render_step(example_site, partial, partial.steps[0], locale="en").locale == "fr"
+    assert bilingual.locales == ("fr", "en")
+    assert bilingual.email_locale("en-GB") == "en" and bilingual.email_locale("de") == "fr"
+    english = render_step(example_site, bilingual, bilingual.steps[0], locale="en")
+    subject, html, _ = english.personalise(values)
+    assert (english.locale, subject, english.preheader) == ("en", "EN 1", "EN preheader 1")
+    assert "Welcome to “Understanding the CTO role”" in unescape(html)
+
+
 def test_english_rendering_uses_the_english_catalogue(example_site: Site, example_course: Course) -> None:
+    example_course = _bilingual(example_course)
     rendered = render_step(example_site, example_course, example_course.steps[-1], locale="en")
     _, html, text = rendered.personalise(sample_values(example_site, example_course))
     assert rendered.locale == "en"
@@ -517,6 +552,7 @@ def test_section_email_lists_the_section_articles(example_site: Site, example_co
 
 def test_every_step_speaks_english_when_asked(example_site: Site, example_course: Course) -> None:
     course, _ = _with_section_step(example_course)
+    course = _bilingual(course)
     french = [
         CATALOGUES["fr"][k]
         for k in ("unsubscribe", "preferences", "read_article", "sign_off", "welcome_plan")

@@ -10,6 +10,7 @@ sets a day, each email comes ``cadence`` days after the previous one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -137,9 +138,14 @@ def compile_schedule(site: Site, schedule: Schedule, content: ContentIndex) -> C
         order = sorted(compiler.problems, key=lambda p: (p.file == schedule.path, p.line or 0, p.column or 0))
         raise ScheduleError(order)
     base = site.config.site.base_url
-    return Course(
+    course = Course(
         slug=schedule.slug,
-        title=schedule.model.title or pillar.title,
+        title=_text_in(schedule.model.title, schedule.locale, schedule.locale) or pillar.title,
+        titles=tuple(
+            (code, text)
+            for code in _other_locales(schedule)
+            if (text := _text_in(schedule.model.title, code, schedule.locale)) is not None
+        ),
         locale=schedule.locale,
         timezone=schedule.timezone,
         window=schedule.window,
@@ -151,6 +157,24 @@ def compile_schedule(site: Site, schedule: Schedule, content: ContentIndex) -> C
         schedule_path=schedule.path,
         warnings=tuple(compiler.warnings),
     )
+    return dataclasses.replace(course, warnings=(*course.warnings, *_partial_locales(schedule, course)))
+
+
+def _partial_locales(schedule: Schedule, course: Course) -> list[Problem]:
+    """A locale given for some emails only: its readers get the whole course in the course's locale."""
+    problems = []
+    for code in _other_locales(schedule):
+        if code in course.locales:
+            continue
+        missing = [s.key for s in course.steps if code not in {c for c, _, _ in s.localised}]
+        problems.append(
+            schedule.problem(
+                (),
+                f"readers with locale {code} get this course in {course.locale}: no {code} subject and"
+                f" preheader for {', '.join(missing)}",
+            )
+        )
+    return problems
 
 
 def _compile_file(site: Site, path: Path, content: ContentIndex) -> Course:
@@ -237,6 +261,25 @@ class _Draft:
     section: Section | None = None
     section_articles: tuple[Article, ...] = ()
     immediate: bool = False
+    override: MessageModel | None = None
+
+
+def _text_in(value: str | dict[str, str] | None, locale: str, course_locale: str) -> str | None:
+    """A schedule text in ``locale``: a plain text is in the course's locale only."""
+    if isinstance(value, dict):
+        return value.get(locale)
+    return value if locale == course_locale else None
+
+
+def _other_locales(schedule: Schedule) -> list[str]:
+    """Every locale other than the course's that some text of the schedule is given in."""
+    model = schedule.model
+    messages = [model.welcome, model.closing, *model.articles.values(), *model.sections.values()]
+    values = [model.title] + [
+        getattr(m, f) for m in messages if m is not None for f in ("subject", "preheader")
+    ]
+    codes = {code for value in values if isinstance(value, dict) for code in value}
+    return sorted(codes - {schedule.locale})
 
 
 class _Compiler:
@@ -304,9 +347,27 @@ class _Compiler:
                 section=d.section,
                 section_articles=d.section_articles,
                 immediate=d.immediate,
+                localised=self.localised(d.override),
             )
             for n, d in enumerate(self.drafts, start=1)
         )
+
+    def pick(self, override: MessageModel, field: str, default: str) -> str:
+        """The schedule's text for ``field`` in the course's locale, else the default."""
+        value = _text_in(getattr(override, field), self.schedule.locale, self.schedule.locale)
+        return value if value is not None else default
+
+    def localised(self, override: MessageModel | None) -> tuple[tuple[str, str, str], ...]:
+        """(locale, subject, preheader) for each other locale the schedule gives both texts in."""
+        if override is None:
+            return ()
+        out = []
+        for code in _other_locales(self.schedule):
+            subject = _text_in(override.subject, code, self.schedule.locale)
+            preheader = _text_in(override.preheader, code, self.schedule.locale)
+            if subject is not None and preheader is not None:
+                out.append((code, subject, preheader))
+        return tuple(out)
 
     def articles(self) -> list[tuple[ReadingItem, Article, TimedMessageModel, KeyPath]]:
         """Reading-path items with their overrides; unknown override URLs and duplicates reported."""
@@ -370,15 +431,18 @@ class _Compiler:
             return
         cadence = self.model.cadence
         every = self.text["every_1"] if cadence == 1 else self.text["every_n"].format(cadence=cadence)
-        title = jinja_literal(self.model.title or self.pillar.title)
+        title = jinja_literal(
+            _text_in(self.model.title, self.schedule.locale, self.schedule.locale) or self.pillar.title
+        )
         emails = self.text["emails_1"] if count == 1 else self.text["emails_n"].format(count=count)
         self.drafts.append(
             _Draft(
                 key="welcome",
                 kind="welcome",
+                override=override,
                 day=0,
-                subject=_pick(override, "subject", self.text["welcome_subject"].format(title=title)),
-                preheader=_pick(
+                subject=self.pick(override, "subject", self.text["welcome_subject"].format(title=title)),
+                preheader=self.pick(
                     override, "preheader", self.text["welcome_preheader"].format(emails=emails, every=every)
                 ),
                 immediate=True,
@@ -404,13 +468,14 @@ class _Compiler:
             _Draft(
                 key=key,
                 kind="article",
+                override=override,
                 day=day,
-                subject=_pick(
+                subject=self.pick(
                     override,
                     "subject",
                     self.text["article_subject"].format(day=day, title=jinja_literal(article.title)),
                 ),
-                preheader=_pick(override, "preheader", preheader),
+                preheader=self.pick(override, "preheader", preheader),
                 article=article,
             )
         )
@@ -426,9 +491,12 @@ class _Compiler:
             _Draft(
                 key=key,
                 kind="section",
+                override=override,
                 day=day,
-                subject=_pick(override, "subject", self.text["section_subject"].format(day=day, title=title)),
-                preheader=_pick(
+                subject=self.pick(
+                    override, "subject", self.text["section_subject"].format(day=day, title=title)
+                ),
+                preheader=self.pick(
                     override, "preheader", self.text["section_preheader"].format(count=count, title=title)
                 ),
                 section=section,
@@ -483,13 +551,9 @@ class _Compiler:
             _Draft(
                 key="deeper",
                 kind="closing",
+                override=override,
                 day=day,
-                subject=_pick(override, "subject", subject),
-                preheader=_pick(override, "preheader", preheader),
+                subject=self.pick(override, "subject", subject),
+                preheader=self.pick(override, "preheader", preheader),
             )
         )
-
-
-def _pick(override: MessageModel, field: str, default: str) -> str:
-    value: str | None = getattr(override, field)
-    return value if value is not None else default

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,16 +99,50 @@ def check_jinja(value: str) -> str:
     return value
 
 
+Localised = str | dict[str, str]  # one text in the course's locale, or one per locale: {fr: …, en: …}
+
+
+def _localised(value: Any, check: Callable[[str], str]) -> Any:
+    """A text, or a mapping of supported locale to text; each text passed through ``check``."""
+    if value is None or isinstance(value, str):
+        return None if value is None else check(value)
+    if not isinstance(value, dict) or not value:
+        raise ValueError(
+            f"expected a text, or a mapping of locale to text like {{fr: …, en: …}}, got {value!r}"
+        )
+    out: dict[str, str] = {}
+    for locale, text in value.items():
+        try:
+            code = check_locale(str(locale))
+            if not isinstance(text, str):
+                raise ValueError(f"expected a text, got {text!r}")
+            out[code] = check(text)
+        except ValueError as exc:
+            raise ValueError(f"{locale}: {exc}") from None
+    return out
+
+
+def _one_line_text(value: str) -> str:
+    checked = _one_line(value)
+    assert checked is not None  # a str in, a str out
+    return checked
+
+
+def _message_text(value: str) -> str:
+    return check_jinja(_one_line_text(value))
+
+
 class MessageModel(_Strict):
-    """Subject and preheader overrides (Jinja source; may use subscriber fields like ``{{ name }}``)."""
+    """Subject and preheader overrides (Jinja source; may use subscriber fields like ``{{ name }}``).
 
-    subject: str | None = None
-    preheader: str | None = None
+    Each may be one text, in the course's locale, or one per locale (``{fr: …, en: …}``).
+    """
 
-    _text = field_validator("subject", "preheader")(classmethod(lambda cls, v: _one_line(v)))
+    subject: Localised | None = None
+    preheader: Localised | None = None
 
-    _jinja = field_validator("subject", "preheader")(
-        classmethod(lambda cls, v: None if v is None else check_jinja(v))
+    _text = field_validator("subject", "preheader", mode="before")(
+        classmethod(lambda cls, v: _localised(v, _message_text))
     )
 
 
@@ -179,7 +213,7 @@ class ScheduleModel(_Strict):
     """The schema of a schedule file; every key optional but the pillar defaults to the course slug."""
 
     pillar: str | None = None
-    title: str | None = None
+    title: Localised | None = None
     locale: str | None = None
     timezone: str | None = None
     sender: SenderModel | None = None
@@ -192,8 +226,11 @@ class ScheduleModel(_Strict):
     sections: dict[str, TimedMessageModel] = Field(default_factory=dict)
     closing: TimedMessageModel | None = Field(default_factory=TimedMessageModel)
 
-    _text = field_validator("title", "pillar", "reading_path", "other_pillars")(
+    _text = field_validator("pillar", "reading_path", "other_pillars")(
         classmethod(lambda cls, v: _one_line(v))
+    )
+    _title = field_validator("title", mode="before")(
+        classmethod(lambda cls, v: _localised(v, _one_line_text))
     )
     _tz = field_validator("timezone")(classmethod(lambda cls, v: None if v is None else check_timezone(v)))
     _locale = field_validator("locale")(classmethod(lambda cls, v: None if v is None else check_locale(v)))
