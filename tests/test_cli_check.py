@@ -216,3 +216,31 @@ def test_a_broken_config_is_located(tmp_path: Path) -> None:
         in result.stderr
     )
     assert "did you mean 'Europe/Paris'?" in result.stderr
+
+
+def test_schedule_and_template_problems_come_in_one_report(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    for name in ("content", "schedules", "email_templates"):
+        shutil.copytree(REPO / name, site / name)
+    shutil.copy(REPO / "drip.yaml", site / "drip.yaml")
+    schedule = site / "schedules" / "le-role-du-cto.yaml"
+    text = schedule.read_text(encoding="utf-8").replace("cadence: 2\n", "cadence: 2\ncadense: 3\n")
+    text = text.replace("welcome:\n", 'welcome:\n  subject: "Bonjour {{ nmae }}"\n')
+    schedule.write_text(text, encoding="utf-8")
+    template = site / "email_templates" / "welcome.txt"
+    template.write_text('{% extends "layout.txt" %}\n{% block body %}\n{{ pilar.title }}\n{% endblock %}\n')
+    lines = text.splitlines()
+    cadense = lines.index("cadense: 3") + 1
+    subject = lines.index('  subject: "Bonjour {{ nmae }}"') + 1
+    expected = [
+        f"{schedule}:{cadense}:1: cadense: unknown key (did you mean 'cadence'?)",
+        f"{schedule}:{subject}:12: welcome.subject: unknown variable 'nmae' (did you mean 'name'?)",
+        f"{template}:3: unknown variable 'pilar' in template welcome.txt (did you mean 'pillar'?)",
+    ]
+    for args in (["check"], ["preview", "le-role-du-cto"]):
+        result = CliRunner().invoke(cli, ["--site", str(site), *args])
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        assert result.stderr.startswith("3 errors:"), result.stderr
+        for line in expected:
+            assert line in result.stderr, (args, result.stderr)

@@ -451,7 +451,9 @@ def test_preview_out_where_a_file_is_in_the_way(site: Path) -> None:
     (site / "previews").write_text("", encoding="utf-8")
     result = run_drip(site, "preview", "le-role-du-cto", "--out", str(site / "previews" / "cto"))
     assert result.exit_code == 1
-    assert errors(result) == [f"{site / 'previews' / 'cto'}: cannot write: Not a directory"]
+    assert errors(result) == [
+        f"{site / 'previews' / 'cto' / 'le-role-du-cto'}: cannot write: Not a directory"
+    ]
 
 
 def test_export_to_a_path_that_cannot_be_written(site: Path) -> None:

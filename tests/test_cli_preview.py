@@ -160,8 +160,8 @@ def test_one_email_as_eml_reparses() -> None:
 
 
 def test_out_writes_every_email_in_three_formats(tmp_path: Path) -> None:
-    out = tmp_path / "preview"
-    result = run(COURSE, "--out", str(out), "--now", NOW)
+    result = run(COURSE, "--out", str(tmp_path / "preview"), "--now", NOW)
+    out = tmp_path / "preview" / COURSE
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"15 files written to {out}"
     expected = sorted(f"{stem}.{ext}" for stem in STEP_FILES for ext in ("html", "txt", "eml"))
@@ -181,3 +181,29 @@ def test_help_documents_every_option() -> None:
     for option in ("--now", "--timezone", "--step", "--format", "--out", "--serve", "--port"):
         assert option in result.stdout
     assert "[html|text|mjml|eml]" in result.stdout
+
+
+def test_out_keeps_one_folder_per_course(tmp_path: Path) -> None:
+    import shutil
+
+    site = tmp_path / "site"
+    for name in ("content", "schedules", "email_templates"):
+        shutil.copytree(REPO / name, site / name)
+    shutil.copy(REPO / "drip.yaml", site / "drip.yaml")
+    shutil.copy(site / "schedules" / f"{COURSE}.yaml", site / "schedules" / "second.yaml")
+    with (site / "schedules" / "second.yaml").open("a", encoding="utf-8") as f:
+        f.write("closing: false\n")
+    out = tmp_path / "out"
+    for slug in (COURSE, "second"):
+        result = CliRunner().invoke(
+            cli, ["--site", str(site), "preview", slug, "--out", str(out), "--now", NOW]
+        )
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [COURSE, "second"]
+    assert len(list((out / COURSE).iterdir())) == 15
+    assert not (out / "second" / "05-deeper.html").exists() and len(list((out / "second").iterdir())) == 12
+    # A step removed since the last preview leaves no stale file behind; other files stay.
+    (out / "second" / "notes.md").write_text("mine", encoding="utf-8")
+    (out / "second" / "09-old-step.html").write_text("old", encoding="utf-8")
+    CliRunner().invoke(cli, ["--site", str(site), "preview", "second", "--out", str(out), "--now", NOW])
+    assert (out / "second" / "notes.md").exists() and not (out / "second" / "09-old-step.html").exists()

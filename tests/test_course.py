@@ -264,9 +264,43 @@ def test_same_article_twice_in_the_reading_path(site: Site) -> None:
     pillar = site.content_dir / "sans-suite.md"
     assert problems(site, "c") == [
         f"{pillar}:8: /posts/un-seul-article is already in the reading path (line 7); each email needs its own article",
-        f"{site.schedules_dir / 'c.yaml'}:1:1: content/sans-suite.md has no go-deeper resource nor other pillars"
-        ' for the closing email; add a "Pour approfondir" section or set `closing: false`',
     ]
+
+
+def test_a_default_closing_without_a_resource_is_dropped_with_a_warning(site: Site) -> None:
+    pillar = site.content_dir / "un-article.md"
+    pillar.write_text("---\ntitle: Un article\n---\n\n## Par où commencer\n\n1. [Seul](/posts/seul/)\n")
+    write(site, "c", "pillar: un-article\n")
+    course = compile_course(site, "c")
+    assert [s.key for s in course.steps] == ["welcome", "article:/posts/seul/"]
+    assert course.steps[0].preheader.startswith(f"Au programme{NB}: 1 email, ")
+    assert [str(w) for w in course.warnings] == [
+        f"{site.schedules_dir / 'c.yaml'}:1:1: no closing email: content/un-article.md has no go-deeper resource"
+        ' nor other pillars (add a "Pour approfondir" section, or set `closing: false` to silence this)'
+    ]
+    # Asking for the closing email by name keeps it an error.
+    path = write(site, "c", "pillar: un-article\nclosing: {subject: Fin}\n")
+    assert problems(site, "c") == [
+        f"{path}:2:10: closing: content/un-article.md has no go-deeper resource nor other pillars for the closing"
+        ' email; add a "Pour approfondir" section or set `closing: false`'
+    ]
+    write(site, "c", "pillar: un-article\nclosing: false\n")
+    assert compile_course(site, "c").warnings == ()
+
+
+def test_reading_times_of_an_hour_or_more_read_in_hours(site: Site) -> None:
+    from drip.content.duration import format_minutes
+
+    assert [format_minutes(m, "fr") for m in (45, 60, 90, 65)] == ["45 min", "1 h", "1 h 30", "1 h 05"]
+    assert [format_minutes(m, "en") for m in (45, 60, 90, 65)] == ["45 min", "1 h", "1 h 30 min", "1 h 5 min"]
+    pillar = site.content_dir / "long.md"
+    pillar.write_text(
+        "---\ntitle: Long\n---\n\n## Start here\n\n1. [Long read](/posts/long/) — Deep (1 h)\n"
+        "2. [Longer](/posts/longer/) — Deeper (1 h 30)\n\n## Pour approfondir\n\n[Livre](/livre/)\n"
+    )
+    write(site, "long", "pillar: long\nlocale: en\nreading_path: Start here\n")
+    course = compile_course(site, "long")
+    assert [s.preheader for s in course.steps[1:3]] == ["Deep · 1 h read", "Deeper · 1 h 30 min read"]
 
 
 def test_cross_reference_errors_all_at_once(site: Site) -> None:
@@ -350,4 +384,36 @@ def test_custom_heading_typo_on_a_page_without_a_default_heading(site: Site) -> 
         "welcome",
         "article:/posts/revue-de-code/",
         "deeper",
+    ]
+
+
+def test_a_schedule_may_speak_a_second_language_for_every_email(site: Site) -> None:
+    both = "{subject: {fr: 'Sujet %s', en: 'Subject %s'}, preheader: {fr: 'Avant %s', en: 'Before %s'}}"
+    text = (
+        "pillar: devenir-lead-dev\ntitle: {fr: Devenir Lead Dev, en: Becoming a lead dev}\nclosing: false\n"
+        f"welcome: {both % ((1,) * 4)}\n"
+        "articles:\n"
+        f"  /posts/premier-mois-lead-dev/: {both % ((2,) * 4)}\n"
+        f"  /posts/deleguer-sans-tout-relire/: {both % ((3,) * 4)}\n"
+    )
+    write(site, "bi", text)
+    course = compile_course(site, "bi")
+    assert course.locales == ("fr", "en") and course.title == "Devenir Lead Dev"
+    assert course.title_in("en") == "Becoming a lead dev"
+    assert [s.texts("en") for s in course.steps] == [(f"Subject {n}", f"Before {n}") for n in (1, 2, 3)]
+    assert course.steps[1].subject == "Sujet 2" and course.warnings == ()
+    # One email without English keeps every email in French, and says so.
+    path = write(site, "bi", text.replace(both % ((3,) * 4), "{subject: Sujet 3}"))
+    course = compile_course(site, "bi")
+    assert course.locales == ("fr",)
+    assert [str(w) for w in course.warnings] == [
+        f"{path}:1:1: readers with locale en get this course in fr: no en subject and preheader for"
+        " article:/posts/deleguer-sans-tout-relire/"
+    ]
+
+
+def test_a_bad_locale_in_a_schedule_text_is_located(site: Site) -> None:
+    path = write(site, "bi", "pillar: devenir-lead-dev\nwelcome:\n  subject: {fr: Salut, de: Hallo}\n")
+    assert problems(site, "bi") == [
+        f"{path}:3:12: welcome.subject: de: unsupported locale 'de', expected one of fr, en"
     ]

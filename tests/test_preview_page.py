@@ -195,3 +195,24 @@ def test_serve_command_fails_fast_on_an_unknown_course() -> None:
     assert "no course 'le-role'" in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.browser
+def test_preview_pages_fit_a_390_px_phone(browser: Browser, server: str) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        for path in ("/", "/courses/le-role-du-cto/", "/courses/le-role-du-ct/"):
+            page.goto(server + path)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, (path, width)
+    finally:
+        page.close()
+
+
+def test_the_english_preview_ui_uses_english_quotes(server: str) -> None:
+    pillar = compile_course(load_site(REPO), "le-role-du-cto").pillar.title
+    index = httpx.get(server + "/").text
+    course = httpx.get(server + "/courses/le-role-du-cto/").text
+    assert f"From the pillar “{html.escape(pillar)}”" in index
+    assert f"emails from “{html.escape(pillar)}”" in course
+    assert "« " not in index and "« " not in course.split("<h1>", 1)[1].split("</p>", 1)[0]

@@ -244,7 +244,10 @@ def test_render_cache_compiles_each_step_once(example_site: Site, example_course
     assert len(cache) == len(example_course.steps)
     assert cache.get(example_site, example_course, "welcome") is first[0]
 
-    english = cache(example_site, example_course, example_course.steps[0], locale="en")
+    # A reader of a language the course does not speak gets the course's own email, the same one.
+    assert cache(example_site, example_course, example_course.steps[0], locale="en") is first[0]
+    bilingual = _bilingual(example_course)
+    english = cache(example_site, bilingual, bilingual.steps[0], locale="en")
     assert english is not first[0] and english.locale == "en"
 
     edited_step = dataclasses.replace(example_course.steps[0], subject="Un autre sujet")
@@ -265,7 +268,39 @@ def test_personalising_never_runs_the_template_again(example_site: Site, example
 # --- locales -------------------------------------------------------------------------------------
 
 
+def _bilingual(course: Course) -> Course:
+    """The course with English subjects and preheaders on every step, as a schedule would give them."""
+    steps = tuple(
+        dataclasses.replace(s, localised=(("en", f"EN {s.number}", f"EN preheader {s.number}"),))
+        for s in course.steps
+    )
+    return dataclasses.replace(course, steps=steps, titles=(("en", "Understanding the CTO role"),))
+
+
+def test_a_reader_gets_the_course_language_unless_the_schedule_speaks_theirs(
+    example_site: Site, example_course: Course
+) -> None:
+    values = sample_values(example_site, example_course)
+    french = render_step(example_site, example_course, example_course.steps[0], locale="en")
+    subject, html, _ = french.personalise(values)
+    assert french.locale == "fr" and '<html lang="fr"' in html and "Se désinscrire" in html
+    assert "Unsubscribe" not in html and "Welcome to" not in unescape(html)
+    assert subject.startswith("Bienvenue")
+    # One step without English strings keeps the whole course in French.
+    bilingual = _bilingual(example_course)
+    partial = dataclasses.replace(bilingual, steps=(bilingual.steps[0], *example_course.steps[1:]))
+    assert partial.locales == ("fr",)
+    assert render_step(example_site, partial, partial.steps[0], locale="en").locale == "fr"
+    assert bilingual.locales == ("fr", "en")
+    assert bilingual.email_locale("en-GB") == "en" and bilingual.email_locale("de") == "fr"
+    english = render_step(example_site, bilingual, bilingual.steps[0], locale="en")
+    subject, html, _ = english.personalise(values)
+    assert (english.locale, subject, english.preheader) == ("en", "EN 1", "EN preheader 1")
+    assert "Welcome to “Understanding the CTO role”" in unescape(html)
+
+
 def test_english_rendering_uses_the_english_catalogue(example_site: Site, example_course: Course) -> None:
+    example_course = _bilingual(example_course)
     rendered = render_step(example_site, example_course, example_course.steps[-1], locale="en")
     _, html, text = rendered.personalise(sample_values(example_site, example_course))
     assert rendered.locale == "en"
@@ -397,7 +432,8 @@ def test_undefined_variable_and_unknown_subscriber_field_are_located(
     [problem] = caught.value.problems
     line = 1 + text.splitlines().index(next(x for x in text.splitlines() if "artcle" in x))
     assert (problem.file, problem.line) == (tmp_path / "email_templates" / "article.txt", line)
-    assert "'artcle' is undefined" in problem.message
+    assert problem.message == "unknown variable 'artcle' in template article.txt"
+    assert problem.hint == "did you mean 'article'?"
 
     other = tmp_path / "other"
     other.mkdir()
@@ -517,6 +553,7 @@ def test_section_email_lists_the_section_articles(example_site: Site, example_co
 
 def test_every_step_speaks_english_when_asked(example_site: Site, example_course: Course) -> None:
     course, _ = _with_section_step(example_course)
+    course = _bilingual(course)
     french = [
         CATALOGUES["fr"][k]
         for k in ("unsubscribe", "preferences", "read_article", "sign_off", "welcome_plan")
@@ -625,3 +662,104 @@ def test_missing_included_template_is_located(
         f"{tmp_path}/email_templates/article.txt:{line}: {example_course.steps[1].key}: "
         "template not found: signature.txt"
     )
+
+
+# --- MJML structure ------------------------------------------------------------------------------
+
+
+def test_nesting_rules_follow_the_mjml_documentation() -> None:
+    from drip.render.mjml import CHILDREN
+
+    assert CHILDREN["mj-body"] == {"mj-wrapper", "mj-section", "mj-hero", "mj-raw"}
+    assert CHILDREN["mj-wrapper"] == {"mj-section", "mj-hero", "mj-raw"}
+    assert CHILDREN["mj-section"] == {"mj-column", "mj-group", "mj-raw"}
+    assert "mj-spacer" in CHILDREN["mj-column"] and "mj-spacer" in CHILDREN["mj-hero"]
+    problems = lint("<mjml><mj-body><mj-wrapper>\n<mj-spacer /></mj-wrapper></mj-body></mjml>")
+    assert [str(p) for p in problems] == [
+        "2:1: <mj-spacer> is not allowed inside <mj-wrapper>; it belongs in <mj-column>, <mj-hero>"
+    ]
+    assert [p.message for p in lint("<mjml><mj-body><mj-column></mj-column></mj-body></mjml>")] == [
+        "<mj-column> is not allowed inside <mj-body>; it belongs in <mj-group>, <mj-section>"
+    ]
+
+
+def test_every_default_template_nests_as_mjml_requires(example_site: Site, example_course: Course) -> None:
+    course, _ = _with_section_step(example_course)
+    for step in course.steps:
+        assert lint(mjml_source(example_site, course, step)) == [], step.key
+
+
+def test_a_site_template_that_nests_wrongly_is_reported_with_its_file(
+    example_site: Site, example_course: Course, tmp_path: Path
+) -> None:
+    components = _default("components.mjml").replace(
+        '<mj-section padding="0">\n  <mj-column>\n    <mj-spacer height="16px" />\n  </mj-column>\n</mj-section>',
+        '<mj-spacer height="16px" />',
+    )
+    site = _site_with_templates(example_site, tmp_path, {"components.mjml": components})
+    article = example_course.steps[1]
+    with pytest.raises(TemplateError) as caught:
+        render_step(site, example_course, article)
+    [problem] = caught.value.problems
+    assert problem.file == DEFAULTS_DIR / "article.mjml"
+    assert problem.key == article.key
+    assert problem.message.startswith(
+        "MJML is not valid: <mj-spacer> is not allowed inside <mj-wrapper>; it belongs in <mj-column>, <mj-hero>"
+    )
+
+
+def test_reading_time_reads_in_hours_from_sixty_minutes() -> None:
+    assert messages("fr")("reading_time", minutes=60) == "1 h de lecture"
+    assert messages("fr")("reading_time", minutes=90) == "1 h 30 de lecture"
+    assert messages("en")("reading_time", minutes=90) == "1 h 30 min read"
+    assert messages("en")("reading_time", minutes=12) == "12 min read"
+
+
+def test_every_unknown_variable_of_every_template_is_reported_at_once(
+    example_site: Site, example_course: Course, tmp_path: Path
+) -> None:
+    site = _site_with_templates(
+        example_site,
+        tmp_path,
+        {
+            "welcome.mjml": _default("welcome.mjml").replace('{{ t("welcome_plan") }}', "{{ nmae }}"),
+            "closing.txt": _default("closing.txt") + "{{ corse.title }} {% if pilar %}x{% endif %}\n",
+        },
+    )
+    with pytest.raises(TemplateError) as caught:
+        render_step(site, example_course, example_course.steps[1])  # any step: every template is checked
+    folder = tmp_path / "email_templates"
+    closing_line = len(_default("closing.txt").splitlines()) + 1
+    assert sorted((p.file, p.line, p.message, p.hint) for p in caught.value.problems) == sorted(
+        [
+            (
+                folder / "closing.txt",
+                closing_line,
+                "unknown variable 'corse' in template closing.txt",
+                "did you mean 'course'?",
+            ),
+            (
+                folder / "closing.txt",
+                closing_line,
+                "unknown variable 'pilar' in template closing.txt",
+                "did you mean 'pillar'?",
+            ),
+            (
+                folder / "welcome.mjml",
+                12,
+                "unknown variable 'nmae' in template welcome.mjml",
+                "did you mean 'name'?",
+            ),
+        ]
+    )
+
+
+def test_subject_names_are_what_a_step_context_holds(example_site: Site, example_course: Course) -> None:
+    from drip.course.schedule import SUBJECT_NAMES
+    from drip.render.steps import _context, course_context
+    from drip.render.templates import SlotRecorder, environment
+
+    env = environment(example_site.templates_dir)
+    shared = course_context(example_site, example_course, "fr", env)
+    context = _context(example_site, example_course, example_course.steps[1], shared, SlotRecorder())
+    assert set(context) == SUBJECT_NAMES

@@ -9,7 +9,7 @@ import pytest
 
 from drip.config import Site, load_site
 from drip.course.models import Sender
-from drip.course.schedule import Schedule, load_schedule, schedule_files
+from drip.course.schedule import Schedule, load_schedule, read_schedule, schedule_files
 from drip.errors import ScheduleError
 
 HERE = Path(__file__).parent
@@ -188,4 +188,21 @@ def test_a_key_written_twice_is_an_error_not_a_silent_overwrite(site: Site) -> N
     assert problems_of("twice.yaml", site) == [
         f"{path}:4:1: articles: appears twice (first on line 1); merge both into one",
         f"{path}:5:23: articles./posts/b/.day: appears twice (first on line 5); merge both into one",
+    ]
+
+
+def test_an_unknown_variable_in_a_subject_is_located_with_the_other_errors(
+    site: Site, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        'pillar: devenir-lead-dev\ncadense: 2\nwelcome:\n  subject: "Bienvenue {{ nmae }}"\n'
+        '  preheader: "{{ subscriber.name }} et {{ curse.title }}"\n',
+        encoding="utf-8",
+    )
+    _, problems = read_schedule(path, site)
+    assert [str(p) for p in problems] == [
+        f"{path}:2:1: cadense: unknown key (did you mean 'cadence'?)",
+        f"{path}:4:12: welcome.subject: unknown variable 'nmae' (did you mean 'name'?)",
+        f"{path}:5:14: welcome.preheader: unknown variable 'curse' (did you mean 'course'?)",
     ]

@@ -125,7 +125,7 @@ def _zone_option(value: str | None) -> str | None:
     "out_dir",
     metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Write every email of the course to DIR as NN-key.html, NN-key.txt and NN-key.eml.",
+    help="Write every email of the course to DIR/COURSE/ as NN-key.html, NN-key.txt and NN-key.eml.",
 )
 @click.option(
     "--serve",
@@ -157,11 +157,10 @@ def preview(
     Without options: a timeline of every email (number, step key, day, send date
     and local time for someone subscribing now or at --now, subject rendered with
     sample values, article). With --step: one email on stdout in --format. With
-    --out: every email written to a folder. With --serve: a local web page (COURSE
+    --out: every email written to a folder of its own under DIR. With --serve: a local web page (COURSE
     is optional there). Nothing is sent and nothing is stored.
     """
-    from drip.course.compile import compile_course
-    from drip.preview.emails import email_bytes, preview_course, write_course
+    from drip.preview.emails import compile_for_preview, email_bytes, preview_course, write_course
     from drip.render.steps import sample_values
 
     site = obj.site
@@ -174,7 +173,7 @@ def preview(
         return
     if course_slug is None:
         raise click.UsageError("missing COURSE (e.g. drip preview le-role-du-cto)")
-    course = compile_course(site, course_slug)
+    course = compile_for_preview(site, course_slug)
     values = sample_values(site, course)
     if step_ref is not None:
         step = course.step(step_ref)
@@ -184,7 +183,7 @@ def preview(
         return
     if out_dir is not None:
         written = write_course(site, course, out_dir, values, now=start)
-        click.echo(f"{len(written)} files written to {out_dir}")
+        click.echo(f"{len(written)} files written to {out_dir / course.slug}")
         return
     from drip.preview.timeline import course_timeline, course_zone
 

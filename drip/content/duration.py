@@ -73,3 +73,18 @@ def _minutes(match: re.Match[str]) -> int:
     if match["hours"] is not None:
         return int(match["hours"]) * 60 + int(match["and_minutes"] or 0)
     return int(match["minutes"])
+
+
+def format_minutes(minutes: int, locale: str) -> str:
+    """A reading time as readers write it: "45 min", then hours from 60 on ("1 h", "1 h 30" / "1 h 30 min").
+
+    French writes the minutes after the hours bare and on two digits ("1 h 05"); English keeps "min".
+    """
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    if not rest:
+        return f"{hours} h"
+    if locale.split("-", 1)[0].lower() == "fr":
+        return f"{hours} h {rest:02d}"
+    return f"{hours} h {rest} min"

@@ -10,6 +10,7 @@ sets a day, each email comes ``cadence`` days after the previous one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from drip.config import Site
 from drip.content import ContentIndex, load_content, read_pillar
+from drip.content.duration import format_minutes
 from drip.content.links import absolute_url, resolve_article
 from drip.content.models import Article, Link, Pillar, ReadingItem, Section
 from drip.content.posts import normalise_path, site_path_of
@@ -36,16 +38,18 @@ __all__ = ["Schedule", "compile_course", "compile_schedule", "course_slugs", "lo
 
 NBSP = "\u00a0"
 
-# Default subjects and preheaders, per locale. Fields: {title} {day} {count} {every} {label} {minutes} {resource}.
+# Default subjects and preheaders, per locale. Fields: {title} {day} {count} {emails} {every} {label} {duration} {resource}.
 TEXTS: dict[str, dict[str, str]] = {
     "fr": {
         "welcome_subject": f"Bienvenue dans «{NBSP}{{title}}{NBSP}»",
-        "welcome_preheader": f"Au programme{NBSP}: {{count}} emails, {{every}}, pour aller à l'essentiel.",
+        "welcome_preheader": f"Au programme{NBSP}: {{emails}}, {{every}}, pour aller à l'essentiel.",
+        "emails_1": "1 email",
+        "emails_n": "{count} emails",
         "every_1": "un par jour",
         "every_n": "un tous les {cadence} jours",
         "article_subject": "Jour {day} — {title}",
         "article_preheader": "Ta lecture du jour",
-        "minutes": "{minutes} min de lecture",
+        "minutes": "{duration} de lecture",
         "section_subject": "Jour {day} — {title}",
         "section_preheader": f"{{count}} à lire pour creuser{NBSP}: {{title}}",
         "articles_1": "1 article",
@@ -58,12 +62,14 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "en": {
         "welcome_subject": "Welcome to “{title}”",
-        "welcome_preheader": "Coming up: {count} emails, {every}, straight to the essentials.",
+        "welcome_preheader": "Coming up: {emails}, {every}, straight to the essentials.",
+        "emails_1": "1 email",
+        "emails_n": "{count} emails",
         "every_1": "one a day",
         "every_n": "one every {cadence} days",
         "article_subject": "Day {day} — {title}",
         "article_preheader": "Today's read",
-        "minutes": "{minutes} min read",
+        "minutes": "{duration} read",
         "section_subject": "Day {day} — {title}",
         "section_preheader": "{count} to dig into: {title}",
         "articles_1": "1 article",
@@ -132,9 +138,14 @@ def compile_schedule(site: Site, schedule: Schedule, content: ContentIndex) -> C
         order = sorted(compiler.problems, key=lambda p: (p.file == schedule.path, p.line or 0, p.column or 0))
         raise ScheduleError(order)
     base = site.config.site.base_url
-    return Course(
+    course = Course(
         slug=schedule.slug,
-        title=schedule.model.title or pillar.title,
+        title=_text_in(schedule.model.title, schedule.locale, schedule.locale) or pillar.title,
+        titles=tuple(
+            (code, text)
+            for code in _other_locales(schedule)
+            if (text := _text_in(schedule.model.title, code, schedule.locale)) is not None
+        ),
         locale=schedule.locale,
         timezone=schedule.timezone,
         window=schedule.window,
@@ -144,7 +155,26 @@ def compile_schedule(site: Site, schedule: Schedule, content: ContentIndex) -> C
         deeper=_absolute_links(pillar.deeper, base),
         other_pillars=_absolute_links(pillar.other_pillars, base),
         schedule_path=schedule.path,
+        warnings=tuple(compiler.warnings),
     )
+    return dataclasses.replace(course, warnings=(*course.warnings, *_partial_locales(schedule, course)))
+
+
+def _partial_locales(schedule: Schedule, course: Course) -> list[Problem]:
+    """A locale given for some emails only: its readers get the whole course in the course's locale."""
+    problems = []
+    for code in _other_locales(schedule):
+        if code in course.locales:
+            continue
+        missing = [s.key for s in course.steps if code not in {c for c, _, _ in s.localised}]
+        problems.append(
+            schedule.problem(
+                (),
+                f"readers with locale {code} get this course in {course.locale}: no {code} subject and"
+                f" preheader for {', '.join(missing)}",
+            )
+        )
+    return problems
 
 
 def _compile_file(site: Site, path: Path, content: ContentIndex) -> Course:
@@ -231,6 +261,25 @@ class _Draft:
     section: Section | None = None
     section_articles: tuple[Article, ...] = ()
     immediate: bool = False
+    override: MessageModel | None = None
+
+
+def _text_in(value: str | dict[str, str] | None, locale: str, course_locale: str) -> str | None:
+    """A schedule text in ``locale``: a plain text is in the course's locale only."""
+    if isinstance(value, dict):
+        return value.get(locale)
+    return value if locale == course_locale else None
+
+
+def _other_locales(schedule: Schedule) -> list[str]:
+    """Every locale other than the course's that some text of the schedule is given in."""
+    model = schedule.model
+    messages = [model.welcome, model.closing, *model.articles.values(), *model.sections.values()]
+    values = [model.title] + [
+        getattr(m, f) for m in messages if m is not None for f in ("subject", "preheader")
+    ]
+    codes = {code for value in values if isinstance(value, dict) for code in value}
+    return sorted(codes - {schedule.locale})
 
 
 class _Compiler:
@@ -244,6 +293,7 @@ class _Compiler:
         self.content = content
         self.text = TEXTS.get(schedule.locale, TEXTS["en"])
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
         self.drafts: list[_Draft] = []
 
     # -- helpers -------------------------------------------------------------------------------
@@ -279,7 +329,7 @@ class _Compiler:
     def steps(self) -> tuple[Step, ...]:
         articles = self.articles()
         sections = self.sections()
-        self.add_welcome(len(articles) + len(sections) + (self.model.closing is not None))
+        self.add_welcome(len(articles) + len(sections) + self.has_closing())
         for item, article, override, where in articles:
             self.add_article(item, article, override, where)
         for section, override, where in sections:
@@ -297,9 +347,27 @@ class _Compiler:
                 section=d.section,
                 section_articles=d.section_articles,
                 immediate=d.immediate,
+                localised=self.localised(d.override),
             )
             for n, d in enumerate(self.drafts, start=1)
         )
+
+    def pick(self, override: MessageModel, field: str, default: str) -> str:
+        """The schedule's text for ``field`` in the course's locale, else the default."""
+        value = _text_in(getattr(override, field), self.schedule.locale, self.schedule.locale)
+        return value if value is not None else default
+
+    def localised(self, override: MessageModel | None) -> tuple[tuple[str, str, str], ...]:
+        """(locale, subject, preheader) for each other locale the schedule gives both texts in."""
+        if override is None:
+            return ()
+        out = []
+        for code in _other_locales(self.schedule):
+            subject = _text_in(override.subject, code, self.schedule.locale)
+            preheader = _text_in(override.preheader, code, self.schedule.locale)
+            if subject is not None and preheader is not None:
+                out.append((code, subject, preheader))
+        return tuple(out)
 
     def articles(self) -> list[tuple[ReadingItem, Article, TimedMessageModel, KeyPath]]:
         """Reading-path items with their overrides; unknown override URLs and duplicates reported."""
@@ -363,15 +431,19 @@ class _Compiler:
             return
         cadence = self.model.cadence
         every = self.text["every_1"] if cadence == 1 else self.text["every_n"].format(cadence=cadence)
-        title = jinja_literal(self.model.title or self.pillar.title)
+        title = jinja_literal(
+            _text_in(self.model.title, self.schedule.locale, self.schedule.locale) or self.pillar.title
+        )
+        emails = self.text["emails_1"] if count == 1 else self.text["emails_n"].format(count=count)
         self.drafts.append(
             _Draft(
                 key="welcome",
                 kind="welcome",
+                override=override,
                 day=0,
-                subject=_pick(override, "subject", self.text["welcome_subject"].format(title=title)),
-                preheader=_pick(
-                    override, "preheader", self.text["welcome_preheader"].format(count=count, every=every)
+                subject=self.pick(override, "subject", self.text["welcome_subject"].format(title=title)),
+                preheader=self.pick(
+                    override, "preheader", self.text["welcome_preheader"].format(emails=emails, every=every)
                 ),
                 immediate=True,
             )
@@ -385,20 +457,25 @@ class _Compiler:
         if article.description:
             preheader = jinja_literal(article.description)
         else:
-            minutes = self.text["minutes"].format(minutes=article.minutes) if article.minutes else None
+            minutes = (
+                self.text["minutes"].format(duration=format_minutes(article.minutes, self.schedule.locale))
+                if article.minutes
+                else None
+            )
             bits = [jinja_literal(b) for b in (article.label, minutes) if b]
             preheader = " · ".join(bits) or self.text["article_preheader"]
         self.drafts.append(
             _Draft(
                 key=key,
                 kind="article",
+                override=override,
                 day=day,
-                subject=_pick(
+                subject=self.pick(
                     override,
                     "subject",
                     self.text["article_subject"].format(day=day, title=jinja_literal(article.title)),
                 ),
-                preheader=_pick(override, "preheader", preheader),
+                preheader=self.pick(override, "preheader", preheader),
                 article=article,
             )
         )
@@ -414,9 +491,12 @@ class _Compiler:
             _Draft(
                 key=key,
                 kind="section",
+                override=override,
                 day=day,
-                subject=_pick(override, "subject", self.text["section_subject"].format(day=day, title=title)),
-                preheader=_pick(
+                subject=self.pick(
+                    override, "subject", self.text["section_subject"].format(day=day, title=title)
+                ),
+                preheader=self.pick(
                     override, "preheader", self.text["section_preheader"].format(count=count, title=title)
                 ),
                 section=section,
@@ -424,18 +504,37 @@ class _Compiler:
             )
         )
 
-    def add_closing(self) -> None:
-        override = self.model.closing
-        if override is None:
-            return
-        if not self.pillar.deeper and not self.pillar.other_pillars:
+    def has_closing_content(self) -> bool:
+        return bool(self.pillar.deeper or self.pillar.other_pillars)
+
+    def has_closing(self) -> bool:
+        """A closing email needs something to point to; left to its defaults, it is dropped with a warning."""
+        if self.model.closing is None:
+            return False
+        if self.has_closing_content():
+            return True
+        shown = _shown(self.pillar.path, self.content)
+        if "closing" in self.model.model_fields_set:
             self.problems.append(
                 self.schedule.problem(
-                    ("closing",) if "closing" in self.model.model_fields_set else (),
-                    f"{_shown(self.pillar.path, self.content)} has no go-deeper resource nor other pillars"
-                    ' for the closing email; add a "Pour approfondir" section or set `closing: false`',
+                    ("closing",),
+                    f"{shown} has no go-deeper resource nor other pillars for the closing email;"
+                    ' add a "Pour approfondir" section or set `closing: false`',
                 )
             )
+        else:
+            self.warnings.append(
+                self.schedule.problem(
+                    (),
+                    f"no closing email: {shown} has no go-deeper resource nor other pillars"
+                    ' (add a "Pour approfondir" section, or set `closing: false` to silence this)',
+                )
+            )
+        return False
+
+    def add_closing(self) -> None:
+        override = self.model.closing
+        if override is None or not self.has_closing_content():
             return
         day = self.next_day(override, ("closing",), "deeper")
         if self.pillar.deeper:
@@ -452,13 +551,9 @@ class _Compiler:
             _Draft(
                 key="deeper",
                 kind="closing",
+                override=override,
                 day=day,
-                subject=_pick(override, "subject", subject),
-                preheader=_pick(override, "preheader", preheader),
+                subject=self.pick(override, "subject", subject),
+                preheader=self.pick(override, "preheader", preheader),
             )
         )
-
-
-def _pick(override: MessageModel, field: str, default: str) -> str:
-    value: str | None = getattr(override, field)
-    return value if value is not None else default

@@ -39,6 +39,14 @@ class Step:
     section: Section | None = None
     section_articles: tuple[Article, ...] = ()
     immediate: bool = False  # sent as soon as due, ignoring the send window (welcome)
+    localised: tuple[tuple[str, str, str], ...] = ()  # (locale, subject, preheader) beyond the course's
+
+    def texts(self, locale: str) -> tuple[str, str]:
+        """Subject and preheader in ``locale``, or the course's own when the schedule gives none for it."""
+        for code, subject, preheader in self.localised:
+            if code == locale:
+                return subject, preheader
+        return self.subject, self.preheader
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,32 @@ class Course:
     deeper: tuple[Link, ...] = ()  # absolute URLs
     other_pillars: tuple[Link, ...] = ()  # absolute URLs
     schedule_path: Path | None = None
+    warnings: tuple[Problem, ...] = ()  # what the compiler left out on its own (`drip check` shows them)
+    titles: tuple[tuple[str, str], ...] = ()  # (locale, title) beyond the course's
+
+    @property
+    def locales(self) -> tuple[str, ...]:
+        """The course's locale, then every locale the schedule gives a subject and preheader for, on every step."""
+        others = {code for step in self.steps for code, _, _ in step.localised}
+        complete = [
+            code for code in sorted(others) if all(code in {c for c, _, _ in s.localised} for s in self.steps)
+        ]
+        return (self.locale, *complete)
+
+    def email_locale(self, wanted: str | None) -> str:
+        """The language of an email for a reader of ``wanted`` locale: theirs if the course speaks it, else its own.
+
+        An email is in one language: chrome, subject and content together.
+        """
+        if wanted:
+            code = wanted.replace("_", "-")
+            for candidate in (code, code.split("-", 1)[0]):
+                if candidate in self.locales:
+                    return candidate
+        return self.locale
+
+    def title_in(self, locale: str) -> str:
+        return dict(self.titles).get(locale, self.title)
 
     def step(self, key_or_number: str | int) -> Step:
         """Find a step by key or 1-based number; a clear error naming the closest key."""

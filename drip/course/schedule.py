@@ -23,12 +23,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -59,25 +60,90 @@ class _Strict(BaseModel):
 
 _SYNTAX = jinja2.Environment(autoescape=True)  # parses subjects, never renders them
 
+# What a subject or preheader may name: the render context of a step (a render test keeps the two equal).
+SUBJECT_NAMES = frozenset(
+    {
+        "article",
+        "cadence",
+        "course",
+        "deeper",
+        "deeper_paragraphs",
+        "links",
+        "locale",
+        "name",
+        "others",
+        "pillar",
+        "plan",
+        "section",
+        "site",
+        "step",
+        "subscriber",
+        "t",
+        "theme",
+    }
+)
+
+
+def check_jinja(value: str) -> str:
+    """Syntax and variable names, checked here where the line is known; rendering would only know the snippet's."""
+    try:
+        parsed = _SYNTAX.parse(value)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"template syntax error: {exc.message}") from None
+    known = SUBJECT_NAMES | set(_SYNTAX.globals)
+    unknown = sorted(jinja2.meta.find_undeclared_variables(parsed) - known)
+    if unknown:
+        named = ", ".join(repr(n) for n in unknown)
+        hints = [h for h in (did_you_mean(n, known) for n in unknown) if h]
+        raise ValueError(f"unknown variable {named}" + (f" ({'; '.join(hints)})" if hints else ""))
+    return value
+
+
+Localised = str | dict[str, str]  # one text in the course's locale, or one per locale: {fr: …, en: …}
+
+
+def _localised(value: Any, check: Callable[[str], str]) -> Any:
+    """A text, or a mapping of supported locale to text; each text passed through ``check``."""
+    if value is None or isinstance(value, str):
+        return None if value is None else check(value)
+    if not isinstance(value, dict) or not value:
+        raise ValueError(
+            f"expected a text, or a mapping of locale to text like {{fr: …, en: …}}, got {value!r}"
+        )
+    out: dict[str, str] = {}
+    for locale, text in value.items():
+        try:
+            code = check_locale(str(locale))
+            if not isinstance(text, str):
+                raise ValueError(f"expected a text, got {text!r}")
+            out[code] = check(text)
+        except ValueError as exc:
+            raise ValueError(f"{locale}: {exc}") from None
+    return out
+
+
+def _one_line_text(value: str) -> str:
+    checked = _one_line(value)
+    assert checked is not None  # a str in, a str out
+    return checked
+
+
+def _message_text(value: str) -> str:
+    return check_jinja(_one_line_text(value))
+
 
 class MessageModel(_Strict):
-    """Subject and preheader overrides (Jinja source; may use subscriber fields like ``{{ name }}``)."""
+    """Subject and preheader overrides (Jinja source; may use subscriber fields like ``{{ name }}``).
 
-    subject: str | None = None
-    preheader: str | None = None
+    Each may be one text, in the course's locale, or one per locale (``{fr: …, en: …}``).
+    """
 
-    _text = field_validator("subject", "preheader")(classmethod(lambda cls, v: _one_line(v)))
+    subject: Localised | None = None
+    preheader: Localised | None = None
 
-    @field_validator("subject", "preheader")
-    @classmethod
-    def _jinja(cls, value: str | None) -> str | None:
-        """Syntax is checked here, where the line is known; rendering would only know the snippet's."""
-        if value is not None:
-            try:
-                _SYNTAX.parse(value)
-            except jinja2.TemplateSyntaxError as exc:
-                raise ValueError(f"template syntax error: {exc.message}") from None
-        return value
+    _text = field_validator("subject", "preheader", mode="before")(
+        classmethod(lambda cls, v: _localised(v, _message_text))
+    )
 
 
 class TimedMessageModel(MessageModel):
@@ -147,7 +213,7 @@ class ScheduleModel(_Strict):
     """The schema of a schedule file; every key optional but the pillar defaults to the course slug."""
 
     pillar: str | None = None
-    title: str | None = None
+    title: Localised | None = None
     locale: str | None = None
     timezone: str | None = None
     sender: SenderModel | None = None
@@ -160,8 +226,11 @@ class ScheduleModel(_Strict):
     sections: dict[str, TimedMessageModel] = Field(default_factory=dict)
     closing: TimedMessageModel | None = Field(default_factory=TimedMessageModel)
 
-    _text = field_validator("title", "pillar", "reading_path", "other_pillars")(
+    _text = field_validator("pillar", "reading_path", "other_pillars")(
         classmethod(lambda cls, v: _one_line(v))
+    )
+    _title = field_validator("title", mode="before")(
+        classmethod(lambda cls, v: _localised(v, _one_line_text))
     )
     _tz = field_validator("timezone")(classmethod(lambda cls, v: None if v is None else check_timezone(v)))
     _locale = field_validator("locale")(classmethod(lambda cls, v: None if v is None else check_locale(v)))

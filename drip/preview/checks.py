@@ -41,7 +41,7 @@ from drip.course.compile import compile_course, course_slugs
 from drip.course.models import Course
 from drip.errors import InputError, Problem, closest
 from drip.render.steps import render_step, sample_values
-from drip.render.templates import unused_site_templates
+from drip.render.templates import check_templates, environment, unused_site_templates
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -381,11 +381,12 @@ def check_site(site: Site, *, strict: bool = False, now: dt.datetime | None = No
         course = _collect(errors, compile_course, site, slug, content=index)
         if course is not None:
             courses.append(course)
-    warnings.extend(w for course in courses for w in course.pillar.warnings)
+    warnings.extend(w for course in courses for w in (*course.pillar.warnings, *course.warnings))
     if index is not None:
         warnings.extend(_unused_pillar_problems(index, courses, errors))
         warnings.extend(_misspelt_front_matter(index))
     warnings.extend(unused_site_templates(site.templates_dir))
+    _collect(errors, check_templates, environment(site.templates_dir))  # even when no course compiles
     known: set[str] = index.known_urls() if index is not None else set()
     emails = links = 0
     for course in courses:

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drip.config import Site
+from drip.course.compile import compile_course
 from drip.course.models import Course, Step
-from drip.errors import InputError, Problem
+from drip.errors import InputError, NotFoundError, Problem
 from drip.render.rendered import RenderedStep
 from drip.render.steps import mjml_source, render_course
+from drip.render.templates import check_templates, environment
 from drip.transports.base import OutgoingMessage
 from drip.transports.message import build_message
 
@@ -63,6 +65,25 @@ class EmailPreview:
     text: str
 
 
+def compile_for_preview(site: Site, slug: str) -> Course:
+    """The course ``slug``, its schedule and the site's templates checked together: one report for both."""
+    problems: list[Problem] = []
+    course: Course | None = None
+    try:
+        course = compile_course(site, slug)
+    except NotFoundError:
+        raise
+    except InputError as exc:
+        problems.extend(exc.problems)
+    try:
+        check_templates(environment(site.templates_dir))
+    except InputError as exc:
+        problems.extend(exc.problems)
+    if problems or course is None:
+        raise InputError(problems)
+    return course
+
+
 def preview_course(
     site: Site, course: Course, values: Mapping[str, str]
 ) -> tuple[dict[str, RenderedStep], list[EmailPreview]]:
@@ -107,18 +128,34 @@ def write_course(
     *,
     now: dt.datetime,
 ) -> list[Path]:
-    """Write NN-key.html, .txt and .eml for every email; everything is rendered before anything is written."""
+    """Write NN-key.html, .txt and .eml for every email into ``out_dir/<course>/``.
+
+    One folder per course, so previewing a second course never overwrites the first; files an
+    earlier preview of the same course left there (a step since removed) are removed. Everything
+    is rendered before anything is written.
+    """
     _, previews = preview_course(site, course, values)
+    folder = out_dir / course.slug
     files: dict[Path, bytes] = {}
     for preview in previews:
         stem = file_stem(preview.step)
         for fmt, ext in OUT_FORMATS:
-            files[out_dir / f"{stem}.{ext}"] = email_bytes(site, course, preview, fmt, values, now=now)
+            files[folder / f"{stem}.{ext}"] = email_bytes(site, course, preview, fmt, values, now=now)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in _earlier_previews(folder).difference(files):
+            stale.unlink()
         for path, data in files.items():
             path.write_bytes(data)
     except OSError as exc:  # a file in the way, no permission, a full disk: the user's to fix
         where = Path(exc.filename) if exc.filename else out_dir
         raise InputError(Problem(f"cannot write: {exc.strerror}", file=where)) from None
     return list(files)
+
+
+_PREVIEW_FILE = re.compile(r"[0-9]{2,}-[a-z0-9-]+\.(?:html|txt|eml)")
+
+
+def _earlier_previews(folder: Path) -> set[Path]:
+    """Files in ``folder`` named like the ones ``write_course`` writes."""
+    return {p for p in folder.iterdir() if p.is_file() and _PREVIEW_FILE.fullmatch(p.name)}

@@ -26,7 +26,7 @@ from drip.config import Site
 from drip.course.compile import compile_course, course_slugs
 from drip.course.models import Course
 from drip.errors import InputError, NotFoundError
-from drip.preview.emails import preview_course
+from drip.preview.emails import compile_for_preview, preview_course
 from drip.preview.timeline import course_timeline, course_zone
 from drip.render.steps import render_step, sample_values
 
@@ -98,7 +98,7 @@ class PreviewPages:
     async def course_page(self, request: Request) -> Response:
         site, slug = self.site, request.path_params["slug"]
         try:
-            course = compile_course(site, slug)
+            course = compile_for_preview(site, slug)
             values = sample_values(site, course)
             rendered, previews = preview_course(site, course, values)
             zone = course_zone(course, self.timezone)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from drip.content.duration import format_minutes
+
 FALLBACK = "en"
 
 _FR: dict[str, str] = {
@@ -21,7 +23,7 @@ _FR: dict[str, str] = {
     "read_article": "Lire l'article",
     "read_page": "Lire la page complète",
     "learn_more": "Découvrir",
-    "reading_time": "{minutes} min de lecture",
+    "reading_time": "{minutes} de lecture",
     "article_label": "À lire",
     "welcome_title": "Bienvenue dans «\u00a0{course}\u00a0»",
     "welcome_intro": "Merci de ton inscription. Voici comment va se dérouler ce parcours.",
@@ -53,7 +55,7 @@ _EN: dict[str, str] = {
     "read_article": "Read the article",
     "read_page": "Read the full page",
     "learn_more": "Learn more",
-    "reading_time": "{minutes} min read",
+    "reading_time": "{minutes} read",
     "article_label": "Reading",
     "welcome_title": "Welcome to “{course}”",
     "welcome_intro": "Thank you for signing up. Here is how this course works.",
@@ -100,9 +102,13 @@ class Messages:
     locale: str
 
     def __call__(self, key: str, **fields: object) -> str:
+        """A ``minutes`` field is shown as a duration in this locale ("10 min", "1 h 30")."""
         text = CATALOGUES[self.locale].get(key)
         if text is None:
             text = CATALOGUES[FALLBACK][key]  # a KeyError here is a template bug, reported with its line
+        minutes = fields.get("minutes")
+        if isinstance(minutes, int) and not isinstance(minutes, bool):
+            fields["minutes"] = format_minutes(minutes, self.locale)
         return text.format(**fields) if fields else text
 
 

@@ -163,6 +163,60 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
 }
 
 
+_CONTENT = frozenset(
+    {
+        "mj-accordion",
+        "mj-button",
+        "mj-carousel",
+        "mj-divider",
+        "mj-image",
+        "mj-navbar",
+        "mj-raw",
+        "mj-social",
+        "mj-spacer",
+        "mj-table",
+        "mj-text",
+    }
+)
+
+# Which mj- tags each tag may hold (MJML 4 documentation, "Standard body" and "Standard head" parts);
+# tags missing here hold HTML or nothing. MJML's strict validation rejects anything else.
+CHILDREN: dict[str, frozenset[str]] = {
+    "mjml": frozenset({"mj-head", "mj-body", "mj-raw"}),
+    "mj-head": frozenset(
+        {
+            "mj-attributes",
+            "mj-breakpoint",
+            "mj-font",
+            "mj-html-attributes",
+            "mj-preview",
+            "mj-raw",
+            "mj-style",
+            "mj-title",
+        }
+    ),
+    "mj-html-attributes": frozenset({"mj-selector"}),
+    "mj-selector": frozenset({"mj-html-attribute"}),
+    "mj-body": frozenset({"mj-wrapper", "mj-section", "mj-hero", "mj-raw"}),
+    "mj-wrapper": frozenset({"mj-section", "mj-hero", "mj-raw"}),
+    "mj-section": frozenset({"mj-column", "mj-group", "mj-raw"}),
+    "mj-group": frozenset({"mj-column", "mj-raw"}),
+    "mj-column": _CONTENT,
+    "mj-hero": _CONTENT,
+    "mj-accordion": frozenset({"mj-accordion-element", "mj-raw"}),
+    "mj-accordion-element": frozenset({"mj-accordion-title", "mj-accordion-text", "mj-raw"}),
+    "mj-carousel": frozenset({"mj-carousel-image"}),
+    "mj-navbar": frozenset({"mj-navbar-link", "mj-raw"}),
+    "mj-social": frozenset({"mj-social-element", "mj-raw"}),
+}
+# mj-attributes holds one element per tag it sets defaults for: any tag name goes.
+_ANY_CHILD = frozenset({"mj-attributes"})
+
+
+def _parents_of(tag: str) -> list[str]:
+    return sorted(parent for parent, children in CHILDREN.items() if tag in children)
+
+
 class _Linter(HTMLParser):
     def __init__(self, file: Path | None) -> None:
         super().__init__(convert_charrefs=True)
@@ -180,12 +234,22 @@ class _Linter(HTMLParser):
         if tag not in KNOWN_TAGS:
             self._problem(f"unknown MJML tag <{tag}>", did_you_mean(tag, KNOWN_TAGS))
             return False
+        parent = self.open[-1][0] if self.open else None
+        if parent not in _ANY_CHILD:
+            self._check_parent(tag, parent)
         allowed = ATTRIBUTES.get(tag)
         if allowed is not None:
             for name, _ in attrs:
                 if name not in allowed:
                     self._problem(f"unknown attribute {name!r} on <{tag}>", did_you_mean(name, allowed))
         return True
+
+    def _check_parent(self, tag: str, parent: str | None) -> None:
+        """A tag inside a parent MJML does not allow there (a fragment's top-level tags are not checked)."""
+        if parent is None or tag in CHILDREN.get(parent, frozenset()):
+            return
+        allowed = ", ".join(f"<{p}>" for p in _parents_of(tag)) or "no MJML tag"
+        self._problem(f"<{tag}> is not allowed inside <{parent}>; it belongs in {allowed}")
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if not self._check(tag, attrs):

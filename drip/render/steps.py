@@ -25,7 +25,7 @@ from drip.content.models import Article, Link
 from drip.course.models import Course, Step
 from drip.errors import Problem, TemplateError
 from drip.render import mjml as mjml_compiler
-from drip.render.i18n import Messages, messages, pick_locale
+from drip.render.i18n import Messages, messages
 from drip.render.rendered import RenderedStep
 from drip.render.slots import split
 from drip.render.templates import (
@@ -161,7 +161,7 @@ def course_context(site: Site, course: Course, locale: str, env: jinja2.Environm
             "base_url": site.config.site.base_url,
             "postal_address": site.config.postal_address,
         },
-        "course": {"slug": course.slug, "title": course.title, "sender": course.sender.name},
+        "course": {"slug": course.slug, "title": course.title_in(locale), "sender": course.sender.name},
         "pillar": {
             "title": pillar.title,
             "description": pillar.description,
@@ -225,7 +225,7 @@ class _Draft:
     def __init__(
         self, site: Site, course: Course, step: Step, locale: str | None, shared: dict[str, Any] | None = None
     ) -> None:
-        self.locale = pick_locale(locale or course.locale)
+        self.locale = course.email_locale(locale)
         self.env = environment(site.templates_dir)
         self.recorder = SlotRecorder()
         self.step = step
@@ -233,14 +233,13 @@ class _Draft:
             shared = course_context(site, course, self.locale, self.env)
         context = _context(site, course, step, shared, self.recorder)
         where = course.schedule_path
+        subject, preheader = step.texts(self.locale)
         self.subject = _one_line(
-            render_string(
-                self.env, step.subject, context, what="subject", file=where, key=f"{step.key}.subject"
-            )
+            render_string(self.env, subject, context, what="subject", file=where, key=f"{step.key}.subject")
         )
         self.preheader = _one_line(
             render_string(
-                self.env, step.preheader, context, what="preheader", file=where, key=f"{step.key}.preheader"
+                self.env, preheader, context, what="preheader", file=where, key=f"{step.key}.preheader"
             )
         )
         context["subject"] = self.subject
@@ -256,28 +255,29 @@ class _Draft:
         return Path(filename) if filename else None
 
     def html(self) -> str:
+        """The compiled HTML; the rendered MJML is linted first, since only it shows how the parts nest."""
+        problems = mjml_compiler.lint(self.mjml)
+        if problems:
+            raise TemplateError([self._rendered_problem(p, "MJML is not valid") for p in problems])
         try:
             return mjml_compiler.to_html(self.mjml)
         except ValueError as exc:
-            # Lint caught what it could in the template files; this is what only the output shows.
-            problems = mjml_compiler.lint(self.mjml) or [Problem(str(exc))]
-            raise TemplateError(
-                [
-                    Problem(
-                        f"MJML does not compile ({exc}): {p.message} at line {p.line} of the rendered MJML"
-                        if p.line
-                        else f"MJML does not compile: {p.message}",
-                        file=self.template_path("mjml"),
-                        key=self.step.key,
-                        hint=p.hint,
-                    )
-                    for p in problems
-                ]
-            ) from None
+            raise TemplateError(self._rendered_problem(Problem(str(exc)), "MJML does not compile")) from None
+
+    def _rendered_problem(self, problem: Problem, what: str) -> Problem:
+        """A problem of the rendered MJML, pinned on the step's template (its line is the output's)."""
+        message = f"{what}: {problem.message}"
+        if problem.line:
+            message += f" at line {problem.line} of the rendered MJML"
+        return Problem(message, file=self.template_path("mjml"), key=self.step.key, hint=problem.hint)
 
 
 def render_step(site: Site, course: Course, step: Step, *, locale: str | None = None) -> RenderedStep:
-    """Compile one step for ``locale`` (default: the course's): subject, HTML and text with open slots."""
+    """Compile one step for a reader of ``locale``: subject, HTML and text with open slots.
+
+    The email is in the reader's locale when the course speaks it (its schedule gives every step's
+    subject and preheader in it), else wholly in the course's: one language per email.
+    """
     check_templates(environment(site.templates_dir))
     return _render_checked(site, course, step, locale)
 
@@ -301,11 +301,20 @@ def _render_checked(
 
 
 def render_course(site: Site, course: Course) -> dict[str, RenderedStep]:
-    """Every step of a course in its own locale, keyed by step key."""
+    """Every step of a course in its own locale, keyed by step key; one TemplateError for all steps."""
     env = environment(site.templates_dir)
     check_templates(env)
-    shared = course_context(site, course, pick_locale(course.locale), env)
-    return {step.key: _render_checked(site, course, step, None, shared) for step in course.steps}
+    shared = course_context(site, course, course.locale, env)
+    rendered: dict[str, RenderedStep] = {}
+    problems: list[Problem] = []
+    for step in course.steps:
+        try:
+            rendered[step.key] = _render_checked(site, course, step, None, shared)
+        except TemplateError as exc:  # every step's problems in one report, not the first step's
+            problems.extend(p for p in exc.problems if p not in problems)
+    if problems:
+        raise TemplateError(problems)
+    return rendered
 
 
 def mjml_source(site: Site, course: Course, step: Step, *, locale: str | None = None) -> str:
@@ -356,7 +365,7 @@ class RenderCache:
         return digest
 
     def __call__(self, site: Site, course: Course, step: Step, *, locale: str | None = None) -> RenderedStep:
-        loc = pick_locale(locale or course.locale)
+        loc = course.email_locale(locale)
         with self._lock:
             key = (course.slug, step.key, loc, self._fingerprint(course), site.templates_dir)
             found = self._rendered.get(key)

@@ -23,7 +23,9 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 
+from drip.course.schedule import SUBJECT_NAMES
 from drip.errors import InputError, Problem, TemplateError, did_you_mean
 from drip.inputs.textfile import read_text
 from drip.render.mjml import lint
@@ -34,6 +36,11 @@ DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "defaults" / "email_temp
 # The fields a subscriber brings; anything else lives under ``attributes.<key>``.
 SUBSCRIBER_FIELDS = ("name", "email", "unsubscribe_url", "preferences_url", "view_url")
 TEMPLATE_SUFFIXES = (".mjml", ".txt", ".j2")
+# What a step's templates see: a subject's names, and the subject and preheader themselves.
+TEMPLATE_NAMES = SUBJECT_NAMES | {"subject", "preheader"}
+STEP_TEMPLATES = tuple(
+    f"{kind}.{ext}" for kind in ("welcome", "article", "section", "closing") for ext in ("mjml", "txt")
+)
 _MAX_STRINGS = 1024  # compiled subjects kept per environment
 
 
@@ -324,5 +331,63 @@ def _raise_problems(env: jinja2.Environment) -> None:
             continue
         if name.endswith(".mjml"):
             problems.extend(lint(source, file))
+    problems.extend(unknown_names(env))
     if problems:
         raise TemplateError(problems)
+
+
+def _step_template_names(env: jinja2.Environment) -> list[str]:
+    """The step templates and every template they extend, import or include, transitively."""
+    seen: list[str] = []
+    queue = list(STEP_TEMPLATES)
+    while queue:
+        name = queue.pop(0)
+        if name in seen:
+            continue
+        try:
+            source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+            referenced = jinja2.meta.find_referenced_templates(env.parse(source))
+        except (jinja2.TemplateError, UnicodeDecodeError):
+            continue  # reported by the compile step
+        seen.append(name)
+        queue.extend(n for n in referenced if n)
+    return seen
+
+
+def _template_wide(tree: jinja2.nodes.Template) -> set[str]:
+    """Names a template binds outside its blocks (imports, macros, ``set``), which its blocks can use."""
+    names: set[str] = set()
+    for node in tree.find_all((jinja2.nodes.FromImport, jinja2.nodes.Import, jinja2.nodes.Macro)):
+        if isinstance(node, jinja2.nodes.FromImport):
+            names.update(n if isinstance(n, str) else n[1] for n in node.names)
+        elif isinstance(node, jinja2.nodes.Import):
+            names.add(node.target)
+        elif isinstance(node, jinja2.nodes.Macro):
+            names.add(node.name)
+    for assign in tree.find_all(jinja2.nodes.Assign):
+        names.update(n.name for n in assign.find_all(jinja2.nodes.Name) if n.ctx == "store")
+    return names
+
+
+def unknown_names(env: jinja2.Environment) -> list[Problem]:
+    """Variables the step templates use that no step provides: every one, at its line, before any render.
+
+    Rendering would stop at the first with StrictUndefined; this reports them all at once.
+    """
+    known = TEMPLATE_NAMES | set(env.globals)
+    problems: list[Problem] = []
+    for name in _step_template_names(env):
+        source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        tree = env.parse(source)
+        unknown = jinja2.meta.find_undeclared_variables(tree) - known - _template_wide(tree)
+        for node in tree.find_all(jinja2.nodes.Name):
+            if node.name in unknown and node.ctx == "load":
+                problems.append(
+                    Problem(
+                        f"unknown variable {node.name!r} in template {name}",
+                        file=Path(filename) if filename else None,
+                        line=node.lineno,
+                        hint=did_you_mean(node.name, known),
+                    )
+                )
+    return problems
