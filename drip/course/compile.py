@@ -19,6 +19,7 @@ from drip.content import ContentIndex, load_content, read_pillar
 from drip.content.links import absolute_url, resolve_article
 from drip.content.models import Article, Link, Pillar, ReadingItem, Section
 from drip.content.posts import normalise_path, site_path_of
+from drip.course.kinds import course_files
 from drip.course.models import Course, Step, StepKind
 from drip.course.schedule import (
     MessageModel,
@@ -26,7 +27,6 @@ from drip.course.schedule import (
     TimedMessageModel,
     load_schedule,
     read_schedule,
-    schedule_files,
 )
 from drip.errors import ContentError, InputError, NotFoundError, Problem, ScheduleError, did_you_mean
 from drip.inputs.yamlfile import KeyPath
@@ -83,12 +83,12 @@ def jinja_literal(text: str) -> str:
 
 def course_slugs(site: Site) -> list[str]:
     """Every course of the site: the stems of its schedule files, sorted."""
-    return list(schedule_files(site.schedules_dir))
+    return list(course_files(site.schedules_dir))
 
 
 def compile_course(site: Site, slug: str, *, content: ContentIndex | None = None) -> Course:
     """Compile the course ``slug``; NotFoundError names the closest course, ScheduleError every problem."""
-    files = schedule_files(site.schedules_dir)
+    files = course_files(site.schedules_dir)
     if slug not in files:
         known = ", ".join(files) or "none"
         raise NotFoundError(
@@ -106,7 +106,7 @@ def load_courses(site: Site) -> dict[str, Course]:
     index = load_content(site.content_dir)
     courses: dict[str, Course] = {}
     problems: list[Problem] = []
-    for slug, path in schedule_files(site.schedules_dir).items():
+    for slug, path in course_files(site.schedules_dir).items():
         try:
             courses[slug] = _compile_file(site, path, index)
         except InputError as exc:
