@@ -65,8 +65,20 @@ def make_site(root: Path, *, digest: str = DIGEST, lists: str = LIST) -> Site:
     """Three dated posts (one future), one undated, a pillar, the list ``lettre`` and the digest ``hebdo``."""
     write(root, "drip.yaml", DRIP_YAML)
     write(root, "content/le-role-du-cto.md", PILLAR)
-    write(root, "content/posts/premiers-jours.md", post("Premiers jours", "2026-11-30", extra="tags: [management]\nminutes: 7\n"))
-    write(root, "content/posts/vision.md", post("Vision", "2026-12-02", extra='image: "https://cto.example.org/img/vision.png"\nimage_alt: "Une boussole"\n'))
+    write(
+        root,
+        "content/posts/premiers-jours.md",
+        post("Premiers jours", "2026-11-30", extra="tags: [management]\nminutes: 7\n"),
+    )
+    write(
+        root,
+        "content/posts/vision.md",
+        post(
+            "Vision",
+            "2026-12-02",
+            extra='image: "https://cto.example.org/img/vision.png"\nimage_alt: "Une boussole"\n',
+        ),
+    )
     write(root, "content/equipe/recrutement.md", post("Recruter", "2026-12-03", extra="tags: [Equipe]\n"))
     write(root, "content/posts/futur.md", post("Plus tard", "2027-01-10"))
     write(root, "content/posts/sans-date.md", post("Sans date", None))

@@ -31,7 +31,12 @@ def test_a_list_and_a_digest_load_with_site_defaults(tmp_path: Path) -> None:
     assert (lettre.archive, lettre.hold_during_course, lettre.no_repeat_days) == (True, "wait", 30)
     assert lettre.sender.email == "lettre@cto.example.org"
     hebdo = found.digests["hebdo"]
-    assert (hebdo.list, hebdo.title, hebdo.cron, hebdo.timezone) == ("lettre", "La lettre du CTO", "0 9 * * mon", "Europe/Paris")
+    assert (hebdo.list, hebdo.title, hebdo.cron, hebdo.timezone) == (
+        "lettre",
+        "La lettre du CTO",
+        "0 9 * * mon",
+        "Europe/Paris",
+    )
     assert (hebdo.max_posts, hebdo.min_posts, hebdo.since, hebdo.window) == (5, 1, None, None)
     assert hebdo.posts.everything
 
@@ -48,7 +53,11 @@ def test_send_window_posts_filter_and_since(tmp_path: Path) -> None:
         """
     hebdo = load_newsletters(make_site(tmp_path, digest=digest)).digests["hebdo"]
     assert hebdo.window == SendWindow(dt.time(7, 45), frozenset({1, 4}))
-    assert (hebdo.posts.pillars, hebdo.posts.sections, hebdo.posts.tags) == (("le-role-du-cto",), ("equipe",), ("management",))
+    assert (hebdo.posts.pillars, hebdo.posts.sections, hebdo.posts.tags) == (
+        ("le-role-du-cto",),
+        ("equipe",),
+        ("management",),
+    )
     assert hebdo.since == dt.datetime(2026, 9, 1, tzinfo=ZoneInfo("America/New_York"))
 
 
@@ -66,7 +75,10 @@ def test_a_misspelt_kind_is_a_course_error_with_a_hint(tmp_path: Path) -> None:
     write(tmp_path, "schedules/oops.yaml", "kind: digets\n")
     with pytest.raises(ScheduleError) as info:
         load_courses(site)
-    assert any("kind: unknown kind 'digets'" in str(p) and "did you mean 'digest'?" in str(p) for p in info.value.problems)
+    assert any(
+        "kind: unknown kind 'digets'" in str(p) and "did you mean 'digest'?" in str(p)
+        for p in info.value.problems
+    )
 
 
 def test_every_digest_mistake_located_at_once(tmp_path: Path) -> None:
@@ -97,15 +109,23 @@ def test_an_unknown_list_is_suggested(tmp_path: Path) -> None:
 
 def test_timing_is_required_once(tmp_path: Path) -> None:
     make_site(tmp_path, digest="kind: digest\nlist: lettre\n")
-    assert messages(tmp_path) == [f"{tmp_path / 'schedules' / 'hebdo.yaml'}:1:1: set either `cron` or `send_window`, not both nor neither"]
+    assert messages(tmp_path) == [
+        f"{tmp_path / 'schedules' / 'hebdo.yaml'}:1:1: set either `cron` or `send_window`, not both nor neither"
+    ]
 
 
 def test_list_mistakes(tmp_path: Path) -> None:
-    lists = LIST.replace("hold_during_course: wait", "hold_during_course: wiat").replace("30", "-1") + "archve: true\n"
+    lists = (
+        LIST.replace("hold_during_course: wait", "hold_during_course: wiat").replace("30", "-1")
+        + "archve: true\n"
+    )
     make_site(tmp_path, lists=lists)
     path = tmp_path / "schedules" / "lettre.yaml"
     found = messages(tmp_path)
-    assert f"{path}:4:21: hold_during_course: expected wait, skip or false, got 'wiat' (did you mean 'wait'?)" in found
+    assert (
+        f"{path}:4:21: hold_during_course: expected wait, skip or false, got 'wiat' (did you mean 'wait'?)"
+        in found
+    )
     assert f"{path}:5:17: no_repeat_days: Input should be greater than or equal to 0, got -1" in found
     assert f"{path}:6:1: archve: unknown key (did you mean 'archive'?)" in found
     assert len(found) == 3  # the digest on a broken list adds nothing
