@@ -13,8 +13,6 @@ import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from drip.config import Site
 from drip.content import load_content
 from drip.content.broadcasts import read_broadcast

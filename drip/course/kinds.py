@@ -7,28 +7,31 @@ reported in full by the loader of its kind.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from drip.course.schedule import schedule_files
 from drip.errors import InputError
-from drip.inputs.yamlfile import load_yaml_file
+from drip.inputs.textfile import read_text
 
 COURSE, LIST, DIGEST = "course", "list", "digest"
 KINDS = (COURSE, LIST, DIGEST)
+_KIND_LINE = re.compile(r"""^kind:[ \t]*(["']?)(list|digest)\1[ \t]*(?:#.*)?$""", re.MULTILINE)
 
 
 def schedule_kind(path: Path) -> str:
-    """The ``kind`` a schedule file declares; unreadable files and unknown kinds count as courses.
+    """The ``kind`` a schedule file declares on a top-level line; anything else counts as a course.
 
-    Counting them as courses keeps every mistake in the course loader, which reports it
-    (an unknown ``kind`` value is an error with the closest kind suggested there).
+    A line scan, not a YAML parse: every course command lists the schedules, and a file
+    is parsed once, by the loader of its kind. Unreadable files and unknown kinds go to
+    the course loader, which reports them (an unknown ``kind`` gets the closest one).
     """
     try:
-        data, _ = load_yaml_file(path)
+        text = read_text(path)
     except InputError:
         return COURSE
-    kind = data.get("kind") if isinstance(data, dict) else None
-    return kind if kind in (LIST, DIGEST) else COURSE
+    found = _KIND_LINE.search(text)
+    return found.group(2) if found else COURSE
 
 
 def files_of_kind(schedules_dir: Path, kind: str) -> dict[str, Path]:
