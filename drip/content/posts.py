@@ -358,9 +358,15 @@ def _moment(value: Any) -> dt.datetime | None:
     return None
 
 
+# content/newsletters/ holds broadcasts (drip.content.broadcasts): emails, not pages of the site.
+BROADCASTS_DIR = "newsletters"
+
+
 def _markdown_files(content_dir: Path) -> Iterator[Path]:
     for path in sorted(content_dir.rglob("*.md")):
         parts = path.relative_to(content_dir).parts
+        if parts[0] == BROADCASTS_DIR and len(parts) > 1:
+            continue
         if not any(part.startswith(("_", ".")) for part in parts[:-1]) and (
             parts[-1] == "_index.md" or not parts[-1].startswith(("_", "."))
         ):

@@ -22,6 +22,7 @@ from drip.content.duration import format_minutes
 from drip.content.links import absolute_url, resolve_article
 from drip.content.models import Article, Link, Pillar, ReadingItem, Section
 from drip.content.posts import normalise_path, site_path_of
+from drip.course.kinds import course_files
 from drip.course.models import Course, Step, StepKind
 from drip.course.schedule import (
     MessageModel,
@@ -29,7 +30,6 @@ from drip.course.schedule import (
     TimedMessageModel,
     load_schedule,
     read_schedule,
-    schedule_files,
 )
 from drip.errors import ContentError, InputError, NotFoundError, Problem, ScheduleError, did_you_mean
 from drip.inputs.yamlfile import KeyPath
@@ -90,7 +90,7 @@ def jinja_literal(text: str) -> str:
 
 def course_slugs(site: Site) -> list[str]:
     """Every course of the site: the stems of its schedule files, sorted."""
-    return list(schedule_files(site.schedules_dir))
+    return list(course_files(site.schedules_dir))
 
 
 def compile_course(
@@ -100,7 +100,7 @@ def compile_course(
 
     ``now`` decides which pages are published (drafts, future and expired pages are not).
     """
-    files = schedule_files(site.schedules_dir)
+    files = course_files(site.schedules_dir)
     if slug not in files:
         known = ", ".join(files) or "none"
         raise NotFoundError(
@@ -118,7 +118,7 @@ def load_courses(site: Site, *, now: dt.datetime | None = None) -> dict[str, Cou
     index = load_content(site.content_dir, now=now)
     courses: dict[str, Course] = {}
     problems: list[Problem] = []
-    for slug, path in schedule_files(site.schedules_dir).items():
+    for slug, path in course_files(site.schedules_dir).items():
         try:
             courses[slug] = _compile_file(site, path, index)
         except InputError as exc:

@@ -209,9 +209,20 @@ def _overrides(value: Any) -> Any:
     )
 
 
+def _course_kind(value: Any) -> Any:
+    """``kind: course`` may be written; lists and digests never reach the course loader."""
+    if value is not None and value != "course":
+        hint = did_you_mean(str(value), ("course", "list", "digest"))
+        raise ValueError(
+            f"unknown kind {value!r}, expected course, list or digest" + (f" ({hint})" if hint else "")
+        )
+    return value
+
+
 class ScheduleModel(_Strict):
     """The schema of a schedule file; every key optional but the pillar defaults to the course slug."""
 
+    kind: str | None = None
     pillar: str | None = None
     title: Localised | None = None
     locale: str | None = None
@@ -234,6 +245,7 @@ class ScheduleModel(_Strict):
     )
     _tz = field_validator("timezone")(classmethod(lambda cls, v: None if v is None else check_timezone(v)))
     _locale = field_validator("locale")(classmethod(lambda cls, v: None if v is None else check_locale(v)))
+    _kind = field_validator("kind", mode="before")(classmethod(lambda cls, v: _course_kind(v)))
     _toggle = field_validator("welcome", "closing", mode="before")(classmethod(lambda cls, v: _on_off(v)))
     _lists = field_validator("articles", "sections", mode="before")(classmethod(lambda cls, v: _overrides(v)))
 

@@ -404,6 +404,11 @@ def check_site(site: Site, *, strict: bool = False, now: dt.datetime | None = No
         links += count
         errors.extend(link_errors)
         warnings.extend(link_warnings)
+    from drip.preview.newsletters import check_newsletters  # it builds on this module's link checks
+
+    newsletter_errors, newsletter_warnings = check_newsletters(site, index, known)
+    errors.extend(newsletter_errors)
+    warnings.extend(newsletter_warnings)
     if strict:
         errors.extend(replace(w, message=f"{w.message} (strict)") for w in warnings)
         warnings = []

@@ -45,6 +45,11 @@ _FR: dict[str, str] = {
     "view_in_browser": "Voir dans le navigateur",
     "link_label": "Lien",
     "colon": "\u00a0:",
+    "digest_subject_1": "{title}\u00a0: 1 nouvel article",
+    "digest_subject_n": "{title}\u00a0: {count} nouveaux articles",
+    "digest_intro_1": "Voici le nouvel article publié depuis la dernière lettre.",
+    "digest_intro_n": "Voici les {count} nouveaux articles publiés depuis la dernière lettre.",
+    "why_list": "Tu reçois cet email parce que tu t'es inscrit(e) à «\u00a0{list}\u00a0» sur {site}.",
 }
 
 _EN: dict[str, str] = {
@@ -77,6 +82,11 @@ _EN: dict[str, str] = {
     "view_in_browser": "View in browser",
     "link_label": "Link",
     "colon": ":",
+    "digest_subject_1": "{title}: 1 new article",
+    "digest_subject_n": "{title}: {count} new articles",
+    "digest_intro_1": "Here is the new article published since the last issue.",
+    "digest_intro_n": "Here are the {count} new articles published since the last issue.",
+    "why_list": "You are receiving this email because you signed up for “{list}” on {site}.",
 }
 
 CATALOGUES: Mapping[str, Mapping[str, str]] = MappingProxyType(
