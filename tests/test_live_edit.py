@@ -163,7 +163,7 @@ def test_added_ahead_is_scheduled_at_its_own_time_and_behind_is_skipped(site: Si
     assert ("lecteur1@example.org", "article:/x/") in {(m.to_email, m.step_key) for m in sent.sent}
 
 
-def test_backfill_sends_a_step_added_behind_without_a_burst(site: Site, store: Store) -> None:
+def test_backfill_appends_a_step_added_behind_without_a_burst(site: Site, store: Store) -> None:
     v1 = make_course(steps=V1)
     started(site, store, v1)
     v2 = make_course(steps=[V1[0], ("article:/early/", 1), *V1[1:]])
@@ -174,8 +174,11 @@ def test_backfill_sends_a_step_added_behind_without_a_burst(site: Site, store: S
     assert row.status == "pending"
     assert row.due_at >= now
     assert row.due_at >= got_b + cadence(v2)
-    # And c, still pending for subscriber 2, moves so it does not follow the backfill too closely.
-    assert by_key(store, 2)["article:/c/"].due_at >= row.due_at + cadence(v2)
+    # Backfill means `append`: the step comes after c, still pending for subscriber 2, at the cadence;
+    # c keeps its time.
+    c = by_key(store, 2)["article:/c/"]
+    assert c.updated_at == c.created_at
+    assert row.due_at >= c.due_at + cadence(v2)
 
 
 def test_an_added_step_never_lands_in_the_past_nor_too_close(site: Site, store: Store) -> None:

@@ -20,7 +20,7 @@ from drip.content import ContentIndex, load_content, read_pillar
 from drip.content.links import absolute_url, resolve_article
 from drip.content.models import Article, Link, Pillar, ReadingItem, Section
 from drip.content.posts import normalise_path, site_path_of
-from drip.course.models import Course, Step, StepKind
+from drip.course.models import Course, Step, StepKind, WhenAdded
 from drip.course.schedule import (
     MessageModel,
     Schedule,
@@ -231,6 +231,7 @@ class _Draft:
     section: Section | None = None
     section_articles: tuple[Article, ...] = ()
     immediate: bool = False
+    when_added: WhenAdded | None = None  # the step's own; the course's default is applied in steps()
 
 
 class _Compiler:
@@ -297,6 +298,7 @@ class _Compiler:
                 section=d.section,
                 section_articles=d.section_articles,
                 immediate=d.immediate,
+                when_added=d.when_added or self.model.when_added,
             )
             for n, d in enumerate(self.drafts, start=1)
         )
@@ -400,6 +402,7 @@ class _Compiler:
                 ),
                 preheader=_pick(override, "preheader", preheader),
                 article=article,
+                when_added=override.when_added,
             )
         )
 
@@ -421,6 +424,7 @@ class _Compiler:
                 ),
                 section=section,
                 section_articles=articles,
+                when_added=override.when_added,
             )
         )
 
@@ -455,6 +459,7 @@ class _Compiler:
                 day=day,
                 subject=_pick(override, "subject", subject),
                 preheader=_pick(override, "preheader", preheader),
+                when_added=override.when_added,
             )
         )
 
