@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +19,7 @@ from delivery_fixtures import (
 )
 
 from drip.config import Site
-from drip.course.edits import ADDED_BEHIND, cadence
+from drip.course.edits import ADDED_BEHIND, MOVED_BEHIND, cadence
 from drip.course.models import Course
 from drip.dispatch.batch import dispatch_once
 from drip.runtime import Runtime
@@ -340,3 +341,38 @@ def test_an_email_in_flight_counts_as_received_for_the_position(site: Site, stor
     # Nothing moves: the email in flight and those after it keep their times.
     assert one["article:/a/"].status == "pending"
     assert {k: r.due_at for k, r in one.items() if k != "article:/x/"} == before
+
+
+def test_when_added_policies_are_applied_through_the_store(site: Site, store: Store) -> None:
+    import dataclasses
+
+    v1 = make_course(steps=V1)
+    started(site, store, v1)
+    v2 = make_course(steps=[V1[0], ("article:/early/", 1), *V1[1:]])
+    v2 = dataclasses.replace(
+        v2,
+        steps=tuple(
+            dataclasses.replace(s, when_added="catch_up") if s.key == "article:/early/" else s
+            for s in v2.steps
+        ),
+    )
+    now = T0 + dt.timedelta(hours=2)
+    p = apply(site, store.engine, v2, now=now)
+    assert [(c.kind, c.key, c.scheduled, c.skipped, c.policy) for c in p.changes] == [
+        ("added", "article:/early/", 2, 0, "catch_up")
+    ]
+    early = by_key(store, 2)["article:/early/"]
+    assert early.status == "pending" and early.due_at >= now
+    assert early.due_at.astimezone(ZoneInfo("Europe/Paris")).time() == dt.time(8, 30)  # a send slot
+    assert by_key(store, 2)["article:/c/"].due_at >= early.due_at + cadence(v2)
+    # Moved behind subscriber 2 with `skip`: the pending c is recorded as skipped.
+    v3 = make_course(steps=[V1[0], ("article:/c/", 1), *V1[1:3]])
+    v3 = dataclasses.replace(
+        v3,
+        steps=tuple(
+            dataclasses.replace(s, when_added="skip") if s.key == "article:/c/" else s for s in v3.steps
+        ),
+    )
+    apply(site, store.engine, v3, now=now)
+    c = by_key(store, 2)["article:/c/"]
+    assert (c.status, c.note) == ("skipped", MOVED_BEHIND)
