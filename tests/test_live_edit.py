@@ -259,11 +259,11 @@ def test_cli_plan_then_run_applies_the_edit_and_status_tells(tmp_path: Path) -> 
     ).root
     runner = CliRunner()
 
-    def drip(*args: str) -> str:
+    def drip(*args: str, code: int = 0) -> str:
         result = runner.invoke(
             cli, ["--site", str(root), *args], catch_exceptions=False, env={"COLUMNS": "250"}
         )
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == code, result.output
         return result.output
 
     for i in (1, 2):
@@ -289,7 +289,7 @@ def test_cli_plan_then_run_applies_the_edit_and_status_tells(tmp_path: Path) -> 
     pillar.write_text(text.replace(line + "\n", ""), encoding="utf-8")
     removed = "article:/posts/vision-technique-roadmap-cto-strategy/"
 
-    planned = drip("plan", "le-role-du-cto", "--now", "2026-12-04T08:00")
+    planned = drip("plan", "le-role-du-cto", "--now", "2026-12-04T08:00", code=2)  # 2: changes
     assert "changes not applied yet" in planned and "removed" in planned and removed in planned
     assert "not applied" in drip("status", "--now", "2026-12-04T08:00")
     ran = drip("run", "--once", "--now", "2026-12-04T08:00")

@@ -33,8 +33,9 @@ def at(day: int, hour: int = 7, minute: int = 30) -> dt.datetime:
     return dt.datetime(2026, 12, day, hour, minute, tzinfo=UTC)
 
 
-def reader(*, c_due: dt.datetime = at(6)) -> ActiveEnrollment:
-    """Got welcome, a and b; c is pending on 6 December at 08:30 Paris."""
+def reader(*, c_due: dt.datetime | None = None) -> ActiveEnrollment:
+    """Got welcome, a and b; c is pending (by default on 6 December at 08:30 Paris)."""
+    c_due = c_due or at(6)
     rows = {
         "welcome": Delivery(1, "welcome", "received", START, START),
         "article:/a/": Delivery(2, "article:/a/", "received", at(3), at(3)),
@@ -127,9 +128,7 @@ def test_plan_says_whether_anything_changes() -> None:
     same = make_course(steps=V1)
     from drip.course.edits import fingerprint
 
-    p = edit_plan(
-        same, [reader()], applied_fingerprint=fingerprint(same), previous=specs(same), now=NOW
-    )
+    p = edit_plan(same, [reader()], applied_fingerprint=fingerprint(same), previous=specs(same), now=NOW)
     assert not p.has_changes
     assert planned(make_course(steps=V2)).has_changes
     assert isinstance(EnrollmentEdit(), EnrollmentEdit)

@@ -111,6 +111,7 @@ class Plan:
     cancel: tuple[int, ...] = field(default=(), repr=False)  # delivery ids
     reschedule: tuple[tuple[int, dt.datetime], ...] = field(default=(), repr=False)
     withdraw: tuple[int, ...] = field(default=(), repr=False)  # pending ids moved behind, skipped
+    pending: Mapping[str, int] = field(default_factory=dict, repr=False)  # step key → emails to send
 
     @property
     def has_changes(self) -> bool:
@@ -147,6 +148,38 @@ class ActiveEnrollment:
     started_at: dt.datetime
     timezone: str | None
     rows: Mapping[str, Delivery]
+
+
+@dataclass(frozen=True)
+class DeadLink:
+    """A step still to be sent that links to a post no content file provides: renamed or deleted."""
+
+    step_key: str
+    url: str
+    pending: int  # emails of that step still to be sent
+
+
+def dead_links(course: Course, pending: Mapping[str, int]) -> tuple[DeadLink, ...]:
+    """Steps with emails to send whose article (or one of a section's) has no post under content/."""
+    out: list[DeadLink] = []
+    for step in course.steps:
+        if not pending.get(step.key):
+            continue
+        articles = (step.article,) if step.article is not None else step.section_articles
+        for article in articles:
+            if not article.found:
+                out.append(DeadLink(step.key, article.url, pending[step.key]))
+    return tuple(out)
+
+
+def _pending(active: Sequence[ActiveEnrollment], edits: Sequence[EnrollmentEdit]) -> dict[str, int]:
+    """Emails still to send per step once the edit is applied."""
+    gone = {i for e in edits for i, _ in (*e.cancel, *e.withdraw)}
+    counts = Counter(
+        r.step_key for a in active for r in a.rows.values() if r.state == "waiting" and r.id not in gone
+    )
+    counts.update(n.step_key for e in edits for n in e.new if not n.skipped)
+    return dict(counts)
 
 
 def specs(course: Course) -> list[StepSpec]:
@@ -405,4 +438,5 @@ def edit_plan(
         cancel=tuple(i for e in edits for i, _ in e.cancel),
         reschedule=tuple((m.delivery_id, m.due_at) for m in moves),
         withdraw=tuple(i for e in edits for i, _ in e.withdraw),
+        pending=_pending(active, edits),
     )

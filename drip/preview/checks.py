@@ -342,6 +342,8 @@ def check_course_links(
             message = f"link {written!r} {message}"
         elif written.strip() != verdicts[href].site_path:
             message = f"link {written!r}: {message}"
+        if level == "warning" and verdicts[href].site_path in _sent_posts(course, base_url):
+            message = f"{message} (a post this course sends: renamed or deleted?)"
         problem = Problem(
             message,
             file=source.file if source else course.schedule_path,
@@ -352,6 +354,12 @@ def check_course_links(
         )
         (errors if level == "error" else warnings).append(problem)
     return count, sorted(errors, key=_position), sorted(warnings, key=_position)
+
+
+def _sent_posts(course: Course, base_url: str) -> set[str | None]:
+    """Site paths of the posts the course's steps send that no content file provides."""
+    articles = [a for s in course.steps for a in ((s.article,) if s.article else s.section_articles)]
+    return {normalise_path(p) for a in articles if not a.found and (p := site_path_of(a.url, base_url))}
 
 
 def _position(problem: Problem) -> tuple[str, int, int]:
