@@ -217,6 +217,7 @@ def _run_until(
     delta: dt.timedelta,
 ) -> None:
     """A simulated clock from ``start`` to ``end``, one line a tick that sent something."""
+    from drip.cli.progress import progress
     from drip.dispatch.batch import DispatchReport
     from drip.dispatch.worker import drain
     from drip.runtime import frozen_clock
@@ -224,15 +225,18 @@ def _run_until(
     out = runtime.console
     total = DispatchReport()
     moment = start
-    while moment <= end:
-        at = moment
-        report = drain(
-            site, engine, transport, runtime=runtime, clock=frozen_clock(at), worker=name, courses=courses
-        )
-        if report.claimed:
-            out.print(f"{at.isoformat(timespec='minutes')}  {_summary(report)}", markup=False)
-        total += report
-        moment = next_tick(moment, delta)
+    ticks = int((end - start) / delta) + 1
+    with progress(runtime, "simulating") as advance:
+        while moment <= end:
+            at = moment
+            report = drain(
+                site, engine, transport, runtime=runtime, clock=frozen_clock(at), worker=name, courses=courses
+            )
+            if report.claimed:
+                out.print(f"{at.isoformat(timespec='minutes')}  {_summary(report)}", markup=False)
+            total += report
+            moment = next_tick(moment, delta)
+            advance(1, ticks)
     out.print(f"until {end.isoformat(timespec='minutes')}: {_summary(total)}", markup=False)
 
 
