@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +19,7 @@ from delivery_fixtures import (
 )
 
 from drip.config import Site
-from drip.course.edits import ADDED_BEHIND, cadence
+from drip.course.edits import ADDED_BEHIND, MOVED_BEHIND, cadence
 from drip.course.models import Course
 from drip.dispatch.batch import dispatch_once
 from drip.runtime import Runtime
@@ -163,7 +164,7 @@ def test_added_ahead_is_scheduled_at_its_own_time_and_behind_is_skipped(site: Si
     assert ("lecteur1@example.org", "article:/x/") in {(m.to_email, m.step_key) for m in sent.sent}
 
 
-def test_backfill_sends_a_step_added_behind_without_a_burst(site: Site, store: Store) -> None:
+def test_backfill_appends_a_step_added_behind_without_a_burst(site: Site, store: Store) -> None:
     v1 = make_course(steps=V1)
     started(site, store, v1)
     v2 = make_course(steps=[V1[0], ("article:/early/", 1), *V1[1:]])
@@ -174,8 +175,11 @@ def test_backfill_sends_a_step_added_behind_without_a_burst(site: Site, store: S
     assert row.status == "pending"
     assert row.due_at >= now
     assert row.due_at >= got_b + cadence(v2)
-    # And c, still pending for subscriber 2, moves so it does not follow the backfill too closely.
-    assert by_key(store, 2)["article:/c/"].due_at >= row.due_at + cadence(v2)
+    # Backfill means `append`: the step comes after c, still pending for subscriber 2, at the cadence;
+    # c keeps its time.
+    c = by_key(store, 2)["article:/c/"]
+    assert c.updated_at == c.created_at
+    assert row.due_at >= c.due_at + cadence(v2)
 
 
 def test_an_added_step_never_lands_in_the_past_nor_too_close(site: Site, store: Store) -> None:
@@ -255,11 +259,11 @@ def test_cli_plan_then_run_applies_the_edit_and_status_tells(tmp_path: Path) -> 
     ).root
     runner = CliRunner()
 
-    def drip(*args: str) -> str:
+    def drip(*args: str, code: int = 0) -> str:
         result = runner.invoke(
             cli, ["--site", str(root), *args], catch_exceptions=False, env={"COLUMNS": "250"}
         )
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == code, result.output
         return result.output
 
     for i in (1, 2):
@@ -285,7 +289,7 @@ def test_cli_plan_then_run_applies_the_edit_and_status_tells(tmp_path: Path) -> 
     pillar.write_text(text.replace(line + "\n", ""), encoding="utf-8")
     removed = "article:/posts/vision-technique-roadmap-cto-strategy/"
 
-    planned = drip("plan", "le-role-du-cto", "--now", "2026-12-04T08:00")
+    planned = drip("plan", "le-role-du-cto", "--now", "2026-12-04T08:00", code=2)  # 2: changes
     assert "changes not applied yet" in planned and "removed" in planned and removed in planned
     assert "not applied" in drip("status", "--now", "2026-12-04T08:00")
     ran = drip("run", "--once", "--now", "2026-12-04T08:00")
@@ -337,3 +341,38 @@ def test_an_email_in_flight_counts_as_received_for_the_position(site: Site, stor
     # Nothing moves: the email in flight and those after it keep their times.
     assert one["article:/a/"].status == "pending"
     assert {k: r.due_at for k, r in one.items() if k != "article:/x/"} == before
+
+
+def test_when_added_policies_are_applied_through_the_store(site: Site, store: Store) -> None:
+    import dataclasses
+
+    v1 = make_course(steps=V1)
+    started(site, store, v1)
+    v2 = make_course(steps=[V1[0], ("article:/early/", 1), *V1[1:]])
+    v2 = dataclasses.replace(
+        v2,
+        steps=tuple(
+            dataclasses.replace(s, when_added="catch_up") if s.key == "article:/early/" else s
+            for s in v2.steps
+        ),
+    )
+    now = T0 + dt.timedelta(hours=2)
+    p = apply(site, store.engine, v2, now=now)
+    assert [(c.kind, c.key, c.scheduled, c.skipped, c.policy) for c in p.changes] == [
+        ("added", "article:/early/", 2, 0, "catch_up")
+    ]
+    early = by_key(store, 2)["article:/early/"]
+    assert early.status == "pending" and early.due_at >= now
+    assert early.due_at.astimezone(ZoneInfo("Europe/Paris")).time() == dt.time(8, 30)  # a send slot
+    assert by_key(store, 2)["article:/c/"].due_at >= early.due_at + cadence(v2)
+    # Moved behind subscriber 2 with `skip`: the pending c is recorded as skipped.
+    v3 = make_course(steps=[V1[0], ("article:/c/", 1), *V1[1:3]])
+    v3 = dataclasses.replace(
+        v3,
+        steps=tuple(
+            dataclasses.replace(s, when_added="skip") if s.key == "article:/c/" else s for s in v3.steps
+        ),
+    )
+    apply(site, store.engine, v3, now=now)
+    c = by_key(store, 2)["article:/c/"]
+    assert (c.status, c.note) == ("skipped", MOVED_BEHIND)

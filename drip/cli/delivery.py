@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from drip.config import Site
+    from drip.course.edits import DeadLink
     from drip.course.models import Course
     from drip.dispatch.batch import DispatchReport
     from drip.runtime import Runtime
@@ -216,6 +217,7 @@ def _run_until(
     delta: dt.timedelta,
 ) -> None:
     """A simulated clock from ``start`` to ``end``, one line a tick that sent something."""
+    from drip.cli.progress import progress
     from drip.dispatch.batch import DispatchReport
     from drip.dispatch.worker import drain
     from drip.runtime import frozen_clock
@@ -223,15 +225,18 @@ def _run_until(
     out = runtime.console
     total = DispatchReport()
     moment = start
-    while moment <= end:
-        at = moment
-        report = drain(
-            site, engine, transport, runtime=runtime, clock=frozen_clock(at), worker=name, courses=courses
-        )
-        if report.claimed:
-            out.print(f"{at.isoformat(timespec='minutes')}  {_summary(report)}", markup=False)
-        total += report
-        moment = next_tick(moment, delta)
+    ticks = int((end - start) / delta) + 1
+    with progress(runtime, "simulating") as advance:
+        while moment <= end:
+            at = moment
+            report = drain(
+                site, engine, transport, runtime=runtime, clock=frozen_clock(at), worker=name, courses=courses
+            )
+            if report.claimed:
+                out.print(f"{at.isoformat(timespec='minutes')}  {_summary(report)}", markup=False)
+            total += report
+            moment = next_tick(moment, delta)
+            advance(1, ticks)
     out.print(f"until {end.isoformat(timespec='minutes')}: {_summary(total)}", markup=False)
 
 
@@ -256,17 +261,67 @@ def _print_plan(out: Console, p: Plan, *, applied: bool) -> None:
     )
 
 
+def _print_dead_links(out: Console, dead: tuple[DeadLink, ...]) -> None:
+    """A post renamed or deleted under a step still to be sent: its emails would link nowhere."""
+    for d in dead:
+        out.print(
+            f"[yellow]warning:[/] {d.step_key} links to {d.url}, which no content file provides"
+            f" (renamed or deleted?): {plural(d.pending, 'email')} still to send; see drip check",
+            soft_wrap=True,
+        )
+
+
+def plan_json(p: Plan, dead: tuple[DeadLink, ...], *, applied: bool) -> dict[str, object]:
+    """What ``drip plan --json`` prints: the plan's figures, every change and every dead link."""
+    state = "applied" if applied else ("pending" if p.pending_version else "up to date")
+    return {
+        "course": p.course,
+        "state": state,
+        "fingerprint": p.fingerprint,
+        "applied_fingerprint": p.applied_fingerprint,
+        "active_subscribers": p.enrollments,
+        "changes": [
+            {
+                "kind": c.kind,
+                "step": c.key,
+                "detail": c.detail,
+                "scheduled": c.scheduled,
+                "skipped": c.skipped,
+                "cancelled": c.cancelled,
+                "when_added": c.policy,
+            }
+            for c in p.changes
+        ],
+        "shifted": p.shifted,
+        "due_next_24h": {"before": p.due_next_24h_before, "after": p.due_next_24h_after},
+        "dead_links": [{"step": d.step_key, "url": d.url, "pending": d.pending} for d in dead],
+    }
+
+
 @cli.command("plan")
 @click.argument("course_slug", metavar="COURSE")
 @click.option("--apply", "do_apply", is_flag=True, help="Do it now (drip run also does it when it starts).")
 @click.option(
-    "--backfill", is_flag=True, help="Send steps added behind a subscriber instead of skipping them."
+    "--backfill",
+    is_flag=True,
+    help="Send steps added behind a subscriber after their last email (when_added: append, for this run).",
 )
+@click.option("as_json", "--json", is_flag=True, help="Print the plan as JSON.")
 @now_option
 @click.pass_obj
-def plan_command(obj: Context, course_slug: str, do_apply: bool, backfill: bool, now: str | None) -> None:
-    """Say what the current course will do to subscribers already in it (added, removed, moved steps)."""
+def plan_command(
+    obj: Context, course_slug: str, do_apply: bool, backfill: bool, as_json: bool, now: str | None
+) -> None:
+    """Say what the current course will do to subscribers already in it (added, removed, moved steps).
+
+    Exit status: 0 when nothing would change, 2 when something would (or, with
+    --apply, did), 1 on errors. A step still to be sent whose post no content file
+    provides (renamed or deleted) is flagged.
+    """
+    import json
+
     from drip.course.compile import compile_course
+    from drip.course.edits import dead_links
     from drip.store.course_edits import apply, plan
 
     site = obj.site
@@ -274,10 +329,16 @@ def plan_command(obj: Context, course_slug: str, do_apply: bool, backfill: bool,
     moment = obj.at(now)
     out = obj.runtime.console
     with obj.store() as engine:
-        if do_apply:
-            _print_plan(out, apply(site, engine, course, now=moment, backfill=backfill), applied=True)
-        else:
-            _print_plan(out, plan(site, engine, course, now=moment, backfill=backfill), applied=False)
+        act = apply if do_apply else plan
+        p = act(site, engine, course, now=moment, backfill=backfill)
+    dead = dead_links(course, p.pending)
+    if as_json:
+        click.echo(json.dumps(plan_json(p, dead, applied=do_apply), indent=2, ensure_ascii=False))
+    else:
+        _print_plan(out, p, applied=do_apply)
+        _print_dead_links(out, dead)
+    if p.has_changes:
+        click.get_current_context().exit(2)
 
 
 def _when(due: dt.datetime | None, moment: dt.datetime) -> str:

@@ -109,13 +109,16 @@ def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now:
     """
     from rich.text import Text
 
+    from drip.cli.progress import progress
     from drip.course.compile import compile_course
     from drip.store.importer import import_csv
 
     moment = obj.at(now)
     course = compile_course(obj.site, course_slug)
-    with obj.store() as engine, engine.begin() as conn:
-        report = import_csv(conn, file, course, skip_invalid=skip_invalid, now=moment, secret=_secret(obj))
+    with obj.store() as engine, engine.begin() as conn, progress(obj.runtime, "importing") as advance:
+        report = import_csv(
+            conn, file, course, skip_invalid=skip_invalid, now=moment, secret=_secret(obj), progress=advance
+        )
     out, err = obj.runtime.console, obj.runtime.err_console
     for problem in report.skipped:
         err.print(Text("skipped: ", style="red") + Text(str(problem)))

@@ -23,7 +23,7 @@ from drip.content.links import absolute_url, resolve_article
 from drip.content.models import Article, Link, Pillar, ReadingItem, Section
 from drip.content.posts import normalise_path, site_path_of
 from drip.course.kinds import course_files
-from drip.course.models import Course, Step, StepKind
+from drip.course.models import Course, Step, StepKind, WhenAdded
 from drip.course.schedule import (
     MessageModel,
     Schedule,
@@ -262,6 +262,7 @@ class _Draft:
     section_articles: tuple[Article, ...] = ()
     immediate: bool = False
     override: MessageModel | None = None
+    when_added: WhenAdded | None = None  # the step's own; the course's default is applied in steps()
 
 
 def _text_in(value: str | dict[str, str] | None, locale: str, course_locale: str) -> str | None:
@@ -348,6 +349,7 @@ class _Compiler:
                 section_articles=d.section_articles,
                 immediate=d.immediate,
                 localised=self.localised(d.override),
+                when_added=d.when_added or self.model.when_added,
             )
             for n, d in enumerate(self.drafts, start=1)
         )
@@ -477,6 +479,7 @@ class _Compiler:
                 ),
                 preheader=self.pick(override, "preheader", preheader),
                 article=article,
+                when_added=override.when_added,
             )
         )
 
@@ -501,6 +504,7 @@ class _Compiler:
                 ),
                 section=section,
                 section_articles=articles,
+                when_added=override.when_added,
             )
         )
 
@@ -555,5 +559,6 @@ class _Compiler:
                 day=day,
                 subject=self.pick(override, "subject", subject),
                 preheader=self.pick(override, "preheader", preheader),
+                when_added=override.when_added,
             )
         )

@@ -10,11 +10,16 @@ The rules:
   own schedule, but never earlier than now and never closer than the course's
   cadence to the email before it (later pending emails shift to keep the gap).
 * A step **added behind** a subscriber's position (they already received a later
-  step) is recorded as skipped with note "added behind"; ``backfill`` sends it
-  instead, under the same spacing rule.
+  step) follows its ``when_added`` policy (the step's, else the course's):
+  ``skip`` (the default) records it as skipped with note "added behind";
+  ``catch_up`` sends it at the next send slot, and the pending emails after it
+  shift to keep the spacing; ``append`` sends it after their last email, at the
+  cadence. ``backfill`` means ``append`` for that run.
 * A **removed** step's pending deliveries are cancelled with note "step removed".
 * A **reordered or re-timed** step's pending delivery is rescheduled from the
-  enrollment's start, under the same spacing rule.
+  enrollment's start, under the same spacing rule; when it moved behind the
+  subscriber's position and declares a policy, that policy decides instead
+  (``skip`` records it as skipped with note "moved behind").
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from functools import cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from drip.course.models import Course, Step
+from drip.course.models import Course, Step, WhenAdded
 from drip.course.timing import due_at, resolve_timezone
 
 ADDED_BEHIND = "added behind"
+MOVED_BEHIND = "moved behind"
 STEP_REMOVED = "step removed"
 HORIZON = dt.timedelta(hours=24)
 
@@ -64,8 +70,9 @@ class StepChange:
     key: str
     detail: str  # "day 2 → 3", "position 4 → 2", "new at position 3"
     scheduled: int = 0  # subscribers who get (or get a new time for) this step
-    skipped: int = 0  # added behind their position: recorded as skipped
+    skipped: int = 0  # added (or moved) behind their position: recorded as skipped
     cancelled: int = 0  # removed: pending deliveries cancelled
+    policy: WhenAdded = "skip"  # what readers already past it get (see when_added)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,13 @@ class Plan:
     new: tuple[NewDelivery, ...] = field(default=(), repr=False)
     cancel: tuple[int, ...] = field(default=(), repr=False)  # delivery ids
     reschedule: tuple[tuple[int, dt.datetime], ...] = field(default=(), repr=False)
+    withdraw: tuple[int, ...] = field(default=(), repr=False)  # pending ids moved behind, skipped
+    pending: Mapping[str, int] = field(default_factory=dict, repr=False)  # step key → emails to send
+
+    @property
+    def has_changes(self) -> bool:
+        """Applying would change a delivery or the recorded version: what ``drip plan``'s exit code says."""
+        return self.pending_version or self.has_work
 
     @property
     def pending_version(self) -> bool:
@@ -111,7 +125,7 @@ class Plan:
 
     @property
     def has_work(self) -> bool:
-        return bool(self.new or self.cancel or self.reschedule)
+        return bool(self.new or self.cancel or self.reschedule or self.withdraw)
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,38 @@ class ActiveEnrollment:
     started_at: dt.datetime
     timezone: str | None
     rows: Mapping[str, Delivery]
+
+
+@dataclass(frozen=True)
+class DeadLink:
+    """A step still to be sent that links to a post no content file provides: renamed or deleted."""
+
+    step_key: str
+    url: str
+    pending: int  # emails of that step still to be sent
+
+
+def dead_links(course: Course, pending: Mapping[str, int]) -> tuple[DeadLink, ...]:
+    """Steps with emails to send whose article (or one of a section's) has no post under content/."""
+    out: list[DeadLink] = []
+    for step in course.steps:
+        if not pending.get(step.key):
+            continue
+        articles = (step.article,) if step.article is not None else step.section_articles
+        for article in articles:
+            if not article.found:
+                out.append(DeadLink(step.key, article.url, pending[step.key]))
+    return tuple(out)
+
+
+def _pending(active: Sequence[ActiveEnrollment], edits: Sequence[EnrollmentEdit]) -> dict[str, int]:
+    """Emails still to send per step once the edit is applied."""
+    gone = {i for e in edits for i, _ in (*e.cancel, *e.withdraw)}
+    counts = Counter(
+        r.step_key for a in active for r in a.rows.values() if r.state == "waiting" and r.id not in gone
+    )
+    counts.update(n.step_key for e in edits for n in e.new if not n.skipped)
+    return dict(counts)
 
 
 def specs(course: Course) -> list[StepSpec]:
@@ -214,6 +260,7 @@ class EnrollmentEdit:
     new: tuple[NewDelivery, ...] = ()
     cancel: tuple[tuple[int, str], ...] = ()  # (delivery id, step key) of a removed step
     moves: tuple[Move, ...] = ()
+    withdraw: tuple[tuple[int, str], ...] = ()  # (delivery id, step key) moved behind, skipped
     due_next_24h_before: int = 0
     due_next_24h_after: int = 0
 
@@ -229,48 +276,108 @@ def edit_enrollment(enrollment: ActiveEnrollment, edit: Edit) -> EnrollmentEdit:
     position = max((index[r.step_key] for r in received), default=-1)
     # The latest email they got: nothing new may follow it closer than the cadence.
     last = max((r.sent_at or r.due_at for r in received), default=None)
-    new, moves, after = _walk(enrollment, edit, position=position, last=last)
-    return EnrollmentEdit(new, cancel, moves, before, after)
+    walk = _Walk(enrollment, edit, position, last)
+    walk.run()
+    after = sum(when <= horizon for when in walk.times)
+    return EnrollmentEdit(
+        new=tuple(walk.new),
+        cancel=cancel,
+        moves=tuple(walk.moves),
+        withdraw=tuple(walk.withdraw),
+        due_next_24h_before=before,
+        due_next_24h_after=after,
+    )
 
 
-def _walk(
-    enrollment: ActiveEnrollment, edit: Edit, *, position: int, last: dt.datetime | None
-) -> tuple[tuple[NewDelivery, ...], tuple[Move, ...], int]:
-    """From the first added or moved step on, each pending email keeps at least the cadence
-    after the one before it and is never in the past; returns new rows, moves, and how many
-    are due within the horizon."""
-    course, now, gap, horizon = edit.course, edit.now, edit.gap, edit.horizon
-    tz: ZoneInfo = resolve_timezone(enrollment.timezone, course.timezone)[0]
-    new: list[NewDelivery] = []
-    moves: list[Move] = []
-    after = 0
-    disturbed = False
+def behind_policy(step: Step, edit: Edit, *, added: bool) -> WhenAdded | None:
+    """What a step behind the reader's position does: None keeps a moved step's own schedule."""
+    if added and edit.backfill:
+        return "append"
+    if step.when_added is None:
+        return "skip" if added else None
+    return step.when_added
 
-    def own(step: Step) -> dt.datetime:
+
+def next_slot(moment: dt.datetime, course: Course, tz: ZoneInfo) -> dt.datetime:
+    """The first time of the course's send window at or after ``moment``, in the reader's zone."""
+    return due_at(moment, 0, course.window, tz)
+
+
+class _Walk:
+    """One enrollment's walk through the course; what it decides accumulates on the instance."""
+
+    def __init__(
+        self, enrollment: ActiveEnrollment, edit: Edit, position: int, last: dt.datetime | None
+    ) -> None:
+        self.enrollment, self.edit, self.position, self.last = enrollment, edit, position, last
+        self.tz: ZoneInfo = resolve_timezone(enrollment.timezone, edit.course.timezone)[0]
+        self.new: list[NewDelivery] = []
+        self.moves: list[Move] = []
+        self.withdraw: list[tuple[int, str]] = []
+        self.times: list[dt.datetime] = []  # every pending due time after the edit
+        self.appended: list[tuple[Step, Delivery | None]] = []
+        self.disturbed = False
+
+    def own(self, step: Step) -> dt.datetime:
         """The step's own schedule from the enrollment's start."""
-        return due_at(enrollment.started_at, step.day, course.window, tz, immediate=step.immediate)
+        course = self.edit.course
+        return due_at(self.enrollment.started_at, step.day, course.window, self.tz, immediate=step.immediate)
 
-    for i, step in enumerate(course.steps):
-        key = step.key
-        row = enrollment.rows.get(key)
-        if row is not None and row.state != "waiting":
-            continue  # received (counted in `last`), or failed, cancelled, skipped
+    def spaced(self, when: dt.datetime) -> dt.datetime:
+        return spaced(when, self.edit.now, self.last, self.edit.gap)
+
+    def place(self, step: Step, row: Delivery | None, when: dt.datetime, *, moved: bool) -> None:
+        """Record ``step`` at ``when``: a new row, or a move of its pending one."""
         if row is None:
-            if i < position and not edit.backfill:
-                new.append(NewDelivery(enrollment.id, enrollment.subscriber_id, key, now, True, ADDED_BEHIND))
-                continue
-            disturbed = True
-            when = spaced(own(step), now, last, gap)
-            new.append(NewDelivery(enrollment.id, enrollment.subscriber_id, key, when))
+            self.new.append(NewDelivery(self.enrollment.id, self.enrollment.subscriber_id, step.key, when))
+        elif when != row.due_at:
+            self.moves.append(Move(row.id, step.key, when, moved))
+        self.times.append(when)
+        self.last = when if self.last is None else max(self.last, when)
+
+    def run(self) -> None:
+        """From the first added or moved step on, each pending email keeps at least the cadence
+        after the one before it and is never in the past; steps behind follow their policy."""
+        for i, step in enumerate(self.edit.course.steps):
+            row = self.enrollment.rows.get(step.key)
+            if row is not None and row.state != "waiting":
+                continue  # received (counted in `last`), or failed, cancelled, skipped
+            moved = row is not None and step.key in self.edit.moved
+            policy = behind_policy(step, self.edit, added=row is None) if i < self.position else None
+            if (row is None or moved) and policy is not None:
+                self.behind(step, row, policy)
+            elif row is None:
+                self.disturbed = True
+                self.place(step, None, self.spaced(self.own(step)), moved=False)
+            else:
+                self.disturbed = self.disturbed or moved
+                when = self.spaced(self.own(step) if moved else row.due_at) if self.disturbed else row.due_at
+                self.place(step, row, when, moved=moved)
+        self.append_tail()
+
+    def behind(self, step: Step, row: Delivery | None, policy: WhenAdded) -> None:
+        """A step the reader is already past: skipped, caught up now, or kept for the end."""
+        if policy == "skip":
+            if row is None:
+                enrollment = self.enrollment
+                now = self.edit.now
+                self.new.append(
+                    NewDelivery(enrollment.id, enrollment.subscriber_id, step.key, now, True, ADDED_BEHIND)
+                )
+            else:
+                self.withdraw.append((row.id, step.key))
+        elif policy == "catch_up":
+            self.disturbed = True
+            floor = self.edit.now if self.last is None else max(self.edit.now, self.last + self.edit.gap)
+            self.place(step, row, next_slot(floor, self.edit.course, self.tz), moved=True)
         else:
-            moved = key in edit.moved
-            disturbed = disturbed or moved
-            when = spaced(own(step) if moved else row.due_at, now, last, gap) if disturbed else row.due_at
-            if when != row.due_at:
-                moves.append(Move(row.id, key, when, moved))
-        after += when <= horizon
-        last = when if last is None else max(last, when)
-    return tuple(new), tuple(moves), after
+            self.appended.append((step, row))
+
+    def append_tail(self) -> None:
+        """Appended steps follow the reader's last email, one cadence apart, in course order."""
+        for step, row in self.appended:
+            floor = self.edit.now if self.last is None else max(self.edit.now, self.last + self.edit.gap)
+            self.place(step, row, next_slot(floor, self.edit.course, self.tz), moved=True)
 
 
 def _changes(
@@ -282,16 +389,22 @@ def _changes(
     """Per step: added (how many scheduled, how many skipped), moved, or removed (how many cancelled)."""
     added = Counter(n.step_key for e in edits for n in e.new if not n.skipped)
     skipped = Counter(n.step_key for e in edits for n in e.new if n.skipped)
+    withdrawn = Counter(key for e in edits for _, key in e.withdraw)
     cancelled = Counter(key for e in edits for _, key in e.cancel)
     rescheduled = Counter(m.step_key for e in edits for m in e.moves if m.moved)
     previous_keys = {s.key for s in previous} if previous is not None else None
     keys = [s.key for s in course.steps]
     changes: list[StepChange] = []
-    for i, key in enumerate(keys):
+    for i, step in enumerate(course.steps):
+        key = step.key
+        policy = step.when_added or "skip"
         if added[key] or skipped[key] or (previous_keys is not None and key not in previous_keys):
-            changes.append(StepChange("added", key, f"new at position {i + 1}", added[key], skipped[key]))
+            detail = f"new at position {i + 1}"
+            changes.append(StepChange("added", key, detail, added[key], skipped[key], policy=policy))
         elif key in moved:
-            changes.append(StepChange("moved", key, moved[key], scheduled=rescheduled[key]))
+            changes.append(
+                StepChange("moved", key, moved[key], rescheduled[key], withdrawn[key], policy=policy)
+            )
     gone = {k for k in previous_keys or () if k not in keys} | set(cancelled)
     for key in sorted(gone):
         changes.append(StepChange("removed", key, "no longer in the course", cancelled=cancelled[key]))
@@ -324,4 +437,6 @@ def edit_plan(
         new=tuple(n for e in edits for n in e.new),
         cancel=tuple(i for e in edits for i, _ in e.cancel),
         reschedule=tuple((m.delivery_id, m.due_at) for m in moves),
+        withdraw=tuple(i for e in edits for i, _ in e.withdraw),
+        pending=_pending(active, edits),
     )

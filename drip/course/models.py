@@ -23,6 +23,9 @@ class SendWindow:
 
 
 StepKind = Literal["welcome", "article", "section", "closing"]
+# What a step added or moved behind a reader's position does for that reader (drip.course.edits).
+WhenAdded = Literal["catch_up", "skip", "append"]
+WHEN_ADDED: tuple[WhenAdded, ...] = ("catch_up", "skip", "append")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Step:
     section: Section | None = None
     section_articles: tuple[Article, ...] = ()
     immediate: bool = False  # sent as soon as due, ignoring the send window (welcome)
+    when_added: WhenAdded | None = None  # None: added behind is skipped, moved keeps its own schedule
     localised: tuple[tuple[str, str, str], ...] = ()  # (locale, subject, preheader) beyond the course's
 
     def texts(self, locale: str) -> tuple[str, str]:

@@ -34,7 +34,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drip.config import Site, check_locale, check_timezone
-from drip.course.models import Sender, SendWindow
+from drip.course.models import Sender, SendWindow, WhenAdded
 from drip.course.timing import parse_time, parse_weekdays
 from drip.errors import InputError, Problem, ScheduleError, did_you_mean
 from drip.inputs.yamlfile import KeyPath, Positions, load_yaml_file, validate
@@ -150,6 +150,7 @@ class TimedMessageModel(MessageModel):
     """A message override that may also move its email to another day after enrollment."""
 
     day: int | None = Field(default=None, ge=0, le=3650)
+    when_added: WhenAdded | None = None  # readers already past this step when it is added or moved
 
 
 class SenderModel(_Strict):
@@ -232,6 +233,7 @@ class ScheduleModel(_Strict):
     other_pillars: str | None = None
     send_window: WindowModel = Field(default_factory=WindowModel)
     cadence: int = Field(default=2, ge=1, le=365)
+    when_added: WhenAdded | None = None  # the course's default for its steps (unset: skip)
     welcome: MessageModel | None = Field(default_factory=MessageModel)
     articles: dict[str, TimedMessageModel] = Field(default_factory=dict)
     sections: dict[str, TimedMessageModel] = Field(default_factory=dict)

@@ -342,6 +342,8 @@ def check_course_links(
             message = f"link {written!r} {message}"
         elif written.strip() != verdicts[href].site_path:
             message = f"link {written!r}: {message}"
+        if level == "warning" and verdicts[href].site_path in _sent_posts(course, base_url):
+            message = f"{message} (a post this course sends: renamed or deleted?)"
         problem = Problem(
             message,
             file=source.file if source else course.schedule_path,
@@ -352,6 +354,12 @@ def check_course_links(
         )
         (errors if level == "error" else warnings).append(problem)
     return count, sorted(errors, key=_position), sorted(warnings, key=_position)
+
+
+def _sent_posts(course: Course, base_url: str) -> set[str | None]:
+    """Site paths of the posts the course's steps send that no content file provides."""
+    articles = [a for s in course.steps for a in ((s.article,) if s.article else s.section_articles)]
+    return {normalise_path(p) for a in articles if not a.found and (p := site_path_of(a.url, base_url))}
 
 
 def _position(problem: Problem) -> tuple[str, int, int]:
@@ -388,6 +396,28 @@ def check_site(site: Site, *, strict: bool = False, now: dt.datetime | None = No
     warnings.extend(unused_site_templates(site.templates_dir))
     _collect(errors, check_templates, environment(site.templates_dir))  # even when no course compiles
     known: set[str] = index.known_urls() if index is not None else set()
+    emails, links = _check_emails(site, courses, known, errors, warnings)
+    from drip.preview.newsletters import check_newsletters  # it builds on this module's link checks
+
+    newsletter_errors, newsletter_warnings = check_newsletters(site, index, known)
+    errors.extend(newsletter_errors)
+    warnings.extend(newsletter_warnings)
+    if strict:
+        errors.extend(replace(w, message=f"{w.message} (strict)") for w in warnings)
+        warnings = []
+    return CheckReport(
+        courses=len(courses),
+        emails=emails,
+        links=links,
+        errors=_unique(errors),
+        warnings=_unique(warnings),
+    )
+
+
+def _check_emails(
+    site: Site, courses: Sequence[Course], known: set[str], errors: list[Problem], warnings: list[Problem]
+) -> tuple[int, int]:
+    """Render every email of every course and check its links; (emails, links) counted."""
     emails = links = 0
     for course in courses:
         values = sample_values(site, course)
@@ -404,21 +434,7 @@ def check_site(site: Site, *, strict: bool = False, now: dt.datetime | None = No
         links += count
         errors.extend(link_errors)
         warnings.extend(link_warnings)
-    from drip.preview.newsletters import check_newsletters  # it builds on this module's link checks
-
-    newsletter_errors, newsletter_warnings = check_newsletters(site, index, known)
-    errors.extend(newsletter_errors)
-    warnings.extend(newsletter_warnings)
-    if strict:
-        errors.extend(replace(w, message=f"{w.message} (strict)") for w in warnings)
-        warnings = []
-    return CheckReport(
-        courses=len(courses),
-        emails=emails,
-        links=links,
-        errors=_unique(errors),
-        warnings=_unique(warnings),
-    )
+    return emails, links
 
 
 def _personal_links(values: Mapping[str, str]) -> Sequence[str]:

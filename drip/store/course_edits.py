@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from drip.config import Site
 from drip.course.edits import (
     ADDED_BEHIND,
+    MOVED_BEHIND,
     STEP_REMOVED,
     ActiveEnrollment,
     Delivery,
@@ -45,6 +46,7 @@ from drip.store.schema import (
 # Re-exported: callers that plan and apply through the store name them here.
 __all__ = [
     "ADDED_BEHIND",
+    "MOVED_BEHIND",
     "STEP_REMOVED",
     "Plan",
     "StepChange",
@@ -145,6 +147,13 @@ def apply(site: Site, engine: sa.Engine, course: Course, *, now: dt.datetime, ba
                 .where(pending_only)
                 .values(status="cancelled", note=STEP_REMOVED, updated_at=now),
                 [{"b_id": i} for i in done.cancel],
+            )
+        if done.withdraw:
+            conn.execute(
+                deliveries.update()
+                .where(pending_only)
+                .values(status=SKIPPED, note=MOVED_BEHIND, updated_at=now),
+                [{"b_id": i} for i in done.withdraw],
             )
         if done.reschedule:
             conn.execute(

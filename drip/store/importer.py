@@ -21,8 +21,15 @@ import sqlalchemy as sa
 from drip.course.models import Course
 from drip.errors import InputError, Problem, closest
 from drip.inputs.textfile import read_text
-from drip.store.enrollments import enroll_many
-from drip.store.subscribers import FieldError, Profile, make_profile, store_profiles, suppressed_addresses
+from drip.store.enrollments import Enrolled, enroll_many
+from drip.store.subscribers import (
+    FieldError,
+    Profile,
+    Upserted,
+    make_profile,
+    store_profiles,
+    suppressed_addresses,
+)
 
 KNOWN_COLUMNS = ("email", "name", "locale", "timezone")
 DELIMITERS = ",;\t"
@@ -177,6 +184,34 @@ def _row(
     return CsvRow(line, profile), None
 
 
+IMPORT_CHUNK = 5000  # rows stored and enrolled at a time, so a progress bar can move
+
+
+def _store_and_enroll(
+    conn: sa.Connection,
+    rows: list[CsvRow],
+    course: Course,
+    *,
+    now: dt.datetime,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[Upserted], Enrolled]:
+    """Upsert and enroll ``rows`` chunk by chunk, in the caller's transaction."""
+    stored: list[Upserted] = []
+    ids: dict[int, int] = {}
+    new: set[int] = set()
+    refused: dict[int, str] = {}
+    for start in range(0, len(rows), IMPORT_CHUNK):
+        chunk = store_profiles(conn, [row.profile for row in rows[start : start + IMPORT_CHUNK]], now=now)
+        done = enroll_many(conn, [result.id for result in chunk], course, now=now)
+        stored.extend(chunk)
+        ids.update(done.ids)
+        new.update(done.new)
+        refused.update(done.refused)
+        if progress is not None:
+            progress(len(chunk), len(rows))
+    return stored, Enrolled(ids=ids, new=frozenset(new), refused=refused)
+
+
 def import_csv(
     conn: sa.Connection,
     path: Path,
@@ -185,13 +220,15 @@ def import_csv(
     skip_invalid: bool = False,
     now: dt.datetime,
     secret: Callable[[], str],
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """Upsert every row and enroll it in ``course``, in the caller's transaction.
 
     With a bad row and no ``skip_invalid``: an :class:`InputError` listing every
     bad row, before anything is written. Addresses on the suppression list (erased,
     bounced, complained) are left out with a warning; ``secret`` gives the key
-    their hashes need, asked for only when the list is not empty.
+    their hashes need, asked for only when the list is not empty. ``progress`` is told
+    how many rows each chunk stored and enrolled, and out of how many.
     """
     parsed = read_csv(path)
     if parsed.problems and not skip_invalid:
@@ -210,8 +247,7 @@ def import_csv(
         for row in parsed.rows
         if row.profile.email in suppressed
     )
-    stored = store_profiles(conn, [row.profile for row in rows], now=now)
-    enrolled = enroll_many(conn, [result.id for result in stored], course, now=now)
+    stored, enrolled = _store_and_enroll(conn, rows, course, now=now, progress=progress)
     warnings.extend(
         Problem(enrolled.refused[result.id], file=path, line=row.line, key="email")
         for row, result in zip(rows, stored, strict=True)

@@ -1,0 +1,228 @@
+"""``drip init``: start from an existing (Hugo-style) site in one command, never overwriting a file.
+
+Site name, base URL and language come from Hugo's config (``hugo.toml``, ``hugo.yaml``, ``config.toml``…)
+when there is one; the sender, postal address and time zone from flags, or questions on a terminal. Each
+pillar page with a reading path gets a commented schedule. A broken Hugo config is a located error.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import click
+
+from drip.cli import Context, cli
+from drip.errors import InputError, Problem
+
+HUGO_CONFIGS = ("hugo.toml", "hugo.yaml", "hugo.yml", "hugo.json", "config.toml", "config.yaml", "config.yml")
+LOCALES = ("fr", "en")
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class HugoSite:
+    """What drip takes from Hugo's config: all optional."""
+
+    path: Path | None = None
+    title: str | None = None
+    base_url: str | None = None
+    language: str | None = None
+
+
+def read_hugo_config(root: Path) -> HugoSite:
+    """The first Hugo config found at ``root``; a located error when it cannot be read."""
+    for name in HUGO_CONFIGS:
+        path = root / name
+        if path.is_file():
+            data = _parse(path)
+            lang = data.get("languageCode") or data.get("defaultContentLanguage")
+            return HugoSite(
+                path,
+                _text(data.get("title")),
+                _text(data.get("baseURL") or data.get("baseurl")),
+                _text(lang),
+            )
+    return HugoSite()
+
+
+def _parse(path: Path) -> Mapping[str, Any]:
+    import json
+
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            data: object = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(Problem(f"cannot read Hugo's config: {exc}", file=path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(Problem(f"not valid TOML: {exc}", file=path)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(Problem(f"not valid JSON: {exc.msg}", file=path, line=exc.lineno)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise InputError(
+            Problem(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=path, line=line)
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(Problem("Hugo's config must be a mapping of settings", file=path))
+    return data
+
+
+def _text(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def drip_yaml(values: Mapping[str, str]) -> str:
+    """drip.yaml for these answers; every value quoted so YAML reads it back as written."""
+    import json
+
+    q = {k: json.dumps(v, ensure_ascii=False) for k, v in values.items()}
+    return f"""# drip.yaml, written by `drip init`: see the README for every setting.
+site:
+  name: {q["name"]}
+  base_url: {q["base_url"]}
+  locale: {q["locale"]}                 # fr | en
+  timezone: {q["timezone"]}    # for subscribers without one
+sender:
+  name: {q["sender_name"]}
+  email: {q["sender_email"]}
+postal_address: {q["postal_address"]}
+database: "sqlite:///drip.db"   # or postgresql+psycopg://…; DRIP_DATABASE_URL wins
+transport:
+  backend: outbox               # outbox | smtp | sendgrid
+"""
+
+
+def schedule_yaml(pillar: str, title: str, *, closing: bool) -> str:
+    """A commented schedule for one pillar page: the defaults spelt out, ready to edit."""
+    import json
+
+    return f"""# Course compiled from the pillar page {pillar}: a welcome email, one email per
+# article of its reading path, in order{", then the go-deeper resource" if closing else ""}.
+pillar: {json.dumps(pillar, ensure_ascii=False)}
+title: {json.dumps(title, ensure_ascii=False)}
+send_window:
+  time: "08:30"       # in each subscriber's time zone
+  days: weekdays      # or [mon, wed, fri], "every day"
+cadence: 2            # days between emails
+# when_added: skip    # readers already past a step added later: skip | catch_up | append
+# articles:           # per-article overrides, by URL
+#   /posts/example/: {{subject: "…", day: 5}}
+{"" if closing else "closing: false       # the page has no go-deeper resource nor other pillars" + chr(10)}"""
+
+
+def _ask(given: str | None, prompt: str, default: str | None, *, yes: bool) -> str:
+    """A flag's value, else the default with --yes, else a question."""
+    if given is not None:
+        return given
+    if yes:
+        if default is None:
+            raise click.UsageError(f"--yes needs a value for {prompt.lower()}: give it as a flag")
+        return default
+    return str(click.prompt(prompt, default=default))
+
+
+def _answers(root: Path, hugo: HugoSite, flags: Mapping[str, str | None], yes: bool) -> dict[str, str]:
+    lang = (hugo.language or "").split("-")[0].lower()
+    base = _ask(flags["base_url"], "Base URL", hugo.base_url, yes=yes).rstrip("/")
+    name = _ask(flags["name"], "Site name", hugo.title or root.resolve().name, yes=yes)
+    host = urlsplit(base).hostname or "example.org"
+    return {
+        "name": name,
+        "base_url": base,
+        "locale": _ask(flags["locale"], "Language (fr or en)", lang if lang in LOCALES else "en", yes=yes),
+        "timezone": _ask(flags["timezone"], "Time zone", "UTC", yes=yes),
+        "sender_name": _ask(flags["sender_name"], "Sender name", name, yes=yes),
+        "sender_email": _ask(flags["sender_email"], "Sender email", f"newsletter@{host}", yes=yes),
+        "postal_address": _ask(
+            flags["postal_address"], "Postal address (required in every email)", None, yes=yes
+        ),
+    }
+
+
+def _pillar_schedules(root: Path) -> dict[str, str]:
+    """Schedule file name → text, for every pillar page under content/ that has a reading path."""
+    from drip.content.pillar import read_pillar
+    from drip.content.posts import load_content
+
+    content = root / "content"
+    if not content.is_dir():
+        return {}
+    index = load_content(content)
+    out: dict[str, str] = {}
+    for slug, path in sorted(index.pillars.items()):
+        try:
+            pillar = read_pillar(path, content=index)
+        except InputError:
+            continue  # no reading path, or broken: `drip check` says why once it is scheduled
+        if not pillar.reading_path:
+            continue
+        ref = slug if path.parent == content else path.relative_to(content).as_posix()
+        closing = bool(pillar.deeper or pillar.other_pillars)
+        out[f"{slug.replace('/', '-')}.yaml"] = schedule_yaml(ref, pillar.title, closing=closing)
+    return out
+
+
+def _write_new(path: Path, text: str) -> bool:
+    """Write ``path`` unless it exists: re-running init never overwrites a file."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
+def _option(name: str, text: str) -> Callable[[FC], FC]:
+    return click.option(f"--{name}", name.replace("-", "_"), metavar="TEXT", help=text)
+
+
+@cli.command()
+@click.option("--yes", "-y", is_flag=True, help="Ask nothing: Hugo's config, flags and defaults only.")
+@_option("name", "Site name (default: Hugo's title).")
+@_option("base-url", "Base URL (default: Hugo's baseURL).")
+@_option("locale", "fr or en (default: Hugo's languageCode).")
+@_option("timezone", "IANA zone for subscribers without one (default: UTC).")
+@_option("sender-name", "Sender name (default: the site name).")
+@_option("sender-email", "Sender address (default: newsletter@ the site's host).")
+@_option("postal-address", "Postal address shown in every email (required).")
+@click.pass_obj
+def init(obj: Context, /, yes: bool, **flags: str | None) -> None:
+    """Start drip in an existing site: drip.yaml and one schedule per pillar page with a reading path.
+
+    Reads the site name, base URL and language from Hugo's config when present; asks
+    for the rest (or takes flags, with --yes). An existing file is never overwritten.
+    """
+    from drip.config import load_site
+
+    root = obj.site_dir
+    hugo = read_hugo_config(root)
+    echo = obj.runtime.console.print
+    config = root / "drip.yaml"
+    if config.exists():
+        echo("kept drip.yaml (it exists)", markup=False)
+    else:
+        if hugo.path is not None:
+            echo(f"reading {hugo.path.name}", markup=False)
+        _write_new(config, drip_yaml(_answers(root, hugo, flags, yes)))
+        load_site(root)  # a value the answers got wrong is a located error now, not at the first send
+        echo("wrote drip.yaml", markup=False)
+    for name, text in _pillar_schedules(root).items():
+        done = _write_new(root / "schedules" / name, text)
+        echo(f"{'wrote' if done else 'kept'} schedules/{name}{'' if done else ' (it exists)'}", markup=False)
+    (root / "schedules").mkdir(exist_ok=True)
+    echo("no weekly digest schedule: newsletters are not available yet", markup=False)
+    echo("next: drip check", markup=False)

@@ -1,0 +1,100 @@
+"""`drip init` in a Hugo-style site: drip.yaml from Hugo's config, one schedule per pillar, never overwriting."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from drip.cli import _register, cli
+
+REPO = Path(__file__).resolve().parent.parent
+FLAGS = ("--postal-address", "12 rue des Lilas, 69003 Lyon", "--timezone", "Europe/Paris")
+
+
+@pytest.fixture
+def hugo(tmp_path: Path) -> Path:
+    _register()
+    shutil.copytree(REPO / "content", tmp_path / "content")
+    return tmp_path
+
+
+def drip(root: Path, *args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(cli, ["--site", str(root), *args], input=stdin)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        (
+            "hugo.toml",
+            'baseURL = "https://cto.example.org/"\ntitle = "Le métier de CTO"\nlanguageCode = "fr-fr"\n',
+        ),
+        ("hugo.yaml", "baseURL: https://cto.example.org/\ntitle: Le métier de CTO\nlanguageCode: fr\n"),
+        (
+            "config.toml",
+            'baseurl = "https://cto.example.org"\ntitle = "Le métier de CTO"\ndefaultContentLanguage = "fr"\n',
+        ),
+    ],
+)
+def test_init_reads_hugo_and_check_then_passes(hugo: Path, name: str, text: str) -> None:
+    (hugo / name).write_text(text, encoding="utf-8")
+    result = drip(hugo, "init", "--yes", *FLAGS)
+    assert result.exit_code == 0, result.output
+    config = (hugo / "drip.yaml").read_text(encoding="utf-8")
+    assert 'name: "Le métier de CTO"' in config
+    assert 'base_url: "https://cto.example.org"' in config
+    assert 'locale: "fr"' in config
+    schedule = (hugo / "schedules" / "le-role-du-cto.yaml").read_text(encoding="utf-8")
+    assert schedule.startswith("# Course compiled from the pillar page le-role-du-cto")
+    assert "newsletters are not available yet" in result.output
+    checked = drip(hugo, "check")
+    assert checked.exit_code == 0, checked.output
+    assert "1 course, 5 emails" in checked.output
+
+
+def test_rerunning_never_overwrites_a_file(hugo: Path) -> None:
+    (hugo / "hugo.toml").write_text('baseURL = "https://cto.example.org/"\ntitle = "T"\n', encoding="utf-8")
+    assert drip(hugo, "init", "--yes", *FLAGS).exit_code == 0
+    (hugo / "drip.yaml").write_text((hugo / "drip.yaml").read_text() + "# mine\n")
+    (hugo / "schedules" / "le-role-du-cto.yaml").write_text("pillar: le-role-du-cto\n")
+    again = drip(hugo, "init", "--yes", *FLAGS)
+    assert again.exit_code == 0, again.output
+    assert "kept drip.yaml" in again.output and "kept schedules/le-role-du-cto.yaml" in again.output
+    assert (hugo / "drip.yaml").read_text().endswith("# mine\n")
+    assert (hugo / "schedules" / "le-role-du-cto.yaml").read_text() == "pillar: le-role-du-cto\n"
+
+
+def test_questions_without_yes(hugo: Path) -> None:
+    answers = "https://cto.example.org\nMon site\nen\nEurope/Paris\n\n\n1 rue X, Paris\n"
+    result = drip(hugo, "init", stdin=answers)
+    assert result.exit_code == 0, result.output
+    config = (hugo / "drip.yaml").read_text(encoding="utf-8")
+    assert 'name: "Mon site"' in config and 'email: "newsletter@cto.example.org"' in config
+    assert drip(hugo, "check").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        ("hugo.toml", 'baseURL = "https://x.org\n', "hugo.toml: not valid TOML"),
+        ("hugo.yaml", "title: [unclosed\n", "hugo.yaml:2: not valid YAML"),
+        ("hugo.yaml", "- a list\n", "hugo.yaml: Hugo's config must be a mapping"),
+    ],
+)
+def test_a_broken_hugo_config_is_a_located_error(hugo: Path, name: str, text: str, where: str) -> None:
+    (hugo / name).write_text(text, encoding="utf-8")
+    result = drip(hugo, "init", "--yes", *FLAGS)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert where in result.output.replace(str(hugo) + "/", "")
+    assert not (hugo / "drip.yaml").exists()
+
+
+def test_no_hugo_config_and_yes_needs_the_base_url(hugo: Path) -> None:
+    result = drip(hugo, "init", "--yes", *FLAGS)
+    assert result.exit_code == 2 and "base url" in result.output.lower()
+    done = drip(hugo, "init", "--yes", "--base-url", "https://example.org", *FLAGS)
+    assert done.exit_code == 0, done.output
