@@ -150,7 +150,7 @@ def _located_reader_error(text: str, exc: yaml.reader.ReaderError) -> yaml.Marke
     at = min(max(exc.position, 0), len(text))
     line = text.count("\n", 0, at)
     column = at - (text.rfind("\n", 0, at) + 1)
-    mark = yaml.Mark("<text>", at, line, column, None, None)
+    mark = yaml.Mark("<text>", at, line, column, None, None)  # type: ignore[arg-type]  # no buffer to quote
     problem = f"character #x{exc.character:04x}: {exc.reason}"
     return yaml.MarkedYAMLError(problem=problem, problem_mark=mark)
 
