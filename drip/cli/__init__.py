@@ -63,11 +63,16 @@ class Context:
     @contextmanager
     def store(self) -> Iterator[sa.Engine]:
         """The site's store, schema checked; its connections are closed when the command is done."""
-        from drip.store.db import open_store
+        import sqlalchemy as sa
+
+        from drip.store.db import open_store, store_failure
 
         engine = open_store(self.site.database_url)
         try:
             yield engine
+        except sa.exc.DBAPIError as exc:
+            # SQLAlchemy's own message quotes the statement and its parameters: people's addresses.
+            raise store_failure(engine.url, exc, "use") from None
         finally:
             engine.dispose()
 

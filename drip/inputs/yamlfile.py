@@ -136,20 +136,39 @@ def parse_yaml(text: str, file: Path | None = None, *, line_offset: int = 0) -> 
     """Parse one YAML document; raise :class:`InputError`-ready problems on syntax errors."""
     pos = Positions(file=file, offset=line_offset)
     try:
-        node = yaml.compose(text, Loader=_COMPOSER)
+        node = _compose(text)
+    except yaml.reader.ReaderError as exc:
+        raise _located_reader_error(text, exc) from None
+    if node is None:
+        return None, pos
+    return _walk(node, (), pos), pos
+
+
+def _located_reader_error(text: str, exc: yaml.reader.ReaderError) -> yaml.MarkedYAMLError:
+    """A character YAML does not allow (a control character, say) at its line and column;
+    PyYAML's own error gives only an offset into the text."""
+    at = min(max(exc.position, 0), len(text))
+    line = text.count("\n", 0, at)
+    column = at - (text.rfind("\n", 0, at) + 1)
+    mark = yaml.Mark("<text>", at, line, column, None, None)  # type: ignore[arg-type]  # no buffer to quote
+    problem = f"character #x{exc.character:04x}: {exc.reason}"
+    return yaml.MarkedYAMLError(problem=problem, problem_mark=mark)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The document's node tree: libyaml's, and the pure-Python parser's stable messages on errors."""
+    try:
+        return yaml.compose(text, Loader=_COMPOSER)
     except yaml.YAMLError as exc:
         if "nesting depth" in str(exc):
             raise  # libyaml's own bound, located; the pure-Python parser would recurse a long while first
         # Same fault, reported by the pure-Python parser: its messages are the stable ones.
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            return yaml.compose(text, Loader=yaml.SafeLoader)
         except RecursionError:
             raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
     except RecursionError:
         raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
-    if node is None:
-        return None, pos
-    return _walk(node, (), pos), pos
 
 
 def yaml_syntax_problem(exc: yaml.YAMLError, file: Path | None, *, line_offset: int = 0) -> Problem:

@@ -42,6 +42,26 @@ def normalise_url(url: str) -> sa.URL:
     return parsed
 
 
+def store_failure(url: sa.URL | str, exc: sa.exc.DBAPIError, doing: str = "open") -> DripError:
+    """What went wrong with the store at ``url``, without the statement or its parameters (they hold
+    subscribers' addresses and names): the driver's own first lines, and what to do when we know."""
+    shown = url.render_as_string() if isinstance(url, sa.URL) else normalise_url(url).render_as_string()
+    reason = str(exc.orig).strip() if exc.orig is not None else type(exc).__name__
+    if isinstance(exc.orig, sqlite3.Error) and _read_only(exc.orig):
+        return DripError(
+            f"the database is read-only: {shown} ({reason}); drip writes to the file and to its folder "
+            "(its journal sits beside it): check their permissions and the disk"
+        )
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        reason = type(exc.orig or exc).__name__  # constraint details may quote a row: not shown
+    return DripError(f"cannot {doing} the database {shown}: {reason}")
+
+
+def _read_only(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == sqlite3.SQLITE_READONLY) or "readonly" in str(error)
+
+
 def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     # Let SQLAlchemy's "begin" hook emit BEGIN itself (pysqlite's own is lazy and skips SELECTs).
     dbapi_connection.isolation_level = None
@@ -137,8 +157,8 @@ def upgrade_store(url: str) -> tuple[set[str], set[str]]:
         before = current_revisions(engine)
         upgrade(engine)
         return before, current_revisions(engine)
-    except sa.exc.OperationalError as exc:
-        raise DripError(f"cannot upgrade the database {engine.url.render_as_string()}: {exc.orig}") from None
+    except sa.exc.DBAPIError as exc:
+        raise store_failure(engine.url, exc, "upgrade") from None
     finally:
         engine.dispose()
 
@@ -153,9 +173,9 @@ def open_store(url: str) -> sa.Engine:
     engine = connect(url)
     try:
         current = current_revisions(engine)
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:
         engine.dispose()
-        raise DripError(f"cannot open the database {engine.url.render_as_string()}: {exc.orig}") from None
+        raise store_failure(engine.url, exc) from None
     heads = head_revisions()
     if current == heads:
         return engine
@@ -167,7 +187,11 @@ def open_store(url: str) -> sa.Engine:
             "does not know: upgrade drip"
         )
     if engine.dialect.name == "sqlite":
-        upgrade(engine)
+        try:
+            upgrade(engine)
+        except sa.exc.DBAPIError as exc:
+            engine.dispose()
+            raise store_failure(engine.url, exc, "upgrade") from None
         return engine
     engine.dispose()
     at = f"revision {', '.join(sorted(current))}" if current else "no drip schema yet"

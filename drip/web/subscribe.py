@@ -21,8 +21,9 @@ from starlette.routing import Route
 
 from drip.config import LOCALES
 from drip.errors import Problem, did_you_mean
+from drip.inputs.address import MAX_LENGTH as ADDRESS_MAX
 from drip.store import subscriptions
-from drip.store.subscribers import FieldError, make_profile
+from drip.store.subscribers import NAME_MAX, FieldError, make_profile
 from drip.web import pages
 from drip.web.body import FORM_CAP, parse_form, parse_json, read_capped
 from drip.web.i18n import strings
@@ -33,7 +34,7 @@ from drip.web.state import WebState, state_of
 log = logging.getLogger(__name__)
 
 HONEYPOT = "website"
-MAX_FIELD = 320
+MAX_FIELD = 320  # characters of each value given back in the form after a mistake (as its maxlength)
 _ANY_ADDRESS = "name-check@example.org"
 
 
@@ -63,22 +64,25 @@ def validate_form(state: WebState, data: dict[str, Any], locale: str) -> Subscri
     """Every problem with the submitted fields at once, or the clean request."""
     problems: list[FieldProblem] = []
     email, name, course = _text(data, "email"), _text(data, "name"), _text(data, "course").strip()
-    if len(name) > MAX_FIELD:
-        problems.append(FieldProblem("name", "err_too_long"))
-        name = ""
-    if len(email) > MAX_FIELD:
-        problems.append(FieldProblem("email", "err_too_long"))
-        email = ""
     clean_email = clean_name = ""
-    try:
-        clean_email = make_profile(email).email
-    except FieldError:
-        problems.append(FieldProblem("email", "err_email"))
-    try:
-        # The store's own name rules, checked on their own so both fields are reported together.
-        clean_name = make_profile(_ANY_ADDRESS, name=name).name or ""
-    except FieldError:
+    # The store's limits, told as "too long" rather than as the store's other reasons.
+    if len(email.strip()) > ADDRESS_MAX:
+        problems.append(FieldProblem("email", "err_too_long"))
+    else:
+        try:
+            clean_email = make_profile(email).email
+        except FieldError:
+            problems.append(FieldProblem("email", "err_email"))
+    if len(name.strip()) > NAME_MAX:
+        problems.append(FieldProblem("name", "err_too_long"))
+    elif "\ufffd" in name:  # bytes that were not UTF-8, replaced when the form was read
         problems.append(FieldProblem("name", "err_control"))
+    else:
+        try:
+            # The store's own name rules, checked on their own so both fields are reported together.
+            clean_name = make_profile(_ANY_ADDRESS, name=name).name or ""
+        except FieldError:
+            problems.append(FieldProblem("name", "err_control"))
     if course not in state.courses:
         problems.append(FieldProblem("course", "err_course", did_you_mean(course, state.courses)))
     requested = _text(data, "locale").strip()

@@ -74,7 +74,8 @@ def event_digest(event: Mapping[str, Any]) -> str:
     """The identity of an event across SendGrid's retries: its content without ``sg_event_id``."""
     content = {k: v for k, v in event.items() if k != "sg_event_id"}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # JSON may spell a lone surrogate (\\ud800): hashed as its raw code point, never a crash.
+    return hashlib.sha256(canonical.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
 def stop_event(event: object) -> StopEvent | None:
@@ -84,10 +85,15 @@ def stop_event(event: object) -> StopEvent | None:
     kind, email = event.get("event"), event.get("email")
     if not isinstance(kind, str) or kind not in SUPPRESSING:
         return None
-    if not isinstance(email, str) or not email.strip():
+    if not isinstance(email, str) or not email.strip() or not _is_unicode(email):
         return None
     status, reason = SUPPRESSING[kind]
     return StopEvent(digest=event_digest(event), kind=kind, email=email, status=status, reason=reason)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (valid JSON escapes, never an address)."""
+    return not any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
 
 
 def apply_events(state: WebState, events: list[Any], *, now: dt.datetime) -> Applied:
