@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -82,12 +82,12 @@ def signer() -> Signer:
 
 
 @pytest.fixture
-def web(tmp_path: Path, signer: Signer) -> Harness:
+def web(tmp_path: Path, signer: Signer) -> Iterator[Harness]:
     harness = make_harness(tmp_path, rate_limit=RateLimit(per_minute=0), webhook_public_key=signer.public)
     harness.subscribe("grace@example.org", name="Grace")
     harness.confirm("grace@example.org")
     with harness.client:  # one event loop for the whole run, not one per request
-        yield harness  # type: ignore[misc]
+        yield harness
     harness.engine.dispose()
 
 
