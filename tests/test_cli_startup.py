@@ -45,12 +45,5 @@ def test_the_choices_spelt_out_for_a_fast_start_match_their_source() -> None:
     from drip.preview import emails
     from drip.store import schema
 
-    assert STATUSES == (
-        schema.PENDING,
-        schema.ACTIVE,
-        schema.PAUSED,
-        schema.UNSUBSCRIBED,
-        schema.BOUNCED,
-        schema.COMPLAINED,
-    )
+    assert tuple(schema.SubscriberStatus) == STATUSES
     assert emails.FORMATS == FORMATS

@@ -17,7 +17,7 @@ import drip.cli.subscribers  # noqa: F401  (registers the commands on the group)
 from drip.cli import cli
 from drip.store.db import connect
 from drip.store.schema import deliveries, metadata, subscribers
-from drip.store.suppressions import ERASED, suppress
+from drip.store.suppressions import SuppressionReason, suppress
 from drip.tokens import DEMO_SECRET
 
 CSV = Path(__file__).parent / "fixtures" / "csv"
@@ -204,7 +204,13 @@ def test_a_suppressed_address_is_refused_and_not_stored_again(site: Site) -> Non
     # No DRIP_SECRET_KEY and the outbox transport: the demo key, as dispatch uses it.
     engine = connect(site.db_url)
     with engine.begin() as conn:
-        suppress(conn, DEMO_SECRET, "claire@exemple.fr", ERASED, now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+        suppress(
+            conn,
+            DEMO_SECRET,
+            "claire@exemple.fr",
+            SuppressionReason.ERASED,
+            now=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+        )
     engine.dispose()
     result = site.run("subscribe", "Claire@Exemple.fr", "--course", COURSE)
     assert result.exit_code == 1

@@ -27,7 +27,7 @@ from drip.store.subscribers import (
     store_profiles,
     unsubscribe,
 )
-from drip.store.suppressions import ERASED, suppress
+from drip.store.suppressions import SuppressionReason, suppress
 from drip.tokens import MissingSecret
 
 CSV = Path(__file__).parent / "fixtures" / "csv"
@@ -310,7 +310,7 @@ def test_suppressed_addresses_are_left_out_and_not_stored_again(
 ) -> None:
     monkeypatch.setenv("DRIP_SECRET_KEY", KEY)
     with engine.begin() as conn:
-        suppress(conn, KEY, "claire@exemple.fr", ERASED, now=NOW)
+        suppress(conn, KEY, "claire@exemple.fr", SuppressionReason.ERASED, now=NOW)
         report = import_csv(conn, CSV / "valid.csv", course, now=NOW, secret=env_secret)
     assert (report.created, report.enrolled, report.suppressed) == (2, 2, 1)
     assert [str(w).removeprefix(str(CSV) + "/") for w in report.warnings] == [
@@ -325,7 +325,7 @@ def test_a_suppression_list_cannot_be_checked_without_its_key(
     engine: sa.Engine, course: Course, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with engine.begin() as conn:
-        suppress(conn, KEY, "claire@exemple.fr", ERASED, now=NOW)
+        suppress(conn, KEY, "claire@exemple.fr", SuppressionReason.ERASED, now=NOW)
     before = snapshot(engine)
     monkeypatch.delenv("DRIP_SECRET_KEY", raising=False)
     with pytest.raises(MissingSecret, match="DRIP_SECRET_KEY is not set"), engine.begin() as conn:

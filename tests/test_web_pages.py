@@ -17,7 +17,7 @@ from web_support import (
 
 from drip.runtime import Runtime
 from drip.store.claims import in_flight
-from drip.store.schema import CANCELLED, DUE, deliveries, enrollments, subscribers
+from drip.store.schema import DeliveryStatus, deliveries, enrollments, subscribers
 from drip.tokens import SECRET_ENV, MissingSecret, make_token
 from drip.web.app import create_app
 from drip.web.ratelimit import RateLimit
@@ -51,7 +51,7 @@ def test_one_click_unsubscribe_cancels_pending_and_leased_before_answering(web: 
             .where(deliveries.c.subscriber_id == sid, deliveries.c.step_key == "welcome")
             .values(lease_token="w:held", leased_until=web.clock.now + dt.timedelta(minutes=5))
         )
-    assert delivery_statuses(web, sid) == {DUE}
+    assert delivery_statuses(web, sid) == {DeliveryStatus.PENDING}
     with web.engine.connect() as conn:
         flying = sa.select(sa.func.count()).select_from(deliveries).where(in_flight(web.clock.now))
         assert conn.execute(flying).scalar_one() == 1
@@ -64,7 +64,7 @@ def test_one_click_unsubscribe_cancels_pending_and_leased_before_answering(web: 
     )
     assert response.status_code == 200
     assert "set-cookie" not in response.headers
-    assert delivery_statuses(web, sid) == {CANCELLED}
+    assert delivery_statuses(web, sid) == {DeliveryStatus.CANCELLED}
     sub = web.subscriber("oneclick@example.org")
     assert sub is not None and sub["status"] == "unsubscribed"
     # Again: still 200, nothing else changes.
@@ -78,7 +78,7 @@ def test_unsubscribe_page_offers_this_course_or_everything(web: Harness) -> None
     page = web.client.get(f"/unsubscribe/{token}")
     assert page.status_code == 200 and '<html lang="fr">' in page.text
     assert 'name="scope" value="course"' in page.text and 'name="scope" value="all"' in page.text
-    assert delivery_statuses(web, sid) == {DUE}  # showing the page changes nothing
+    assert delivery_statuses(web, sid) == {DeliveryStatus.PENDING}  # showing the page changes nothing
     done = web.client.post(f"/unsubscribe/{token}", data={"scope": "course"})
     assert done.status_code == 200 and "Tu ne recevras plus le parcours" in html.unescape(done.text)
     sub = web.subscriber("page@example.org")
@@ -87,7 +87,7 @@ def test_unsubscribe_page_offers_this_course_or_everything(web: Harness) -> None
         state = conn.execute(
             sa.select(enrollments.c.state).where(enrollments.c.subscriber_id == sid)
         ).scalar_one()
-    assert state == "left" and delivery_statuses(web, sid) == {CANCELLED}
+    assert state == "left" and delivery_statuses(web, sid) == {DeliveryStatus.CANCELLED}
 
 
 def test_preferences_pause_resume_zone_language_and_leaving_a_course(web: Harness) -> None:
@@ -127,7 +127,9 @@ def test_preferences_pause_resume_zone_language_and_leaving_a_course(web: Harnes
         state = conn.execute(
             sa.select(enrollments.c.state).where(enrollments.c.subscriber_id == sid)
         ).scalar_one()
-    assert state == "left" and delivery_statuses(web, sid) == {CANCELLED}  # unticked course left
+    assert state == "left" and delivery_statuses(web, sid) == {
+        DeliveryStatus.CANCELLED
+    }  # unticked course left
 
 
 def test_view_in_browser_shows_the_personalised_step(web: Harness) -> None:

@@ -16,7 +16,7 @@ from web_support import (
     outbox_messages,
 )
 
-from drip.store.schema import ACTIVE, PENDING, deliveries, enrollments
+from drip.store.schema import SubscriberStatus, deliveries, enrollments
 from drip.store.suppressions import is_suppressed, suppress
 from drip.web.ratelimit import RateLimit
 
@@ -42,7 +42,7 @@ def test_subscribe_sends_a_confirmation_and_only_confirming_enrolls(web: Harness
     assert response.status_code == 200
     assert "Vérifie ta boîte de réception" in response.text
     sub = web.subscriber("camille@example.org")
-    assert sub is not None and sub["status"] == PENDING
+    assert sub is not None and sub["status"] == SubscriberStatus.PENDING
     assert enrolled(web, "camille@example.org") == []
     (mail,) = messages_to(web.site, "camille@example.org")
     assert mail["From"].addresses[0].addr_spec == web.site.config.sender.email
@@ -52,7 +52,7 @@ def test_subscribe_sends_a_confirmation_and_only_confirming_enrolls(web: Harness
     confirmed = web.confirm("camille@example.org")
     assert confirmed.status_code == 200 and "Inscription confirmée" in confirmed.text
     sub = web.subscriber("camille@example.org")
-    assert sub is not None and sub["status"] == ACTIVE and sub["confirmed_at"] is not None
+    assert sub is not None and sub["status"] == SubscriberStatus.ACTIVE and sub["confirmed_at"] is not None
     assert enrolled(web, "camille@example.org") == [COURSE]
     with web.engine.connect() as conn:
         due = conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one()
@@ -90,7 +90,7 @@ def test_an_active_subscriber_is_not_changed_by_someone_filling_the_form(web: Ha
     web.clock.advance(hours=1)
     web.subscribe("owner@example.org", name="Intruder", locale="en")
     sub = web.subscriber("owner@example.org")
-    assert sub is not None and sub["name"] == "Owner" and sub["status"] == ACTIVE
+    assert sub is not None and sub["name"] == "Owner" and sub["status"] == SubscriberStatus.ACTIVE
 
 
 def test_every_field_error_reported_at_once_and_nothing_recorded(web: Harness) -> None:
@@ -169,7 +169,7 @@ def test_confirming_again_after_unsubscribing_restarts_the_course_and_keeps_what
     web: Harness,
 ) -> None:
     from drip.store.personal_data import export_person
-    from drip.store.schema import DUE, SENT
+    from drip.store.schema import DeliveryStatus
     from drip.tokens import make_token
 
     web.subscribe("back@example.org")
@@ -180,7 +180,7 @@ def test_confirming_again_after_unsubscribing_restarts_the_course_and_keeps_what
         conn.execute(
             deliveries.update()
             .where(deliveries.c.step_key == "welcome")
-            .values(status=SENT, sent_at=web.clock.now, provider_id="outbox-1")
+            .values(status=DeliveryStatus.SENT, sent_at=web.clock.now, provider_id="outbox-1")
         )
     token = make_token(SECRET, "unsubscribe", int(str(sub["id"])), COURSE, now=web.clock.now)
     web.client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
@@ -189,24 +189,36 @@ def test_confirming_again_after_unsubscribing_restarts_the_course_and_keeps_what
     with web.engine.connect() as conn:
         assert (
             conn.execute(
-                sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.status == DUE)
+                sa.select(sa.func.count())
+                .select_from(deliveries)
+                .where(deliveries.c.status == DeliveryStatus.PENDING)
             ).scalar_one()
             == 0
         )
     web.confirm("back@example.org")
     sub = web.subscriber("back@example.org")
-    assert sub is not None and sub["status"] == ACTIVE
+    assert sub is not None and sub["status"] == SubscriberStatus.ACTIVE
     with web.engine.connect() as conn:
         states = list(conn.execute(sa.select(enrollments.c.state).order_by(enrollments.c.id)).scalars())
-        due = conn.execute(sa.select(deliveries.c.step_key).where(deliveries.c.status == DUE)).scalars().all()
+        due = (
+            conn.execute(
+                sa.select(deliveries.c.step_key).where(deliveries.c.status == DeliveryStatus.PENDING)
+            )
+            .scalars()
+            .all()
+        )
         sent = conn.execute(
-            sa.select(deliveries.c.step_key, deliveries.c.provider_id).where(deliveries.c.status == SENT)
+            sa.select(deliveries.c.step_key, deliveries.c.provider_id).where(
+                deliveries.c.status == DeliveryStatus.SENT
+            )
         ).all()
         exported = export_person(conn, SECRET, "back@example.org")
     # The course starts afresh (welcome included), beside the old enrollment and what it sent.
     assert states == ["left", "active"] and "welcome" in due
     assert [tuple(row) for row in sent] == [("welcome", "outbox-1")]
-    assert any(d["status"] == SENT and d["step_key"] == "welcome" for d in exported["deliveries"])
+    assert any(
+        d["status"] == DeliveryStatus.SENT and d["step_key"] == "welcome" for d in exported["deliveries"]
+    )
     assert [e["state"] for e in exported["enrollments"]] == ["left", "active"]
     # Confirming again changes nothing more: still one current enrollment.
     web.confirm("back@example.org")

@@ -27,7 +27,7 @@ from web_support import (
     outbox_messages,
 )
 
-from drip.store.schema import ACTIVE, PENDING, UNSUBSCRIBED, enrollments, subscribers
+from drip.store.schema import SubscriberStatus, enrollments, subscribers
 from drip.tokens import make_token
 from drip.web.ratelimit import RateLimit
 
@@ -44,7 +44,7 @@ def active(web: Harness, address: str) -> int:
     web.subscribe(address)
     web.confirm(address)
     sub = web.subscriber(address)
-    assert sub is not None and sub["status"] == ACTIVE
+    assert sub is not None and sub["status"] == SubscriberStatus.ACTIVE
     return int(str(sub["id"]))
 
 
@@ -67,12 +67,12 @@ def test_get_and_head_on_the_confirm_link_change_nothing_the_button_confirms(web
     assert page.status_code == 200
     assert f'<form method="post" action="{link}">' in page.text and "<button" in page.text
     assert web.client.head(link).status_code == 200
-    assert status(web, "scanned@example.org") == PENDING
+    assert status(web, "scanned@example.org") == SubscriberStatus.PENDING
     with web.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(enrollments)).scalar_one() == 0
     done = web.client.post(link)
     assert done.status_code == 200 and "Inscription confirmée" in done.text
-    assert status(web, "scanned@example.org") == ACTIVE
+    assert status(web, "scanned@example.org") == SubscriberStatus.ACTIVE
 
 
 # 2. Forms posted from another site are refused; RFC 8058 one-click is not.
@@ -87,7 +87,7 @@ def test_cross_site_form_posts_are_refused_with_a_clear_page(web: Harness) -> No
         assert r.status_code == 403 and "Formulaire refusé" in r.text, headers
         assert all(name in r.headers for name in SECURITY_HEADERS)
         assert web.client.post(unsub, data={"scope": "all"}, headers=headers).status_code == 403
-    assert status(web, "reader@example.org") == ACTIVE
+    assert status(web, "reader@example.org") == SubscriberStatus.ACTIVE
     r = web.client.post(
         "/subscribe", data={"email": "new@example.org", "course": COURSE}, headers={"Origin": EVIL}
     )
@@ -98,7 +98,7 @@ def test_cross_site_form_posts_are_refused_with_a_clear_page(web: Harness) -> No
     web.subscribe("x@example.org")
     confirm = web.confirm_link("x@example.org")
     assert web.client.post(confirm, headers={"Origin": EVIL}).status_code == 403
-    assert status(web, "x@example.org") == PENDING
+    assert status(web, "x@example.org") == SubscriberStatus.PENDING
 
 
 def test_the_site_itself_this_host_no_header_and_one_click_are_accepted(web: Harness) -> None:
@@ -117,7 +117,9 @@ def test_the_site_itself_this_host_no_header_and_one_click_are_accepted(web: Har
         data={"List-Unsubscribe": "One-Click"},
         headers={"Origin": EVIL},
     )
-    assert one_click.status_code == 200 and status(web, "leaving@example.org") == UNSUBSCRIBED
+    assert (
+        one_click.status_code == 200 and status(web, "leaving@example.org") == SubscriberStatus.UNSUBSCRIBED
+    )
 
 
 # 3. Behind a reverse proxy, each visitor has their own bucket, and only trusted proxies are believed.
@@ -292,7 +294,7 @@ def test_a_20000_event_batch_is_applied_in_chunks_while_a_one_click_unsubscribe_
     unsub = f"/unsubscribe/{token(web, 'unsubscribe', reader)}"
     one_click = web.client.post(unsub, data={"List-Unsubscribe": "One-Click"})
     worker.join()
-    assert one_click.status_code == 200 and status(web, "reader@example.org") == UNSUBSCRIBED
+    assert one_click.status_code == 200 and status(web, "reader@example.org") == SubscriberStatus.UNSUBSCRIBED
     assert results["webhook"].json() == {"applied": 20_000, "duplicates": 1, "ignored": 0}
     assert results["seconds"] < 30
     headers = signer.headers(body, int(web.clock.now.timestamp()))
@@ -328,7 +330,7 @@ def _one_click_under_lock(web: Harness, sid: int, seconds: float) -> Any:
 def test_one_click_waits_out_a_short_write_lock(web: Harness) -> None:
     sid = active(web, "patient@example.org")
     response = _one_click_under_lock(web, sid, 0.5)
-    assert response.status_code == 200 and status(web, "patient@example.org") == UNSUBSCRIBED
+    assert response.status_code == 200 and status(web, "patient@example.org") == SubscriberStatus.UNSUBSCRIBED
 
 
 def test_a_lock_past_the_deadline_is_a_503_with_retry_after(
@@ -343,4 +345,6 @@ def test_a_lock_past_the_deadline_is_a_503_with_retry_after(
     response = _one_click_under_lock(web, sid, 1.5)
     assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
     assert all(name in response.headers for name in SECURITY_HEADERS)
-    assert status(web, "hurried@example.org") == ACTIVE  # nothing half done; the client tries again
+    assert (
+        status(web, "hurried@example.org") == SubscriberStatus.ACTIVE
+    )  # nothing half done; the client tries again

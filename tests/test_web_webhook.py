@@ -17,7 +17,7 @@ from web_support import (
     open_web_fixture,  # noqa: F401 - the fixture, by name
 )
 
-from drip.store.schema import DUE, SENT, deliveries, subscribers, suppressions, webhook_events
+from drip.store.schema import DeliveryStatus, deliveries, subscribers, suppressions, webhook_events
 from drip.store.suppressions import is_suppressed
 from drip.web.ratelimit import RateLimit
 from drip.web.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -117,7 +117,9 @@ def test_suppressing_events_stop_all_mail_and_a_replay_changes_nothing(web: Harn
     assert statuses[unsub] == statuses[group] == "unsubscribed"
     with web.engine.connect() as conn:
         left = conn.execute(
-            sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.status.in_((DUE, SENT)))
+            sa.select(sa.func.count())
+            .select_from(deliveries)
+            .where(deliveries.c.status.in_((DeliveryStatus.PENDING, DeliveryStatus.SENT)))
         ).scalar_one()
         assert left == 0
         for address in (

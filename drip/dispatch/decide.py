@@ -23,7 +23,7 @@ from drip.errors import DripError
 from drip.render.rendered import RenderedStep
 from drip.store.claims import Claimed, Outcome
 from drip.store.deliveries import Recipient, SendCheck
-from drip.store.schema import ACTIVE, DUE, ENROLLED
+from drip.store.schema import DeliveryStatus, EnrollmentState, SubscriberStatus
 from drip.transports.base import OutgoingMessage, SendResult
 
 COURSE_REMOVED = "course removed"
@@ -117,9 +117,9 @@ def after_error(
 
 def _refusal(subscriber_status: str, enrollment_state: str) -> str | None:
     """None when mail may go to this subscriber in this enrollment, else why not."""
-    if subscriber_status != ACTIVE:
+    if subscriber_status != SubscriberStatus.ACTIVE:
         return f"subscriber {subscriber_status}"
-    if enrollment_state != ENROLLED:
+    if enrollment_state != EnrollmentState.ACTIVE:
         return f"enrollment {enrollment_state}"
     return None
 
@@ -196,7 +196,11 @@ def at_send(item: Claimed, check: SendCheck | None) -> Cancel | LeaseLost | None
     if check is None:
         return Cancel(SUBSCRIBER_DELETED)
     # Still pending under our token and not recorded: nobody reclaimed or cancelled it.
-    if check.status != DUE or check.leased_until is None or check.lease_token != item.lease_token:
+    if (
+        check.status != DeliveryStatus.PENDING
+        or check.leased_until is None
+        or check.lease_token != item.lease_token
+    ):
         return LeaseLost()
     refusal = _refusal(check.subscriber_status, check.enrollment_state)
     return None if refusal is None else Cancel(refusal)

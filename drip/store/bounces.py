@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from drip.store import suppressions
 from drip.store.retry import write
-from drip.store.schema import BOUNCED, bounce_reports, soft_bounces
+from drip.store.schema import SubscriberStatus, bounce_reports, soft_bounces
+from drip.store.suppressions import SuppressionReason
 from drip.store.webhook_events import StopEvent, stop_all_mail
 
 
@@ -53,7 +54,10 @@ def record_bounce(
         )
         counts = {email: count_soft_bounce(conn, secret, email, now=now) for email in soft}
         stopping = hard + [email for email, n in counts.items() if n >= soft_limit]
-        events = [StopEvent(digest, "bounce", email, BOUNCED, suppressions.BOUNCED) for email in stopping]
+        events = [
+            StopEvent(digest, "bounce", email, SubscriberStatus.BOUNCED, SuppressionReason.BOUNCED)
+            for email in stopping
+        ]
         if events:
             stop_all_mail(conn, secret, events, now=now)
         below = tuple((email, n) for email, n in counts.items() if n < soft_limit)

@@ -40,7 +40,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from drip.store.schema import CANCELLED, DUE, FAILED, SENT, deliveries
+from drip.store.schema import DeliveryStatus, deliveries
 
 d = deliveries
 
@@ -108,7 +108,7 @@ Moment = dt.datetime | sa.BindParameter[dt.datetime]
 
 def in_flight(now: Moment) -> sa.ColumnElement[bool]:
     """Pending rows a worker holds a live lease on: they may be being sent right now."""
-    return sa.and_(d.c.status == DUE, d.c.leased_until >= now)
+    return sa.and_(d.c.status == DeliveryStatus.PENDING, d.c.leased_until >= now)
 
 
 def _unleased(now: Moment) -> sa.ColumnElement[bool]:
@@ -117,7 +117,7 @@ def _unleased(now: Moment) -> sa.ColumnElement[bool]:
 
 def waiting(now: Moment) -> sa.ColumnElement[bool]:
     """Pending rows no live lease holds: the queue, due or not (the complement of :func:`in_flight`)."""
-    return sa.and_(d.c.status == DUE, _unleased(now))
+    return sa.and_(d.c.status == DeliveryStatus.PENDING, _unleased(now))
 
 
 _by_due_time = operator.attrgetter("due_at", "id")
@@ -145,7 +145,7 @@ def _claim_statement(dialect: str) -> sa.Executable:
     # SQLite ignores FOR UPDATE and relies on the write lock of BEGIN IMMEDIATE.
     ids = (
         sa.select(d.c.id)
-        .where(_status_is(DUE), _unleased(now), d.c.due_at <= now)
+        .where(_status_is(DeliveryStatus.PENDING), _unleased(now), d.c.due_at <= now)
         .order_by(d.c.due_at)
         .limit(sa.bindparam("b_limit", type_=sa.Integer()))
         .with_for_update(skip_locked=True)
@@ -199,7 +199,7 @@ def claim(
 
 # Leased and not recorded yet (recording clears the lease end), live or expired: a
 # late worker may still record while nobody else took the row, as its token says.
-_held = sa.and_(d.c.status == DUE, d.c.leased_until.is_not(None))
+_held = sa.and_(d.c.status == DeliveryStatus.PENDING, d.c.leased_until.is_not(None))
 
 
 def _update_many(conn: sa.Connection, rows: list[dict[str, object]], values: dict[str, object]) -> None:
@@ -236,24 +236,24 @@ def _write(conn: sa.Connection, status: OutcomeStatus, outcomes: list[Outcome], 
     if status == "sent":
         rows = [{**_keys(o), "b_provider": o.provider_id} for o in outcomes]
         values: dict[str, object] = {
-            "status": SENT,
+            "status": DeliveryStatus.SENT,
             "provider_id": sa.bindparam("b_provider"),
             "sent_at": now,
             "last_error": None,
         }
     elif status == "failed":
         rows = [{**_keys(o), "b_error": o.error} for o in outcomes]
-        values = {"status": FAILED, "last_error": sa.bindparam("b_error")}
+        values = {"status": DeliveryStatus.FAILED, "last_error": sa.bindparam("b_error")}
     elif status == "retry":
         rows = [{**_keys(o), "b_error": o.error, "b_due": o.retry_at or now} for o in outcomes]
         values = {
-            "status": DUE,
+            "status": DeliveryStatus.PENDING,
             "last_error": sa.bindparam("b_error"),
             "due_at": sa.bindparam("b_due", type_=d.c.due_at.type),
         }
     else:
         rows = [{**_keys(o), "b_note": o.note} for o in outcomes]
-        values = {"status": CANCELLED, "note": sa.bindparam("b_note")}
+        values = {"status": DeliveryStatus.CANCELLED, "note": sa.bindparam("b_note")}
     _update_many(conn, rows, {**values, "leased_until": None, "updated_at": now})
 
 

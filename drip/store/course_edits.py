@@ -33,10 +33,8 @@ from drip.course.edits import (
 from drip.course.models import Course
 from drip.store.claims import in_flight, waiting
 from drip.store.schema import (
-    DUE,
-    ENROLLED,
-    SENT,
-    SKIPPED,
+    DeliveryStatus,
+    EnrollmentState,
     course_versions,
     deliveries,
     enrollments,
@@ -70,9 +68,9 @@ def _applied(conn: sa.Connection, slug: str) -> tuple[str | None, list[StepSpec]
 
 def _state(status: str, flying: bool) -> RowState:
     """A pending delivery under a live lease counts as received: a worker may be sending it."""
-    if status == SENT or (status == DUE and flying):
+    if status == DeliveryStatus.SENT or (status == DeliveryStatus.PENDING and flying):
         return "received"
-    return "waiting" if status == DUE else "settled"
+    return "waiting" if status == DeliveryStatus.PENDING else "settled"
 
 
 def _enrollments(conn: sa.Connection, slug: str, *, now: dt.datetime) -> list[ActiveEnrollment]:
@@ -92,7 +90,7 @@ def _enrollments(conn: sa.Connection, slug: str, *, now: dt.datetime) -> list[Ac
         )
         .join(subscribers, subscribers.c.id == enrollments.c.subscriber_id)
         .outerjoin(deliveries, deliveries.c.enrollment_id == enrollments.c.id)
-        .where(enrollments.c.course == slug, enrollments.c.state == ENROLLED)
+        .where(enrollments.c.course == slug, enrollments.c.state == EnrollmentState.ACTIVE)
         .order_by(enrollments.c.id)
     )
     rows: dict[int, dict[str, Delivery]] = {}
@@ -152,7 +150,7 @@ def apply(site: Site, engine: sa.Engine, course: Course, *, now: dt.datetime, ba
             conn.execute(
                 deliveries.update()
                 .where(pending_only)
-                .values(status=SKIPPED, note=MOVED_BEHIND, updated_at=now),
+                .values(status=DeliveryStatus.SKIPPED, note=MOVED_BEHIND, updated_at=now),
                 [{"b_id": i} for i in done.withdraw],
             )
         if done.reschedule:
@@ -178,7 +176,7 @@ def _insert(conn: sa.Connection, slug: str, new: tuple[NewDelivery, ...], *, now
                 "course": slug,
                 "step_key": n.step_key,
                 "due_at": n.due_at,
-                "status": SKIPPED if n.skipped else DUE,
+                "status": DeliveryStatus.SKIPPED if n.skipped else DeliveryStatus.PENDING,
                 "note": n.note,
                 "created_at": now,
                 "updated_at": now,

@@ -16,13 +16,9 @@ from drip.course.models import Course
 from drip.course.timing import course_schedule, resolve_timezone
 from drip.errors import DripError
 from drip.store.schema import (
-    BOUNCED,
-    COMPLAINED,
-    COMPLETED,
-    DUE,
-    ENROLLED,
-    LEFT,
-    UNSUBSCRIBED,
+    DeliveryStatus,
+    EnrollmentState,
+    SubscriberStatus,
     deliveries,
     enrollments,
     subscribers,
@@ -30,7 +26,7 @@ from drip.store.schema import (
 from drip.store.subscribers import CHUNK
 
 # Subscribers who asked (or whose mailbox told us) never to be mailed.
-NOT_ENROLLABLE = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
+NOT_ENROLLABLE = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 
 class NotEnrollableError(DripError):
@@ -52,7 +48,7 @@ def first_due(conn: sa.Connection, enrollment: int) -> dt.datetime | None:
     """When the first email of an enrollment still to be sent falls due, if any is."""
     return conn.execute(
         sa.select(sa.func.min(deliveries.c.due_at)).where(
-            deliveries.c.enrollment_id == enrollment, deliveries.c.status == DUE
+            deliveries.c.enrollment_id == enrollment, deliveries.c.status == DeliveryStatus.PENDING
         )
     ).scalar_one_or_none()
 
@@ -123,7 +119,7 @@ def _enrolled(
         enrollments.c.course == slug, enrollments.c.subscriber_id.in_(subscriber_ids)
     )
     if rejoin:
-        query = query.where(enrollments.c.state != LEFT)
+        query = query.where(enrollments.c.state != EnrollmentState.LEFT)
     return dict(conn.execute(query.order_by(enrollments.c.id)).all())
 
 
@@ -181,7 +177,7 @@ def _create(
                 "course": course.slug,
                 "step_key": key,
                 "due_at": due,
-                "status": DUE,
+                "status": DeliveryStatus.PENDING,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -197,12 +193,14 @@ def complete_enrollments(engine: sa.Engine, enrollment_ids: Iterable[int], *, no
     ids = sorted(set(enrollment_ids))
     if not ids:
         return 0
-    left = sa.exists().where(deliveries.c.enrollment_id == enrollments.c.id, deliveries.c.status == DUE)
+    left = sa.exists().where(
+        deliveries.c.enrollment_id == enrollments.c.id, deliveries.c.status == DeliveryStatus.PENDING
+    )
     with engine.begin() as conn:
         done = conn.execute(
             enrollments.update()
-            .where(enrollments.c.id.in_(ids), enrollments.c.state == ENROLLED, ~left)
-            .values(state=COMPLETED, updated_at=now)
+            .where(enrollments.c.id.in_(ids), enrollments.c.state == EnrollmentState.ACTIVE, ~left)
+            .values(state=EnrollmentState.COMPLETED, updated_at=now)
         )
         return int(done.rowcount or 0)
 

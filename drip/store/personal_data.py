@@ -18,9 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from drip.errors import NotFoundError, Problem
+from drip.inputs.address import normalise_address
 from drip.store.schema import deliveries, enrollments, subscribers, web_confirmations
-from drip.store.subscribers import get_subscriber, normalise_email, unknown_address
-from drip.store.suppressions import ERASED, email_hash, is_suppressed, suppress
+from drip.store.subscribers import get_subscriber, unknown_address
+from drip.store.suppressions import SuppressionReason, email_hash, is_suppressed, suppress
 
 
 def _plain(value: Any) -> Any:
@@ -65,7 +66,7 @@ def outbox_files_for(outbox: Path, email: str) -> list[Path]:
     """The .eml files in ``outbox`` addressed to ``email`` (read from their To header)."""
     if not outbox.is_dir():
         return []
-    wanted = normalise_email(email)
+    wanted = normalise_address(email)
     parser = BytesHeaderParser()
     found: list[Path] = []
     for path in sorted(outbox.rglob("*.eml")):
@@ -83,7 +84,7 @@ def erase_person(conn: sa.Connection, secret: str, email: str, *, outbox: Path, 
     Raises NotFoundError (nothing changed) when drip holds nothing about the address.
     """
     try:
-        normal = normalise_email(email)
+        normal = normalise_address(email)
     except ValueError as exc:
         raise NotFoundError(Problem(f"invalid address {email.strip()!r}: {exc}", key="email")) from None
     files = outbox_files_for(outbox, normal)
@@ -103,7 +104,7 @@ def erase_person(conn: sa.Connection, secret: str, email: str, *, outbox: Path, 
         ).rowcount
         conn.execute(web_confirmations.delete().where(web_confirmations.c.subscriber_id == subscriber.id))
         conn.execute(subscribers.delete().where(subscribers.c.id == subscriber.id))
-    suppress(conn, secret, normal, ERASED, now=now)
+    suppress(conn, secret, normal, SuppressionReason.ERASED, now=now)
     return Erased(
         email_hash=email_hash(secret, normal),
         subscriber=subscriber is not None,

@@ -1,12 +1,13 @@
 """Table definitions (SQLAlchemy Core). Changes here come with an Alembic migration.
 
 Times are stored as aware UTC datetimes. Status columns are plain strings whose
-values are listed below, so SQLite and PostgreSQL behave the same.
+values are one StrEnum per table below, so SQLite and PostgreSQL behave the same.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,14 +54,19 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
 
 UTC = UTCDateTime()
 
-# subscribers.status
-PENDING = "pending"  # signed up, not confirmed yet (double opt-in)
-ACTIVE = "active"
-PAUSED = "paused"
-UNSUBSCRIBED = "unsubscribed"
-BOUNCED = "bounced"
-COMPLAINED = "complained"
-SENDABLE_SUBSCRIBER = (ACTIVE,)
+
+class SubscriberStatus(StrEnum):
+    """subscribers.status"""
+
+    PENDING = "pending"  # signed up, not confirmed yet (double opt-in)
+    ACTIVE = "active"
+    PAUSED = "paused"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+SENDABLE_SUBSCRIBER = (SubscriberStatus.ACTIVE,)
 
 subscribers = sa.Table(
     "subscribers",
@@ -70,7 +76,7 @@ subscribers = sa.Table(
     sa.Column("name", sa.String(200), nullable=False, server_default=""),
     sa.Column("locale", sa.String(16), nullable=True),
     sa.Column("timezone", sa.String(64), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False, server_default=ACTIVE),
+    sa.Column("status", sa.String(16), nullable=False, server_default=SubscriberStatus.ACTIVE.value),
     sa.Column("attributes", sa.JSON, nullable=False, default=dict),
     sa.Column("created_at", UTC, nullable=False),
     sa.Column("updated_at", UTC, nullable=False),
@@ -79,10 +85,14 @@ subscribers = sa.Table(
     sqlite_autoincrement=True,  # ids never come back: a link signed for an erased reader names nobody
 )
 
-# enrollments.state
-ENROLLED = "active"
-COMPLETED = "completed"
-LEFT = "left"  # unsubscribed from this course only
+
+class EnrollmentState(StrEnum):
+    """enrollments.state"""
+
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    LEFT = "left"  # unsubscribed from this course only
+
 
 enrollments = sa.Table(
     "enrollments",
@@ -92,13 +102,13 @@ enrollments = sa.Table(
         "subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
     ),
     sa.Column("course", sa.String(200), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False, server_default=ENROLLED),
+    sa.Column("state", sa.String(16), nullable=False, server_default=EnrollmentState.ACTIVE.value),
     sa.Column("started_at", UTC, nullable=False),
     sa.Column("updated_at", UTC, nullable=False),
     sqlite_autoincrement=True,
 )
 # One current enrollment per subscriber and course; left ones stay beside it, with what they were sent.
-_current = enrollments.c.state != LEFT
+_current = enrollments.c.state != EnrollmentState.LEFT.value
 sa.Index(
     "uq_enrollments_subscriber_id_course_current",
     enrollments.c.subscriber_id,
@@ -108,12 +118,16 @@ sa.Index(
     postgresql_where=_current,
 )
 
-# deliveries.status
-DUE = "pending"  # waiting for its due_at, or leased by a worker until leased_until
-SENT = "sent"
-FAILED = "failed"  # permanent failure or attempts exhausted
-CANCELLED = "cancelled"  # subscriber left, or the step was removed from the course
-SKIPPED = "skipped"  # step added behind the subscriber's position (a recorded choice)
+
+class DeliveryStatus(StrEnum):
+    """deliveries.status"""
+
+    PENDING = "pending"  # waiting for its due_at, or leased by a worker until leased_until
+    SENT = "sent"
+    FAILED = "failed"  # permanent failure or attempts exhausted
+    CANCELLED = "cancelled"  # subscriber left, or the step was removed from the course
+    SKIPPED = "skipped"  # step added behind the subscriber's position (a recorded choice)
+
 
 # Percent of each deliveries page filled by inserts (PostgreSQL). A claim takes the rows due
 # together, about one in five of a page when an enrollment's steps are written together, and a
@@ -134,7 +148,7 @@ deliveries = sa.Table(
     sa.Column("course", sa.String(200), nullable=False),
     sa.Column("step_key", sa.String(500), nullable=False),
     sa.Column("due_at", UTC, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, server_default=DUE),
+    sa.Column("status", sa.String(16), nullable=False, server_default=DeliveryStatus.PENDING.value),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("provider_id", sa.String(500), nullable=True),
@@ -154,7 +168,7 @@ deliveries = sa.Table(
     postgresql_with={"fillfactor": FILLFACTOR},
 )
 # The queue: partial, so the history of sent rows is not in it. A lease leaves it unchanged.
-_pending = deliveries.c.status == DUE
+_pending = deliveries.c.status == DeliveryStatus.PENDING.value
 sa.Index(
     "ix_deliveries_due_at_pending", deliveries.c.due_at, sqlite_where=_pending, postgresql_where=_pending
 )

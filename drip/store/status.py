@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from drip.store.claims import in_flight, waiting
-from drip.store.schema import CANCELLED, DUE, FAILED, SENT, SKIPPED, course_versions, deliveries, enrollments
+from drip.store.schema import DeliveryStatus, course_versions, deliveries, enrollments
 
 d = deliveries
 
@@ -69,13 +69,13 @@ def _reasons(conn: sa.Connection, tally: _Tally) -> None:
     count = sa.func.count()
     queries = {
         "skipped_or_cancelled": sa.select(d.c.course, d.c.status, d.c.note, count)
-        .where(d.c.status.in_((SKIPPED, CANCELLED)))
+        .where(d.c.status.in_((DeliveryStatus.SKIPPED, DeliveryStatus.CANCELLED)))
         .group_by(d.c.course, d.c.status, d.c.note),
         "failures": sa.select(d.c.course, d.c.status, d.c.last_error, count)
-        .where(d.c.status == FAILED)
+        .where(d.c.status == DeliveryStatus.FAILED)
         .group_by(d.c.course, d.c.status, d.c.last_error),
         "retrying": sa.select(d.c.course, d.c.status, d.c.last_error, count)
-        .where(d.c.status == DUE, d.c.last_error.is_not(None))
+        .where(d.c.status == DeliveryStatus.PENDING, d.c.last_error.is_not(None))
         .group_by(d.c.course, d.c.status, d.c.last_error),
     }
     for kind, query in queries.items():
@@ -118,12 +118,12 @@ def course_figures(
             active=states.get("active", 0),
             completed=states.get("completed", 0),
             left=states.get("left", 0),
-            pending=statuses.get(DUE, 0) - held,
+            pending=statuses.get(DeliveryStatus.PENDING, 0) - held,
             in_flight=held,
-            sent=statuses.get(SENT, 0),
-            failed=statuses.get(FAILED, 0),
-            skipped=statuses.get(SKIPPED, 0),
-            cancelled=statuses.get(CANCELLED, 0),
+            sent=statuses.get(DeliveryStatus.SENT, 0),
+            failed=statuses.get(DeliveryStatus.FAILED, 0),
+            skipped=statuses.get(DeliveryStatus.SKIPPED, 0),
+            cancelled=statuses.get(DeliveryStatus.CANCELLED, 0),
             next_due=next_due.get(course),
             possible_duplicates=int(duplicates.get(course, 0)),
             applied_fingerprint=applied.get(course),

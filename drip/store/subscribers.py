@@ -20,12 +20,9 @@ from drip.config import LOCALES, check_timezone
 from drip.errors import InputError, NotFoundError, Problem, did_you_mean
 from drip.inputs.address import normalise_address
 from drip.store.schema import (
-    ACTIVE,
-    CANCELLED,
-    DUE,
-    ENROLLED,
-    LEFT,
-    UNSUBSCRIBED,
+    DeliveryStatus,
+    EnrollmentState,
+    SubscriberStatus,
     deliveries,
     enrollments,
     subscribers,
@@ -103,12 +100,6 @@ class Unsubscribed:
     already: bool  # nothing was active any more
 
 
-def normalise_email(email: str) -> str:
-    """The stored form of an address (:func:`drip.inputs.address.normalise_address`): one rule for the
-    web form, the CLI and import. Raises ValueError with the reason."""
-    return normalise_address(email)
-
-
 def _check_name(name: str) -> str:
     name = name.strip()
     if any(unicodedata.category(ch) == "Cc" for ch in name):
@@ -140,7 +131,7 @@ def make_profile(
     course's applies) and a warning says so, never silently replaced by UTC.
     """
     try:
-        normal = normalise_email(email)
+        normal = normalise_address(email)
     except ValueError as exc:
         raise FieldError("email", f"invalid address {email.strip()!r}: {exc}") from None
     clean_name: str | None = None
@@ -198,7 +189,7 @@ def _row(row: sa.Row[Any]) -> SubscriberRow:
 def get_subscriber(conn: sa.Connection, email: str) -> SubscriberRow | None:
     """The subscriber with this address (any spelling of it), or None."""
     try:
-        key = normalise_email(email)
+        key = normalise_address(email)
     except ValueError:
         return None
     row = conn.execute(sa.select(subscribers).where(subscribers.c.email == key)).first()
@@ -232,7 +223,11 @@ def _changes(profile: Profile, existing: SubscriberRow) -> dict[str, Any]:
 
 
 def store_profiles(
-    conn: sa.Connection, profiles: Sequence[Profile], *, status: str = ACTIVE, now: dt.datetime
+    conn: sa.Connection,
+    profiles: Sequence[Profile],
+    *,
+    status: str = SubscriberStatus.ACTIVE,
+    now: dt.datetime,
 ) -> list[Upserted]:
     """Insert or update by address, a chunk of rows per statement; results in the order given.
 
@@ -288,7 +283,7 @@ def store_profiles(
 
 
 def store_profile(
-    conn: sa.Connection, profile: Profile, *, status: str = ACTIVE, now: dt.datetime
+    conn: sa.Connection, profile: Profile, *, status: str = SubscriberStatus.ACTIVE, now: dt.datetime
 ) -> Upserted:
     """Insert or update one subscriber by address (see :func:`store_profiles`)."""
     return store_profiles(conn, [profile], status=status, now=now)[0]
@@ -350,21 +345,21 @@ def unsubscribe(
         raise unknown_address(conn, email)
     pending = (
         deliveries.update()
-        .where(deliveries.c.subscriber_id == subscriber.id, deliveries.c.status == DUE)
-        .values(status=CANCELLED, note=UNSUBSCRIBED_NOTE, updated_at=now)
+        .where(deliveries.c.subscriber_id == subscriber.id, deliveries.c.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.CANCELLED, note=UNSUBSCRIBED_NOTE, updated_at=now)
     )
     active = enrollments.update().where(
-        enrollments.c.subscriber_id == subscriber.id, enrollments.c.state == ENROLLED
+        enrollments.c.subscriber_id == subscriber.id, enrollments.c.state == EnrollmentState.ACTIVE
     )
     if course is None:
-        already = subscriber.status == UNSUBSCRIBED
+        already = subscriber.status == SubscriberStatus.UNSUBSCRIBED
         if not already:
             conn.execute(
                 subscribers.update()
                 .where(subscribers.c.id == subscriber.id)
-                .values(status=UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+                .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
             )
-        conn.execute(active.values(state=LEFT, updated_at=now))
+        conn.execute(active.values(state=EnrollmentState.LEFT, updated_at=now))
         cancelled = conn.execute(pending).rowcount
         return Unsubscribed(subscriber.id, None, cancelled, already=already and cancelled == 0)
     state = conn.execute(
@@ -384,9 +379,13 @@ def unsubscribe(
                 hint=did_you_mean(course, theirs),
             )
         )
-    conn.execute(active.where(enrollments.c.course == course).values(state=LEFT, updated_at=now))
+    conn.execute(
+        active.where(enrollments.c.course == course).values(state=EnrollmentState.LEFT, updated_at=now)
+    )
     cancelled = conn.execute(pending.where(deliveries.c.course == course)).rowcount
-    return Unsubscribed(subscriber.id, course, cancelled, already=state != ENROLLED and cancelled == 0)
+    return Unsubscribed(
+        subscriber.id, course, cancelled, already=state != EnrollmentState.ACTIVE and cancelled == 0
+    )
 
 
 def unsubscribe_many(conn: sa.Connection, subscriber_ids: Sequence[int], *, now: dt.datetime) -> None:
@@ -395,18 +394,18 @@ def unsubscribe_many(conn: sa.Connection, subscriber_ids: Sequence[int], *, now:
         chunk = list(subscriber_ids[start : start + CHUNK])
         conn.execute(
             deliveries.update()
-            .where(deliveries.c.subscriber_id.in_(chunk), deliveries.c.status == DUE)
-            .values(status=CANCELLED, note=UNSUBSCRIBED_NOTE, updated_at=now)
+            .where(deliveries.c.subscriber_id.in_(chunk), deliveries.c.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.CANCELLED, note=UNSUBSCRIBED_NOTE, updated_at=now)
         )
         conn.execute(
             enrollments.update()
-            .where(enrollments.c.subscriber_id.in_(chunk), enrollments.c.state == ENROLLED)
-            .values(state=LEFT, updated_at=now)
+            .where(enrollments.c.subscriber_id.in_(chunk), enrollments.c.state == EnrollmentState.ACTIVE)
+            .values(state=EnrollmentState.LEFT, updated_at=now)
         )
         conn.execute(
             subscribers.update()
-            .where(subscribers.c.id.in_(chunk), subscribers.c.status != UNSUBSCRIBED)
-            .values(status=UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+            .where(subscribers.c.id.in_(chunk), subscribers.c.status != SubscriberStatus.UNSUBSCRIBED)
+            .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
         )
 
 
@@ -415,7 +414,7 @@ def subscribers_by_email(conn: sa.Connection, emails: Sequence[str]) -> dict[str
     keys: dict[str, str] = {}
     for email in emails:
         try:
-            keys[email] = normalise_email(email)
+            keys[email] = normalise_address(email)
         except ValueError:
             continue
     found: dict[str, SubscriberRow] = {}

@@ -17,10 +17,8 @@ from drip.errors import NotFoundError
 from drip.store.enrollments import enroll
 from drip.store.retry import write
 from drip.store.schema import (
-    ACTIVE,
-    ENROLLED,
-    PAUSED,
-    PENDING,
+    EnrollmentState,
+    SubscriberStatus,
     enrollments,
     subscribers,
     web_confirmations,
@@ -117,7 +115,9 @@ def _claim(
 ) -> Requested:
     existing = get_subscriber(conn, email)
     if existing is None:
-        created = store_profile(conn, make_profile(email, name=name, locale=locale), status=PENDING, now=now)
+        created = store_profile(
+            conn, make_profile(email, name=name, locale=locale), status=SubscriberStatus.PENDING, now=now
+        )
         subscriber_id, stored_name = created.id, created.subscriber.name
     else:
         subscriber_id, stored_name = existing.id, existing.name
@@ -204,11 +204,13 @@ def confirm_subscription(
         if row is None:
             return None
         email, status, locale = row
-        if status not in (ACTIVE, PAUSED):
+        if status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
             conn.execute(
                 subscribers.update()
                 .where(subscribers.c.id == subscriber_id)
-                .values(status=ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now)
+                .values(
+                    status=SubscriberStatus.ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now
+                )
             )
         lift(conn, secret, email)
         enroll(conn, subscriber_id, course, now=now, rejoin=True)
@@ -276,7 +278,9 @@ def read_preferences(engine: sa.Engine, subscriber_id: int) -> StoredPreferences
             return None
         slugs = conn.execute(
             sa.select(enrollments.c.course)
-            .where(enrollments.c.subscriber_id == subscriber_id, enrollments.c.state == ENROLLED)
+            .where(
+                enrollments.c.subscriber_id == subscriber_id, enrollments.c.state == EnrollmentState.ACTIVE
+            )
             .order_by(enrollments.c.started_at)
         ).scalars()
         return StoredPreferences(row[0], row[1], row[2], row[3], tuple(slugs))
@@ -306,12 +310,12 @@ def save_preferences(
             return
         email, current = row
         values: dict[str, object] = {"timezone": timezone, "locale": locale, "updated_at": now}
-        if status is not None and current in (ACTIVE, PAUSED):
+        if status is not None and current in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
             values["status"] = status
         conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id).values(**values))
         enrolled = conn.execute(
             sa.select(enrollments.c.course).where(
-                enrollments.c.subscriber_id == subscriber_id, enrollments.c.state == ENROLLED
+                enrollments.c.subscriber_id == subscriber_id, enrollments.c.state == EnrollmentState.ACTIVE
             )
         ).scalars()
         for course in [c for c in enrolled if c not in keep]:

@@ -12,30 +12,29 @@ import datetime as dt
 import hashlib
 import hmac
 from collections.abc import Mapping
+from enum import StrEnum
 
 import sqlalchemy as sa
 
 from drip.inputs.address import hashing_form
 from drip.store.schema import suppressions
 
-# suppressions.reason
-ERASED = "erased"
-BOUNCED = "bounced"
-COMPLAINED = "complained"
-UNSUBSCRIBED = "unsubscribed"
+
+class SuppressionReason(StrEnum):
+    """suppressions.reason: why an address is never mailed again."""
+
+    ERASED = "erased"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"
+
 
 _CHUNK = 500  # hashes per statement: well under SQLite's bound-parameter limit
 
 
-def normalise_email(email: str) -> str:
-    """The form every address is hashed in: the stored form, so a provider's punycode address and the
-    subscriber's Unicode one are the same entry."""
-    return hashing_form(email)
-
-
 def email_hash(secret: str, email: str) -> str:
     """HMAC-SHA256 of the normalised address, hex: stable for one key, useless without it."""
-    return hmac.new(secret.encode(), normalise_email(email).encode(), hashlib.sha256).hexdigest()
+    return hmac.new(secret.encode(), hashing_form(email).encode(), hashlib.sha256).hexdigest()
 
 
 def suppress(conn: sa.Connection, secret: str, email: str, reason: str, *, now: dt.datetime) -> bool:

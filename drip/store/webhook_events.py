@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from drip.store import suppressions
 from drip.store.retry import write
-from drip.store.schema import UNSUBSCRIBED, subscribers, webhook_events
+from drip.store.schema import SubscriberStatus, subscribers, webhook_events
 from drip.store.subscribers import subscribers_by_email, unsubscribe_many
 
 EVENTS_PER_TRANSACTION = 500
@@ -96,7 +96,7 @@ def stop_all_mail(conn: sa.Connection, secret: str, events: Sequence[StopEvent],
         reasons.setdefault(found.email if found is not None else event.email, event.reason)
     by_status: dict[str, list[int]] = {}
     for subscriber_id, status in final.items():
-        if status != UNSUBSCRIBED:
+        if status != SubscriberStatus.UNSUBSCRIBED:
             by_status.setdefault(status, []).append(subscriber_id)
     for status, ids in by_status.items():
         conn.execute(

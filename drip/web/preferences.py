@@ -20,7 +20,7 @@ from starlette.routing import Route
 from drip.config import LOCALES, check_timezone
 from drip.errors import did_you_mean
 from drip.store import subscriptions
-from drip.store.schema import ACTIVE, PAUSED
+from drip.store.schema import SubscriberStatus
 from drip.web import pages
 from drip.web.body import read_form
 from drip.web.origin import is_cross_site
@@ -78,10 +78,16 @@ def load(state: WebState, subscriber_id: int) -> Preferences | None:
 def validate(form: FormData, prefs: Preferences) -> Change | list[FieldProblem]:
     problems: list[FieldProblem] = []
     status: str | None = None
-    if prefs.status in (ACTIVE, PAUSED):
+    if prefs.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
         status = str(form.get("status", prefs.status))
-        if status not in (ACTIVE, PAUSED):
-            problems.append(FieldProblem("status", "err_status", did_you_mean(status, (ACTIVE, PAUSED))))
+        if status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+            problems.append(
+                FieldProblem(
+                    "status",
+                    "err_status",
+                    did_you_mean(status, (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED)),
+                )
+            )
     zone = str(form.get("timezone", prefs.timezone)).strip()
     try:
         check_timezone(zone)
@@ -129,7 +135,7 @@ def _page(
         email=prefs.email,
         saved=saved,
         problems=[problem_text(p, locale) for p in problems or []],
-        closed=prefs.status not in (ACTIVE, PAUSED),
+        closed=prefs.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED),
         current_status=prefs.status,
         zones=zones(),
         timezone=prefs.timezone,

@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from drip.store import suppressions as suppression
-from drip.store.schema import BOUNCED, COMPLAINED, UNSUBSCRIBED
+from drip.store.schema import SubscriberStatus
+from drip.store.suppressions import SuppressionReason
 from drip.store.webhook_events import StopEvent, record_stop_events
 from drip.web.body import WEBHOOK_CAP, parse_json, read_capped
 from drip.web.state import WebState, state_of
@@ -40,11 +40,11 @@ MAX_SKEW = dt.timedelta(minutes=5)
 
 # event type -> (subscriber status, suppression reason)
 SUPPRESSING: Mapping[str, tuple[str, str]] = {
-    "bounce": (BOUNCED, suppression.BOUNCED),
-    "dropped": (BOUNCED, suppression.BOUNCED),
-    "spamreport": (COMPLAINED, suppression.COMPLAINED),
-    "unsubscribe": (UNSUBSCRIBED, suppression.UNSUBSCRIBED),
-    "group_unsubscribe": (UNSUBSCRIBED, suppression.UNSUBSCRIBED),
+    "bounce": (SubscriberStatus.BOUNCED, SuppressionReason.BOUNCED),
+    "dropped": (SubscriberStatus.BOUNCED, SuppressionReason.BOUNCED),
+    "spamreport": (SubscriberStatus.COMPLAINED, SuppressionReason.COMPLAINED),
+    "unsubscribe": (SubscriberStatus.UNSUBSCRIBED, SuppressionReason.UNSUBSCRIBED),
+    "group_unsubscribe": (SubscriberStatus.UNSUBSCRIBED, SuppressionReason.UNSUBSCRIBED),
 }
 
 
