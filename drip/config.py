@@ -143,6 +143,20 @@ class WebSection(_Strict):
         return v
 
 
+class UtmSection(_Strict):
+    """Which links carry utm_* tags: the site's own by default, every web link with ``external``."""
+
+    external: bool = False
+
+
+class TrackingSection(_Strict):
+    """What drip counts beyond its own sends (README, "What drip counts"): both off by default."""
+
+    clicks: bool = False  # content links go through `drip serve` at /c/<token>
+    opens: bool = False  # a 1x1 image at /o/<token>; machine opens are reported apart
+    utm: UtmSection = Field(default_factory=UtmSection)
+
+
 class ConfigModel(_Strict):
     site: SiteSection
     sender: SenderSection
@@ -152,6 +166,7 @@ class ConfigModel(_Strict):
     transport: TransportSection = Field(default_factory=TransportSection)
     dispatch: DispatchSection = Field(default_factory=DispatchSection)
     web: WebSection = Field(default_factory=WebSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
 
 
 @dataclass(frozen=True)

@@ -207,3 +207,46 @@ webhook_events = sa.Table(
     sa.Column("event", sa.String(32), nullable=False),
     sa.Column("received_at", UTC, nullable=False),
 )
+
+# events.kind: what happened to one delivery (README, "What drip counts").
+ACCEPTED = "accepted"  # the provider took it (SendGrid "processed")
+DELIVERED = "delivered"
+DEFERRED = "deferred"
+BOUNCED_EVENT = "bounced"  # bounce or dropped
+COMPLAINED_EVENT = "complained"
+CLICKED = "clicked"
+OPENED = "opened"
+UNSUBSCRIBED_EVENT = "unsubscribed"
+RESUBSCRIBED = "resubscribed"
+OTHER = "other"  # a provider event type drip does not name (kept in ``detail``)
+
+# The ledger: one row per event of a delivery, from drip's click redirect, open image and
+# unsubscribe pages and from providers' webhooks. ``first`` marks the first event of its kind
+# (human or machine apart) for its delivery: the funnel counts those rows only, through the
+# partial unique index, which is also what keeps a second "first" out under concurrency.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # "drip", "sendgrid"
+    sa.Column("machine", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("first", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("link", sa.Integer, nullable=True),  # a click's link index in its email
+    sa.Column("detail", sa.String(64), nullable=True),  # why machine, or the provider's event type
+    sa.Column("digest", sa.String(64), nullable=True, unique=True),  # a provider event's identity
+    sa.Column("occurred_at", UTC, nullable=False),
+    sqlite_autoincrement=True,
+)
+_first = events.c.first == sa.true()
+sa.Index(
+    "uq_events_first",
+    events.c.delivery_id,
+    events.c.kind,
+    events.c.machine,
+    unique=True,
+    sqlite_where=_first,
+    postgresql_where=_first,
+)
+sa.Index("ix_events_delivery_id_occurred_at", events.c.delivery_id, events.c.occurred_at)
