@@ -323,7 +323,9 @@ def _render_checked(
 
 def _with_pixel(html: str, src: str) -> str:
     """The open pixel at the end of the body: a 1x1 image that layout and readers never see."""
-    pixel = f'<img src="{src}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">'
+    pixel = (
+        f'<img src="{src}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">'
+    )
     at = html.rfind("</body>")
     return html + pixel if at < 0 else html[:at] + pixel + html[at:]
 
