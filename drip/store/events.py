@@ -130,17 +130,26 @@ def _firsts(conn: sa.Connection, delivery_ids: set[int]) -> set[tuple[int | None
 
 
 def record_click(
-    engine: sa.Engine, delivery_id: int, link: int, *, now: dt.datetime, machine: str | None = None
+    engine: sa.Engine,
+    delivery_id: int,
+    link: int,
+    *,
+    now: dt.datetime,
+    links: int,
+    machine: str | None = None,
 ) -> bool:
-    """Record a click on link ``link``; True when it counts as a reader's (``machine`` names why not).
+    """Record a click on link ``link`` of an email of ``links`` links; True when it counts as a
+    reader's (``machine`` names why not).
 
-    A click that makes :data:`BURST_LINKS` different links of one email clicked within
-    :data:`BURST_WINDOW` is a scanner's, and so are the other clicks of that burst, after the fact.
+    A click that makes :data:`BURST_LINKS` different links (every link, in a shorter email) of
+    one email clicked within :data:`BURST_WINDOW` is a scanner's, and so are the other clicks of
+    that burst, after the fact.
     """
+    needed = min(BURST_LINKS, links)
 
     def work(conn: sa.Connection) -> bool:
         reason = machine
-        if reason is None and _burst(conn, delivery_id, link, now):
+        if reason is None and needed >= 2 and _burst(conn, delivery_id, link, now, needed):
             _demote_burst(conn, delivery_id, now)
             reason = ALL_AT_ONCE
         event = Event(delivery_id, CLICKED, "drip", now, machine=reason is not None, link=link, detail=reason)
@@ -163,14 +172,14 @@ def _retry_once(work: _Work) -> _Work:
     return run
 
 
-def _burst(conn: sa.Connection, delivery_id: int, link: int, now: dt.datetime) -> bool:
+def _burst(conn: sa.Connection, delivery_id: int, link: int, now: dt.datetime, needed: int) -> bool:
     stmt = sa.select(sa.func.count(sa.distinct(events.c.link))).where(
         events.c.delivery_id == delivery_id,
         events.c.kind == CLICKED,
         events.c.occurred_at > now - BURST_WINDOW,
         events.c.link != link,
     )
-    return int(conn.execute(stmt).scalar_one()) + 1 >= BURST_LINKS
+    return int(conn.execute(stmt).scalar_one()) + 1 >= needed
 
 
 def _demote_burst(conn: sa.Connection, delivery_id: int, now: dt.datetime) -> None:

@@ -61,8 +61,8 @@ def machine_reason(request: Request, tracked: Tracked, now: dt.datetime) -> str 
     return reason
 
 
-def _target(state: WebState, tracked: Tracked, token: str) -> str | None:
-    """The URL drip wrote for this token in this delivery's email, or None."""
+def _target(state: WebState, tracked: Tracked, token: str) -> tuple[str, int] | None:
+    """The URL drip wrote for this token in this delivery's email and how many links it has, or None."""
     ref = parse_track_token(token)
     course = state.courses.get(tracked.course)
     if ref is None or ref.link is None or course is None:
@@ -77,7 +77,8 @@ def _target(state: WebState, tracked: Tracked, token: str) -> str | None:
     order = [ref.link] if 0 <= ref.link < len(links) else []
     order += [i for i in range(len(links)) if i != ref.link]  # an edited course may have moved it
     secret = state.runtime.secret
-    return next((links[i] for i in order if click_matches(secret, ref, links[i])), None)
+    found = next((links[i] for i in order if click_matches(secret, ref, links[i])), None)
+    return None if found is None else (found, len(links))
 
 
 def _follow(state: WebState, request: Request, token: str, now: dt.datetime) -> str | None:
@@ -87,12 +88,18 @@ def _follow(state: WebState, request: Request, token: str, now: dt.datetime) -> 
     tracked = tracked_delivery(state.engine, ref.delivery_id)
     if tracked is None:
         return None
-    url = _target(state, tracked, token)
-    if url is None:
+    target = _target(state, tracked, token)
+    if target is None:
         return None
+    url, links = target
     try:
         record_click(
-            state.engine, ref.delivery_id, ref.link, now=now, machine=machine_reason(request, tracked, now)
+            state.engine,
+            ref.delivery_id,
+            ref.link,
+            now=now,
+            links=links,
+            machine=machine_reason(request, tracked, now),
         )
     except StoreBusy:
         log.warning("click on delivery %d not recorded: the database stayed busy", ref.delivery_id)
