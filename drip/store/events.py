@@ -287,3 +287,39 @@ def funnel(
         row[0]: StepFigures(row[0], int(row[1]), **{n: int(v) for n, v in zip(names, row[2:], strict=True)})
         for row in rows
     }
+
+
+def rate(part: int, whole: int) -> float | None:
+    """``part`` as a share of ``whole``; None when there is nothing to divide by."""
+    return part / whole if whole else None
+
+
+def report_rows(figures: dict[str, StepFigures], keys: Sequence[str]) -> list[dict[str, object]]:
+    """The funnel in the course's order (steps no longer in it last): counts, rates over sent, and
+    the drop-off in emails sent from the step before."""
+    ordered = [figures.get(k, StepFigures(k, 0)) for k in keys]
+    ordered += [f for k, f in figures.items() if k not in set(keys)]
+    rows: list[dict[str, object]] = []
+    before: int | None = None
+    for f in ordered:
+        rows.append(
+            {
+                "step": f.key,
+                "sent": f.sent,
+                "delivered": f.delivered,
+                "bounced": f.bounced,
+                "complained": f.complained,
+                "clicked": f.clicked,
+                "machine_clicked": f.machine_clicked,
+                "unsubscribed": f.unsubscribed,
+                "opened": f.opened,
+                "machine_opened": f.machine_opened,
+                "delivered_rate": rate(f.delivered, f.sent),
+                "bounce_rate": rate(f.bounced, f.sent),
+                "click_rate": rate(f.clicked, f.sent),
+                "unsubscribe_rate": rate(f.unsubscribed, f.sent),
+                "drop_off": None if before is None else rate(before - f.sent, before),
+            }
+        )
+        before = f.sent
+    return rows
