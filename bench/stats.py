@@ -123,6 +123,9 @@ def event_rows(total_deliveries: int, total_events: int) -> Iterator[list[dict[s
             seen.add((kind, machine))
             chunk.append(
                 {
+                    "course": COURSE,
+                    "step_key": f"step-{(delivery_id - 1) % STEPS}",
+                    "sent_at": NOW + dt.timedelta(days=(delivery_id - 1) % STEPS),
                     "delivery_id": delivery_id,
                     "kind": kind,
                     "source": "drip",

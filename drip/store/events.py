@@ -91,7 +91,9 @@ def record_events(conn: sa.Connection, batch: Sequence[Event]) -> int:
     seen: set[str | None] = set()
     if digests:
         seen = set(conn.execute(sa.select(events.c.digest).where(events.c.digest.in_(digests))).scalars())
-    firsts = _firsts(conn, {e.delivery_id for e in batch if e.delivery_id is not None})
+    ids = {e.delivery_id for e in batch if e.delivery_id is not None}
+    firsts = _firsts(conn, ids)
+    facts = _facts(conn, ids)
     rows: list[dict[str, object]] = []
     for event in batch:
         if event.digest is not None and event.digest in seen:
@@ -101,7 +103,7 @@ def record_events(conn: sa.Connection, batch: Sequence[Event]) -> int:
         key = (event.delivery_id, event.kind, event.machine)
         first = event.delivery_id is not None and key not in firsts
         firsts.add(key)
-        rows.append({**_row(event), "first": first})
+        rows.append({**_row(event), **facts.get(event.delivery_id or 0, _NO_FACTS), "first": first})
     if rows:
         conn.execute(events.insert(), rows)
     return len(rows)
@@ -118,6 +120,19 @@ def _row(event: Event) -> dict[str, object]:
         "digest": event.digest,
         "occurred_at": event.occurred_at,
     }
+
+
+_NO_FACTS: dict[str, object] = {"course": None, "step_key": None, "sent_at": None}
+
+
+def _facts(conn: sa.Connection, delivery_ids: set[int]) -> dict[int, dict[str, object]]:
+    """Course, step and hand-off of each delivery, copied onto its events for the funnel's index."""
+    if not delivery_ids:
+        return {}
+    stmt = sa.select(deliveries.c.id, deliveries.c.course, deliveries.c.step_key, deliveries.c.sent_at).where(
+        deliveries.c.id.in_(delivery_ids)
+    )
+    return {r[0]: {"course": r[1], "step_key": r[2], "sent_at": r[3]} for r in conn.execute(stmt)}
 
 
 def _firsts(conn: sa.Connection, delivery_ids: set[int]) -> set[tuple[int | None, str, bool]]:
@@ -258,35 +273,38 @@ _COUNTED: tuple[tuple[str, str, bool], ...] = (
 def funnel(
     engine: sa.Engine, course: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None
 ) -> dict[str, StepFigures]:
-    """Figures per step key of the emails of ``course`` sent in [since, until): one query.
+    """Figures per step key of the emails of ``course`` sent in [since, until): one query, the
+    deliveries sent and the first events of each kind (from the partial index ``ix_events_funnel``).
 
     Newsletter lists will share this: their issues are delivery rows too, keyed by the issue
     instead of the step, so a list's report is this query on its deliveries.
     """
     d, e = deliveries, events
-    figures = [
-        sa.func.coalesce(
-            sa.func.sum(sa.case((sa.and_(e.c.kind == kind, e.c.machine == machine), 1), else_=0)), 0
-        )
-        for _, kind, machine in _COUNTED
-    ]
-    stmt = (
-        sa.select(d.c.step_key, sa.func.count(sa.distinct(d.c.id)), *figures)
-        .select_from(d.outerjoin(e, sa.and_(e.c.delivery_id == d.c.id, e.c.first == sa.true())))
-        .where(d.c.course == course, d.c.status == SENT)
-        .group_by(d.c.step_key)
+    sent = sa.select(d.c.step_key, sa.literal("sent"), sa.literal(False), sa.func.count()).where(
+        d.c.course == course, d.c.status == SENT, *_between(d.c.sent_at, since, until)
     )
-    if since is not None:
-        stmt = stmt.where(d.c.sent_at >= since)
-    if until is not None:
-        stmt = stmt.where(d.c.sent_at < until)
+    counted = sa.select(e.c.step_key, e.c.kind, e.c.machine, sa.func.count()).where(
+        e.c.course == course, e.c.first == sa.true(), *_between(e.c.sent_at, since, until)
+    )
+    stmt = sa.union_all(sent.group_by(d.c.step_key), counted.group_by(e.c.step_key, e.c.kind, e.c.machine))
     with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    names = [name for name, _, _ in _COUNTED]
-    return {
-        row[0]: StepFigures(row[0], int(row[1]), **{n: int(v) for n, v in zip(names, row[2:], strict=True)})
-        for row in rows
-    }
+        found = conn.execute(stmt).all()
+    names = {(kind, machine): name for name, kind, machine in _COUNTED}
+    values: dict[str, dict[str, int]] = {}
+    for key, kind, machine, count in found:
+        name = "sent" if kind == "sent" else names.get((kind, bool(machine)))
+        if name is not None and key is not None:
+            values.setdefault(key, {})[name] = int(count)
+    return {key: StepFigures(key, **{"sent": 0, **v}) for key, v in values.items()}
+
+
+def _between(
+    column: sa.ColumnElement[dt.datetime], since: dt.datetime | None, until: dt.datetime | None
+) -> list[sa.ColumnElement[bool]]:
+    return [
+        *([column >= since] if since is not None else []),
+        *([column < until] if until is not None else []),
+    ]
 
 
 def rate(part: int, whole: int) -> float | None:

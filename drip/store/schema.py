@@ -237,6 +237,11 @@ events = sa.Table(
     sa.Column("detail", sa.String(64), nullable=True),  # why machine, or the provider's event type
     sa.Column("digest", sa.String(64), nullable=True, unique=True),  # a provider event's identity
     sa.Column("occurred_at", UTC, nullable=False),
+    # The delivery's course, step and hand-off, copied when the event is written: the funnel
+    # counts first events from one index, without joining 100,000 deliveries.
+    sa.Column("course", sa.String(200), nullable=True),
+    sa.Column("step_key", sa.String(500), nullable=True),
+    sa.Column("sent_at", UTC, nullable=True),
     sqlite_autoincrement=True,
 )
 _first = events.c.first == sa.true()
@@ -250,3 +255,13 @@ sa.Index(
     postgresql_where=_first,
 )
 sa.Index("ix_events_delivery_id_occurred_at", events.c.delivery_id, events.c.occurred_at)
+sa.Index(
+    "ix_events_funnel",
+    events.c.course,
+    events.c.step_key,
+    events.c.kind,
+    events.c.machine,
+    events.c.sent_at,
+    sqlite_where=_first,
+    postgresql_where=_first,
+)
