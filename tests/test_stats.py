@@ -90,3 +90,15 @@ def test_an_unknown_name_is_an_input_error_with_the_closest(tmp_path: Path) -> N
     fixture(tmp_path)
     result = run(tmp_path, "stats", "le-role-du-ct")
     assert result.exit_code == 1 and "le-role-du-cto" in result.output
+
+
+def test_the_preview_page_draws_the_funnel_as_inline_svg_without_script(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from drip.config import load_site
+    from drip.preview.server import create_app
+
+    fixture(tmp_path)
+    page = TestClient(create_app(load_site(tmp_path))).get(f"/courses/{COURSE}/stats")
+    assert page.status_code == 200 and "<svg" in page.text and "<script" not in page.text
+    assert "<title>clicked: 2</title>" in page.text and "<title>sent: 4</title>" in page.text
