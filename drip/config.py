@@ -196,6 +196,20 @@ class WebSection(_Strict):
         return v
 
 
+class UtmSection(_Strict):
+    """Which links carry utm_* tags: the site's own by default, every web link with ``external``."""
+
+    external: bool = False
+
+
+class TrackingSection(_Strict):
+    """What drip counts beyond its own sends (README, "What drip counts"): both off by default."""
+
+    clicks: bool = False  # content links go through `drip serve` at /c/<token>
+    opens: bool = False  # a 1x1 image at /o/<token>; machine opens are reported apart
+    utm: UtmSection = Field(default_factory=UtmSection)
+
+
 class ConfigModel(_Strict):
     site: SiteSection
     sender: SenderSection
@@ -207,6 +221,7 @@ class ConfigModel(_Strict):
     web: WebSection = Field(default_factory=WebSection)
     dkim: DkimSection | None = None
     bounces: BouncesSection = Field(default_factory=BouncesSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from the environment (``DRIP_SECRET_KEY``), read by :class:`drip.runtime.Runtime
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
@@ -109,3 +111,67 @@ def read_token(secret: str, token: str, scope: Scope, *, now: dt.datetime) -> To
     if ttl is not None and now.timestamp() - issued > ttl.total_seconds():
         raise BadToken("expired")
     return TokenData(scope=scope, subscriber_id=subscriber_id, course=course, step=step)
+
+
+# Click and open tokens go in every content link of an email: they must be short. Each is a
+# delivery id and an HMAC; a click's MAC also covers the link's URL, so /c/ redirects only to a
+# URL drip wrote into that email, found again in the rendered step, never one read from the token.
+_MAC_CHARS = 16  # 96 bits of HMAC-SHA256, URL-safe base64
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass(frozen=True)
+class TrackRef:
+    """A parsed click or open token: not yet verified."""
+
+    delivery_id: int
+    link: int | None  # the link's index in the email, a hint (None for an open)
+    mac: str
+
+
+def _b36(number: int) -> str:
+    out = ""
+    while True:
+        number, digit = divmod(number, 36)
+        out = _B36[digit] + out
+        if number == 0:
+            return out
+
+
+def _mac(secret: str, message: str) -> str:
+    digest = hmac.new(secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")[:_MAC_CHARS]
+
+
+def click_token(secret: str, delivery_id: int, link: int, url: str) -> str:
+    """``<delivery>.<link>.<mac>`` for link number ``link`` (whose target is ``url``) of one delivery."""
+    return f"{_b36(delivery_id)}.{link}.{_mac(secret, f'drip.click|{delivery_id}|{url}')}"
+
+
+def open_token(secret: str, delivery_id: int) -> str:
+    """``<delivery>.<mac>`` for the open pixel of one delivery."""
+    return f"{_b36(delivery_id)}.{_mac(secret, f'drip.open|{delivery_id}')}"
+
+
+def parse_track_token(token: str) -> TrackRef | None:
+    """The parts of a click (3 parts) or open (2 parts) token, or None when it has neither shape."""
+    parts = token.split(".")
+    if len(parts) not in (2, 3) or len(parts[-1]) != _MAC_CHARS or len(parts[0]) > 12:
+        return None
+    try:
+        delivery_id = int(parts[0], 36)
+        link = int(parts[1]) if len(parts) == 3 and len(parts[1]) <= 4 else None
+    except ValueError:
+        return None
+    if len(parts) == 3 and link is None:
+        return None
+    return TrackRef(delivery_id, link, parts[-1])
+
+
+def click_matches(secret: str, ref: TrackRef, url: str) -> bool:
+    """True when ``ref`` was signed for this delivery and this URL."""
+    return hmac.compare_digest(ref.mac, _mac(secret, f"drip.click|{ref.delivery_id}|{url}"))
+
+
+def open_matches(secret: str, ref: TrackRef) -> bool:
+    return ref.link is None and hmac.compare_digest(ref.mac, _mac(secret, f"drip.open|{ref.delivery_id}"))

@@ -756,10 +756,12 @@ def test_every_unknown_variable_of_every_template_is_reported_at_once(
 
 def test_subject_names_are_what_a_step_context_holds(example_site: Site, example_course: Course) -> None:
     from drip.course.schedule import SUBJECT_NAMES
-    from drip.render.steps import _context, course_context
+    from drip.render.steps import _context, _Linker, course_context
     from drip.render.templates import SlotRecorder, environment
 
     env = environment(example_site.templates_dir)
     shared = course_context(example_site, example_course, "fr", env)
-    context = _context(example_site, example_course, example_course.steps[1], shared, SlotRecorder())
+    step, recorder = example_course.steps[1], SlotRecorder()
+    linker = _Linker(example_site, example_course, step, recorder)
+    context = _context(example_site, example_course, step, shared, recorder, linker)
     assert set(context) == SUBJECT_NAMES

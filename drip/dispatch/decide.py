@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from drip.config import DispatchSection
 from drip.course.edits import STEP_REMOVED
 from drip.course.models import Course, Step
-from drip.dispatch.personalise import subscriber_values
+from drip.dispatch.personalise import subscriber_values, tracking_values
 from drip.errors import DripError
 from drip.render.rendered import RenderedStep
 from drip.store.claims import Claimed, Outcome
@@ -173,6 +173,7 @@ def message(
         step=item.step_key,
         now=ctx.now,
     )
+    values.update(tracking_values(ctx.base_url, ctx.secret, item.id, rendered))
     sender = course.sender
     unsubscribe_token = values["unsubscribe_url"].rpartition("/")[2]
     return OutgoingMessage(

@@ -10,7 +10,9 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from drip.tokens import Scope, make_token
+from drip.render.rendered import RenderedStep
+from drip.render.steps import CLICK_SLOT, OPEN_SLOT
+from drip.tokens import Scope, click_token, make_token, open_token
 
 
 def subscriber_values(
@@ -40,4 +42,16 @@ def subscriber_values(
     }
     for key, value in attributes.items():
         values[f"attributes.{key}"] = "" if value is None else str(value)
+    return values
+
+
+def tracking_values(base_url: str, secret: str, delivery_id: int, rendered: RenderedStep) -> dict[str, str]:
+    """The /c/ link of each content link and the /o/ image of one delivery: empty unless the
+    step was rendered with tracking on (its slots then hold the untracked links as defaults)."""
+    values = {
+        f"{CLICK_SLOT}{index}": f"{base_url}/c/{click_token(secret, delivery_id, index, url)}"
+        for index, url in enumerate(rendered.links)
+    }
+    if OPEN_SLOT in rendered.html.slot_names:
+        values[OPEN_SLOT] = f"{base_url}/o/{open_token(secret, delivery_id)}.gif"
     return values

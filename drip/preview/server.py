@@ -133,6 +133,32 @@ class PreviewPages:
             headers={"Content-Security-Policy": EMAIL_CSP, "X-Content-Type-Options": "nosniff"},
         )
 
+    async def stats_page(self, request: Request) -> Response:
+        """The funnel of a course as inline SVG bars and a table: what `drip stats` prints."""
+        from starlette.concurrency import run_in_threadpool
+
+        site, slug = self.site, request.path_params["slug"]
+        try:
+            course = compile_course(site, slug)
+        except NotFoundError as exc:
+            return self.problems_page("Unknown course", exc, 404)
+        except InputError as exc:
+            return self.problems_page(f"Course {slug} does not compile", exc, 422)
+        rows = await run_in_threadpool(_funnel_rows, site, slug, [s.key for s in course.steps])
+        top = max([int(str(r["sent"])) for r in rows] + [1])
+        return self.page("stats.html", site=site.config.site, slug=slug, rows=rows, top=top)
+
+
+def _funnel_rows(site: Site, slug: str, keys: list[str]) -> list[dict[str, object]]:
+    from drip.store.db import open_store
+    from drip.store.events import funnel, report_rows
+
+    engine = open_store(site.database_url)
+    try:
+        return report_rows(funnel(engine, slug), keys)
+    finally:
+        engine.dispose()
+
 
 def create_app(
     site: Site,
@@ -154,6 +180,7 @@ def create_app(
             Route("/", pages.index),
             Route("/courses/{slug}/", pages.course_page),
             Route("/courses/{slug}/emails/{number:int}.html", pages.email_html),
+            Route("/courses/{slug}/stats", pages.stats_page),
         ]
     )
 

@@ -19,6 +19,7 @@ class RenderedStep:
     preheader: str
     html: Compiled
     text: Compiled
+    links: tuple[str, ...] = ()  # with click tracking: the targets of its /c/ links, by index
 
     def personalise(self, values: Mapping[str, str]) -> tuple[str, str, str]:
         """Subject, HTML and text for one subscriber: the cheap second stage."""

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 
@@ -41,6 +42,9 @@ from drip.render.text import tidy
 UTM_SOURCE = "drip"
 UTM_MEDIUM = "email"
 SAMPLE_TOKEN = "preview-token"  # placeholder where a signed token goes in real emails
+CLICK_SLOT = "click."  # + the link's index: filled per delivery with its /c/ link
+OPEN_SLOT = "open_pixel"  # filled per delivery with its /o/ image; a blank image elsewhere
+BLANK_GIF = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="
 
 _SPACES = re.compile(r"\s+")
 _MAX_COURSES = 256
@@ -54,21 +58,35 @@ def _paragraphs(text: str | None) -> list[str]:
 
 
 class _Linker:
-    """Absolute, UTM-tagged URLs for the links of one step."""
+    """Absolute URLs for the links of one step: UTM-tagged, and through /c/ when clicks are tracked.
 
-    def __init__(self, site: Site, course: Course, step: Step) -> None:
+    UTM tags go on the site's own links only (``tracking.utm.external`` tags every web link).
+    With ``tracking.clicks``, each distinct link becomes a slot ``click.<n>`` whose default is
+    the link itself (previews, "view in browser") and which dispatch fills with the signed /c/
+    link of each delivery; the list of links is kept in the rendered step for /c/ to find.
+    """
+
+    def __init__(self, site: Site, course: Course, step: Step, recorder: SlotRecorder) -> None:
         self.base_url = site.config.site.base_url
         self.campaign = course.slug
         self.content = step.key
+        tracking = site.config.tracking
+        self.tag_external = tracking.utm.external
+        self.recorder = recorder if tracking.clicks else None
+        self.links: list[str] = []
+        self._host = urlsplit(self.base_url).netloc.lower()
 
     def __call__(self, url: str) -> str:
-        return add_utm(
-            absolute_url(url, self.base_url),
-            source=UTM_SOURCE,
-            medium=UTM_MEDIUM,
-            campaign=self.campaign,
-            content=self.content,
-        )
+        target = absolute_url(url, self.base_url)
+        if self.tag_external or urlsplit(target).netloc.lower() == self._host:
+            target = add_utm(
+                target, source=UTM_SOURCE, medium=UTM_MEDIUM, campaign=self.campaign, content=self.content
+            )
+        if self.recorder is None or urlsplit(target).scheme.lower() not in ("http", "https"):
+            return target
+        if target not in self.links:
+            self.links.append(target)
+        return self.recorder.marker_for(f"{CLICK_SLOT}{self.links.index(target)}", target)
 
 
 class _Card:
@@ -178,11 +196,10 @@ def course_context(site: Site, course: Course, locale: str, env: jinja2.Environm
 
 
 def _context(
-    site: Site, course: Course, step: Step, shared: dict[str, Any], recorder: SlotRecorder
+    site: Site, course: Course, step: Step, shared: dict[str, Any], recorder: SlotRecorder, track: _Linker
 ) -> dict[str, Any]:
     """Everything a template may use. Only ``subscriber`` (and ``name``) vary per reader: as slots."""
     t: Messages = shared["t"]
-    track = _Linker(site, course, step)
     subscriber = Subscriber(recorder)
     section: dict[str, Any] | None = None
     if step.section is not None:
@@ -231,7 +248,8 @@ class _Draft:
         self.step = step
         if shared is None or shared["locale"] != self.locale:
             shared = course_context(site, course, self.locale, self.env)
-        context = _context(site, course, step, shared, self.recorder)
+        self.linker = _Linker(site, course, step, self.recorder)
+        context = _context(site, course, step, shared, self.recorder, self.linker)
         where = course.schedule_path
         subject, preheader = step.texts(self.locale)
         self.subject = _one_line(
@@ -287,6 +305,8 @@ def _render_checked(
 ) -> RenderedStep:
     draft = _Draft(site, course, step, locale, shared)
     html = draft.html()
+    if site.config.tracking.opens:
+        html = _with_pixel(html, draft.recorder.marker_for(OPEN_SLOT, BLANK_GIF))
     slots = draft.recorder.slots
     preheader = split(draft.preheader, slots).fill({}, escape=False)
     return RenderedStep(
@@ -297,7 +317,17 @@ def _render_checked(
         preheader=preheader,
         html=split(html, slots),
         text=split(draft.text, slots),
+        links=tuple(draft.linker.links),
     )
+
+
+def _with_pixel(html: str, src: str) -> str:
+    """The open pixel at the end of the body: a 1x1 image that layout and readers never see."""
+    pixel = (
+        f'<img src="{src}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">'
+    )
+    at = html.rfind("</body>")
+    return html + pixel if at < 0 else html[:at] + pixel + html[at:]
 
 
 def render_course(site: Site, course: Course) -> dict[str, RenderedStep]:

@@ -240,3 +240,65 @@ soft_bounces = sa.Table(
     sa.Column("count", sa.Integer, nullable=False),
     sa.Column("last_at", UTC, nullable=False),
 )
+
+
+class EventKind(StrEnum):
+    """events.kind: what happened to one delivery (README, "What drip counts")."""
+
+    ACCEPTED = "accepted"  # the provider took it (SendGrid "processed")
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"  # bounce or dropped
+    COMPLAINED = "complained"
+    CLICKED = "clicked"
+    OPENED = "opened"
+    UNSUBSCRIBED = "unsubscribed"
+    RESUBSCRIBED = "resubscribed"
+    OTHER = "other"  # a provider event type drip does not name (kept in ``detail``)
+
+
+# The ledger: one row per event of a delivery, from drip's click redirect, open image and
+# unsubscribe pages and from providers' webhooks. ``first`` marks the first event of its kind
+# (human or machine apart) for its delivery: the funnel counts those rows only, through the
+# partial unique index, which is also what keeps a second "first" out under concurrency.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # "drip", "sendgrid"
+    sa.Column("machine", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("first", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("link", sa.Integer, nullable=True),  # a click's link index in its email
+    sa.Column("detail", sa.String(64), nullable=True),  # why machine, or the provider's event type
+    sa.Column("digest", sa.String(64), nullable=True, unique=True),  # a provider event's identity
+    sa.Column("occurred_at", UTC, nullable=False),
+    # The delivery's course, step and hand-off, copied when the event is written: the funnel
+    # counts first events from one index, without joining 100,000 deliveries.
+    sa.Column("course", sa.String(200), nullable=True),
+    sa.Column("step_key", sa.String(500), nullable=True),
+    sa.Column("sent_at", UTC, nullable=True),
+    sqlite_autoincrement=True,
+)
+_first = events.c.first == sa.true()
+sa.Index(
+    "uq_events_first",
+    events.c.delivery_id,
+    events.c.kind,
+    events.c.machine,
+    unique=True,
+    sqlite_where=_first,
+    postgresql_where=_first,
+)
+sa.Index("ix_events_delivery_id_occurred_at", events.c.delivery_id, events.c.occurred_at)
+sa.Index(
+    "ix_events_funnel",
+    events.c.course,
+    events.c.step_key,
+    events.c.kind,
+    events.c.machine,
+    events.c.sent_at,
+    sqlite_where=_first,
+    postgresql_where=_first,
+)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from drip.course.models import Course
 from drip.errors import NotFoundError
 from drip.store.enrollments import enroll
+from drip.store.events import record_unsubscribe
 from drip.store.retry import write
 from drip.store.schema import (
     EnrollmentState,
@@ -261,6 +262,7 @@ def leave(engine: sa.Engine, subscriber_id: int, course: str | None, *, now: dt.
             unsubscribe(conn, found.email, course=course, now=now)
         except NotFoundError:
             return Left(found, was_enrolled=False)
+        record_unsubscribe(conn, subscriber_id, course, now=now)
         return Left(found, was_enrolled=True)
 
     return write(engine, work)

@@ -1,4 +1,5 @@
-"""Provider events that stop all mail to an address (bounces, complaints, unsubscribes), applied once.
+"""Provider events: every one into the events ledger once; those that stop all mail to an address
+(bounces, complaints, unsubscribes) applied once.
 
 An event is recorded by a digest of its content, so a batch delivered again
 changes nothing. A long batch is applied in chunks of :data:`EVENTS_PER_TRANSACTION`,
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
 from drip.store import suppressions
+from drip.store.events import Event, known_deliveries, record_events
 from drip.store.retry import write
 from drip.store.schema import SubscriberStatus, subscribers, webhook_events
 from drip.store.subscribers import subscribers_by_email, unsubscribe_many
@@ -42,25 +44,72 @@ class Recorded:
     duplicates: int
 
 
+@dataclass(frozen=True)
+class Reported:
+    """One verified provider event: its ledger row, and what it stops when it stops mail."""
+
+    event: Event
+    stop: StopEvent | None = None
+
+
+def record_provider_events(
+    engine: sa.Engine, secret: str, batch: Sequence[Reported], *, now: dt.datetime
+) -> Recorded:
+    """Put every event in the ledger (once: by digest) and apply the stopping ones, chunk by chunk.
+    The figures returned are those of the stopping events, as :func:`record_stop_events` gives them."""
+    applied = duplicates = 0
+    for start in range(0, len(batch), EVENTS_PER_TRANSACTION):
+        chunk = batch[start : start + EVENTS_PER_TRANSACTION]
+        done = _record_chunk(engine, secret, chunk, now)
+        applied += done.applied
+        duplicates += done.duplicates
+    return Recorded(applied, duplicates)
+
+
 def record_stop_events(
     engine: sa.Engine, secret: str, events: Sequence[StopEvent], *, now: dt.datetime
 ) -> Recorded:
     """Apply a batch chunk by chunk; events seen before are counted, not applied again."""
     applied = duplicates = 0
     for start in range(0, len(events), EVENTS_PER_TRANSACTION):
-        done = _record_chunk(engine, secret, events[start : start + EVENTS_PER_TRANSACTION], now)
+        chunk = [Reported(_unledgered(e, now), e) for e in events[start : start + EVENTS_PER_TRANSACTION]]
+        done = _record_chunk(engine, secret, chunk, now, ledger=False)
         applied += done.applied
         duplicates += done.duplicates
     return Recorded(applied, duplicates)
 
 
-def _record_chunk(engine: sa.Engine, secret: str, events: Sequence[StopEvent], now: dt.datetime) -> Recorded:
+def _unledgered(event: StopEvent, now: dt.datetime) -> Event:
+    return Event(None, event.kind, "provider", now, digest=event.digest)
+
+
+def _record_chunk(
+    engine: sa.Engine, secret: str, chunk: Sequence[Reported], now: dt.datetime, *, ledger: bool = True
+) -> Recorded:
     """One transaction. The same chunk applied at once by another request breaks the unique digest:
     it is read again, and finds the other request already applied it."""
+
+    def work(conn: sa.Connection) -> Recorded:
+        if ledger:
+            _to_ledger(conn, [r.event for r in chunk])
+        return _apply(conn, secret, [r.stop for r in chunk if r.stop is not None], now)
+
     try:
-        return write(engine, lambda conn: _apply(conn, secret, events, now))
+        return write(engine, work)
     except sa.exc.IntegrityError:
-        return write(engine, lambda conn: _apply(conn, secret, events, now))
+        return write(engine, work)
+
+
+def _to_ledger(conn: sa.Connection, batch: Sequence[Event]) -> None:
+    """Events about a delivery drip no longer knows (an erased reader's) are kept without it."""
+    known = known_deliveries(conn, [e.delivery_id for e in batch if e.delivery_id is not None])
+    record_events(
+        conn,
+        [
+            e if e.delivery_id is None or e.delivery_id in known else replace(e, delivery_id=None)
+            for e in batch
+        ],
+    )
 
 
 def _apply(conn: sa.Connection, secret: str, events: Sequence[StopEvent], now: dt.datetime) -> Recorded:

@@ -32,7 +32,7 @@ from drip.store.retry import StoreBusy
 from drip.store.subscriptions import Allowance
 from drip.transports import get_transport
 from drip.transports.base import Transport
-from drip.web import pages, preferences, subscribe, unsubscribe, view, webhooks
+from drip.web import clicks, pages, preferences, subscribe, unsubscribe, view, webhooks
 from drip.web.ratelimit import RateLimit, TokenBucket
 from drip.web.state import WebState, state_of
 
@@ -88,7 +88,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-_TOKEN_PATH = re.compile(r"/(confirm|unsubscribe|preferences|view)/[^/?\s\"]+")
+_TOKEN_PATH = re.compile(r"/(confirm|unsubscribe|preferences|view|c|o)/[^/?\s\"]+")
 
 
 def redact_tokens(text: str) -> str:
@@ -171,6 +171,7 @@ def _assemble(state: WebState) -> Starlette:
         *preferences.routes,
         *view.routes,
         *webhooks.routes,
+        *clicks.routes,
     ]
     handlers: dict[int | type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: pages.http_error,

@@ -26,10 +26,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from drip.store import schema
+from drip.store.events import Event
 from drip.store.schema import SubscriberStatus
 from drip.store.suppressions import SuppressionReason
-from drip.store.webhook_events import StopEvent, record_stop_events
+from drip.store.webhook_events import Reported, StopEvent, record_provider_events
 from drip.web.body import WEBHOOK_CAP, parse_json, read_capped
+from drip.web.clicks import scanner_name
 from drip.web.state import WebState, state_of
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,22 @@ SUPPRESSING: Mapping[str, tuple[str, str]] = {
     "spamreport": (SubscriberStatus.COMPLAINED, SuppressionReason.COMPLAINED),
     "unsubscribe": (SubscriberStatus.UNSUBSCRIBED, SuppressionReason.UNSUBSCRIBED),
     "group_unsubscribe": (SubscriberStatus.UNSUBSCRIBED, SuppressionReason.UNSUBSCRIBED),
+}
+
+
+# SendGrid event type -> the ledger's kind; any other type is kept as "other", its name in detail.
+KINDS: Mapping[str, str] = {
+    "processed": schema.EventKind.ACCEPTED,
+    "delivered": schema.EventKind.DELIVERED,
+    "deferred": schema.EventKind.DEFERRED,
+    "bounce": schema.EventKind.BOUNCED,
+    "dropped": schema.EventKind.BOUNCED,
+    "spamreport": schema.EventKind.COMPLAINED,
+    "click": schema.EventKind.CLICKED,
+    "open": schema.EventKind.OPENED,
+    "unsubscribe": schema.EventKind.UNSUBSCRIBED,
+    "group_unsubscribe": schema.EventKind.UNSUBSCRIBED,
+    "group_resubscribe": schema.EventKind.RESUBSCRIBED,
 }
 
 
@@ -96,11 +115,54 @@ def _is_unicode(text: str) -> bool:
     return not any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
 
 
+def _machine(event: Mapping[str, Any]) -> str | None:
+    """Why SendGrid's open or click was a machine's: its own flag (Apple's proxy) or a scanner's agent."""
+    if event.get("sg_machine_open") is True:
+        return "sg_machine_open"
+    agent = event.get("useragent")
+    return scanner_name(agent) if isinstance(agent, str) else None
+
+
+def _occurred(event: Mapping[str, Any], now: dt.datetime) -> dt.datetime:
+    stamp = event.get("timestamp")
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        try:
+            return dt.datetime.fromtimestamp(stamp, dt.UTC)
+        except (ValueError, OverflowError, OSError):
+            pass
+    return now
+
+
+def ledger_event(event: object, now: dt.datetime) -> Event | None:
+    """Any SendGrid event as a ledger row, tied to the delivery named in its custom args."""
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        return None
+    kind = str(event["event"])
+    named = event.get("delivery_id")
+    delivery_id = int(named) if isinstance(named, str) and named.isdigit() and len(named) < 19 else None
+    machine = _machine(event) if kind in ("open", "click") else None
+    return Event(
+        delivery_id,
+        KINDS.get(kind, schema.EventKind.OTHER),
+        "sendgrid",
+        _occurred(event, now),
+        machine=machine is not None,
+        detail=(machine or kind)[:64],
+        digest=event_digest(event),
+    )
+
+
 def apply_events(state: WebState, events: list[Any], *, now: dt.datetime) -> Applied:
-    """Apply a verified batch, in short transactions of a few hundred events; events seen before are skipped."""
-    stops = [found for found in map(stop_event, events) if found is not None]
-    recorded = record_stop_events(state.engine, state.runtime.secret, stops, now=now)
-    return Applied(recorded.applied, recorded.duplicates, len(events) - len(stops))
+    """Record a verified batch in the ledger and apply what stops mail, in short transactions of a few
+    hundred events; events seen before are skipped."""
+    batch: list[Reported] = []
+    for raw in events:
+        found = ledger_event(raw, now)
+        if found is not None:
+            batch.append(Reported(found, stop_event(raw)))
+    stops = sum(1 for r in batch if r.stop is not None)
+    recorded = record_provider_events(state.engine, state.runtime.secret, batch, now=now)
+    return Applied(recorded.applied, recorded.duplicates, len(events) - stops)
 
 
 async def sendgrid_events(request: Request) -> Response:

@@ -6,7 +6,7 @@ Message-ID, else of its bytes), so reading a mailbox again changes nothing.
 address itself, until ``bounces.soft_limit`` puts it on the suppression list.
 
 Revision ID: 0008_bounces
-Revises: 0006_history_and_mailboxes
+Revises: 0007_events
 Create Date: 2026-12-03
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from drip.store.schema import UTCDateTime
 
 revision: str = "0008_bounces"
-down_revision: str | None = "0006_history_and_mailboxes"
+down_revision: str | None = "0007_events"
 branch_labels: str | None = None
 depends_on: str | None = None
 

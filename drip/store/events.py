@@ -1,0 +1,334 @@
+"""The events ledger: what happened to each delivery, from every source, and the funnel it adds up to.
+
+Sources: drip's click redirect, open image and unsubscribe pages, and providers' webhooks
+(every SendGrid event type). "Sent" is not an event row: it is the delivery's own status,
+recorded by dispatch, and the funnel reads it there. Each event row says whether a machine
+made it (a link scanner, a prefetching proxy) and whether it is the first of its kind for its
+delivery; the funnel counts first rows only, so it needs no DISTINCT over the ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from drip.store.retry import write
+from drip.store.schema import DeliveryStatus, EventKind, deliveries, events, subscribers
+
+# Several links of one email clicked this close together: a scanner following every link.
+BURST_WINDOW = dt.timedelta(seconds=10)
+BURST_LINKS = 3
+ALL_AT_ONCE = "every link at once"
+
+_Work = Callable[[sa.Connection], bool]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to one delivery (or to no known delivery: ``delivery_id`` None)."""
+
+    delivery_id: int | None
+    kind: str
+    source: str
+    occurred_at: dt.datetime
+    machine: bool = False
+    link: int | None = None
+    detail: str | None = None
+    digest: str | None = None  # a provider event's identity across its retries
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """What /c/ and /o/ need about a delivery: where its links come from and when it arrived."""
+
+    delivery_id: int
+    course: str
+    step_key: str
+    locale: str | None
+    arrived_at: dt.datetime | None  # the provider's "delivered", else drip's hand-off
+
+
+def tracked_delivery(engine: sa.Engine, delivery_id: int) -> Tracked | None:
+    """A sent delivery by id, or None (unknown, erased or never sent: nothing to track)."""
+    delivered = (
+        sa.select(sa.func.min(events.c.occurred_at))
+        .where(events.c.delivery_id == deliveries.c.id, events.c.kind == EventKind.DELIVERED)
+        .scalar_subquery()
+    )
+    stmt = (
+        sa.select(
+            deliveries.c.course, deliveries.c.step_key, subscribers.c.locale, deliveries.c.sent_at, delivered
+        )
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.SENT)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    arrived = max((t for t in (row[3], row[4]) if t is not None), default=None)
+    return Tracked(delivery_id, row[0], row[1], row[2], arrived)
+
+
+def record_events(conn: sa.Connection, batch: Sequence[Event]) -> int:
+    """Add events in one bulk insert, marking the first of each kind per delivery; an event whose
+    digest is already in the ledger (or earlier in the batch) is skipped. Returns how many were added."""
+    digests = {e.digest for e in batch if e.digest is not None}
+    seen: set[str | None] = set()
+    if digests:
+        seen = set(conn.execute(sa.select(events.c.digest).where(events.c.digest.in_(digests))).scalars())
+    ids = {e.delivery_id for e in batch if e.delivery_id is not None}
+    firsts = _firsts(conn, ids)
+    facts = _facts(conn, ids)
+    rows: list[dict[str, object]] = []
+    for event in batch:
+        if event.digest is not None and event.digest in seen:
+            continue
+        if event.digest is not None:
+            seen.add(event.digest)
+        key = (event.delivery_id, event.kind, event.machine)
+        first = event.delivery_id is not None and key not in firsts
+        firsts.add(key)
+        rows.append({**_row(event), **facts.get(event.delivery_id or 0, _NO_FACTS), "first": first})
+    if rows:
+        conn.execute(events.insert(), rows)
+    return len(rows)
+
+
+def _row(event: Event) -> dict[str, object]:
+    return {
+        "delivery_id": event.delivery_id,
+        "kind": event.kind,
+        "source": event.source,
+        "machine": event.machine,
+        "link": event.link,
+        "detail": event.detail,
+        "digest": event.digest,
+        "occurred_at": event.occurred_at,
+    }
+
+
+_NO_FACTS: dict[str, object] = {"course": None, "step_key": None, "sent_at": None}
+
+
+def _facts(conn: sa.Connection, delivery_ids: set[int]) -> dict[int, dict[str, object]]:
+    """Course, step and hand-off of each delivery, copied onto its events for the funnel's index."""
+    if not delivery_ids:
+        return {}
+    stmt = sa.select(deliveries.c.id, deliveries.c.course, deliveries.c.step_key, deliveries.c.sent_at).where(
+        deliveries.c.id.in_(delivery_ids)
+    )
+    return {r[0]: {"course": r[1], "step_key": r[2], "sent_at": r[3]} for r in conn.execute(stmt)}
+
+
+def _firsts(conn: sa.Connection, delivery_ids: set[int]) -> set[tuple[int | None, str, bool]]:
+    if not delivery_ids:
+        return set()
+    stmt = sa.select(events.c.delivery_id, events.c.kind, events.c.machine).where(
+        events.c.delivery_id.in_(delivery_ids), events.c.first == sa.true()
+    )
+    return {(r[0], r[1], bool(r[2])) for r in conn.execute(stmt)}
+
+
+def record_click(
+    engine: sa.Engine,
+    delivery_id: int,
+    link: int,
+    *,
+    now: dt.datetime,
+    links: int,
+    machine: str | None = None,
+) -> bool:
+    """Record a click on link ``link`` of an email of ``links`` links; True when it counts as a
+    reader's (``machine`` names why not).
+
+    A click that makes :data:`BURST_LINKS` different links (every link, in a shorter email) of
+    one email clicked within :data:`BURST_WINDOW` is a scanner's, and so are the other clicks of
+    that burst, after the fact.
+    """
+    needed = min(BURST_LINKS, links)
+
+    def work(conn: sa.Connection) -> bool:
+        reason = machine
+        if reason is None and needed >= 2 and _burst(conn, delivery_id, link, now, needed):
+            _demote_burst(conn, delivery_id, now)
+            reason = ALL_AT_ONCE
+        event = Event(
+            delivery_id, EventKind.CLICKED, "drip", now, machine=reason is not None, link=link, detail=reason
+        )
+        record_events(conn, [event])
+        return reason is None
+
+    return write(engine, _retry_once(work))
+
+
+def _retry_once(work: _Work) -> _Work:
+    """Two first clicks at once break the partial unique index: the second is read again, not first."""
+
+    def run(conn: sa.Connection) -> bool:
+        try:
+            with conn.begin_nested():
+                return work(conn)
+        except sa.exc.IntegrityError:
+            return work(conn)
+
+    return run
+
+
+def _burst(conn: sa.Connection, delivery_id: int, link: int, now: dt.datetime, needed: int) -> bool:
+    stmt = sa.select(sa.func.count(sa.distinct(events.c.link))).where(
+        events.c.delivery_id == delivery_id,
+        events.c.kind == EventKind.CLICKED,
+        events.c.occurred_at > now - BURST_WINDOW,
+        events.c.link != link,
+    )
+    return int(conn.execute(stmt).scalar_one()) + 1 >= needed
+
+
+def _demote_burst(conn: sa.Connection, delivery_id: int, now: dt.datetime) -> None:
+    """The burst's earlier clicks become machine clicks; none of them stays a reader's first."""
+    conn.execute(
+        events.update()
+        .where(
+            events.c.delivery_id == delivery_id,
+            events.c.kind == EventKind.CLICKED,
+            events.c.machine == sa.false(),
+            events.c.occurred_at > now - BURST_WINDOW,
+        )
+        .values(machine=True, first=False, detail=ALL_AT_ONCE)
+    )
+
+
+def record_open(engine: sa.Engine, delivery_id: int, *, now: dt.datetime, machine: str | None = None) -> None:
+    """Record the open image being fetched; ``machine`` names a proxy or prefetcher that fetched it."""
+    event = Event(delivery_id, EventKind.OPENED, "drip", now, machine=machine is not None, detail=machine)
+    write(engine, _retry_once(lambda conn: bool(record_events(conn, [event]))))
+
+
+def record_unsubscribe(
+    conn: sa.Connection, subscriber_id: int, course: str | None, *, now: dt.datetime
+) -> None:
+    """An unsubscribe through drip's own pages, charged to the last email sent before it."""
+    stmt = (
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.status == DeliveryStatus.SENT)
+        .order_by(deliveries.c.sent_at.desc(), deliveries.c.id.desc())
+        .limit(1)
+    )
+    if course is not None:
+        stmt = stmt.where(deliveries.c.course == course)
+    delivery_id = conn.execute(stmt).scalar()
+    if delivery_id is not None:
+        record_events(conn, [Event(delivery_id, EventKind.UNSUBSCRIBED, "drip", now)])
+
+
+def known_deliveries(conn: sa.Connection, delivery_ids: Iterable[int]) -> set[int]:
+    """Which of these delivery ids exist (a provider may report on an erased reader's email)."""
+    ids = set(delivery_ids)
+    if not ids:
+        return set()
+    return set(conn.execute(sa.select(deliveries.c.id).where(deliveries.c.id.in_(ids))).scalars())
+
+
+@dataclass(frozen=True)
+class StepFigures:
+    """One step's (or issue's) figures; each count is of deliveries, not of events."""
+
+    key: str
+    sent: int
+    delivered: int = 0
+    bounced: int = 0
+    complained: int = 0
+    clicked: int = 0  # readers: first human click
+    machine_clicked: int = 0
+    unsubscribed: int = 0
+    opened: int = 0
+    machine_opened: int = 0
+
+
+_COUNTED: tuple[tuple[str, str, bool], ...] = (
+    ("delivered", EventKind.DELIVERED, False),
+    ("bounced", EventKind.BOUNCED, False),
+    ("complained", EventKind.COMPLAINED, False),
+    ("clicked", EventKind.CLICKED, False),
+    ("machine_clicked", EventKind.CLICKED, True),
+    ("unsubscribed", EventKind.UNSUBSCRIBED, False),
+    ("opened", EventKind.OPENED, False),
+    ("machine_opened", EventKind.OPENED, True),
+)
+
+
+def funnel(
+    engine: sa.Engine, course: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> dict[str, StepFigures]:
+    """Figures per step key of the emails of ``course`` sent in [since, until): one query, the
+    deliveries sent and the first events of each kind (from the partial index ``ix_events_funnel``).
+
+    Newsletter lists will share this: their issues are delivery rows too, keyed by the issue
+    instead of the step, so a list's report is this query on its deliveries.
+    """
+    d, e = deliveries, events
+    sent = sa.select(d.c.step_key, sa.literal("sent"), sa.literal(False), sa.func.count()).where(
+        d.c.course == course, d.c.status == DeliveryStatus.SENT, *_between(d.c.sent_at, since, until)
+    )
+    counted = sa.select(e.c.step_key, e.c.kind, e.c.machine, sa.func.count()).where(
+        e.c.course == course, e.c.first == sa.true(), *_between(e.c.sent_at, since, until)
+    )
+    stmt = sa.union_all(sent.group_by(d.c.step_key), counted.group_by(e.c.step_key, e.c.kind, e.c.machine))
+    with engine.connect() as conn:
+        found = conn.execute(stmt).all()
+    names = {(kind, machine): name for name, kind, machine in _COUNTED}
+    values: dict[str, dict[str, int]] = {}
+    for key, kind, machine, count in found:
+        name = "sent" if kind == "sent" else names.get((kind, bool(machine)))
+        if name is not None and key is not None:
+            values.setdefault(key, {})[name] = int(count)
+    return {key: StepFigures(key, **{"sent": 0, **v}) for key, v in values.items()}
+
+
+def _between(
+    column: sa.ColumnElement[dt.datetime], since: dt.datetime | None, until: dt.datetime | None
+) -> list[sa.ColumnElement[bool]]:
+    return [
+        *([column >= since] if since is not None else []),
+        *([column < until] if until is not None else []),
+    ]
+
+
+def rate(part: int, whole: int) -> float | None:
+    """``part`` as a share of ``whole``; None when there is nothing to divide by."""
+    return part / whole if whole else None
+
+
+def report_rows(figures: dict[str, StepFigures], keys: Sequence[str]) -> list[dict[str, object]]:
+    """The funnel in the course's order (steps no longer in it last): counts, rates over sent, and
+    the drop-off in emails sent from the step before."""
+    ordered = [figures.get(k, StepFigures(k, 0)) for k in keys]
+    ordered += [f for k, f in figures.items() if k not in set(keys)]
+    rows: list[dict[str, object]] = []
+    before: int | None = None
+    for f in ordered:
+        rows.append(
+            {
+                "step": f.key,
+                "sent": f.sent,
+                "delivered": f.delivered,
+                "bounced": f.bounced,
+                "complained": f.complained,
+                "clicked": f.clicked,
+                "machine_clicked": f.machine_clicked,
+                "unsubscribed": f.unsubscribed,
+                "opened": f.opened,
+                "machine_opened": f.machine_opened,
+                "delivered_rate": rate(f.delivered, f.sent),
+                "bounce_rate": rate(f.bounced, f.sent),
+                "click_rate": rate(f.clicked, f.sent),
+                "unsubscribe_rate": rate(f.unsubscribed, f.sent),
+                "drop_off": None if before is None else rate(before - f.sent, before),
+            }
+        )
+        before = f.sent
+    return rows
