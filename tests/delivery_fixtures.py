@@ -221,6 +221,7 @@ class RecordingTransport:
     """A transport that keeps what it is given; chosen addresses fail with a chosen error."""
 
     name: str = "recording"
+    handoff_size: int = 1000
     failures: dict[str, TransportError] = field(default_factory=dict)
     sent: list[OutgoingMessage] = field(default_factory=list)
     batches: int = 0

@@ -343,14 +343,21 @@ def unsubscribe(
     """Stop all mail to ``email`` (or only ``course``'s) in the caller's transaction.
 
     The status (or the enrollment's state) and the cancellation of every pending
-    delivery, leased or not, change together, so nothing leaves afterwards.
+    delivery not yet handed to a transport, leased or not, change together. A
+    delivery already handed off is left to its worker, which records what the
+    transport did; after committing, wait for those with
+    :func:`drip.store.deliveries.wait_for_hand_offs` before saying it is done.
     """
     subscriber = get_subscriber(conn, email)
     if subscriber is None:
         raise unknown_address(conn, email)
     pending = (
         deliveries.update()
-        .where(deliveries.c.subscriber_id == subscriber.id, deliveries.c.status == DUE)
+        .where(
+            deliveries.c.subscriber_id == subscriber.id,
+            deliveries.c.status == DUE,
+            deliveries.c.handed_off_at.is_(None),
+        )
         .values(status=CANCELLED, note=UNSUBSCRIBED_NOTE, updated_at=now)
     )
     active = enrollments.update().where(
