@@ -267,6 +267,25 @@ def test_on_postgresql_a_claim_is_a_hot_update(store: Store) -> None:
     assert hot == 150, f"only {hot} of {updated} claimed rows were HOT updates"
 
 
+def test_on_postgresql_a_hand_off_mark_is_a_hot_update(store: Store) -> None:
+    if store.kind != "postgresql":
+        pytest.skip("HOT updates are PostgreSQL's")
+    engine = sa.create_engine(store.engine.url, poolclass=sa.pool.StaticPool)
+    try:
+        later = [(f"s{k}", T0 + k * 48 * H) for k in range(1, 10)]
+        seed(engine, subscribers_count=150, steps=[("welcome", T0), *later])
+        got = claim(engine, now=T0, limit=1000, lease_seconds=60, worker="w")
+        before = _updates(engine)
+        for i in range(0, len(got), 10):
+            chunk = got[i : i + 10]
+            hand_off(engine, [c.id for c in chunk], chunk[0].lease_token, now=T0, refusal=lambda *_: None)
+        updated, hot = (a - b for a, b in zip(_updates(engine), before, strict=True))
+    finally:
+        engine.dispose()
+    assert updated == 150
+    assert hot == 150, f"only {hot} of {updated} marked rows were HOT updates"
+
+
 def _index_names(engine: sa.Engine) -> set[str]:
     return {ix["name"] for ix in sa.inspect(engine).get_indexes("deliveries") if ix["name"]}
 
