@@ -69,11 +69,14 @@ class Workers:
         self.running[name].send_signal(signal.SIGKILL)
         self.running.pop(name).wait(timeout=10)
 
-    def stop(self) -> list[int]:
+    def stop(self) -> dict[str, int]:
         """SIGTERM to each: the batch in flight is finished and recorded, then a clean exit."""
         for proc in self.running.values():
             proc.send_signal(signal.SIGTERM)
-        return [proc.wait(timeout=20) for proc in self.running.values()]
+        return {name: proc.wait(timeout=20) for name, proc in self.running.items()}
+
+    def log_tail(self, name: str) -> str:
+        return "\n".join((self.logs / f"{name}.log").read_text(errors="replace").splitlines()[-20:])
 
 
 def kill_holders(workers: Workers, watcher: sa.Engine, rng: random.Random, *, started: float) -> int:
@@ -134,7 +137,8 @@ def test_sigkilled_workers_lose_nothing_and_flag_every_duplicate(tmp_path: Path)
         finally:
             codes = workers.stop()
         # SIGTERM: the batch in flight is finished and recorded, then a clean exit.
-        assert codes == [0] * len(codes)
+        failed = {name: code for name, code in codes.items() if code != 0}
+        assert not failed, "\n".join(f"{n} exited {c}:\n{workers.log_tail(n)}" for n, c in failed.items())
 
         ids = [_DELIVERY.search(msg.data) for msg in server.messages]
         assert all(ids), "every message names its delivery"
