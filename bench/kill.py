@@ -133,9 +133,9 @@ def run(backend: str, database: str, root: Path, args: argparse.Namespace) -> Fi
     with smtp_server() as server:
         server.handler.data_delay = 0.001  # a provider taking a millisecond keeps batches in flight
         site = site_for(root, database, server.port, args.batch, args.lease)
+        if backend == "postgresql":  # its schema only moves on `drip db upgrade`
+            upgrade(connect(site.database_url))
         engine = open_store(site.database_url)
-        if backend == "postgresql":
-            upgrade(engine)
         # A plain engine (no BEGIN IMMEDIATE on SQLite) to watch the leases beside the workers.
         watcher = sa.create_engine(site.database_url)
         started_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=60)
