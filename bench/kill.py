@@ -62,12 +62,18 @@ class Workers:
     site: Site
     logs: Path
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    born: dict[str, float] = field(default_factory=dict)
     generation: int = 0
 
     def start(self) -> None:
         self.generation += 1
         name = f"w{self.generation}"
         self.running[name] = start_worker(self.site, name, self.logs, ENV)
+        self.born[name] = time.monotonic()
+
+    def warm(self, name: str, seconds: float) -> bool:
+        """Alive long enough to have started and rendered the course (a loaded machine takes seconds)."""
+        return name in self.running and time.monotonic() - self.born[name] >= seconds
 
     def kill(self, name: str) -> None:
         self.running[name].send_signal(signal.SIGKILL)
@@ -102,11 +108,15 @@ def holders(engine: sa.Engine) -> set[str]:
         return {t.split(":", 1)[0] for t in tokens if t}
 
 
-def kill_holders(workers: Workers, watcher: sa.Engine, kills: int, rng: random.Random) -> int:
-    """Kill a worker caught holding a batch, at a random moment of it; restart one each time."""
+def kill_holders(workers: Workers, watcher: sa.Engine, kills: int, warm_up: float, rng: random.Random) -> int:
+    """Kill a worker caught holding a batch, at a random moment of it; restart one each time.
+
+    Only a worker past its start-up is killed: killing each new one while it renders the
+    course for the first time would measure start-ups, not sends.
+    """
     done = 0
     while done < kills and unfinished(watcher):
-        caught = [name for name in holders(watcher) if name in workers.running]
+        caught = [name for name in holders(watcher) if workers.warm(name, warm_up)]
         if not caught:
             time.sleep(0.01)
             continue
@@ -145,7 +155,7 @@ def run(backend: str, database: str, root: Path, args: argparse.Namespace) -> Fi
             workers.start()
         started = time.monotonic()
         try:
-            kills = kill_holders(workers, watcher, args.kills, rng)
+            kills = kill_holders(workers, watcher, args.kills, args.warm_up, rng)
             while unfinished(watcher) and time.monotonic() - started < args.timeout:
                 time.sleep(0.2)
         finally:
@@ -224,6 +234,9 @@ def main() -> None:
         "--lease", type=int, default=5, help="lease_seconds (5 is the least drip.yaml allows)"
     )
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--warm-up", type=float, default=4.0, help="seconds a new worker lives before it may be killed"
+    )
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     args = parser.parse_args()
