@@ -72,8 +72,14 @@ class Workers:
         self.born[name] = time.monotonic()
 
     def warm(self, name: str, seconds: float) -> bool:
-        """Alive long enough to have started and rendered the course (a loaded machine takes seconds)."""
-        return name in self.running and time.monotonic() - self.born[name] >= seconds
+        """Past its start-up: alive ``seconds`` and done with a first batch (the course is rendered).
+
+        On a loaded machine a new worker takes many seconds to render the course once;
+        killing it then would measure start-ups, not sends.
+        """
+        if name not in self.running or time.monotonic() - self.born[name] < seconds:
+            return False
+        return f"dispatch {name}: claimed".encode() in (self.logs / f"{name}.log").read_bytes()
 
     def kill(self, name: str) -> None:
         self.running[name].send_signal(signal.SIGKILL)
