@@ -225,6 +225,7 @@ class RecordingTransport(TransportBase):
     """
 
     name: str = "recording"
+    handoff_size: int = 1000
     failures: dict[str, TransportError] = field(default_factory=dict)
     sent: list[OutgoingMessage] = field(default_factory=list)
     batches: int = 0

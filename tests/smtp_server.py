@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import ssl
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ class Received:
     rcpt_tos: tuple[str, ...]
     data: bytes
     connection: int  # 1 for the first connection that sent EHLO/HELO, 2 for the next…
+    at: float = 0.0  # time.monotonic() when the server accepted it (after any data_delay)
 
 
 class Handler:
@@ -92,7 +94,13 @@ class Handler:
         assert isinstance(data, bytes) and envelope.mail_from is not None
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
-        received = Received(envelope.mail_from, tuple(envelope.rcpt_tos), data, self._number(server, session))
+        received = Received(
+            envelope.mail_from,
+            tuple(envelope.rcpt_tos),
+            data,
+            self._number(server, session),
+            time.monotonic(),
+        )
         with self.lock:
             self.messages.append(received)
         return "250 2.0.0 queued"

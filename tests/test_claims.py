@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from dbfixtures import Store
 from delivery_fixtures import T0, rows, seed
 
-from drip.store.claims import Outcome, claim, record, record_failure, record_sent
+from drip.store.claims import Claimed, Outcome, claim, record, record_failure, record_sent
 from drip.store.db import migrate, upgrade
+from drip.store.deliveries import hand_off
 from drip.store.schema import FILLFACTOR
 
 H = dt.timedelta(hours=1)
@@ -67,9 +68,18 @@ def test_concurrent_claimers_never_share_a_row(store: Store) -> None:
     assert len(set(everything)) == 300
 
 
-def test_expired_lease_is_reclaimed_and_flagged_possible_duplicate(store: Store) -> None:
+def mark(engine: sa.Engine, item: Claimed, at: dt.datetime) -> None:
+    """Hand ``item`` to a (pretend) transport under its lease, as dispatch does right before sending."""
+    done = hand_off(engine, [item.id], item.lease_token, now=at, refusal=lambda _s, _e: None)
+    assert done.marked == {item.id}
+
+
+def test_expired_lease_is_reclaimed_and_flagged_possible_duplicate_when_it_was_handed_off(
+    store: Store,
+) -> None:
     seed(store.engine, subscribers_count=1, steps=[("welcome", T0)])
     [first] = claim(store.engine, now=T0, limit=10, lease_seconds=30, worker="dies")
+    mark(store.engine, first, T0 + dt.timedelta(seconds=1))
     # Still leased: nobody else gets it.
     assert (
         claim(store.engine, now=T0 + dt.timedelta(seconds=29), limit=10, lease_seconds=30, worker="x") == []
@@ -79,6 +89,40 @@ def test_expired_lease_is_reclaimed_and_flagged_possible_duplicate(store: Store)
     assert again.possible_duplicate is True
     assert again.attempts == 2
     assert again.lease_token != first.lease_token
+    # The new lease has not handed it off yet.
+    [row] = rows(store.engine)
+    assert row.handed_off_at is None
+
+
+def test_a_lease_that_expired_before_any_hand_off_is_reclaimed_without_a_flag(store: Store) -> None:
+    seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
+    first, second = claim(store.engine, now=T0, limit=10, lease_seconds=30, worker="dies")
+    mark(store.engine, first, T0 + dt.timedelta(seconds=1))  # the worker died sending this one
+    again = claim(store.engine, now=T0 + dt.timedelta(seconds=31), limit=10, lease_seconds=30, worker="new")
+    # Only the row that may really have gone out is flagged: the other never left the worker.
+    assert {c.id: c.possible_duplicate for c in again} == {first.id: True, second.id: False}
+
+
+def test_recording_clears_the_hand_off_mark_and_a_mark_needs_a_live_lease(store: Store) -> None:
+    seed(store.engine, subscribers_count=1, steps=[("welcome", T0)])
+    [first] = claim(store.engine, now=T0, limit=1, lease_seconds=30, worker="w")
+    late = hand_off(
+        store.engine,
+        [first.id],
+        first.lease_token,
+        now=T0 + dt.timedelta(seconds=31),
+        refusal=lambda *_: None,
+    )
+    # An expired lease is not handed off: an unsubscribe would not wait for it.
+    assert (late.marked, dict(late.cancelled)) == (frozenset(), {})
+    mark(store.engine, first, T0 + dt.timedelta(seconds=2))
+    retry = Outcome(first.id, first.lease_token, "retry", error="421", retry_at=T0 + H)
+    assert record(store.engine, [retry], now=T0 + dt.timedelta(seconds=3))
+    [row] = rows(store.engine)
+    assert (row.handed_off_at, row.leased_until) == (None, None)
+    # Recorded, then due again: not a possible duplicate.
+    [second] = claim(store.engine, now=T0 + H, limit=1, lease_seconds=30, worker="w")
+    assert second.possible_duplicate is False
 
 
 def test_a_stale_lease_token_cannot_record(store: Store) -> None:
@@ -173,7 +217,8 @@ def test_a_retried_row_comes_back_unflagged_and_an_expired_lease_flags_it_for_go
     # Recorded, so its lease is gone: due again, it is not a possible duplicate.
     [second] = claim(store.engine, now=T0 + H, limit=1, lease_seconds=30, worker="w")
     assert (second.id, second.attempts, second.possible_duplicate) == (first.id, 2, False)
-    # This lease expires unrecorded: the next claim may send it twice.
+    # This lease expires unrecorded after the hand-off: the next claim may send it twice.
+    mark(store.engine, second, T0 + H)
     [third] = claim(store.engine, now=T0 + 2 * H, limit=1, lease_seconds=30, worker="w")
     assert (third.attempts, third.possible_duplicate) == (3, True)
     # The late holder of the second lease cannot record any more.
@@ -224,8 +269,33 @@ def test_on_postgresql_a_claim_is_a_hot_update(store: Store) -> None:
     assert hot == 150, f"only {hot} of {updated} claimed rows were HOT updates"
 
 
+def test_on_postgresql_a_hand_off_mark_is_a_hot_update(store: Store) -> None:
+    if store.kind != "postgresql":
+        pytest.skip("HOT updates are PostgreSQL's")
+    engine = sa.create_engine(store.engine.url, poolclass=sa.pool.StaticPool)
+    try:
+        later = [(f"s{k}", T0 + k * 48 * H) for k in range(1, 10)]
+        seed(engine, subscribers_count=150, steps=[("welcome", T0), *later])
+        got = claim(engine, now=T0, limit=1000, lease_seconds=60, worker="w")
+        before = _updates(engine)
+        for i in range(0, len(got), 10):
+            chunk = got[i : i + 10]
+            hand_off(engine, [c.id for c in chunk], chunk[0].lease_token, now=T0, refusal=lambda *_: None)
+        updated, hot = (a - b for a, b in zip(_updates(engine), before, strict=True))
+    finally:
+        engine.dispose()
+    assert updated == 150
+    assert hot == 150, f"only {hot} of {updated} marked rows were HOT updates"
+
+
 def _index_names(engine: sa.Engine) -> set[str]:
     return {ix["name"] for ix in sa.inspect(engine).get_indexes("deliveries") if ix["name"]}
+
+
+def _statuses(engine: sa.Engine) -> list[sa.Row[tuple[int, str]]]:
+    """Id and status of each row, on any revision of the schema."""
+    with engine.connect() as conn:
+        return list(conn.execute(sa.text("SELECT id, status FROM deliveries ORDER BY id")))
 
 
 def _migrate(engine: sa.Engine, revision: str) -> None:
@@ -243,7 +313,7 @@ def test_the_lease_migration_goes_down_and_up_keeping_leases_and_the_queue(store
 
     _migrate(store.engine, "0003_claim_indexes")
     # Back to a status per lease: only the unrecorded lease is claimed again.
-    assert {r.id: r.status for r in rows(store.engine)} == {
+    assert {r.id: r.status for r in _statuses(store.engine)} == {
         held.id: "claimed",
         retried.id: "pending",
         3: "pending",
@@ -256,10 +326,11 @@ def test_the_lease_migration_goes_down_and_up_keeping_leases_and_the_queue(store
     names = _index_names(store.engine)
     assert "ix_deliveries_due_at_pending" in names
     assert not names & {"ix_deliveries_status_due_at", "ix_deliveries_leased_until_claimed"}
-    assert {r.status for r in rows(store.engine)} == {"pending"}
+    assert {r.status for r in _statuses(store.engine)} == {"pending"}
     # The lease taken before survives both ways; the other rows are still in the queue.
     other = claim(store.engine, now=T0, limit=5, lease_seconds=3600, worker="w2")
     assert sorted(c.id for c in other) == sorted({retried.id, 3})
     assert not any(c.possible_duplicate for c in other)
     [again] = claim(store.engine, now=T0 + H, limit=5, lease_seconds=60, worker="w3")
-    assert (again.id, again.possible_duplicate) == (held.id, True)
+    # Never marked handed off (the mark did not exist before 0006): sent again, unflagged.
+    assert (again.id, again.possible_duplicate) == (held.id, False)

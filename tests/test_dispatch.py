@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from drip.render.rendered import RenderedStep
 from drip.runtime import Runtime, demo_key_allowed, frozen_clock
 from drip.store.schema import enrollments, subscribers
 from drip.store.subscribers import unsubscribe
+from drip.store.subscriptions import leave
 from drip.tokens import DEMO_SECRET, MissingSecret, read_token
 from drip.transports.base import OutgoingMessage, SendResult
 
@@ -168,6 +170,55 @@ def test_one_bad_recipient_fails_alone_and_transient_errors_back_off(site: Site,
     assert by_sub[2].attempts == 3 and by_sub[2].status == "failed"
     assert by_sub[2].last_error == "TransientTransportError: 421 try again later (gave up after 3 attempts)"
     assert [m.to_email for m in transport.sent] == ["lecteur4@example.org"]
+
+
+def test_a_message_the_transport_accepted_while_its_reader_unsubscribed_is_recorded_sent(
+    site: Site, store: Store
+) -> None:
+    """The ledger says what went out, and the unsubscribe answers once that is recorded, not before."""
+    seed(store.engine, subscribers_count=3, steps=[("welcome", T0)])
+    landed = threading.Event()
+    answered: list[float] = []
+
+    def leave_now() -> None:
+        assert leave(store.engine, 2, None, now=T0) is not None
+        answered.append(time.monotonic())
+
+    def status_of_2() -> str:
+        with store.engine.connect() as conn:
+            return str(
+                conn.execute(sa.select(subscribers.c.status).where(subscribers.c.id == 2)).scalar_one()
+            )
+
+    class Accepting(RecordingTransport):
+        recorded_at = 0.0
+
+        def send_batch(self, messages, *, now=None):  # type: ignore[no-untyped-def]
+            if any(m.to_email == "lecteur2@example.org" for m in messages):
+                # Mid hand-off: the reader unsubscribes, and it commits while this send runs
+                # (no lock of dispatch is in its way); the provider then accepts the message.
+                threading.Thread(target=leave_now).start()
+                deadline = time.monotonic() + 5
+                while status_of_2() != "unsubscribed" and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                if status_of_2() == "unsubscribed":
+                    landed.set()
+                time.sleep(0.2)  # the unsubscribe is waiting for this send's outcome now
+                self.recorded_at = time.monotonic()
+            return super().send_batch(messages, now=now)
+
+    transport = Accepting(handoff_size=1)
+    report = run(site, store, transport, T0)
+    deadline = time.monotonic() + 10
+    while not answered and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert landed.is_set(), "the unsubscribe waited for the send instead of committing beside it"
+    assert report.sent == 3
+    # Recorded sent, not cancelled: the provider had it, whatever the reader did meanwhile.
+    statuses = {r.subscriber_id: (r.status, r.handed_off_at) for r in rows(store.engine)}
+    assert statuses == {1: ("sent", None), 2: ("sent", None), 3: ("sent", None)}
+    # The unsubscribe answered only after the send it raced was over.
+    assert answered and answered[0] > transport.recorded_at
 
 
 def test_a_transport_failing_the_whole_batch_retries_every_message(site: Site, store: Store) -> None:

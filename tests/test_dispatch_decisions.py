@@ -19,15 +19,18 @@ from drip.dispatch.decide import (
     Send,
     Sent,
     after_send,
-    at_send,
+    at_hand_off,
     backoff_delay,
     before_send,
+    chunks,
+    clock_at,
     outcome,
+    refusal,
 )
 from drip.errors import PermanentTransportError, TemplateError, TransientTransportError
 from drip.render.rendered import RenderedStep
 from drip.store.claims import Claimed, Outcome
-from drip.store.deliveries import Recipient, SendCheck
+from drip.store.deliveries import HandOff, Recipient
 from drip.tokens import read_token
 from drip.transports.base import SendResult
 
@@ -48,17 +51,6 @@ def recipient(*, status: str = "active", state: str = "active", locale: str | No
 def ctx(*, max_attempts: int = 3, seed: int = 1) -> Pass:
     policy = DispatchSection(max_attempts=max_attempts, backoff_base_seconds=60, backoff_max_seconds=3600)
     return Pass("https://cto.example.org", "12 rue des Lilas", SECRET, T0, policy, random.Random(seed))
-
-
-def check(
-    *,
-    status: str = "pending",
-    lease_token: str | None = TOKEN,
-    leased_until: dt.datetime | None = LEASE_END,
-    subscriber_status: str = "active",
-    enrollment_state: str = "active",
-) -> SendCheck:
-    return SendCheck(status, lease_token, leased_until, subscriber_status, enrollment_state)
 
 
 def test_an_active_recipient_gets_the_email_personalised_with_signed_links() -> None:
@@ -118,18 +110,48 @@ def test_a_template_error_is_retried_with_backoff_then_given_up() -> None:
     )
 
 
-def test_right_before_sending_it_goes_only_under_our_lease_to_an_active_subscriber() -> None:
+def test_right_before_sending_it_goes_only_to_an_active_subscriber_in_the_course() -> None:
+    assert refusal("active", "active") is None
+    assert refusal("unsubscribed", "active") == "subscriber unsubscribed"
+    assert refusal("paused", "active") == "subscriber paused"
+    assert refusal("active", "left") == "enrollment left"
+
+
+def test_the_hand_off_mark_says_what_goes_what_was_cancelled_and_what_is_not_ours() -> None:
     item = claimed()
-    assert at_send(item, check()) is None
-    assert at_send(item, None) == Cancel("subscriber deleted")
-    assert at_send(item, check(subscriber_status="unsubscribed")) == Cancel("subscriber unsubscribed")
-    assert at_send(item, check(enrollment_state="left")) == Cancel("enrollment left")
-    # Another worker took it, someone recorded it, or the lease end was cleared: not ours any more.
-    assert at_send(item, check(lease_token="other:def")) == LeaseLost()
-    assert at_send(item, check(status="cancelled")) == LeaseLost()
-    assert at_send(item, check(leased_until=None)) == LeaseLost()
-    # A lost lease wins over a subscriber who left: nothing is recorded for it.
-    assert at_send(item, check(lease_token="other:def", subscriber_status="paused")) == LeaseLost()
+    assert at_hand_off(item, HandOff(frozenset({7}), {})) is None
+    # The mark's re-check saw the subscriber gone and recorded the cancel in its transaction.
+    assert at_hand_off(item, HandOff(frozenset(), {7: "subscriber unsubscribed"})) == Cancel(
+        "subscriber unsubscribed"
+    )
+    # Neither marked nor cancelled: another worker took it, it was recorded, or erased.
+    assert at_hand_off(item, HandOff(frozenset({8}), {9: "enrollment left"})) == LeaseLost()
+
+
+@pytest.mark.parametrize(
+    ("count", "size", "lengths"),
+    [
+        (0, 4, []),
+        (1, 4, [1]),
+        (200, 4, [4] * 50),  # SMTP: an unsubscribe waits for four messages at most
+        (10, 4, [4, 4, 2]),
+        (200, 100, [100, 100]),  # outbox and memory
+        (1000, 1000, [1000]),  # SendGrid: one request
+        (3, 0, [1, 1, 1]),  # a nonsense size still hands over one at a time
+    ],
+)
+def test_a_batch_is_handed_over_in_chunks_of_the_transports_size_in_order(
+    count: int, size: int, lengths: list[int]
+) -> None:
+    items = list(range(count))
+    got = chunks(items, size)
+    assert [len(c) for c in got] == lengths
+    assert [i for c in got for i in c] == items
+
+
+def test_a_hand_off_is_checked_against_the_lease_at_the_real_moment_not_the_pass_start() -> None:
+    assert clock_at(T0, 12.5) == T0 + dt.timedelta(seconds=12.5)
+    assert clock_at(T0, -1.0) == T0  # a clock that went back never moves a hand-off earlier
 
 
 def test_the_transports_answer_becomes_sent_retry_or_failed() -> None:

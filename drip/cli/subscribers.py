@@ -151,11 +151,15 @@ def unsubscribe(obj: Context, email: str, course_slug: str | None, now: str | No
     """Stop mail to a subscriber (or one course's), cancelling every email not sent yet."""
     from rich.text import Text
 
+    from drip.store.deliveries import wait_for_hand_offs
     from drip.store.subscribers import unsubscribe as unsubscribe_subscriber
 
     moment = obj.at(now)
-    with obj.store() as engine, engine.begin() as conn:
-        result = unsubscribe_subscriber(conn, email, course=course_slug, now=moment)
+    with obj.store() as engine:
+        with engine.begin() as conn:
+            result = unsubscribe_subscriber(conn, email, course=course_slug, now=moment)
+        # Done only once no email to them is in a transport's hands.
+        wait_for_hand_offs(engine, result.subscriber_id, course=result.course, now=moment)
     out = obj.runtime.console
     scope = f"from {result.course}" if result.course else "from all mail"
     if result.already:

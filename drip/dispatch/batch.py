@@ -2,9 +2,12 @@
 
 Whether a subscriber may receive mail is decided at send time, not at claim
 time: the subscriber and enrollment are read after the claim and read again
-right before the batch goes to the transport, so an unsubscribe that lands in
-between stops the email. Outcomes are recorded under the batch's lease, in one
-transaction, so a worker that lost its lease cannot overwrite anyone.
+right before each hand-off chunk goes to the transport, in the short
+transaction that marks the chunk handed off, so an unsubscribe that lands in
+between stops the email. No transaction is open while the transport talks to
+its server (design decision 11). Each chunk's outcomes are recorded under the
+batch's lease right after it is sent, so a worker that lost its lease cannot
+overwrite anyone, and a worker that dies loses (and flags) one chunk at most.
 
 This module does the reading, sending and writing; what each delivery becomes is
 decided by the pure functions of :mod:`drip.dispatch.decide`.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,15 +38,18 @@ from drip.dispatch.decide import (
     Send,
     Sent,
     after_send,
-    at_send,
+    at_hand_off,
     before_send,
+    chunks,
+    clock_at,
     outcome,
+    refusal,
 )
 from drip.errors import TransientTransportError, TransportError
 from drip.render.rendered import RenderedStep
 from drip.runtime import Runtime
 from drip.store.claims import Claimed, claim, record
-from drip.store.deliveries import held_for_sending, recipients
+from drip.store.deliveries import hand_off, recipients
 from drip.store.enrollments import complete_enrollments
 from drip.transports.base import OutgoingMessage, SendResult, Transport
 
@@ -115,28 +122,54 @@ def _prepare(
 
 
 def _hand_over(
-    engine: sa.Engine, transport: Transport, candidates: Sequence[tuple[Claimed, OutgoingMessage]], ctx: Pass
+    engine: sa.Engine,
+    transport: Transport,
+    candidates: Sequence[tuple[Claimed, OutgoingMessage]],
+    ctx: Pass,
+    started: float,
 ) -> list[Decided]:
-    """Check again right before the transport (an unsubscribe may have landed), then send.
+    """Send the batch chunk by chunk; what was recorded for each delivery (the lost are left out)."""
+    kept: list[Decided] = []
+    for chunk in chunks(candidates, transport.handoff_size):
+        kept += _hand_over_chunk(engine, transport, chunk, ctx, time.monotonic() - started)
+    return kept
 
-    The check's read is held until the batch is handed over (see
-    :func:`drip.store.deliveries.held_for_sending`). A delivery whose lease was
-    lost gets no decision: it is not ours to record.
+
+def _hand_over_chunk(
+    engine: sa.Engine,
+    transport: Transport,
+    chunk: Sequence[tuple[Claimed, OutgoingMessage]],
+    ctx: Pass,
+    elapsed: float,
+) -> list[Decided]:
+    """Mark and re-check (one short transaction), send with none open, record (another).
+
+    What the transport accepted is recorded sent whatever the subscriber did
+    meanwhile: an unsubscribe leaves handed-off rows to their worker and waits
+    for this record, so the ledger says what really went out.
     """
-    decided: list[Decided] = []
+    token = chunk[0][0].lease_token  # one lease token for the whole batch
+    ids = [item.id for item, _ in chunk]
+    done = hand_off(engine, ids, token, now=clock_at(ctx.now, elapsed), refusal=refusal)
+    kept: list[Decided] = []
     to_send: list[tuple[Claimed, OutgoingMessage]] = []
-    with held_for_sending(engine, [item.id for item, _ in candidates]) as checks:
-        for item, message in candidates:
-            match at_send(item, checks.get(item.id)):
-                case None:
-                    to_send.append((item, message))
-                case Cancel() as cancel:
-                    decided.append((item, cancel))
-                case LeaseLost():
-                    pass  # another worker holds it now: not ours to record
-        results = _send(transport, [m for _, m in to_send], now=ctx.now)
-    decided.extend((item, after_send(item, results[m.delivery_id], ctx)) for item, m in to_send)
-    return decided
+    for item, message in chunk:
+        match at_hand_off(item, done):
+            case None:
+                to_send.append((item, message))
+            case Cancel() as cancel:
+                kept.append((item, cancel))  # recorded by the hand-off itself
+            case LeaseLost():
+                pass  # another worker holds it now: not ours to record
+    results = _send(transport, [m for _, m in to_send], now=ctx.now)
+    decided = [(item, after_send(item, results[m.delivery_id], ctx)) for item, m in to_send]
+    return kept + _record(engine, decided, ctx.now)
+
+
+def _record(engine: sa.Engine, decided: Sequence[Decided], now: dt.datetime) -> list[Decided]:
+    """Record under the lease; the decisions that were (a lost lease drops the others)."""
+    recorded = record(engine, [outcome(item, d) for item, d in decided], now=now)
+    return [(item, d) for item, d in decided if item.id in recorded]
 
 
 def _send(
@@ -197,6 +230,7 @@ def dispatch_once(
     cfg = site.config.dispatch
     secret = runtime.secret  # before claiming: a missing key must not strand a batch
     now = runtime.now() if now is None else now
+    started = time.monotonic()
     batch = claim(engine, now=now, limit=cfg.batch_size, lease_seconds=cfg.lease_seconds, worker=worker)
     if not batch:
         return DispatchReport(batch_size=cfg.batch_size)
@@ -205,9 +239,7 @@ def dispatch_once(
         site.config.site.base_url, site.config.postal_address, secret, now, cfg, rng or random.Random()
     )
     decided, candidates = _prepare(engine, batch, courses, ctx, renderer or renderer_for(site, runtime))
-    decided += _hand_over(engine, transport, candidates, ctx)
-    recorded = record(engine, [outcome(item, d) for item, d in decided], now=now)
-    kept = [(item, d) for item, d in decided if item.id in recorded]
+    kept = _record(engine, decided, now) + _hand_over(engine, transport, candidates, ctx, started)
     completed = complete_enrollments(engine, (item.enrollment_id for item, _ in kept), now=now)
     report = _report(batch, kept, completed, cfg.batch_size)
     log.info(

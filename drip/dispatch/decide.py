@@ -2,8 +2,9 @@
 
 A pass (:mod:`drip.dispatch.batch`) reads, then asks these functions, then writes:
 after the claim, whether to build the email or cancel it (:func:`before_send`);
-right before the transport, whether it may still go (:func:`at_send`); after the
-transport, what its result means (:func:`after_send`). Each answer is a small typed
+how the batch is cut into hand-off chunks (:func:`chunks`); what the hand-off
+mark and re-check said of each (:func:`at_hand_off`, with :func:`refusal` the
+rule it applied); after the transport, what its result means (:func:`after_send`). Each answer is a small typed
 value; only :class:`Sent`, :class:`Retry`, :class:`Fail` and :class:`Cancel` are
 recorded (:func:`outcome`), a :class:`LeaseLost` is dropped.
 """
@@ -12,8 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from drip.config import DispatchSection
 from drip.course.edits import STEP_REMOVED
@@ -22,14 +24,15 @@ from drip.dispatch.personalise import subscriber_values, tracking_values
 from drip.errors import DripError
 from drip.render.rendered import RenderedStep
 from drip.store.claims import Claimed, Outcome
-from drip.store.deliveries import Recipient, SendCheck
-from drip.store.schema import DeliveryStatus, EnrollmentState, SubscriberStatus
+from drip.store.deliveries import HandOff, Recipient
+from drip.store.schema import EnrollmentState, SubscriberStatus
 from drip.transports.base import OutgoingMessage, SendResult
 
 COURSE_REMOVED = "course removed"
 SUBSCRIBER_DELETED = "subscriber deleted"
 
 Renderer = Callable[[Course, Step, str], RenderedStep]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ def after_error(
     return Retry(text, ctx.now + dt.timedelta(seconds=delay))
 
 
-def _refusal(subscriber_status: str, enrollment_state: str) -> str | None:
+def refusal(subscriber_status: str, enrollment_state: str) -> str | None:
     """None when mail may go to this subscriber in this enrollment, else why not."""
     if subscriber_status != SubscriberStatus.ACTIVE:
         return f"subscriber {subscriber_status}"
@@ -130,9 +133,9 @@ def _why_not(
     """Why this delivery is cancelled, or who it goes to, from which course and step."""
     if recipient is None:
         return Cancel(SUBSCRIBER_DELETED)
-    refusal = _refusal(recipient.status, recipient.enrollment_state)
-    if refusal is not None:
-        return Cancel(refusal)
+    why = refusal(recipient.status, recipient.enrollment_state)
+    if why is not None:
+        return Cancel(why)
     if course is None:
         return Cancel(COURSE_REMOVED)
     step = next((s for s in course.steps if s.key == step_key), None)
@@ -192,19 +195,28 @@ def message(
     )
 
 
-def at_send(item: Claimed, check: SendCheck | None) -> Cancel | LeaseLost | None:
-    """Right before the transport: None when it may still go, else why not."""
-    if check is None:
-        return Cancel(SUBSCRIBER_DELETED)
-    # Still pending under our token and not recorded: nobody reclaimed or cancelled it.
-    if (
-        check.status != DeliveryStatus.PENDING
-        or check.leased_until is None
-        or check.lease_token != item.lease_token
-    ):
-        return LeaseLost()
-    refusal = _refusal(check.subscriber_status, check.enrollment_state)
-    return None if refusal is None else Cancel(refusal)
+def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """The messages of a batch in hand-off chunks of ``size`` (at least one each), in order.
+
+    Each chunk is marked, sent with no transaction open, and recorded before the
+    next: the smaller the chunk, the less an unsubscribe may have to wait for.
+    """
+    step = max(1, size)
+    return [items[i : i + step] for i in range(0, len(items), step)]
+
+
+def at_hand_off(item: Claimed, done: HandOff) -> Cancel | LeaseLost | None:
+    """After the hand-off mark: None when it goes now; the recorded cancel; or lost."""
+    if item.id in done.marked:
+        return None
+    note = done.cancelled.get(item.id)
+    # Not marked and not cancelled: reclaimed, recorded or erased meanwhile, not ours.
+    return LeaseLost() if note is None else Cancel(note)
+
+
+def clock_at(start: dt.datetime, elapsed: float) -> dt.datetime:
+    """The pass's moment moved on by the real seconds spent in it: a hand-off needs a lease live now."""
+    return start + dt.timedelta(seconds=max(0.0, elapsed))
 
 
 def after_send(item: Claimed, result: SendResult, ctx: Pass) -> Sent | Retry | Fail:

@@ -4,8 +4,10 @@ A worker *claims* a batch: each row gets a fresh random ``lease_token`` and
 ``leased_until``, and keeps its status ``pending``. Only the holder of the
 current token can record the outcome, so a worker that wakes up after its lease
 expired cannot overwrite what the new owner did. A row whose lease expired is
-claimable again and is flagged ``possible_duplicate``: its first send may have
-reached the provider just before the worker died.
+claimable again; it is flagged ``possible_duplicate`` when its worker had marked it
+handed off (``handed_off_at``, see :func:`drip.store.deliveries.hand_off`): its
+first send may have reached the provider just before the worker died. A row
+leased and never handed off cannot have gone out, and is sent again unflagged.
 
 "In flight" is therefore derived, not stored: a pending row whose lease is
 still live (:func:`in_flight`). Recording an outcome clears ``leased_until``, so
@@ -158,14 +160,16 @@ def _claim_statement(dialect: str) -> sa.Executable:
     else:
         chosen = d.c.id.in_(ids)
     # No indexed column changes (status stays pending): on PostgreSQL a HOT update.
-    # SET expressions read the row as it was, so a lease end already there means an
-    # earlier lease expired unrecorded: the flag stays once set.
+    # SET expressions read the row as it was, so a hand-off mark already there means an
+    # earlier lease expired while the row was in a transport's hands, unrecorded: it may
+    # have gone out. The flag stays once set; a row leased but never handed off is not flagged.
     values: dict[str, object] = {
         "lease_token": sa.bindparam("b_token", type_=d.c.lease_token.type),
         "leased_until": sa.bindparam("b_until", type_=d.c.leased_until.type),
         "attempts": d.c.attempts + 1,
         "updated_at": now,
-        "possible_duplicate": sa.or_(d.c.possible_duplicate, d.c.leased_until.is_not(None)),
+        "possible_duplicate": sa.or_(d.c.possible_duplicate, d.c.handed_off_at.is_not(None)),
+        "handed_off_at": None,
     }
     # Token and lease end are the same for the whole statement: they do not come back.
     return sa.update(d).where(chosen).values(values).returning(*_RETURNED)
@@ -176,8 +180,8 @@ def claim(
 ) -> list[Claimed]:
     """Atomically lease up to ``limit`` due deliveries, ordered by due time.
 
-    A row whose earlier lease expired without an outcome (possibly half-sent) is
-    flagged ``possible_duplicate``, for good. ``worker`` is mixed into the token
+    A row whose earlier lease expired after it was handed to a transport, without
+    an outcome (possibly sent), is flagged ``possible_duplicate``, for good. ``worker`` is mixed into the token
     so a lease can be traced to its holder.
     """
     if limit <= 0:
@@ -254,7 +258,7 @@ def _write(conn: sa.Connection, status: OutcomeStatus, outcomes: list[Outcome], 
     else:
         rows = [{**_keys(o), "b_note": o.note} for o in outcomes]
         values = {"status": DeliveryStatus.CANCELLED, "note": sa.bindparam("b_note")}
-    _update_many(conn, rows, {**values, "leased_until": None, "updated_at": now})
+    _update_many(conn, rows, {**values, "leased_until": None, "handed_off_at": None, "updated_at": now})
 
 
 def record(engine: sa.Engine, outcomes: Sequence[Outcome], *, now: dt.datetime) -> set[int]:

@@ -1,20 +1,31 @@
-"""What dispatch reads about the deliveries it claimed: who they go to, and whether they still may.
+"""What dispatch reads and marks about the deliveries it claimed: who they go to, and the hand-off.
 
-Both reads return plain facts; deciding what they mean (cancel, lease lost, send)
-is dispatch's, in :mod:`drip.dispatch.decide`.
+No transaction is held while a transport talks to a server (design decision 11).
+Right before each chunk goes to the transport, :func:`hand_off` marks its rows
+``handed_off_at`` and re-checks their subscriber in one short transaction; the
+outcome is recorded afterwards (:func:`drip.store.claims.record`, which clears
+the mark). An unsubscribe cancels what is not handed off and then waits
+(:func:`wait_for_hand_offs`) for what is, so nothing leaves after it returns.
+Deciding what a subscriber's state means is dispatch's (:mod:`drip.dispatch.decide`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from drip.store.schema import deliveries, enrollments, subscribers
+from drip.store.schema import DeliveryStatus, deliveries, enrollments, subscribers
+
+log = logging.getLogger(__name__)
+
+# How long an unsubscribe waits for the sends already handed to a transport (a stuck one).
+HAND_OFF_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -54,47 +65,132 @@ def recipients(engine: sa.Engine, enrollment_ids: Iterable[int]) -> dict[int, Re
     return out
 
 
+Refusal = Callable[[str, str], str | None]  # (subscriber status, enrollment state) → why not, or None
+
+
 @dataclass(frozen=True)
-class SendCheck:
-    """A delivery's lease and its recipient's state, read right before the transport."""
+class HandOff:
+    """What one hand-off mark did: the rows marked to go now, and those it cancelled (id → note).
 
-    status: str
-    lease_token: str | None
-    leased_until: dt.datetime | None
-    subscriber_status: str
-    enrollment_state: str
-
-
-@contextmanager
-def held_for_sending(engine: sa.Engine, delivery_ids: Iterable[int]) -> Iterator[dict[int, SendCheck]]:
-    """Read each delivery's :class:`SendCheck` and hold the read until the block ends.
-
-    The transaction stays open while the batch is handed to the transport, so an
-    unsubscribe arriving meanwhile waits for the send instead of answering before it
-    (SQLite: the BEGIN IMMEDIATE write lock; PostgreSQL: FOR SHARE on the subscriber
-    and enrollment rows). A delivery whose subscriber is gone is missing.
+    A row in neither lost its lease (reclaimed, recorded or erased meanwhile): not ours.
     """
-    ids = list(delivery_ids)
-    with engine.connect() as conn:
-        yield _send_checks(conn, ids) if ids else {}
+
+    marked: frozenset[int]
+    cancelled: Mapping[int, str]
 
 
-def _send_checks(conn: sa.Connection, ids: list[int]) -> dict[int, SendCheck]:
-    query = (
-        sa.select(
-            deliveries.c.id,
-            deliveries.c.status,
-            deliveries.c.lease_token,
-            deliveries.c.leased_until,
-            subscribers.c.status,
-            enrollments.c.state,
+def hand_off(
+    engine: sa.Engine, ids: Sequence[int], lease_token: str, *, now: dt.datetime, refusal: Refusal
+) -> HandOff:
+    """Mark a chunk handed off under its live lease and re-check it, in one short transaction.
+
+    The mark comes first: on PostgreSQL it locks the rows, so an unsubscribe
+    cancelling them either committed before (the row is no longer pending and is
+    not marked) or waits for this commit (and then waits for the send's outcome).
+    The subscriber's status and the enrollment's state are read after the mark,
+    in the same transaction; a row ``refusal`` stops is recorded cancelled at once.
+    Nothing is held once this returns: the transport runs with no transaction open.
+    """
+    if not ids:
+        return HandOff(frozenset(), {})
+    with engine.begin() as conn:
+        marked = set(
+            conn.execute(
+                sa.update(deliveries)
+                .where(
+                    deliveries.c.id.in_(list(ids)),
+                    deliveries.c.lease_token == lease_token,
+                    deliveries.c.status == DeliveryStatus.PENDING,
+                    deliveries.c.leased_until >= now,
+                )
+                .values(handed_off_at=now)
+                .returning(deliveries.c.id)
+            ).scalars()
         )
+        refused = _refused(conn, marked, refusal)
+        _cancel(conn, refused, now)
+    return HandOff(frozenset(marked - refused.keys()), refused)
+
+
+def _refused(conn: sa.Connection, ids: set[int], refusal: Refusal) -> dict[int, str]:
+    """The marked rows whose subscriber or enrollment no longer takes mail, with why."""
+    if not ids:
+        return {}
+    query = (
+        sa.select(deliveries.c.id, subscribers.c.status, enrollments.c.state)
         .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
         .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
-        .where(deliveries.c.id.in_(ids))
-        .with_for_update(read=True, of=[subscribers, enrollments])
+        .where(deliveries.c.id.in_(sorted(ids)))
     )
-    return {
-        did: SendCheck(status, token, until, sub_status, state)
-        for did, status, token, until, sub_status, state in conn.execute(query)
-    }
+    out: dict[int, str] = {}
+    for did, status, state in conn.execute(query):
+        why = refusal(status, state)
+        if why is not None:
+            out[did] = why
+    return out
+
+
+def _cancel(conn: sa.Connection, notes: Mapping[int, str], now: dt.datetime) -> None:
+    """Record rows this transaction marked (so holds) as cancelled, the lease and mark cleared."""
+    if not notes:
+        return
+    stmt = (
+        sa.update(deliveries)
+        .where(deliveries.c.id == sa.bindparam("b_id"))
+        .values(
+            status=DeliveryStatus.CANCELLED,
+            note=sa.bindparam("b_note"),
+            leased_until=None,
+            handed_off_at=None,
+            updated_at=now,
+        )
+    )
+    conn.execute(stmt, [{"b_id": did, "b_note": note} for did, note in notes.items()])
+
+
+def _handed_off(subscriber_id: int, course: str | None, now: dt.datetime) -> sa.Select[int]:
+    """How many rows of this subscriber (in ``course``, or any) handed to a transport under a live lease, unrecorded."""
+    query = sa.select(sa.func.count()).where(
+        deliveries.c.subscriber_id == subscriber_id,
+        deliveries.c.status == DeliveryStatus.PENDING,
+        deliveries.c.handed_off_at.is_not(None),
+        deliveries.c.leased_until >= now,
+    )
+    return query if course is None else query.where(deliveries.c.course == course)
+
+
+def wait_for_hand_offs(
+    engine: sa.Engine,
+    subscriber_id: int,
+    *,
+    course: str | None = None,
+    now: dt.datetime,
+    timeout: float = HAND_OFF_WAIT_SECONDS,
+) -> bool:
+    """After an unsubscribe committed: wait until no send to this subscriber is in a transport's hands.
+
+    A worker checks the subscriber in the transaction that marks a hand-off, so a
+    mark that committed before this reads it is the only send that may still go
+    out; its outcome is recorded (or its lease expires) within a send's time. False
+    when ``timeout`` passed first (a stuck transport): the caller answers anyway.
+    """
+    started = time.monotonic()
+    pause = 0.005
+    while True:
+        elapsed = time.monotonic() - started
+        moment = now + dt.timedelta(seconds=elapsed)
+        with engine.connect() as conn:
+            left = conn.execute(_handed_off(subscriber_id, course, moment)).scalar_one()
+        if not left:
+            return True
+        if elapsed >= timeout:
+            log.warning(
+                "unsubscribe of subscriber %d answered after %.0fs with %d sends still handed off; "
+                "their leases bound how long they can still go out",
+                subscriber_id,
+                elapsed,
+                left,
+            )
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)

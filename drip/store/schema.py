@@ -155,8 +155,12 @@ deliveries = sa.Table(
     sa.Column("sent_at", UTC, nullable=True),
     sa.Column("lease_token", sa.String(64), nullable=True),
     sa.Column("leased_until", UTC, nullable=True),
-    # Set when a lease expired while a send may have been in flight: the one case
-    # where the message may have reached the subscriber twice.
+    # Set, under the lease, just before the row is handed to the transport and cleared when
+    # its outcome is recorded: a row leased but never handed off cannot have gone out.
+    # Unindexed, so marking a hand-off stays a HOT update on PostgreSQL.
+    sa.Column("handed_off_at", UTC, nullable=True),
+    # Set when a lease expired on a row handed off to the transport and never recorded:
+    # the one case where the message may have reached the subscriber twice.
     sa.Column("possible_duplicate", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("note", sa.String(200), nullable=True),  # why cancelled/skipped, e.g. "step removed"
     sa.Column("created_at", UTC, nullable=False),

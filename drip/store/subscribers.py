@@ -338,30 +338,28 @@ def unsubscribe(
     """Stop all mail to ``email`` (or only ``course``'s) in the caller's transaction.
 
     The status (or the enrollment's state) and the cancellation of every pending
-    delivery, leased or not, change together, so nothing leaves afterwards.
+    delivery not yet handed to a transport, leased or not, change together. A
+    delivery already handed off is left to its worker, which records what the
+    transport did; after committing, wait for those with
+    :func:`drip.store.deliveries.wait_for_hand_offs` before saying it is done.
     """
     subscriber = get_subscriber(conn, email)
     if subscriber is None:
         raise unknown_address(conn, email)
     pending = (
         deliveries.update()
-        .where(deliveries.c.subscriber_id == subscriber.id, deliveries.c.status == DeliveryStatus.PENDING)
+        .where(
+            deliveries.c.subscriber_id == subscriber.id,
+            deliveries.c.status == DeliveryStatus.PENDING,
+            deliveries.c.handed_off_at.is_(None),
+        )
         .values(status=DeliveryStatus.CANCELLED, note=UNSUBSCRIBED_NOTE, updated_at=now)
     )
     active = enrollments.update().where(
         enrollments.c.subscriber_id == subscriber.id, enrollments.c.state == EnrollmentState.ACTIVE
     )
     if course is None:
-        already = subscriber.status == SubscriberStatus.UNSUBSCRIBED
-        if not already:
-            conn.execute(
-                subscribers.update()
-                .where(subscribers.c.id == subscriber.id)
-                .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
-            )
-        conn.execute(active.values(state=EnrollmentState.LEFT, updated_at=now))
-        cancelled = conn.execute(pending).rowcount
-        return Unsubscribed(subscriber.id, None, cancelled, already=already and cancelled == 0)
+        return _unsubscribe_everything(conn, subscriber, active, pending, now=now)
     state = conn.execute(
         sa.select(enrollments.c.state)
         .where(enrollments.c.subscriber_id == subscriber.id, enrollments.c.course == course)
@@ -386,6 +384,22 @@ def unsubscribe(
     return Unsubscribed(
         subscriber.id, course, cancelled, already=state != EnrollmentState.ACTIVE and cancelled == 0
     )
+
+
+def _unsubscribe_everything(
+    conn: sa.Connection, subscriber: SubscriberRow, active: sa.Update, pending: sa.Update, *, now: dt.datetime
+) -> Unsubscribed:
+    """The subscriber's status, every active enrollment left, every pending delivery not handed off cancelled."""
+    already = subscriber.status == SubscriberStatus.UNSUBSCRIBED
+    if not already:
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id == subscriber.id)
+            .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+        )
+    conn.execute(active.values(state=EnrollmentState.LEFT, updated_at=now))
+    cancelled = conn.execute(pending).rowcount
+    return Unsubscribed(subscriber.id, None, cancelled, already=already and cancelled == 0)
 
 
 def unsubscribe_many(conn: sa.Connection, subscriber_ids: Sequence[int], *, now: dt.datetime) -> None:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from drip.course.models import Course
 from drip.errors import NotFoundError
+from drip.store.deliveries import wait_for_hand_offs
 from drip.store.enrollments import enroll
 from drip.store.events import record_unsubscribe
 from drip.store.retry import write
@@ -250,6 +251,7 @@ class Left:
 def leave(engine: sa.Engine, subscriber_id: int, course: str | None, *, now: dt.datetime) -> Left | None:
     """Unsubscribe from ``course`` (or everything when None) before returning; None if erased.
 
+    Returns once no email to them is in a transport's hands, so none leaves afterwards.
     Not (or no longer) being in the course is not an error: leaving it is already true, and
     stopping everything else too would be more than was asked.
     """
@@ -265,7 +267,11 @@ def leave(engine: sa.Engine, subscriber_id: int, course: str | None, *, now: dt.
         record_unsubscribe(conn, subscriber_id, course, now=now)
         return Left(found, was_enrolled=True)
 
-    return write(engine, work)
+    left = write(engine, work)
+    if left is not None and left.was_enrolled:
+        # Committed: no worker hands them anything more; wait for what it already holds.
+        wait_for_hand_offs(engine, subscriber_id, course=course, now=now)
+    return left
 
 
 def read_preferences(engine: sa.Engine, subscriber_id: int) -> StoredPreferences | None:

@@ -59,6 +59,10 @@ class Transport(Protocol):
     """Hand messages to a provider. Used as a context manager around one batch or a whole run."""
 
     name: str
+    # How many messages go to the provider per hand-off: dispatch marks them handed off,
+    # sends them with no database transaction open, then records them. An unsubscribe
+    # may wait for one hand-off to finish, so it stays short (about 100 ms of work).
+    handoff_size: int
 
     def open(self) -> None: ...
 
@@ -84,6 +88,7 @@ class TransportBase:
     """What every provider module shares: the context-manager protocol around open/close."""
 
     name: str = "transport"
+    handoff_size: int = 10
 
     def open(self) -> None:
         """Acquire what a batch needs (a connection); a no-op by default."""

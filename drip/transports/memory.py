@@ -43,6 +43,7 @@ class MemoryTransport(TransportBase):
     """Keep every message in :attr:`sent`; fail the addresses named by :meth:`fail`."""
 
     name = "memory"
+    handoff_size = 100  # no network: a hundred messages are a millisecond or two
 
     def __init__(self) -> None:
         self.sent: list[Sent] = []

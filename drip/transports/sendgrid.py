@@ -264,6 +264,7 @@ class SendgridTransport(TransportBase):
     """Batch deliveries into SendGrid mail/send requests with the official client."""
 
     name = "sendgrid"
+    handoff_size = 1000  # one request of up to 1000 personalizations
 
     def __init__(
         self,

@@ -54,6 +54,7 @@ class SmtpTransport(TransportBase):
     """Send through one SMTP server with STARTTLS, implicit TLS or no encryption."""
 
     name = "smtp"
+    handoff_size = 4  # one SMTP transaction per message: a few, so an unsubscribe waits little
 
     def __init__(
         self,
