@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from drip.store.lists import CHUNK, Member, ensure_list, members, on_conflict_do_nothing
-from drip.store.schema import DUE, ENROLLED, SENT, deliveries, enrollments, newsletter_issues
+from drip.store.schema import DUE, ENROLLED, SENT, deliveries, enrollments, newsletter_issues, subscribers
 
 ISSUE_PREFIX = "issue:"
 ARTICLE_PREFIX = "article:"  # the step key of a course email that offers one post
@@ -161,24 +162,30 @@ def create_issue(
 
 
 def _write_batch(conn: sa.Connection, issue: Issue, todo: Sequence[Member], now: dt.datetime) -> int:
-    """Insert the batch's delivery rows, skipping those already there; returns how many were new."""
-    rows = [
-        {
-            "issue_id": issue.id,
-            "enrollment_id": None,
-            "subscriber_id": member.subscriber_id,
-            "course": issue.list,
-            "step_key": issue.step_key,
-            "due_at": issue.send_at,
-            "status": DUE,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for member in todo
-    ]
-    # executemany: SQLAlchemy packs the rows into multi-row INSERTs within each driver's limits.
-    stmt = on_conflict_do_nothing(conn, d).returning(d.c.id)
-    return len(conn.execute(stmt, rows).all())
+    """Insert the batch's delivery rows, skipping those already there; returns how many were new.
+
+    One ``INSERT … SELECT`` whose only per-row value is the subscriber id (one array on
+    PostgreSQL): a multi-row VALUES list of 5,000 rows cost more to build and parse than to write.
+    """
+    ids = [member.subscriber_id for member in todo]
+    chosen = (
+        subscribers.c.id == sa.any_(sa.literal(ids, ARRAY(sa.Integer())))
+        if conn.dialect.name == "postgresql"
+        else subscribers.c.id.in_(ids)
+    )
+    values: dict[str, sa.ColumnElement[Any]] = {
+        "issue_id": sa.literal(issue.id, sa.Integer()),
+        "subscriber_id": subscribers.c.id,
+        "course": sa.literal(issue.list, d.c.course.type),
+        "step_key": sa.literal(issue.step_key, d.c.step_key.type),
+        "due_at": sa.literal(issue.send_at, d.c.due_at.type),
+        "status": sa.literal(DUE, d.c.status.type),
+        "created_at": sa.literal(now, d.c.created_at.type),
+        "updated_at": sa.literal(now, d.c.updated_at.type),
+    }
+    source = sa.select(*(value.label(name) for name, value in values.items())).where(chosen)
+    stmt = on_conflict_do_nothing(conn, d).from_select(list(values), source).returning(d.c.id)
+    return len(conn.execute(stmt).all())
 
 
 def create_issue_deliveries(
