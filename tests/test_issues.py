@@ -9,10 +9,11 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 import sqlalchemy as sa
-from delivery_fixtures import T0, seed
+from delivery_fixtures import T0, rows, seed
 from test_lists import readers
 
 from drip.store.claims import claim, record_sent
+from drip.store.db import migrate
 from drip.store.issues import (
     Issue,
     course_urls,
@@ -232,3 +233,24 @@ def test_course_urls_are_the_posts_sent_lately_or_still_to_come(engine: sa.Engin
     with engine.connect() as conn:
         got = course_urls(conn, [1, 2], since=T0 - 7 * DAY)
     assert got == {1: {"/posts/b/", "/posts/c/"}}
+
+
+def test_the_migration_keeps_course_deliveries_and_its_downgrade_drops_only_the_issues(
+    engine: sa.Engine,
+) -> None:
+    seed(engine, subscribers_count=2, steps=[("welcome", T0)])
+    with engine.begin() as conn:
+        join_lists(conn, [1, 2], [LIST], now=T0)
+    create_issue_deliveries(engine, _issue(engine), now=T0)
+    migrate(engine, "0006_history_and_mailboxes")
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT enrollment_id, step_key FROM deliveries ORDER BY id")).all()
+    assert [tuple(r) for r in kept] == [(1, "welcome"), (2, "welcome")]
+    migrate(engine, "head")
+    assert [(r.enrollment_id, r.issue_id, r.status) for r in rows(engine)] == [
+        (1, None, "pending"),
+        (2, None, "pending"),
+    ]
+    assert (
+        len(claim(engine, now=T0, limit=10, lease_seconds=60, worker="w")) == 2
+    )  # the queue's index is back

@@ -26,6 +26,7 @@ from drip.store.schema import DUE, ENROLLED, SENT, deliveries, enrollments, news
 ISSUE_PREFIX = "issue:"
 ARTICLE_PREFIX = "article:"  # the step key of a course email that offers one post
 d = deliveries
+MAX_IDS = 30_000  # ids per INSERT … SELECT: under SQLite's bound-parameter limit (32,766)
 
 # Given a batch of members, the subscriber ids to leave out of the issue, each with why.
 Exclude = Callable[[Sequence[Member]], Mapping[int, str]]
@@ -216,7 +217,9 @@ def create_issue_deliveries(
         if not todo:
             continue
         with engine.begin() as conn:
-            new = _write_batch(conn, issue, todo, now)
+            new = sum(
+                _write_batch(conn, issue, todo[at : at + MAX_IDS], now) for at in range(0, len(todo), MAX_IDS)
+            )
         created += new
         existing += len(todo) - new
     counts = IssueCounts(created, existing, excluded)
