@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from drip.course.models import Course
 from drip.course.timing import course_schedule, resolve_timezone
 from drip.errors import DripError
+from drip.store.lists import join_lists as add_to_lists
 from drip.store.schema import (
     DeliveryStatus,
     EnrollmentState,
@@ -76,12 +77,15 @@ def enroll_many(
     *,
     now: dt.datetime,
     rejoin: bool = False,
+    join_lists: Sequence[str] = (),
 ) -> Enrolled:
     """Enroll many subscribers at once, scheduling every step; those already in the course are left alone.
 
     An existing enrollment is kept whatever its state: someone who left a course is
     not put back by a re-import. ``rejoin`` (a confirmed opt-in) starts a new enrollment
     beside a left one, whose deliveries stay as history. Due times are computed once per time zone.
+    ``join_lists``: the newsletter lists the course adds its readers to when they enrol
+    (those newly enrolled only), in the same transaction.
     """
     ids: dict[int, int] = {}
     new: set[int] = set()
@@ -105,6 +109,8 @@ def enroll_many(
         created = _create(conn, todo, course, {sid: found[sid][2] for sid in todo}, schedules, now=now)
         ids.update(created)
         new.update(todo)
+    if join_lists and new:
+        add_to_lists(conn, sorted(new), join_lists, now=now)
     return Enrolled(ids=ids, new=frozenset(new), refused=refused)
 
 
@@ -188,8 +194,18 @@ def _create(
     return created
 
 
-def complete_enrollments(engine: sa.Engine, enrollment_ids: Iterable[int], *, now: dt.datetime) -> int:
-    """Mark completed the active enrollments that have nothing left to send; returns how many."""
+def complete_enrollments(
+    engine: sa.Engine,
+    enrollment_ids: Iterable[int],
+    *,
+    now: dt.datetime,
+    lists_on_finish: Mapping[str, Sequence[str]] | None = None,
+) -> int:
+    """Mark completed the active enrollments that have nothing left to send; returns how many.
+
+    ``lists_on_finish`` (course → newsletter lists): the lists a course adds its readers
+    to when they finish, joined in the same transaction as the completion.
+    """
     ids = sorted(set(enrollment_ids))
     if not ids:
         return 0
@@ -201,19 +217,32 @@ def complete_enrollments(engine: sa.Engine, enrollment_ids: Iterable[int], *, no
             enrollments.update()
             .where(enrollments.c.id.in_(ids), enrollments.c.state == EnrollmentState.ACTIVE, ~left)
             .values(state=EnrollmentState.COMPLETED, updated_at=now)
-        )
-        return int(done.rowcount or 0)
+            .returning(enrollments.c.subscriber_id, enrollments.c.course)
+        ).all()
+        finished: dict[str, list[int]] = {}
+        for sid, course in done:
+            finished.setdefault(course, []).append(sid)
+        for course, sids in finished.items():
+            if lists_on_finish and lists_on_finish.get(course):
+                add_to_lists(conn, sorted(sids), lists_on_finish[course], now=now)
+        return len(done)
 
 
 def enroll(
-    conn: sa.Connection, subscriber_id: int, course: Course, *, now: dt.datetime, rejoin: bool = False
+    conn: sa.Connection,
+    subscriber_id: int,
+    course: Course,
+    *,
+    now: dt.datetime,
+    rejoin: bool = False,
+    join_lists: Sequence[str] = (),
 ) -> int:
     """Enroll one subscriber, scheduling every step; enrolling twice is a no-op.
 
     Returns the enrollment id (the existing one when already enrolled, whatever
     its state). A subscriber who must not be mailed is a :class:`NotEnrollableError`.
     """
-    result = enroll_many(conn, [subscriber_id], course, now=now, rejoin=rejoin)
+    result = enroll_many(conn, [subscriber_id], course, now=now, rejoin=rejoin, join_lists=join_lists)
     if subscriber_id in result.refused:
         raise NotEnrollableError(result.refused[subscriber_id])
     return result.ids[subscriber_id]

@@ -129,6 +129,77 @@ class DeliveryStatus(StrEnum):
     SKIPPED = "skipped"  # step added behind the subscriber's position (a recorded choice)
 
 
+# Newsletter lists, created by migration 0010_newsletters. A list is named in the site's
+# newsletter definitions; its row says since when it exists (the first digest starts there).
+lists = sa.Table(
+    "lists",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("created_at", UTC, nullable=False),
+)
+
+
+class MemberState(StrEnum):
+    """list_members.state: a left membership stays as history, a return starts a new one."""
+
+    ACTIVE = "active"
+    LEFT = "left"
+
+
+list_members = sa.Table(
+    "list_members",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("list", sa.String(200), sa.ForeignKey("lists.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default=MemberState.ACTIVE.value),
+    sa.Column("joined_at", UTC, nullable=False),
+    sa.Column("left_at", UTC, nullable=True),
+    sqlite_autoincrement=True,
+)
+# One current membership per subscriber and list; left ones stay beside it.
+_current_member = list_members.c.state != MemberState.LEFT.value
+sa.Index(
+    "uq_list_members_subscriber_id_list_current",
+    list_members.c.subscriber_id,
+    list_members.c.list,
+    unique=True,
+    sqlite_where=_current_member,
+    postgresql_where=_current_member,
+)
+# Members are read in id order, a batch at a time (keyset pagination).
+sa.Index("ix_list_members_list_id", list_members.c.list, list_members.c.id)
+
+# newsletter_issues.kind
+DIGEST = "digest"
+BROADCAST = "broadcast"
+
+newsletter_issues = sa.Table(
+    "newsletter_issues",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("list", sa.String(200), sa.ForeignKey("lists.name", ondelete="CASCADE"), nullable=False),
+    # The list and the period ("weekly:2026-W49") or broadcast file: several workers may
+    # decide to send the same issue at the same moment, and only one row can exist.
+    sa.Column("key", sa.String(500), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("subject", sa.String(500), nullable=False, server_default=""),
+    sa.Column("send_at", UTC, nullable=False),
+    sa.Column("created_at", UTC, nullable=False),
+    sa.Column("post_urls", sa.JSON, nullable=False),  # ["/posts/x/", ...], in the issue's order
+    sa.Column("counts", sa.JSON, nullable=True),  # what the last complete writing of its deliveries did
+    sqlite_autoincrement=True,
+)
+
+# deliveries.status
+DUE = "pending"  # waiting for its due_at, or leased by a worker until leased_until
+SENT = "sent"
+FAILED = "failed"  # permanent failure or attempts exhausted
+CANCELLED = "cancelled"  # subscriber left, or the step was removed from the course
+SKIPPED = "skipped"  # step added behind the subscriber's position (a recorded choice)
+
 # Percent of each deliveries page filled by inserts (PostgreSQL). A claim takes the rows due
 # together, about one in five of a page when an enrollment's steps are written together, and a
 # leased row's new version is half as large again (token, lease end). On bench/claim.py,
@@ -139,14 +210,18 @@ deliveries = sa.Table(
     "deliveries",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
+    # A delivery belongs to one enrollment (a course step) or one newsletter issue, never both.
     sa.Column(
-        "enrollment_id", sa.Integer, sa.ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=False
+        "enrollment_id", sa.Integer, sa.ForeignKey("enrollments.id", ondelete="CASCADE"), nullable=True
+    ),
+    sa.Column(
+        "issue_id", sa.Integer, sa.ForeignKey("newsletter_issues.id", ondelete="CASCADE"), nullable=True
     ),
     sa.Column(
         "subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
     ),
-    sa.Column("course", sa.String(200), nullable=False),
-    sa.Column("step_key", sa.String(500), nullable=False),
+    sa.Column("course", sa.String(200), nullable=False),  # the list's name for an issue
+    sa.Column("step_key", sa.String(500), nullable=False),  # "issue:<key>" for an issue
     sa.Column("due_at", UTC, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default=DeliveryStatus.PENDING.value),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
@@ -166,6 +241,8 @@ deliveries = sa.Table(
     sa.Column("created_at", UTC, nullable=False),
     sa.Column("updated_at", UTC, nullable=False),
     sa.UniqueConstraint("enrollment_id", "step_key"),
+    sa.UniqueConstraint("issue_id", "subscriber_id"),  # one email per reader and issue, however often written
+    sa.CheckConstraint("(enrollment_id IS NULL) <> (issue_id IS NULL)", name="one_owner"),
     sqlite_autoincrement=True,  # an outbox file is named by delivery id: never overwritten by another
     # Room on each page for the new version of a leased row: a claim touches no indexed
     # column, and PostgreSQL writes it as a HOT update only if it fits on the same page.

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from drip.config import LOCALES, check_timezone
 from drip.errors import InputError, NotFoundError, Problem, did_you_mean
 from drip.inputs.address import normalise_address
+from drip.store.lists import leave_all_lists
 from drip.store.schema import (
     DeliveryStatus,
     EnrollmentState,
@@ -380,7 +381,10 @@ def unsubscribe(
     conn.execute(
         active.where(enrollments.c.course == course).values(state=EnrollmentState.LEFT, updated_at=now)
     )
-    cancelled = conn.execute(pending.where(deliveries.c.course == course)).rowcount
+    # A course's emails only: a newsletter list of the same name keeps its issues.
+    cancelled = conn.execute(
+        pending.where(deliveries.c.course == course, deliveries.c.enrollment_id.is_not(None))
+    ).rowcount
     return Unsubscribed(
         subscriber.id, course, cancelled, already=state != EnrollmentState.ACTIVE and cancelled == 0
     )
@@ -399,6 +403,7 @@ def _unsubscribe_everything(
         )
     conn.execute(active.values(state=EnrollmentState.LEFT, updated_at=now))
     cancelled = conn.execute(pending).rowcount
+    leave_all_lists(conn, [subscriber.id], now=now)  # "everything" means the newsletters too
     return Unsubscribed(subscriber.id, None, cancelled, already=already and cancelled == 0)
 
 
@@ -421,6 +426,7 @@ def unsubscribe_many(conn: sa.Connection, subscriber_ids: Sequence[int], *, now:
             .where(subscribers.c.id.in_(chunk), subscribers.c.status != SubscriberStatus.UNSUBSCRIBED)
             .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
         )
+        leave_all_lists(conn, chunk, now=now)
 
 
 def subscribers_by_email(conn: sa.Connection, emails: Sequence[str]) -> dict[str, SubscriberRow]:

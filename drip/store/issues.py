@@ -1,0 +1,283 @@
+"""Newsletter issues and their emails: ordinary delivery rows in the one ledger.
+
+An issue is one row per key (the list and its period, or the broadcast file): when
+several workers decide at the same moment that an issue is due, the insert itself
+picks one winner, with no lock taken first. Its emails are delivery rows
+(``course`` = the list's name, ``step_key`` = ``issue:<key>``, no enrollment), so
+claims, leases, recording, status and the kill tests treat them like course emails.
+They are written a batch of members at a time, each batch in its own short
+transaction, and (issue, subscriber) is unique: running again after a crash in the
+middle adds only the rows still missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from drip.store.lists import CHUNK, Member, ensure_list, members, on_conflict_do_nothing
+from drip.store.schema import (
+    DeliveryStatus,
+    EnrollmentState,
+    deliveries,
+    enrollments,
+    newsletter_issues,
+    subscribers,
+)
+
+ISSUE_PREFIX = "issue:"
+ARTICLE_PREFIX = "article:"  # the step key of a course email that offers one post
+d = deliveries
+MAX_IDS = 30_000  # ids per INSERT … SELECT: under SQLite's bound-parameter limit (32,766)
+
+# Given a batch of members, the subscriber ids to leave out of the issue, each with why.
+Exclude = Callable[[Sequence[Member]], Mapping[int, str]]
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One newsletter issue as stored."""
+
+    id: int
+    list: str
+    key: str
+    kind: str  # DIGEST or BROADCAST
+    subject: str
+    send_at: dt.datetime
+    created_at: dt.datetime
+    post_urls: tuple[str, ...]
+    counts: Mapping[str, Any] | None  # what the last complete writing of its deliveries did
+
+    @property
+    def step_key(self) -> str:
+        """The step key its delivery rows carry."""
+        return issue_step_key(self.key)
+
+
+@dataclass(frozen=True)
+class IssueCounts:
+    """What :func:`create_issue_deliveries` did."""
+
+    created: int  # delivery rows written by this call
+    existing: int  # members whose row an earlier (interrupted) call had written
+    excluded: Mapping[str, int] = field(default_factory=dict)  # reason → members left out
+
+    @property
+    def recipients(self) -> int:
+        """Members the issue goes to, whichever call wrote their row."""
+        return self.created + self.existing
+
+    def as_json(self) -> dict[str, Any]:
+        return {"created": self.created, "existing": self.existing, "excluded": dict(self.excluded)}
+
+
+def issue_step_key(key: str) -> str:
+    """``issue:<key>``: an issue's delivery rows are told from course steps by this prefix."""
+    return f"{ISSUE_PREFIX}{key}"
+
+
+def _issue(row: sa.Row[Any]) -> Issue:
+    r = row._mapping
+    return Issue(
+        id=r["id"],
+        list=r["list"],
+        key=r["key"],
+        kind=r["kind"],
+        subject=r["subject"],
+        send_at=r["send_at"],
+        created_at=r["created_at"],
+        post_urls=tuple(r["post_urls"] or ()),
+        counts=r["counts"],
+    )
+
+
+def get_issue(conn: sa.Connection, key: str) -> Issue | None:
+    """The issue with this key, or None."""
+    row = conn.execute(sa.select(newsletter_issues).where(newsletter_issues.c.key == key)).first()
+    return _issue(row) if row is not None else None
+
+
+def list_issues(conn: sa.Connection, list_name: str) -> list[Issue]:
+    """A list's issues, oldest send time first (what a digest's period starts after)."""
+    i = newsletter_issues
+    query = sa.select(i).where(i.c.list == list_name).order_by(i.c.send_at, i.c.id)
+    return [_issue(row) for row in conn.execute(query)]
+
+
+def insert_issue(
+    conn: sa.Connection,
+    *,
+    list: str,  # named like the column
+    key: str,
+    kind: str,
+    send_at: dt.datetime,
+    post_urls: Sequence[str],
+    now: dt.datetime,
+    subject: str = "",
+) -> Issue | None:
+    """:func:`create_issue` in the caller's transaction."""
+    ensure_list(conn, list, now=now)
+    values = {
+        "list": list,
+        "key": key,
+        "kind": kind,
+        "subject": subject,
+        "send_at": send_at,
+        "created_at": now,
+        "post_urls": [str(url) for url in post_urls],
+    }
+    done = conn.execute(
+        on_conflict_do_nothing(conn, newsletter_issues).values(values).returning(newsletter_issues.c.id)
+    ).first()
+    if done is None:
+        return None
+    return get_issue(conn, key)
+
+
+def create_issue(
+    engine: sa.Engine,
+    *,
+    list: str,  # named like the column
+    key: str,
+    kind: str,
+    send_at: dt.datetime,
+    post_urls: Sequence[str],
+    now: dt.datetime,
+    subject: str = "",
+) -> Issue | None:
+    """Create the issue ``key`` of ``list``; None when it exists already (someone else made it).
+
+    ``INSERT … ON CONFLICT DO NOTHING`` on the unique key: of several workers calling this
+    at the same moment, exactly one gets the Issue, and the others wait for its commit
+    and get None, whatever the dialect. The list is created if it did not exist.
+    """
+    with engine.begin() as conn:
+        return insert_issue(
+            conn,
+            list=list,
+            key=key,
+            kind=kind,
+            send_at=send_at,
+            post_urls=post_urls,
+            now=now,
+            subject=subject,
+        )
+
+
+def _write_batch(conn: sa.Connection, issue: Issue, todo: Sequence[Member], now: dt.datetime) -> int:
+    """Insert the batch's delivery rows, skipping those already there; returns how many were new.
+
+    One ``INSERT … SELECT`` whose only per-row value is the subscriber id (one array on
+    PostgreSQL): a multi-row VALUES list of 5,000 rows cost more to build and parse than to write.
+    """
+    ids = [member.subscriber_id for member in todo]
+    chosen = (
+        subscribers.c.id == sa.any_(sa.literal(ids, ARRAY(sa.Integer())))
+        if conn.dialect.name == "postgresql"
+        else subscribers.c.id.in_(ids)
+    )
+    values: dict[str, sa.ColumnElement[Any]] = {
+        "issue_id": sa.literal(issue.id, sa.Integer()),
+        "subscriber_id": subscribers.c.id,
+        "course": sa.literal(issue.list, d.c.course.type),
+        "step_key": sa.literal(issue.step_key, d.c.step_key.type),
+        "due_at": sa.literal(issue.send_at, d.c.due_at.type),
+        "status": sa.literal(DeliveryStatus.PENDING, d.c.status.type),
+        "created_at": sa.literal(now, d.c.created_at.type),
+        "updated_at": sa.literal(now, d.c.updated_at.type),
+    }
+    source = sa.select(*(value.label(name) for name, value in values.items())).where(chosen)
+    stmt = on_conflict_do_nothing(conn, d).from_select(list(values), source).returning(d.c.id)
+    return len(conn.execute(stmt).all())
+
+
+def create_issue_deliveries(
+    engine: sa.Engine,
+    issue: Issue,
+    *,
+    batch_size: int = 5000,
+    exclude: Exclude | None = None,
+    now: dt.datetime,
+) -> IssueCounts:
+    """Write one pending delivery per member of the issue's list who may be mailed, due at its send time.
+
+    Members are streamed a batch at a time (:func:`drip.store.lists.members`), so memory
+    holds one batch whatever the list's size; each batch is written in bulk in its own
+    transaction, so no write lock is held across the whole list (decision 11) and a
+    crash loses at most the batch in hand. ``exclude`` (the list's rules: a reader in
+    the middle of a course, a digest with nothing new for them) names the members to
+    leave out and why; they get no row, so a later call may still add them. The
+    counts are kept on the issue row too.
+    """
+    created = existing = 0
+    excluded: dict[str, int] = {}
+    for batch in members(engine, issue.list, batch_size=batch_size):
+        skip = exclude(batch) if exclude is not None else {}
+        for reason in skip.values():
+            excluded[reason] = excluded.get(reason, 0) + 1
+        todo = [member for member in batch if member.subscriber_id not in skip]
+        if not todo:
+            continue
+        with engine.begin() as conn:
+            new = sum(
+                _write_batch(conn, issue, todo[at : at + MAX_IDS], now) for at in range(0, len(todo), MAX_IDS)
+            )
+        created += new
+        existing += len(todo) - new
+    counts = IssueCounts(created, existing, excluded)
+    with engine.begin() as conn:
+        conn.execute(
+            newsletter_issues.update()
+            .where(newsletter_issues.c.id == issue.id)
+            .values(counts=counts.as_json())
+        )
+    return counts
+
+
+def in_course(conn: sa.Connection, subscriber_ids: Sequence[int]) -> set[int]:
+    """Those of ``subscriber_ids`` in the middle of a course: an active enrollment with emails still due.
+
+    A list with ``hold_during_course`` keeps them out of its issues until they finish, so
+    a reader does not get a newsletter on top of a course's daily emails. An enrollment
+    whose last email is sent counts as finished even before it is marked completed.
+    """
+    e = enrollments
+    still_due = sa.exists().where(d.c.enrollment_id == e.c.id, d.c.status == DeliveryStatus.PENDING)
+    found: set[int] = set()
+    for start in range(0, len(subscriber_ids), CHUNK):
+        chunk = list(subscriber_ids[start : start + CHUNK])
+        query = sa.select(e.c.subscriber_id).where(
+            e.c.subscriber_id.in_(chunk), e.c.state == EnrollmentState.ACTIVE, still_due
+        )
+        found.update(conn.execute(query).scalars())
+    return found
+
+
+def course_urls(
+    conn: sa.Connection, subscriber_ids: Sequence[int], *, since: dt.datetime
+) -> dict[int, set[str]]:
+    """Per subscriber, the posts their courses sent them since ``since`` or will send them later.
+
+    A digest is gathered per reader: a post their course offered them lately, or is
+    going to offer them, is left out of their digest, so nobody reads the same
+    invitation twice. Read from the course emails' step keys (``article:<url>``);
+    subscribers with none are missing from the answer.
+    """
+    is_article = d.c.step_key.startswith(ARTICLE_PREFIX, autoescape=True)
+    recent = sa.or_(
+        d.c.status == DeliveryStatus.PENDING, sa.and_(d.c.status == DeliveryStatus.SENT, d.c.sent_at >= since)
+    )
+    found: dict[int, set[str]] = {}
+    for start in range(0, len(subscriber_ids), CHUNK):
+        chunk = list(subscriber_ids[start : start + CHUNK])
+        query = sa.select(d.c.subscriber_id, d.c.step_key).where(
+            d.c.subscriber_id.in_(chunk), d.c.enrollment_id.is_not(None), is_article, recent
+        )
+        for sid, key in conn.execute(query):
+            found.setdefault(sid, set()).add(key[len(ARTICLE_PREFIX) :])
+    return found
