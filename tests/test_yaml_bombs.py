@@ -1,14 +1,15 @@
 """YAML that would take drip down: alias bombs, self-referring aliases, deep nesting, complex keys.
 
 Every YAML drip reads (drip.yaml, schedules, front matter) goes through one walker that bounds what
-aliases may expand to; each bomb is a located error from `drip check` in well under a second.
+aliases may expand to; each bomb is a located error from `drip check`, with memory that stays small
+(unbounded, the billion laughs reach gigabytes; the self-referring alias never ends).
 """
 
 from __future__ import annotations
 
 import resource
 import shutil
-import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,15 @@ COMPLEX_KEY = "? &k [1, 2]\n: value\n"
 @pytest.mark.parametrize(
     "text", [LAUGHS, RECURSIVE, DEEP, COMPLEX_KEY], ids=["laughs", "loop", "deep", "key"]
 )
-def test_the_walker_refuses_each_bomb_quickly(text: str) -> None:
-    started = time.process_time()
-    with pytest.raises(yaml.YAMLError) as caught:
-        parse_yaml(text, Path("x.yaml"))
-    assert time.process_time() - started < 1.0
+def test_the_walker_refuses_each_bomb_in_little_memory(text: str) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(yaml.YAMLError) as caught:
+            parse_yaml(text, Path("x.yaml"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024  # bytes: the bound stops expansion long before gigabytes
     assert "Recursion" not in type(caught.value).__name__
 
 
@@ -68,25 +73,23 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def check(site: Path) -> tuple[int, str, float, int]:
+def check(site: Path) -> tuple[int, str, int]:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.process_time()
     result = CliRunner().invoke(cli, ["--site", str(site), "check"])
-    elapsed = time.process_time() - started
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output, elapsed, grown
+    return result.exit_code, result.output, grown
 
 
 @pytest.mark.parametrize("bomb", [LAUGHS, RECURSIVE, DEEP], ids=["laughs", "loop", "deep"])
 def test_a_bomb_in_drip_yaml_is_a_located_error(site: Path, bomb: str) -> None:
     original = (site / "drip.yaml").read_text(encoding="utf-8")
     (site / "drip.yaml").write_text(original + "\nextra:\n  " + bomb.replace("\n", "\n  ") + "\n")
-    code, output, elapsed, grown = check(site)
+    code, output, grown = check(site)
     assert code == 1
     assert "drip.yaml:" in output and "YAML" in output
     assert "Traceback" not in output
-    assert elapsed < 2.0 and grown < 200_000  # KiB: no gigabytes
+    assert grown < 200_000  # KiB: no gigabytes
 
 
 @pytest.mark.parametrize("bomb", [LAUGHS, RECURSIVE], ids=["laughs", "loop"])
@@ -95,16 +98,15 @@ def test_a_bomb_in_front_matter_is_a_located_error(site: Path, bomb: str) -> Non
     text = post.read_text(encoding="utf-8")
     assert text.startswith("---\n")
     post.write_text("---\n" + bomb + "\n" + text[4:], encoding="utf-8")
-    code, output, elapsed, grown = check(site)
+    code, output, grown = check(site)
     assert code == 1
     assert f"{post.name}:" in output and "YAML refused" in output
-    assert elapsed < 2.0 and grown < 200_000
+    assert grown < 200_000
 
 
 def test_a_bomb_in_a_schedule_is_a_located_error(site: Path) -> None:
     schedule = next((site / "schedules").glob("*.yaml"))
     schedule.write_text(schedule.read_text(encoding="utf-8") + "\n" + LAUGHS + "\n", encoding="utf-8")
-    code, output, elapsed, _ = check(site)
+    code, output, _ = check(site)
     assert code == 1
     assert f"{schedule.name}:" in output and "YAML refused" in output
-    assert elapsed < 2.0
