@@ -284,10 +284,8 @@ def test_a_20000_event_batch_is_applied_in_chunks_while_a_one_click_unsubscribe_
     results: dict[str, Any] = {}
 
     def deliver() -> None:
-        started = time.monotonic()
         headers = signer.headers(body, int(web.clock.now.timestamp()))
         results["webhook"] = web.client.post("/webhooks/sendgrid", content=body, headers=headers)
-        results["seconds"] = time.monotonic() - started
 
     worker = threading.Thread(target=deliver)
     worker.start()
@@ -296,7 +294,6 @@ def test_a_20000_event_batch_is_applied_in_chunks_while_a_one_click_unsubscribe_
     worker.join()
     assert one_click.status_code == 200 and status(web, "reader@example.org") == SubscriberStatus.UNSUBSCRIBED
     assert results["webhook"].json() == {"applied": 20_000, "duplicates": 1, "ignored": 0}
-    assert results["seconds"] < 30
     headers = signer.headers(body, int(web.clock.now.timestamp()))
     replay = web.client.post("/webhooks/sendgrid", content=body, headers=headers).json()
     assert replay == {"applied": 0, "duplicates": 20_001, "ignored": 0}
