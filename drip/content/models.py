@@ -80,6 +80,9 @@ class Post:
     date: dt.date | None
     minutes: int  # from front matter, or from the word count
     body: str = ""  # Markdown body
+    meta_keys: tuple[
+        str, ...
+    ] = ()  # its front matter's keys, for `drip check` to spot typos without re-reading
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ def _post(src: Source, content_dir: Path, cache: BodyCache | None = None) -> Pos
         date=meta.date,
         minutes=minutes,
         body=body.strip(),
+        meta_keys=tuple(src.meta),
     )
 
 

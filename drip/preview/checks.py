@@ -446,23 +446,33 @@ def _misspelt_front_matter(index: ContentIndex) -> list[Problem]:
     """Front matter keys one typo away from a key drip reads ("titel"), which drip would otherwise ignore.
 
     Other keys belong to the site's generator (tags, draft, layout…) and stay silent:
-    the cut-off is strict enough that "draft" is not taken for "date".
+    the cut-off is strict enough that "draft" is not taken for "date". A site uses few distinct
+    keys: each is compared once, and only a file holding a suspect key is read again (for its position).
     """
+    near: dict[tuple[str, type[Meta]], str | None] = {}
+
+    def suspect(key: str, model: type[Meta]) -> str | None:
+        if (key, model) not in near:
+            known = list(model.model_fields)
+            found = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+            near[key, model] = found[0] if found and key not in known else None
+        return near[key, model]
+
+    files: list[tuple[Path, type[Meta], tuple[str, ...] | None]] = [
+        (path, PillarMeta, None) for path in index.pillars.values()
+    ]
+    files += [(post.path, PostMeta, post.meta_keys) for post in index.posts.values()]
     problems: list[Problem] = []
-    files: list[tuple[Path, type[Meta]]] = [(path, PillarMeta) for path in index.pillars.values()]
-    files += [(post.path, PostMeta) for post in index.posts.values()]
-    for path, model in files:
+    for path, model, keys in files:
+        if keys is not None and not any(suspect(key, model) for key in keys):
+            continue
         source = read_source(path)
-        known = list(model.model_fields)
         for key in source.meta:
-            near = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
-            if key not in known and near:
+            hint = suspect(key, model)
+            if hint is not None:
                 problems.append(
                     source.positions.problem(
-                        (key,),
-                        "not a front matter key drip reads",
-                        hint=f"did you mean '{near[0]}'?",
-                        key=True,
+                        (key,), "not a front matter key drip reads", hint=f"did you mean '{hint}'?", key=True
                     )
                 )
     return problems
