@@ -54,6 +54,16 @@ class TokenData:
     subscriber_id: int
     course: str | None
     step: str | None = None
+    born: int | None = None  # the subscriber's creation (:func:`born_of`); None in links made before it
+
+
+def born_of(created_at: dt.datetime) -> int:
+    """A subscriber's creation time in microseconds: a token carries it, so it dies with that row.
+
+    Ids are never reused, and this binds a link to the one row it was made for even if an id came
+    back (a restored backup, a reset sequence): a re-created subscriber has another creation time.
+    """
+    return round(created_at.timestamp() * 1_000_000)
 
 
 def check_secret(value: str) -> str:
@@ -78,10 +88,16 @@ def make_token(
     course: str | None = None,
     *,
     step: str | None = None,
+    born: int | None = None,
     now: dt.datetime,
 ) -> str:
-    """Sign a token for one action on one subscriber (and course), stamped with ``now``."""
+    """Sign a token for one action on one subscriber (and course), stamped with ``now``.
+
+    ``born`` (:func:`born_of` the subscriber's creation) binds the link to that subscriber's row.
+    """
     payload: list[object] = [scope, subscriber_id, course, step, int(now.timestamp())]
+    if born is not None:
+        payload.append(born)
     return str(_serializer(secret, scope).dumps(payload))
 
 
@@ -102,15 +118,18 @@ def read_token(secret: str, token: str, scope: Scope, *, now: dt.datetime) -> To
                 continue
             raise BadToken("scope") from None
         raise BadToken("invalid") from None
-    if not (isinstance(payload, list) and len(payload) == 5 and payload[0] == scope):
+    if not (isinstance(payload, list) and len(payload) in (5, 6) and payload[0] == scope):
         raise BadToken("invalid")
-    _, subscriber_id, course, step, issued = payload
+    _, subscriber_id, course, step, issued, *rest = payload
+    born = rest[0] if rest else None
     if not isinstance(subscriber_id, int) or not isinstance(issued, int):
+        raise BadToken("invalid")
+    if born is not None and not isinstance(born, int):
         raise BadToken("invalid")
     ttl = DEFAULT_TTL[scope]
     if ttl is not None and now.timestamp() - issued > ttl.total_seconds():
         raise BadToken("expired")
-    return TokenData(scope=scope, subscriber_id=subscriber_id, course=course, step=step)
+    return TokenData(scope=scope, subscriber_id=subscriber_id, course=course, step=step, born=born)
 
 
 # Click and open tokens go in every content link of an email: they must be short. Each is a

@@ -16,6 +16,7 @@ from web_support import (
     OpenWeb,
     body_html,
     body_text,
+    link_in,
     messages_to,
     open_web_fixture,  # noqa: F401 - the fixture, by name
     outbox_messages,
@@ -198,3 +199,45 @@ def test_the_secret_never_reaches_a_log_line(open_web: OpenWeb, caplog: pytest.L
     for line in server_side:
         assert token not in line
     assert "/unsubscribe/…" in record.getMessage()
+
+
+def test_links_die_with_their_subscriber_even_if_the_id_came_back(web: Harness) -> None:
+    """An erased reader's links never act on whoever gets their id later (a restored backup, a reset
+    sequence): each token carries its subscriber's creation time, and a re-created row has another."""
+    import datetime as dt
+
+    from drip.tokens import born_of
+
+    web.subscribe("first@example.org", name="First")
+    [mail] = messages_to(web.site, "first@example.org")
+    confirm = web.url_path(link_in(mail, "confirm"))
+    old = web.subscriber("first@example.org")
+    assert old is not None and isinstance(old["created_at"], dt.datetime)
+    sid, born = int(str(old["id"])), born_of(old["created_at"])
+    now = web.clock.now
+    links = {
+        scope: f"/{scope}/{make_token(SECRET, scope, sid, COURSE, born=born, now=now)}"
+        for scope in ("unsubscribe", "preferences", "view")
+    }
+    assert web.client.get(links["preferences"]).status_code == 200  # bound links work for their reader
+    with web.engine.begin() as conn:
+        conn.execute(subscribers.delete().where(subscribers.c.id == sid))
+        later = now + dt.timedelta(days=1)
+        conn.execute(
+            subscribers.insert().values(
+                id=sid,
+                email="second@example.org",
+                name="Second",
+                status="pending",
+                attributes={},
+                created_at=later,
+                updated_at=later,
+            )
+        )
+    for path in (confirm, *links.values()):
+        page = web.client.get(path)
+        assert page.status_code == 400 and "existe plus" in page.text, (path, page.status_code)
+    assert web.client.post(confirm).status_code == 400
+    assert web.client.post(links["unsubscribe"], data={"List-Unsubscribe": "One-Click"}).status_code == 400
+    second = web.subscriber("second@example.org")
+    assert second is not None and second["status"] == "pending"

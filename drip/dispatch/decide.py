@@ -175,6 +175,7 @@ def message(
         course=item.course,
         step=item.step_key,
         now=ctx.now,
+        created_at=recipient.created_at,
     )
     values.update(tracking_values(ctx.base_url, ctx.secret, item.id, rendered))
     sender = course.sender

@@ -12,7 +12,7 @@ from typing import Any
 
 from drip.render.rendered import RenderedStep
 from drip.render.steps import CLICK_SLOT, OPEN_SLOT
-from drip.tokens import Scope, click_token, make_token, open_token
+from drip.tokens import Scope, born_of, click_token, make_token, open_token
 
 
 def subscriber_values(
@@ -26,11 +26,14 @@ def subscriber_values(
     course: str,
     step: str,
     now: dt.datetime,
+    created_at: dt.datetime | None = None,
 ) -> dict[str, str]:
-    """Name, email, attributes and the three links, each carrying a signed token scoped to its action."""
+    """Name, email, attributes and the three links, each carrying a signed token scoped to its action
+    and bound to the subscriber's row by its creation time (so the links die with it)."""
+    born = born_of(created_at) if created_at is not None else None
 
     def link(scope: Scope, token_step: str | None = None) -> str:
-        token = make_token(secret, scope, subscriber_id, course, step=token_step, now=now)
+        token = make_token(secret, scope, subscriber_id, course, step=token_step, born=born, now=now)
         return f"{base_url}/{scope}/{token}"
 
     values = {

@@ -39,6 +39,7 @@ class Recipient:
     status: str
     attributes: Mapping[str, Any]
     enrollment_state: str
+    created_at: dt.datetime | None = None  # binds the email's signed links to this subscriber's row
 
 
 def recipients(engine: sa.Engine, enrollment_ids: Iterable[int]) -> dict[int, Recipient]:
@@ -54,14 +55,15 @@ def recipients(engine: sa.Engine, enrollment_ids: Iterable[int]) -> dict[int, Re
             subscribers.c.locale,
             subscribers.c.status,
             subscribers.c.attributes,
+            subscribers.c.created_at,
         )
         .join(subscribers, subscribers.c.id == enrollments.c.subscriber_id)
         .where(enrollments.c.id.in_(ids))
     )
     out: dict[int, Recipient] = {}
     with engine.connect() as conn:
-        for eid, state, sid, email, name, locale, status, attributes in conn.execute(query):
-            out[eid] = Recipient(sid, email, name or "", locale, status, attributes or {}, state)
+        for eid, state, sid, email, name, locale, status, attributes, created in conn.execute(query):
+            out[eid] = Recipient(sid, email, name or "", locale, status, attributes or {}, state, created)
     return out
 
 

@@ -48,6 +48,7 @@ class Requested:
     send: bool  # False inside the cool-down or past the day's cap for this mailbox
     suppressed: bool  # the address is on the suppression list (only confirming lifts it)
     mailbox: str  # keyed hash of the mailbox whose allowance was taken
+    created_at: dt.datetime | None = None  # the subscriber row's, which its links are bound to
 
 
 @dataclass(frozen=True)
@@ -120,15 +121,16 @@ def _claim(
         created = store_profile(
             conn, make_profile(email, name=name, locale=locale), status=SubscriberStatus.PENDING, now=now
         )
-        subscriber_id, stored_name = created.id, created.subscriber.name
+        row = created.subscriber
     else:
-        subscriber_id, stored_name = existing.id, existing.name
+        row = existing
+    subscriber_id, stored_name = row.id, row.name
     suppressed = is_suppressed(conn, secret, email)
     mailbox = email_hash(secret, mailbox_of(email))
     send = _take_allowance(conn, mailbox, allowance, now)
     if send:
         _note_sent(conn, subscriber_id, now)
-    return Requested(subscriber_id, stored_name, send, suppressed, mailbox)
+    return Requested(subscriber_id, stored_name, send, suppressed, mailbox, row.created_at)
 
 
 def _take_allowance(conn: sa.Connection, mailbox: str, allowance: Allowance, now: dt.datetime) -> bool:
@@ -272,6 +274,13 @@ def leave(engine: sa.Engine, subscriber_id: int, course: str | None, *, now: dt.
         # Committed: no worker hands them anything more; wait for what it already holds.
         wait_for_hand_offs(engine, subscriber_id, course=course, now=now)
     return left
+
+
+def subscriber_created_at(engine: sa.Engine, subscriber_id: int) -> dt.datetime | None:
+    """When the subscriber a signed link names was created, or None once they are erased."""
+    with engine.connect() as conn:
+        found = get_subscriber_by_id(conn, subscriber_id)
+    return found.created_at if found is not None else None
 
 
 def read_preferences(engine: sa.Engine, subscriber_id: int) -> StoredPreferences | None:

@@ -11,7 +11,7 @@ import datetime as dt
 from drip.errors import TransportError
 from drip.render.rendered import RenderedStep
 from drip.render.slots import Compiled
-from drip.tokens import make_token
+from drip.tokens import born_of, make_token
 from drip.transports.base import OutgoingMessage
 from drip.web.i18n import strings
 from drip.web.pages import env, text_env
@@ -29,16 +29,19 @@ def confirmation_message(
     course: str,
     locale: str,
     now: dt.datetime,
+    created_at: dt.datetime | None = None,
 ) -> OutgoingMessage:
     """The confirmation email for one address and course, with its signed confirm link."""
     site = state.site.config
     t = strings(locale)
     course_title = state.courses[course].title
+    born = born_of(created_at) if created_at is not None else None
+    secret = state.runtime.secret
     confirm_url = state.url(
-        "/confirm/" + make_token(state.runtime.secret, "confirm", subscriber_id, course, now=now)
+        "/confirm/" + make_token(secret, "confirm", subscriber_id, course, born=born, now=now)
     )
     unsubscribe_url = state.url(
-        "/unsubscribe/" + make_token(state.runtime.secret, "unsubscribe", subscriber_id, course, now=now)
+        "/unsubscribe/" + make_token(secret, "unsubscribe", subscriber_id, course, born=born, now=now)
     )
     subject = t["email_subject"].format(course=course_title)
     context = {

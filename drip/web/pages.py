@@ -12,12 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from drip.store.retry import StoreBusy
-from drip.tokens import BadToken, Scope, TokenData, read_token
+from drip.store.subscriptions import subscriber_created_at
+from drip.tokens import BadToken, Scope, TokenData, born_of, read_token
 from drip.web.i18n import negotiate, strings
 from drip.web.state import WebState, state_of
 
@@ -104,13 +106,22 @@ def bad_token(request: Request, exc: BadToken) -> HTMLResponse:
     )
 
 
-def path_token(request: Request, scope: Scope, *, now: dt.datetime) -> TokenData | HTMLResponse:
-    """The signed token in the URL checked for ``scope``, or the page saying why it is refused."""
+async def path_token(request: Request, scope: Scope, *, now: dt.datetime) -> TokenData | HTMLResponse:
+    """The signed token in the URL checked for ``scope``, or the page saying why it is refused.
+
+    A token bound to a subscriber's row (its creation time) is refused as no longer valid once that
+    row is gone, even if its id were ever handed out again.
+    """
     state = state_of(request)
     try:
-        return read_token(state.runtime.secret, request.path_params["token"], scope, now=now)
+        data = read_token(state.runtime.secret, request.path_params["token"], scope, now=now)
     except BadToken as exc:
         return bad_token(request, exc)
+    if data.born is not None:
+        created = await run_in_threadpool(subscriber_created_at, state.engine, data.subscriber_id)
+        if created is None or born_of(created) != data.born:
+            return gone(request, page_locale(request, state))
+    return data
 
 
 def gone(request: Request, locale: str) -> HTMLResponse:

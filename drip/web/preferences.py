@@ -147,7 +147,7 @@ def _page(
 
 async def preferences_page(request: Request) -> Response:
     state = state_of(request)
-    data = pages.path_token(request, "preferences", now=state.now())
+    data = await pages.path_token(request, "preferences", now=state.now())
     if isinstance(data, Response):
         return data
     prefs = await run_in_threadpool(load, state, data.subscriber_id)
@@ -158,7 +158,7 @@ async def preferences_page(request: Request) -> Response:
 
 async def preferences_post(request: Request) -> Response:
     state = state_of(request)
-    data = pages.path_token(request, "preferences", now=state.now())
+    data = await pages.path_token(request, "preferences", now=state.now())
     if isinstance(data, Response):
         return data
     subscriber_id = data.subscriber_id

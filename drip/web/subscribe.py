@@ -136,6 +136,7 @@ def request_confirmation(state: WebState, form: SubscribeForm, *, now: dt.dateti
         course=form.course,
         locale=form.locale,
         now=now,
+        created_at=requested.created_at,
     )
     try:
         send_confirmation(state, message, now=now)
@@ -278,7 +279,7 @@ def confirm_subscription(
 async def confirm_page(request: Request) -> Response:
     """GET (and HEAD): what confirming does, and one button. Nothing changes: mail scanners follow links."""
     state = state_of(request)
-    data = pages.path_token(request, "confirm", now=state.now())
+    data = await pages.path_token(request, "confirm", now=state.now())
     if isinstance(data, Response):
         return data
     course = state.courses.get(data.course) if data.course else None
@@ -300,7 +301,7 @@ async def confirm(request: Request) -> Response:
     """POST: the button of the confirm page (a person, not a link scanner) confirms and enrolls."""
     state = state_of(request)
     now = state.now()
-    data = pages.path_token(request, "confirm", now=now)
+    data = await pages.path_token(request, "confirm", now=now)
     if isinstance(data, Response):
         return data
     await read_capped(request, FORM_CAP)

@@ -44,7 +44,7 @@ def leave(state: WebState, subscriber_id: int, course: str | None, *, now: dt.da
 async def unsubscribe_page(request: Request) -> Response:
     """GET: what will happen, with one button per choice (no JavaScript, no auto-action)."""
     state = state_of(request)
-    data = pages.path_token(request, "unsubscribe", now=state.now())
+    data = await pages.path_token(request, "unsubscribe", now=state.now())
     if isinstance(data, Response):
         return data
     found = await run_in_threadpool(subscriptions.find_contact, state.engine, data.subscriber_id)
@@ -52,7 +52,9 @@ async def unsubscribe_page(request: Request) -> Response:
         return pages.gone(request, pages.page_locale(request, state))
     locale = pages.page_locale(request, state, found.locale)
     course = state.courses.get(data.course) if data.course else None
-    prefs = make_token(state.runtime.secret, "preferences", data.subscriber_id, now=state.now())
+    prefs = make_token(
+        state.runtime.secret, "preferences", data.subscriber_id, born=data.born, now=state.now()
+    )
     return pages.render(
         request,
         "unsubscribe.html",
@@ -68,7 +70,7 @@ async def unsubscribe_page(request: Request) -> Response:
 async def unsubscribe_post(request: Request) -> Response:
     """POST: RFC 8058 one-click (``List-Unsubscribe=One-Click``) or the page's form."""
     state = state_of(request)
-    data = pages.path_token(request, "unsubscribe", now=state.now())
+    data = await pages.path_token(request, "unsubscribe", now=state.now())
     if isinstance(data, Response):
         return data
     form = await read_form(request, max_fields=10)

@@ -35,6 +35,7 @@ def _values(
         course=course,
         step=step,
         now=now,
+        created_at=subscriber.created_at,
     )
 
 
@@ -60,7 +61,7 @@ def render_view(
 async def view(request: Request) -> Response:
     state = state_of(request)
     now = state.now()
-    data = pages.path_token(request, "view", now=now)
+    data = await pages.path_token(request, "view", now=now)
     if isinstance(data, Response):
         return data
     if data.course is None or data.step is None:
