@@ -7,6 +7,7 @@ HTML part) and handed to the site's configured transport like any delivery.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from drip.errors import TransportError
 from drip.render.rendered import RenderedStep
@@ -54,17 +55,7 @@ def confirmation_message(
         "site_name": site.site.name,
         "postal_address": site.postal_address,
     }
-    html = env.get_template("confirm_email.html").render(context)
-    text = text_env.get_template("confirm_email.txt").render(context)
-    rendered = RenderedStep(
-        course=course,
-        step_key=CONFIRM_STEP,
-        locale=locale,
-        subject=Compiled((subject,), ()),
-        preheader="",
-        html=Compiled((html,), ()),
-        text=Compiled((text,), ()),
-    )
+    rendered = _rendered(course, locale, subject, context)
     sender = site.sender
     return OutgoingMessage(
         # Not a course delivery (no row in deliveries): the negated subscriber id keeps outbox
@@ -81,6 +72,19 @@ def confirmation_message(
         unsubscribe_mailto=f"mailto:{sender.reply_to or sender.email}?subject=unsubscribe",
         postal_address=site.postal_address,
         message_id_domain=sender.email.rpartition("@")[2],
+    )
+
+
+def _rendered(course: str, locale: str, subject: str, context: Mapping[str, object]) -> RenderedStep:
+    """The confirmation email's parts: nothing personal is left to fill, so no slots."""
+    return RenderedStep(
+        course=course,
+        step_key=CONFIRM_STEP,
+        locale=locale,
+        subject=Compiled((subject,), ()),
+        preheader="",
+        html=Compiled((env.get_template("confirm_email.html").render(context),), ()),
+        text=Compiled((text_env.get_template("confirm_email.txt").render(context),), ()),
     )
 
 
