@@ -51,6 +51,7 @@ class Timings:
     latencies: list[float] = field(default_factory=list)  # seconds
     elapsed: float = 0.0
     statuses: dict[int, int] = field(default_factory=dict)
+    busy: int = 0  # 503 answers (database busy past the web's retry deadline), each retried after Retry-After
 
     def add(self, seconds: float, status: int) -> None:
         self.latencies.append(seconds)
@@ -67,6 +68,7 @@ class Timings:
         return (
             f"{what}: {len(self.latencies)} requests in {self.elapsed:.2f} s = {rate:.0f} req/s; "
             f"p50 {self.percentile(50) * 1000:.1f} ms, p99 {self.percentile(99) * 1000:.1f} ms; status {self.statuses}"
+            f"; busy and retried {self.busy}"
         )
 
 
@@ -152,6 +154,11 @@ async def _fire(
             async with sem:
                 start = time.perf_counter()
                 response = await client.request(method, url, data=form)
+                # A busy store answers 503 with Retry-After (never 500): a client waits and tries again.
+                while response.status_code == 503 and response.headers.get("retry-after", "").isdigit():
+                    timings.busy += 1
+                    await asyncio.sleep(min(int(response.headers["retry-after"]), 2))
+                    response = await client.request(method, url, data=form)
                 timings.add(time.perf_counter() - start, response.status_code)
                 if done_at is not None and response.status_code == 200:
                     done_at[label] = time.time_ns()
