@@ -102,6 +102,43 @@ def get_issue(conn: sa.Connection, key: str) -> Issue | None:
     return _issue(row) if row is not None else None
 
 
+def issues_by_key(engine: sa.Engine, keys: Sequence[str]) -> dict[str, Issue]:
+    """The issues with these keys (what a dispatch pass renders its issue emails from)."""
+    found: dict[str, Issue] = {}
+    with engine.connect() as conn:
+        for at in range(0, len(keys), CHUNK):
+            query = sa.select(newsletter_issues).where(newsletter_issues.c.key.in_(keys[at : at + CHUNK]))
+            found.update((issue.key, issue) for issue in map(_issue, conn.execute(query)))
+    return found
+
+
+def last_issue(engine: sa.Engine, list_name: str, key_prefix: str) -> Issue | None:
+    """The list's latest issue whose key starts with ``key_prefix`` (a digest's), or None."""
+    i = newsletter_issues
+    query = (
+        sa.select(i)
+        .where(i.c.list == list_name, i.c.key.startswith(key_prefix, autoescape=True))
+        .order_by(i.c.send_at.desc(), i.c.id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return _issue(row) if row is not None else None
+
+
+def open_issue(engine: sa.Engine, key: str) -> Issue | None:
+    """The issue ``key`` when its deliveries are not all written yet (a crash, or another worker on it)."""
+    with engine.connect() as conn:
+        issue = get_issue(conn, key)
+    return issue if issue is not None and issue.counts is None else None
+
+
+def list_start(engine: sa.Engine, list_name: str, *, now: dt.datetime) -> dt.datetime:
+    """When the list was created (created now if it was not): where its first digest starts."""
+    with engine.begin() as conn:
+        return ensure_list(conn, list_name, now=now)
+
+
 def list_issues(conn: sa.Connection, list_name: str) -> list[Issue]:
     """A list's issues, oldest send time first (what a digest's period starts after)."""
     i = newsletter_issues
