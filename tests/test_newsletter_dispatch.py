@@ -19,12 +19,15 @@ from test_lists import readers
 
 from drip.config import Site
 from drip.dispatch.batch import DispatchReport
-from drip.dispatch.newsletters import NOTHING_NEW
+from drip.dispatch.decide import refusal
+from drip.dispatch.newsletters import NOTHING_NEW, plan_newsletters
 from drip.dispatch.worker import drain
 from drip.runtime import Runtime, frozen_clock
+from drip.store.claims import claim
+from drip.store.deliveries import hand_off
 from drip.store.issues import create_issue, create_issue_deliveries, list_issues
-from drip.store.lists import Member, join_lists
-from drip.store.schema import deliveries
+from drip.store.lists import LEFT_NOTE, Member, join_lists
+from drip.store.schema import deliveries, list_members
 from drip.transports.outbox import OutboxTransport
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -218,3 +221,33 @@ def test_a_crash_while_writing_an_issue_then_resume_sends_nobody_twice(
     assert all(len(texts) == 1 for texts in got.values())
     with engine.connect() as conn:
         assert len(list_issues(conn, "lettre")) == 1
+
+
+def test_the_hand_off_cancels_an_issue_email_whose_reader_left_the_list_after_the_claim(
+    tmp_path: Path, engine: sa.Engine
+) -> None:
+    site = _site(tmp_path)
+    readers(engine, 2)
+    _members(engine, [1, 2])
+    now = (MONDAY_9 + MINUTE).astimezone(dt.UTC)
+    assert plan_newsletters(site, engine, now=now)
+    batch = claim(engine, now=now, limit=10, lease_seconds=60, worker="t")
+    assert {c.enrollment_id for c in batch} == {None}
+    with engine.begin() as conn:  # the membership ends, the claimed row is left as it is
+        conn.execute(
+            sa.update(list_members).where(list_members.c.subscriber_id == 2).values(state="left", left_at=now)
+        )
+    done = hand_off(engine, [c.id for c in batch], batch[0].lease_token, now=now, refusal=refusal)
+    by_subscriber = {c.subscriber_id: c.id for c in batch}
+    assert done.marked == {by_subscriber[1]}
+    assert done.cancelled == {by_subscriber[2]: LEFT_NOTE}
+
+
+def test_a_digest_sets_its_own_grace_period(tmp_path: Path, engine: sa.Engine) -> None:
+    site = _site(tmp_path, digest=SINCE_DEC_1 + "grace: 2h\n")
+    readers(engine, 1)
+    _members(engine, [1])
+    outbox = tmp_path / "outbox"
+    assert _run(site, engine, outbox, MONDAY_9 + dt.timedelta(hours=3)).sent == 0
+    with engine.connect() as conn:
+        assert list_issues(conn, "lettre") == []

@@ -52,7 +52,7 @@ from drip.store.schema import BROADCAST, DIGEST, EnrollmentState, SubscriberStat
 
 log = logging.getLogger(__name__)
 
-GRACE = dt.timedelta(hours=6)  # a slot missed longer ago than this (a worker down) is not sent late
+GRACE = dt.timedelta(hours=6)  # a broadcast missed longer ago than this (no worker up) is not sent late
 NOTHING_NEW = "nothing new for them"
 IN_COURSE_WAIT = "in a course: a later issue"
 IN_COURSE_SKIP = "in a course"
@@ -207,7 +207,7 @@ def exclusions(
 
 def _due_slot(digest: Digest, since: dt.datetime, now: dt.datetime) -> dt.datetime | None:
     """The latest slot after ``since`` whose time has come, unless it is older than the grace period."""
-    cursor = max(since, now - GRACE - _LATER)
+    cursor = max(since, now - digest.grace - _LATER)
     found = None
     while True:
         slot = next_issue_time(digest, cursor)
