@@ -27,7 +27,7 @@ from drip.store.claims import claim
 from drip.store.deliveries import hand_off
 from drip.store.issues import create_issue, create_issue_deliveries, list_issues
 from drip.store.lists import LEFT_NOTE, Member, join_lists
-from drip.store.schema import deliveries, list_members
+from drip.store.schema import deliveries, list_members, subscribers
 from drip.transports.outbox import OutboxTransport
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -251,3 +251,22 @@ def test_a_digest_sets_its_own_grace_period(tmp_path: Path, engine: sa.Engine) -
     assert _run(site, engine, outbox, MONDAY_9 + dt.timedelta(hours=3)).sent == 0
     with engine.connect() as conn:
         assert list_issues(conn, "lettre") == []
+
+
+def test_a_send_window_digest_is_due_at_the_window_in_each_readers_zone(
+    tmp_path: Path, engine: sa.Engine
+) -> None:
+    window = 'kind: digest\nlist: lettre\nsend_window: {time: "09:00", days: [mon]}\nposts: all\n'
+    site = _site(tmp_path, digest=window + "since: 2026-12-01\n")
+    readers(engine, 2)
+    with engine.begin() as conn:
+        conn.execute(sa.update(subscribers).where(subscribers.c.id == 2).values(timezone="America/New_York"))
+    _members(engine, [1, 2])
+    outbox = tmp_path / "outbox"
+    assert _run(site, engine, outbox, MONDAY_9 + MINUTE).sent == 1  # Paris now; New York at its own 09:00
+    with engine.connect() as conn:
+        due = dict(conn.execute(sa.select(deliveries.c.subscriber_id, deliveries.c.due_at)).all())
+    assert due[1] == MONDAY_9.astimezone(dt.UTC)
+    assert due[2] == dt.datetime(2026, 12, 7, 14, 0, tzinfo=dt.UTC)
+    assert _run(site, engine, outbox, dt.datetime(2026, 12, 7, 14, 1, tzinfo=dt.UTC)).sent == 1
+    assert len(_emails(outbox)) == 2

@@ -27,6 +27,7 @@ from drip.course.issues import next_issue_time, period_key
 from drip.course.newsletter import Newsletters, load_newsletters
 from drip.course.newsletter_models import Digest, MailingList
 from drip.course.selection import DigestPost, candidates, for_reader, gather_posts
+from drip.course.timing import due_at, resolve_timezone
 from drip.dispatch.decide import SUBSCRIBER_DELETED, Cancel, Fail, Pass, Retry, Send, after_error, message
 from drip.errors import DripError
 from drip.render.newsletter import broadcast_key, render_broadcast, render_digest
@@ -36,6 +37,7 @@ from drip.store.claims import Claimed
 from drip.store.deliveries import Recipient, member_recipients
 from drip.store.issues import (
     ISSUE_PREFIX,
+    Due,
     Exclude,
     Issue,
     course_urls,
@@ -216,10 +218,30 @@ def _due_slot(digest: Digest, since: dt.datetime, now: dt.datetime) -> dt.dateti
         found = cursor = slot
 
 
+def reader_due(digest: Digest | None, issue: Issue) -> Due | None:
+    """For a ``send_window`` digest, each reader's next window in their own zone; else None (the slot)."""
+    if digest is None or digest.window is None:
+        return None
+    window = digest.window
+    fallback = digest.timezone
+
+    def due(member: Member) -> dt.datetime:
+        zone, _warning = resolve_timezone(member.timezone, fallback)
+        return due_at(issue.send_at, 0, window, zone)
+
+    return due
+
+
 def _write(
-    engine: sa.Engine, issue: Issue, mlist: MailingList, posts: Sequence[DigestPost] | None, now: dt.datetime
+    engine: sa.Engine,
+    issue: Issue,
+    mlist: MailingList,
+    posts: Sequence[DigestPost] | None,
+    now: dt.datetime,
+    digest: Digest | None = None,
 ) -> str:
-    counts = create_issue_deliveries(engine, issue, exclude=exclusions(engine, mlist, posts, now), now=now)
+    exclude = exclusions(engine, mlist, posts, now)
+    counts = create_issue_deliveries(engine, issue, exclude=exclude, due=reader_due(digest, issue), now=now)
     line = (
         f"{issue.list}: issue {issue.key}: {counts.recipients} recipients, excluded {dict(counts.excluded)}"
     )
@@ -233,7 +255,7 @@ def plan_digest(
     """Create the digest's due issue (if it has posts) and its emails; finish one left half-written."""
     last = last_issue(engine, digest.list, f"{digest.slug}:")
     if last is not None and last.counts is None:
-        return [_write(engine, last, mlist, _digest_posts(digest, index, last.post_urls, now), now)]
+        return [_write(engine, last, mlist, _digest_posts(digest, index, last.post_urls, now), now, digest)]
     since = last.send_at if last is not None else digest.since or list_start(engine, digest.list, now=now)
     slot = _due_slot(digest, since, now)
     if slot is None:
@@ -248,7 +270,7 @@ def plan_digest(
         engine, list=digest.list, key=key, kind=DIGEST, send_at=send_at, post_urls=urls, now=now
     )
     issue = issue or open_issue(engine, key)
-    return [] if issue is None else [_write(engine, issue, mlist, posts, now)]
+    return [] if issue is None else [_write(engine, issue, mlist, posts, now, digest)]
 
 
 def plan_broadcast(
