@@ -62,9 +62,11 @@ def _members(engine: sa.Engine, ids: Sequence[int]) -> None:
         join_lists(conn, ids, ["lettre"], now=T0)
 
 
-def _run(site: Site, engine: sa.Engine, outbox: Path, now: dt.datetime) -> DispatchReport:
+def _run(
+    site: Site, engine: sa.Engine, outbox: Path, now: dt.datetime, runtime: Runtime | None = None
+) -> DispatchReport:
     """What ``drip run --once`` does at ``now``: plan the newsletters, then drain through the outbox."""
-    runtime = Runtime.for_tests(SECRET, clock=frozen_clock(now.astimezone(dt.UTC)))
+    runtime = runtime or Runtime.for_tests(SECRET, clock=frozen_clock(now.astimezone(dt.UTC)))
     return drain(site, engine, OutboxTransport(outbox), runtime=runtime, worker="test", courses={})
 
 
@@ -131,7 +133,9 @@ def test_a_reader_mid_course_does_not_get_the_post_their_course_sends_thursday(
         conn.execute(sa.update(deliveries).where(deliveries.c.subscriber_id != 1).values(status="cancelled"))
     _members(engine, [1, 2, 3])
     outbox = tmp_path / "outbox"
-    _run(site, engine, outbox, MONDAY_9 + MINUTE)
+    runtime = Runtime.for_tests(SECRET, clock=frozen_clock((MONDAY_9 + MINUTE).astimezone(dt.UTC)))
+    _run(site, engine, outbox, MONDAY_9 + MINUTE, runtime)
+    assert len(runtime.issue_renders) == 2  # rendered once for readers 2 and 3, once for reader 1's subset
     got = _by_reader(outbox)
     assert len(got["lecteur1@example.org"]) == 1
     assert "Recruter" in got["lecteur1@example.org"][0]

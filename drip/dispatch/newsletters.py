@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -166,17 +166,18 @@ def decide_issues(
     except DripError as exc:
         return [(i, after_error(i, f"cannot build the email: {exc}", ctx, permanent=False)) for i in items]
     keys = sorted({item.step_key.removeprefix(ISSUE_PREFIX) for item in items})
-    issues = issues_by_key(engine, keys)
-    sids = sorted({item.subscriber_id for item in items})
-    days = max((m.no_repeat_days for m in sources.newsletters.lists.values()), default=0)
-    with engine.connect() as conn:
-        taken = course_urls(conn, sids, since=ctx.now - dt.timedelta(days=days))
-    ip = IssuePass(site, runtime, sources, issues, taken, ctx)
+    ip = IssuePass(site, runtime, sources, issues_by_key(engine, keys), {}, ctx)
     out: list[tuple[Claimed, Decision]] = []
     for list_name in sorted({item.course for item in items}):
         group = [item for item in items if item.course == list_name]
-        found = member_recipients(engine, list_name, (item.subscriber_id for item in group))
-        out += [(item, _one(ip, item, found.get(item.subscriber_id))) for item in group]
+        sids = sorted({item.subscriber_id for item in group})
+        mlist = sources.newsletters.lists.get(list_name)
+        days = mlist.no_repeat_days if mlist is not None else 0
+        with engine.connect() as conn:  # the list's own window of course posts not to offer again
+            taken = course_urls(conn, sids, since=ctx.now - dt.timedelta(days=days))
+        found = member_recipients(engine, list_name, sids)
+        per_list = replace(ip, taken=taken)
+        out += [(item, _one(per_list, item, found.get(item.subscriber_id))) for item in group]
     return out
 
 
