@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import threading
+import time
 from collections.abc import Sequence
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,17 +19,18 @@ from delivery_fixtures import T0, seed
 from newsletter_support import DIGEST, make_site, write
 from test_lists import readers
 
-from drip.config import Site
+from drip.config import Site, load_site
 from drip.dispatch.batch import DispatchReport
 from drip.dispatch.decide import refusal
 from drip.dispatch.newsletters import NOTHING_NEW, plan_newsletters
-from drip.dispatch.worker import drain
+from drip.dispatch.worker import drain, run_forever
 from drip.runtime import Runtime, frozen_clock
 from drip.store.claims import claim
 from drip.store.deliveries import hand_off
 from drip.store.issues import create_issue, create_issue_deliveries, list_issues
 from drip.store.lists import LEFT_NOTE, Member, join_lists
 from drip.store.schema import deliveries, list_members, subscribers
+from drip.transports.memory import MemoryTransport
 from drip.transports.outbox import OutboxTransport
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -274,3 +277,39 @@ def test_a_send_window_digest_is_due_at_the_window_in_each_readers_zone(
     assert due[2] == dt.datetime(2026, 12, 7, 14, 0, tzinfo=dt.UTC)
     assert _run(site, engine, outbox, dt.datetime(2026, 12, 7, 14, 1, tzinfo=dt.UTC)).sent == 1
     assert len(_emails(outbox)) == 2
+
+
+def test_the_worker_loop_plans_newsletters_in_its_own_job_and_sends_them(
+    tmp_path: Path, engine: sa.Engine
+) -> None:
+    site = _site(tmp_path)
+    with (site.root / "drip.yaml").open("a", encoding="utf-8") as f:
+        f.write("dispatch:\n  tick_seconds: 0.2\n")
+    site = load_site(site.root)
+    readers(engine, 2)
+    _members(engine, [1, 2])
+    runtime = Runtime.for_tests(SECRET, clock=frozen_clock((MONDAY_9 + MINUTE).astimezone(dt.UTC)))
+    transport = MemoryTransport()
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=run_forever,
+        kwargs={
+            "site": site,
+            "runtime": runtime,
+            "stop_event": stop,
+            "engine": engine,
+            "transport": transport,
+        },
+    )
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(transport.sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert sorted(s.message.to_email for s in transport.sent) == [
+        "lecteur1@example.org",
+        "lecteur2@example.org",
+    ]
