@@ -12,8 +12,9 @@ lately or will send.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
@@ -46,7 +47,7 @@ from drip.store.issues import (
     in_course,
     issues_by_key,
     last_issue,
-    list_start,
+    list_created_at,
     open_issue,
 )
 from drip.store.lists import LEFT_NOTE, Member
@@ -251,17 +252,27 @@ def _write(
 
 
 def plan_digest(
-    engine: sa.Engine, digest: Digest, mlist: MailingList, index: ContentIndex, *, now: dt.datetime
+    engine: sa.Engine,
+    digest: Digest,
+    mlist: MailingList,
+    index: Callable[[], ContentIndex],
+    *,
+    now: dt.datetime,
 ) -> list[str]:
-    """Create the digest's due issue (if it has posts) and its emails; finish one left half-written."""
+    """Create the digest's due issue (if it has posts) and its emails; finish one left half-written.
+
+    ``index`` reads the content only when a slot is due: most ticks have none.
+    """
     last = last_issue(engine, digest.list, f"{digest.slug}:")
     if last is not None and last.counts is None:
-        return [_write(engine, last, mlist, _digest_posts(digest, index, last.post_urls, now), now, digest)]
-    since = last.send_at if last is not None else digest.since or list_start(engine, digest.list, now=now)
+        return [_write(engine, last, mlist, _digest_posts(digest, index(), last.post_urls, now), now, digest)]
+    since = last.send_at if last is not None else digest.since or list_created_at(engine, digest.list)
+    if since is None:  # no list in the store yet: nobody to send it to
+        return []
     slot = _due_slot(digest, since, now)
     if slot is None:
         return []
-    posts = gather_posts(digest, index, since, slot, now)
+    posts = gather_posts(digest, index(), since, slot, now)
     if posts is None:
         return []
     key = period_key(digest, slot)
@@ -306,7 +317,7 @@ def plan_newsletters(site: Site, engine: sa.Engine, *, now: dt.datetime) -> list
     broadcasts, _problems = read_broadcasts(site.content_dir)
     lines: list[str] = []
     if found.digests:
-        index = load_content(site.content_dir, now=now)
+        index = functools.cache(lambda: load_content(site.content_dir, now=now))
         for digest in found.digests.values():
             lines += plan_digest(engine, digest, found.lists[digest.list], index, now=now)
     for broadcast in broadcasts:

@@ -26,6 +26,7 @@ from drip.store.schema import (
     EnrollmentState,
     deliveries,
     enrollments,
+    lists,
     newsletter_issues,
     subscribers,
 )
@@ -134,10 +135,13 @@ def open_issue(engine: sa.Engine, key: str) -> Issue | None:
     return issue if issue is not None and issue.counts is None else None
 
 
-def list_start(engine: sa.Engine, list_name: str, *, now: dt.datetime) -> dt.datetime:
-    """When the list was created (created now if it was not): where its first digest starts."""
-    with engine.begin() as conn:
-        return ensure_list(conn, list_name, now=now)
+def list_created_at(engine: sa.Engine, list_name: str) -> dt.datetime | None:
+    """When the list was created (where its first digest starts); None when it does not exist yet."""
+    with engine.connect() as conn:
+        found: dt.datetime | None = conn.execute(
+            sa.select(lists.c.created_at).where(lists.c.name == list_name)
+        ).scalar_one_or_none()
+    return found
 
 
 def list_issues(conn: sa.Connection, list_name: str) -> list[Issue]:
