@@ -20,6 +20,7 @@ from drip.tokens import DEMO_SECRET, SECRET_ENV, MissingSecret, check_secret
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from drip.render.rendered import RenderedStep
     from drip.render.steps import RenderCache
 
 log = logging.getLogger("drip")
@@ -124,3 +125,8 @@ class Runtime:
         from drip.render.steps import RenderCache
 
         return RenderCache()
+
+    @cached_property
+    def issue_renders(self) -> dict[tuple[int, str, tuple[str, ...]], RenderedStep]:
+        """Each newsletter issue rendered once per (issue id, locale, posts) for the life of this runtime."""
+        return {}

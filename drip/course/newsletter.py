@@ -24,6 +24,7 @@ Course schedules (no ``kind``, or ``kind: course``) are the course compiler's.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -101,6 +102,23 @@ def _cron(value: str | None) -> str | None:
     return value
 
 
+_GRACE = re.compile(r"\s*(\d+)\s*([mhd])\s*")
+_GRACE_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def _grace(value: str) -> str:
+    if _GRACE.fullmatch(value) is None:
+        raise ValueError("grace is a duration like 90m, 6h or 2d")
+    return value
+
+
+def grace_delta(value: str) -> dt.timedelta:
+    """``6h`` as a timedelta (the model checked the spelling)."""
+    match = _GRACE.fullmatch(value)
+    assert match is not None
+    return dt.timedelta(**{_GRACE_UNITS[match[2]]: int(match[1])})
+
+
 class DigestModel(MessageModel):
     kind: Literal["digest"]
     list: str
@@ -112,10 +130,12 @@ class DigestModel(MessageModel):
     max_posts: int = Field(default=10, ge=1, le=100)
     min_posts: int = Field(default=1, ge=1, le=100)
     since: dt.datetime | dt.date | None = None
+    grace: str = "6h"
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: None if v is None else check_timezone(v)))
     _cron = field_validator("cron")(classmethod(lambda cls, v: _cron(v)))
     _posts = field_validator("posts", mode="before")(classmethod(lambda cls, v: _posts(v)))
+    _grace = field_validator("grace")(classmethod(lambda cls, v: _grace(v)))
 
 
 @dataclass(frozen=True)
@@ -210,6 +230,7 @@ def read_digest(
         max_posts=model.max_posts,
         min_posts=model.min_posts,
         since=_since(model.since, zone),
+        grace=grace_delta(model.grace),
         subject=model.subject,
         preheader=model.preheader,
         path=path,

@@ -64,6 +64,7 @@ class Digest:
     max_posts: int = 10
     min_posts: int = 1
     since: dt.datetime | None = None  # where the first issue starts (aware); None: the list's creation
+    grace: dt.timedelta = dt.timedelta(hours=6)  # a slot missed longer ago (no worker up) is not sent late
     subject: str | None = None  # Jinja source; None: the catalogue's subject
     preheader: str | None = None
     path: Path | None = None

@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -45,6 +45,7 @@ from drip.dispatch.decide import (
     outcome,
     refusal,
 )
+from drip.dispatch.newsletters import Decision, decide_issues
 from drip.errors import TransientTransportError, TransportError
 from drip.render.rendered import RenderedStep
 from drip.runtime import Runtime
@@ -56,6 +57,7 @@ from drip.transports.base import OutgoingMessage, SendResult, Transport
 log = logging.getLogger(__name__)
 
 Decided = tuple[Claimed, Final]
+IssueDecider = Callable[[Sequence[Claimed], Pass], list[tuple[Claimed, Decision]]]
 
 
 @dataclass(frozen=True)
@@ -104,16 +106,29 @@ def renderer_for(site: Site, runtime: Runtime) -> Renderer:
 
 
 def _prepare(
-    engine: sa.Engine, batch: Sequence[Claimed], courses: Mapping[str, Course], ctx: Pass, render: Renderer
+    engine: sa.Engine,
+    batch: Sequence[Claimed],
+    courses: Mapping[str, Course],
+    ctx: Pass,
+    render: Renderer,
+    issues: IssueDecider,
 ) -> tuple[list[Decided], list[tuple[Claimed, OutgoingMessage]]]:
     """Read who each claimed delivery goes to; cancel or build each: (decided, to hand over)."""
-    found = recipients(engine, (c.enrollment_id for c in batch))
+    course_items = [c for c in batch if c.enrollment_id is not None]
+    found = recipients(engine, (c.enrollment_id for c in course_items if c.enrollment_id is not None))
+    decisions = [
+        (
+            item,
+            before_send(
+                item, found.get(item.enrollment_id or 0), courses.get(item.course), ctx, render=render
+            ),
+        )
+        for item in course_items
+    ]
+    decisions += issues([c for c in batch if c.enrollment_id is None], ctx)
     decided: list[Decided] = []
     candidates: list[tuple[Claimed, OutgoingMessage]] = []
-    for item in batch:
-        decision = before_send(
-            item, found.get(item.enrollment_id), courses.get(item.course), ctx, render=render
-        )
+    for item, decision in decisions:
         if isinstance(decision, Send):
             candidates.append((item, decision.message))
         else:
@@ -238,9 +253,17 @@ def dispatch_once(
     ctx = Pass(
         site.config.site.base_url, site.config.postal_address, secret, now, cfg, rng or random.Random()
     )
-    decided, candidates = _prepare(engine, batch, courses, ctx, renderer or renderer_for(site, runtime))
+
+    def issues(items: Sequence[Claimed], ctx: Pass) -> list[tuple[Claimed, Decision]]:
+        return decide_issues(site, engine, runtime, items, ctx)
+
+    decided, candidates = _prepare(
+        engine, batch, courses, ctx, renderer or renderer_for(site, runtime), issues
+    )
     kept = _record(engine, decided, now) + _hand_over(engine, transport, candidates, ctx, started)
-    completed = complete_enrollments(engine, (item.enrollment_id for item, _ in kept), now=now)
+    completed = complete_enrollments(
+        engine, (item.enrollment_id for item, _ in kept if item.enrollment_id is not None), now=now
+    )
     report = _report(batch, kept, completed, cfg.batch_size)
     log.info(
         "dispatch %s: claimed %d, sent %d, retry %d, failed %d, cancelled %d, lease lost %d",

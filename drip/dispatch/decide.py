@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from drip.config import DispatchSection
 from drip.course.edits import STEP_REMOVED
-from drip.course.models import Course, Step
+from drip.course.models import Course, Sender, Step
 from drip.dispatch.personalise import subscriber_values, tracking_values
 from drip.errors import DripError
 from drip.render.rendered import RenderedStep
@@ -154,7 +154,7 @@ def before_send(
     recipient, course, step = found
     try:
         rendered = render(course, step, recipient.locale or course.locale)
-        return Send(message(item, recipient, rendered, course, ctx))
+        return Send(message(item, recipient, rendered, course.sender, ctx))
     except DripError as exc:
         # A template or content error is the site's to fix, not the subscriber's:
         # retried with backoff so the email goes once the fix is deployed.
@@ -162,9 +162,9 @@ def before_send(
 
 
 def message(
-    item: Claimed, recipient: Recipient, rendered: RenderedStep, course: Course, ctx: Pass
+    item: Claimed, recipient: Recipient, rendered: RenderedStep, sender: Sender, ctx: Pass
 ) -> OutgoingMessage:
-    """The email of one delivery: the rendered step, this subscriber's values and the course's sender."""
+    """The email of one delivery: the rendered step or issue, this subscriber's values and the sender."""
     values = subscriber_values(
         ctx.base_url,
         ctx.secret,
@@ -178,7 +178,6 @@ def message(
         created_at=recipient.created_at,
     )
     values.update(tracking_values(ctx.base_url, ctx.secret, item.id, rendered))
-    sender = course.sender
     unsubscribe_token = values["unsubscribe_url"].rpartition("/")[2]
     return OutgoingMessage(
         delivery_id=item.id,

@@ -25,6 +25,7 @@ from drip.course.compile import load_courses
 from drip.course.models import Course
 from drip.dispatch.batch import DispatchReport, dispatch_once
 from drip.dispatch.decide import Renderer
+from drip.dispatch.newsletters import plan_newsletters
 from drip.runtime import Clock, Runtime
 from drip.store.course_edits import apply
 from drip.store.db import open_store
@@ -32,6 +33,8 @@ from drip.transports import get_transport
 from drip.transports.base import Transport
 
 log = logging.getLogger(__name__)
+
+NEWSLETTER_SECONDS = 30  # how often the worker looks for newsletter issues whose time has come
 
 
 def default_worker_name() -> str:
@@ -59,6 +62,15 @@ def apply_course_changes(
     return lines
 
 
+def plan_safely(site: Site, engine: sa.Engine, *, now: dt.datetime) -> list[str]:
+    """Plan the newsletters that are due; a broken newsletter file must not stop the course emails."""
+    try:
+        return plan_newsletters(site, engine, now=now)
+    except Exception:
+        log.exception("planning newsletters failed; tried again at the next tick")
+        return []
+
+
 def drain(
     site: Site,
     engine: sa.Engine,
@@ -70,12 +82,17 @@ def drain(
     clock: Clock | None = None,
     renderer: Renderer | None = None,
     stop_event: threading.Event | None = None,
+    plan: bool = True,
 ) -> DispatchReport:
-    """Dispatch passes while batches come back full; stop early (between batches) when asked.
+    """Plan the newsletters that are due, then dispatch passes while batches come back full.
 
-    Each pass reads ``clock`` (a simulation steps its own), else the runtime's.
+    Stops early (between batches) when asked. Each pass reads ``clock`` (a simulation
+    steps its own), else the runtime's. ``plan=False`` where the worker's own
+    newsletter job plans them (``drip run``'s loop); ``--once`` and ``--until`` plan here.
     """
     now = clock or runtime.now
+    if plan:
+        plan_safely(site, engine, now=now())
     total = DispatchReport()
     while True:
         report = dispatch_once(
@@ -105,8 +122,8 @@ class _Totals:
             self.report += report
 
 
-def _scheduler(site: Site, tick: Callable[[], None]) -> BackgroundScheduler:
-    """One interval job, never overlapping itself, a late tick run once; the first one now."""
+def _scheduler(site: Site, tick: Callable[[], None], plan: Callable[[], None]) -> BackgroundScheduler:
+    """Two interval jobs (dispatch, newsletters), each never overlapping itself, a late tick run once."""
     tick_seconds = site.config.dispatch.tick_seconds
     scheduler = BackgroundScheduler(timezone=dt.UTC)  # the default memory job store, never a shared one
     scheduler.add_job(
@@ -114,6 +131,16 @@ def _scheduler(site: Site, tick: Callable[[], None]) -> BackgroundScheduler:
         "interval",
         seconds=tick_seconds,
         id="dispatch",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(60, int(tick_seconds * 10)),
+        next_run_time=dt.datetime.now(dt.UTC),
+    )
+    scheduler.add_job(
+        plan,
+        "interval",
+        seconds=max(tick_seconds, NEWSLETTER_SECONDS),
+        id="newsletters",
         max_instances=1,
         coalesce=True,
         misfire_grace_time=max(60, int(tick_seconds * 10)),
@@ -158,10 +185,15 @@ def run_forever(
                     courses=compiled,
                     renderer=renderer,
                     stop_event=stop_event,
+                    plan=False,
                 )
             )
 
-    scheduler = _scheduler(site, tick)
+    def plan() -> None:
+        if not stop_event.is_set():
+            plan_safely(site, store, now=runtime.now())
+
+    scheduler = _scheduler(site, tick, plan)
     sender.open()
     scheduler.start()
     log.info("worker %s started: tick every %ss", name, site.config.dispatch.tick_seconds)

@@ -58,7 +58,7 @@ class Claimed:
     """
 
     id: int
-    enrollment_id: int
+    enrollment_id: int | None  # None for a newsletter issue's email
     subscriber_id: int
     course: str
     step_key: str

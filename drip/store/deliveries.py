@@ -20,7 +20,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from drip.store.schema import DeliveryStatus, deliveries, enrollments, subscribers
+from drip.store.lists import LEFT_NOTE
+from drip.store.schema import (
+    DeliveryStatus,
+    EnrollmentState,
+    MemberState,
+    deliveries,
+    enrollments,
+    list_members,
+    subscribers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,39 @@ def recipients(engine: sa.Engine, enrollment_ids: Iterable[int]) -> dict[int, Re
     with engine.connect() as conn:
         for eid, state, sid, email, name, locale, status, attributes, created in conn.execute(query):
             out[eid] = Recipient(sid, email, name or "", locale, status, attributes or {}, state, created)
+    return out
+
+
+def member_recipients(
+    engine: sa.Engine, list_name: str, subscriber_ids: Iterable[int]
+) -> dict[int, Recipient]:
+    """Subscriber of each id, for an issue of ``list_name``: ``enrollment_state`` is their membership's.
+
+    An issue email has no enrollment; what may stop it is the reader leaving the list,
+    so a current member reads ``active`` and anyone else ``left``.
+    """
+    ids = sorted(set(subscriber_ids))
+    member = sa.and_(
+        list_members.c.subscriber_id == subscribers.c.id,
+        list_members.c.list == list_name,
+        list_members.c.state == MemberState.ACTIVE,
+    )
+    query = sa.select(
+        subscribers.c.id,
+        subscribers.c.email,
+        subscribers.c.name,
+        subscribers.c.locale,
+        subscribers.c.status,
+        subscribers.c.attributes,
+        list_members.c.id,
+    ).outerjoin(list_members, member)
+    out: dict[int, Recipient] = {}
+    with engine.connect() as conn:
+        for at in range(0, len(ids), 500):
+            rows = conn.execute(query.where(subscribers.c.id.in_(ids[at : at + 500])))
+            for sid, email, name, locale, status, attributes, mid in rows:
+                state = EnrollmentState.ACTIVE if mid is not None else MemberState.LEFT
+                out[sid] = Recipient(sid, email, name or "", locale, status, attributes or {}, state)
     return out
 
 
@@ -115,18 +157,32 @@ def hand_off(
 
 
 def _refused(conn: sa.Connection, ids: set[int], refusal: Refusal) -> dict[int, str]:
-    """The marked rows whose subscriber or enrollment no longer takes mail, with why."""
+    """The marked rows whose subscriber or enrollment (or list membership) no longer takes mail, with why.
+
+    An issue email (no enrollment) reads the reader's current membership of its
+    list instead: a reader who left reads ``left``, like a stopped enrollment.
+    """
     if not ids:
         return {}
+    member = sa.and_(
+        deliveries.c.enrollment_id.is_(None),
+        list_members.c.subscriber_id == deliveries.c.subscriber_id,
+        list_members.c.list == deliveries.c.course,
+        list_members.c.state == MemberState.ACTIVE,
+    )
     query = (
-        sa.select(deliveries.c.id, subscribers.c.status, enrollments.c.state)
+        sa.select(deliveries.c.id, subscribers.c.status, enrollments.c.state, list_members.c.id)
         .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-        .join(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+        .outerjoin(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
+        .outerjoin(list_members, member)
         .where(deliveries.c.id.in_(sorted(ids)))
     )
     out: dict[int, str] = {}
-    for did, status, state in conn.execute(query):
-        why = refusal(status, state)
+    for did, status, state, mid in conn.execute(query):
+        if state is None:  # an issue email
+            why = refusal(status, EnrollmentState.ACTIVE) or (None if mid is not None else LEFT_NOTE)
+        else:
+            why = refusal(status, state)
         if why is not None:
             out[did] = why
     return out

@@ -13,7 +13,7 @@ middle adds only the rows still missing.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from drip.store.schema import (
     EnrollmentState,
     deliveries,
     enrollments,
+    lists,
     newsletter_issues,
     subscribers,
 )
@@ -37,6 +38,7 @@ MAX_IDS = 30_000  # ids per INSERT … SELECT: under SQLite's bound-parameter li
 
 # Given a batch of members, the subscriber ids to leave out of the issue, each with why.
 Exclude = Callable[[Sequence[Member]], Mapping[int, str]]
+Due = Callable[[Member], dt.datetime]  # a member's own due time for the issue (UTC)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,46 @@ def get_issue(conn: sa.Connection, key: str) -> Issue | None:
     """The issue with this key, or None."""
     row = conn.execute(sa.select(newsletter_issues).where(newsletter_issues.c.key == key)).first()
     return _issue(row) if row is not None else None
+
+
+def issues_by_key(engine: sa.Engine, keys: Sequence[str]) -> dict[str, Issue]:
+    """The issues with these keys (what a dispatch pass renders its issue emails from)."""
+    found: dict[str, Issue] = {}
+    with engine.connect() as conn:
+        for at in range(0, len(keys), CHUNK):
+            query = sa.select(newsletter_issues).where(newsletter_issues.c.key.in_(keys[at : at + CHUNK]))
+            found.update((issue.key, issue) for issue in map(_issue, conn.execute(query)))
+    return found
+
+
+def last_issue(engine: sa.Engine, list_name: str, key_prefix: str) -> Issue | None:
+    """The list's latest issue whose key starts with ``key_prefix`` (a digest's), or None."""
+    i = newsletter_issues
+    query = (
+        sa.select(i)
+        .where(i.c.list == list_name, i.c.key.startswith(key_prefix, autoescape=True))
+        .order_by(i.c.send_at.desc(), i.c.id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return _issue(row) if row is not None else None
+
+
+def open_issue(engine: sa.Engine, key: str) -> Issue | None:
+    """The issue ``key`` when its deliveries are not all written yet (a crash, or another worker on it)."""
+    with engine.connect() as conn:
+        issue = get_issue(conn, key)
+    return issue if issue is not None and issue.counts is None else None
+
+
+def list_created_at(engine: sa.Engine, list_name: str) -> dt.datetime | None:
+    """When the list was created (where its first digest starts); None when it does not exist yet."""
+    with engine.connect() as conn:
+        found: dt.datetime | None = conn.execute(
+            sa.select(lists.c.created_at).where(lists.c.name == list_name)
+        ).scalar_one_or_none()
+    return found
 
 
 def list_issues(conn: sa.Connection, list_name: str) -> list[Issue]:
@@ -169,7 +211,9 @@ def create_issue(
         )
 
 
-def _write_batch(conn: sa.Connection, issue: Issue, todo: Sequence[Member], now: dt.datetime) -> int:
+def _write_batch(
+    conn: sa.Connection, issue: Issue, todo: Sequence[Member], now: dt.datetime, due_at: dt.datetime
+) -> int:
     """Insert the batch's delivery rows, skipping those already there; returns how many were new.
 
     One ``INSERT … SELECT`` whose only per-row value is the subscriber id (one array on
@@ -186,7 +230,7 @@ def _write_batch(conn: sa.Connection, issue: Issue, todo: Sequence[Member], now:
         "subscriber_id": subscribers.c.id,
         "course": sa.literal(issue.list, d.c.course.type),
         "step_key": sa.literal(issue.step_key, d.c.step_key.type),
-        "due_at": sa.literal(issue.send_at, d.c.due_at.type),
+        "due_at": sa.literal(due_at, d.c.due_at.type),
         "status": sa.literal(DeliveryStatus.PENDING, d.c.status.type),
         "created_at": sa.literal(now, d.c.created_at.type),
         "updated_at": sa.literal(now, d.c.updated_at.type),
@@ -196,12 +240,25 @@ def _write_batch(conn: sa.Connection, issue: Issue, todo: Sequence[Member], now:
     return len(conn.execute(stmt).all())
 
 
+def _by_due(
+    todo: Sequence[Member], issue: Issue, due: Due | None
+) -> Iterator[tuple[dt.datetime, Sequence[Member]]]:
+    """The batch in parts of one due time each, none over :data:`MAX_IDS` members."""
+    groups: dict[dt.datetime, list[Member]] = {}
+    for member in todo:
+        groups.setdefault(issue.send_at if due is None else due(member), []).append(member)
+    for when, group in groups.items():
+        for at in range(0, len(group), MAX_IDS):
+            yield when, group[at : at + MAX_IDS]
+
+
 def create_issue_deliveries(
     engine: sa.Engine,
     issue: Issue,
     *,
     batch_size: int = 5000,
     exclude: Exclude | None = None,
+    due: Due | None = None,
     now: dt.datetime,
 ) -> IssueCounts:
     """Write one pending delivery per member of the issue's list who may be mailed, due at its send time.
@@ -211,8 +268,9 @@ def create_issue_deliveries(
     transaction, so no write lock is held across the whole list (decision 11) and a
     crash loses at most the batch in hand. ``exclude`` (the list's rules: a reader in
     the middle of a course, a digest with nothing new for them) names the members to
-    leave out and why; they get no row, so a later call may still add them. The
-    counts are kept on the issue row too.
+    leave out and why; they get no row, so a later call may still add them. ``due``
+    gives a member's own due time (a send window in their zone); else the issue's send
+    time. The counts are kept on the issue row too.
     """
     created = existing = 0
     excluded: dict[str, int] = {}
@@ -224,9 +282,7 @@ def create_issue_deliveries(
         if not todo:
             continue
         with engine.begin() as conn:
-            new = sum(
-                _write_batch(conn, issue, todo[at : at + MAX_IDS], now) for at in range(0, len(todo), MAX_IDS)
-            )
+            new = sum(_write_batch(conn, issue, part, now, when) for when, part in _by_due(todo, issue, due))
         created += new
         existing += len(todo) - new
     counts = IssueCounts(created, existing, excluded)
