@@ -97,15 +97,16 @@ def member_recipients(
         subscribers.c.locale,
         subscribers.c.status,
         subscribers.c.attributes,
+        subscribers.c.created_at,
         list_members.c.id,
     ).outerjoin(list_members, member)
     out: dict[int, Recipient] = {}
     with engine.connect() as conn:
         for at in range(0, len(ids), 500):
             rows = conn.execute(query.where(subscribers.c.id.in_(ids[at : at + 500])))
-            for sid, email, name, locale, status, attributes, mid in rows:
+            for sid, email, name, locale, status, attributes, created, mid in rows:
                 state = EnrollmentState.ACTIVE if mid is not None else MemberState.LEFT
-                out[sid] = Recipient(sid, email, name or "", locale, status, attributes or {}, state)
+                out[sid] = Recipient(sid, email, name or "", locale, status, attributes or {}, state, created)
     return out
 
 
