@@ -1,0 +1,113 @@
+"""`drip newsletter`: preview the next issue, who would get it, a test copy, past issues; nothing written."""
+
+from __future__ import annotations
+
+import datetime as dt
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+
+import pytest
+from newsletter_cli_support import NOW, NewsSite
+
+from drip.store.schema import deliveries, list_members, newsletter_issues, subscribers
+
+
+@pytest.fixture
+def news(tmp_path: Path) -> NewsSite:
+    return NewsSite(tmp_path)
+
+
+def _snapshot(news: NewsSite) -> list[object]:
+    return [news.table(t) for t in (subscribers, list_members, newsletter_issues, deliveries)]
+
+
+def test_preview_shows_the_next_issue_with_its_posts_in_each_format(news: NewsSite) -> None:
+    html = news.run("newsletter", "preview", "hebdo", "--now", NOW)
+    assert html.exit_code == 0, html.output
+    assert "Premiers jours" in html.output and "Recruter" in html.output and "Plus tard" not in html.output
+    text = news.run("newsletter", "preview", "hebdo", "--now", NOW, "--format", "text")
+    assert text.exit_code == 0 and "<html" not in text.output and "Vision" in text.output
+    eml = news.run("newsletter", "preview", "hebdo", "--now", NOW, "--format", "eml")
+    msg = message_from_bytes(eml.stdout_bytes, policy=default)
+    assert msg["From"].addresses[0].addr_spec == "lettre@cto.example.org"
+    assert msg["List-Unsubscribe"]
+
+
+def test_preview_of_an_unknown_name_is_a_located_error_with_the_closest_name(news: NewsSite) -> None:
+    result = news.run("newsletter", "preview", "hebod", "--now", NOW)
+    assert result.exit_code == 1
+    assert "no digest or broadcast 'hebod'" in result.output and "did you mean 'hebdo'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_preview_for_a_subscriber_has_their_links_and_an_unknown_one_is_an_error(news: NewsSite) -> None:
+    news.reader("camille@example.org", name="Camille")
+    mine = news.run(
+        "newsletter",
+        "preview",
+        "hebdo",
+        "--now",
+        NOW,
+        "--subscriber",
+        "camille@example.org",
+        "--format",
+        "text",
+    )
+    assert mine.exit_code == 0, mine.output
+    assert "preview-token" not in mine.output and "https://cto.example.org/unsubscribe/" in mine.output
+    nobody = news.run("newsletter", "preview", "hebdo", "--now", NOW, "--subscriber", "nobody@example.org")
+    assert nobody.exit_code == 1 and "Traceback" not in nobody.output
+
+
+def test_preview_starts_after_the_last_issue(news: NewsSite) -> None:
+    news.issue("hebdo:2026-12-02T09:00+01:00", dt.datetime(2026, 12, 2, 8, tzinfo=dt.UTC), ["/posts/vision/"])
+    result = news.run("newsletter", "preview", "hebdo", "--now", NOW, "--format", "text")
+    assert result.exit_code == 0, result.output
+    assert "Recruter" in result.output and "Premiers jours" not in result.output
+
+
+def test_dry_run_counts_recipients_per_zone_and_writes_nothing(news: NewsSite) -> None:
+    news.reader("a@example.org", timezone="Europe/Paris")
+    news.reader("b@example.org", timezone="America/Montreal")
+    news.reader("c@example.org")
+    before = _snapshot(news)
+    result = news.run("newsletter", "send", "hebdo", "--dry-run", "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert "3 recipients" in result.output
+    assert "America/Montreal" in result.output and "Europe/Paris" in result.output
+    assert "subject:" in result.output
+    assert _snapshot(news) == before
+
+
+def test_send_needs_dry_run_or_test(news: NewsSite) -> None:
+    result = news.run("newsletter", "send", "hebdo", "--now", NOW)
+    assert result.exit_code == 2 and "drip run" in result.output
+
+
+def test_test_copy_goes_through_the_transport_marked_and_records_nothing(news: NewsSite) -> None:
+    before = _snapshot(news)
+    result = news.run("newsletter", "send", "hebdo", "--test", "Moi@Example.org", "--now", NOW)
+    assert result.exit_code == 0, result.output
+    sent = list((news.root / "outbox").rglob("*.eml"))
+    assert len(sent) == 1
+    msg = message_from_bytes(sent[0].read_bytes(), policy=default)
+    assert str(msg["Subject"]).startswith("[TEST] ")
+    assert msg["To"].addresses[0].addr_spec.lower() == "moi@example.org"
+    assert _snapshot(news) == before
+
+
+def test_issues_lists_past_issues_with_their_counts(news: NewsSite) -> None:
+    empty = news.run("newsletter", "issues", "hebdo")
+    assert empty.exit_code == 0 and "no issues of hebdo yet" in empty.output
+    news.issue(
+        "hebdo:2026-11-30T09:00+01:00",
+        dt.datetime(2026, 11, 30, 8, tzinfo=dt.UTC),
+        ["/posts/premiers-jours/"],
+        subject="Numéro un",
+    )
+    listed = news.run("newsletter", "issues", "hebdo")
+    assert listed.exit_code == 0, listed.output
+    assert "hebdo:2026-11-30T09:00+01:00" in listed.output and "Numéro un" in listed.output
+    by_list = news.run("newsletter", "issues", "lettre")
+    assert "Numéro un" in by_list.output
