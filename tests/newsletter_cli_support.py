@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 from newsletter_support import make_site
 
 import drip.cli.archive  # registers the commands on the group
+import drip.cli.delivery
 import drip.cli.newsletter  # noqa: F401
 from drip.cli import cli
 from drip.config import Site

@@ -111,3 +111,15 @@ def test_issues_lists_past_issues_with_their_counts(news: NewsSite) -> None:
     assert "hebdo:2026-11-30T09:00+01:00" in listed.output and "Numéro un" in listed.output
     by_list = news.run("newsletter", "issues", "lettre")
     assert "Numéro un" in by_list.output
+
+
+def test_status_shows_lists_with_members_and_issues(news: NewsSite) -> None:
+    news.reader("a@example.org")
+    news.issue(
+        "hebdo:2026-11-30T09:00+01:00", dt.datetime(2026, 11, 30, 8, tzinfo=dt.UTC), ["/posts/vision/"]
+    )
+    result = news.run("status", "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert "Newsletter lists" in result.output
+    (row,) = [line for line in result.output.splitlines() if "lettre" in line and "2026-11-30" in line]
+    assert "1" in row
