@@ -17,6 +17,7 @@ from drip.errors import NotFoundError
 from drip.store.deliveries import wait_for_hand_offs
 from drip.store.enrollments import enroll
 from drip.store.events import record_unsubscribe
+from drip.store.lists import join_list
 from drip.store.retry import write
 from drip.store.schema import (
     EnrollmentState,
@@ -198,25 +199,44 @@ def confirm_subscription(
     """
 
     def work(conn: sa.Connection) -> Contact | None:
-        row = conn.execute(
-            sa.select(subscribers.c.email, subscribers.c.status, subscribers.c.locale).where(
-                subscribers.c.id == subscriber_id
-            )
-        ).first()
-        if row is None:
-            return None
-        email, status, locale = row
-        if status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
-            conn.execute(
-                subscribers.update()
-                .where(subscribers.c.id == subscriber_id)
-                .values(
-                    status=SubscriberStatus.ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now
-                )
-            )
-        lift(conn, secret, email)
-        enroll(conn, subscriber_id, course, now=now, rejoin=True)
-        return Contact(email, locale)
+        contact = _activate(conn, secret, subscriber_id, now=now)
+        if contact is not None:
+            enroll(conn, subscriber_id, course, now=now, rejoin=True)
+        return contact
+
+    return write(engine, work)
+
+
+def _activate(conn: sa.Connection, secret: str, subscriber_id: int, *, now: dt.datetime) -> Contact | None:
+    """A confirmed opt-in: the subscriber active again and any suppression lifted; None when gone."""
+    row = conn.execute(
+        sa.select(subscribers.c.email, subscribers.c.status, subscribers.c.locale).where(
+            subscribers.c.id == subscriber_id
+        )
+    ).first()
+    if row is None:
+        return None
+    email, status, locale = row
+    if status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id == subscriber_id)
+            .values(status=SubscriberStatus.ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now)
+        )
+    lift(conn, secret, email)
+    return Contact(email, locale)
+
+
+def confirm_list_subscription(
+    engine: sa.Engine, secret: str, subscriber_id: int, list_name: str, *, now: dt.datetime
+) -> Contact | None:
+    """Like :func:`confirm_subscription`, joining a newsletter list instead of enrolling in a course."""
+
+    def work(conn: sa.Connection) -> Contact | None:
+        contact = _activate(conn, secret, subscriber_id, now=now)
+        if contact is not None:
+            join_list(conn, subscriber_id, list_name, now=now)
+        return contact
 
     return write(engine, work)
 

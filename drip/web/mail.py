@@ -18,6 +18,7 @@ from drip.web.pages import env, text_env
 from drip.web.state import WebState
 
 CONFIRM_STEP = "confirm"
+LIST_STEP = "list"  # the step of a confirm token for a newsletter list
 
 
 def confirmation_message(
@@ -29,13 +30,18 @@ def confirmation_message(
     course: str,
     locale: str,
     now: dt.datetime,
+    list_title: str | None = None,
 ) -> OutgoingMessage:
-    """The confirmation email for one address and course, with its signed confirm link."""
+    """The confirmation email for one address and course (or list, given its title), with its signed confirm link.
+
+    A list's confirm token says so in its step (:data:`LIST_STEP`): confirming joins the list.
+    """
     site = state.site.config
     t = strings(locale)
-    course_title = state.courses[course].title
+    course_title = list_title if list_title is not None else state.courses[course].title
+    step = LIST_STEP if list_title is not None else None
     confirm_url = state.url(
-        "/confirm/" + make_token(state.runtime.secret, "confirm", subscriber_id, course, now=now)
+        "/confirm/" + make_token(state.runtime.secret, "confirm", subscriber_id, course, step=step, now=now)
     )
     unsubscribe_url = state.url(
         "/unsubscribe/" + make_token(state.runtime.secret, "unsubscribe", subscriber_id, course, now=now)
