@@ -17,7 +17,7 @@ from drip.errors import NotFoundError
 from drip.store.deliveries import wait_for_hand_offs
 from drip.store.enrollments import enroll
 from drip.store.events import record_unsubscribe
-from drip.store.lists import join_list
+from drip.store.lists import join_list, leave_list, member_lists
 from drip.store.retry import write
 from drip.store.schema import (
     EnrollmentState,
@@ -76,6 +76,7 @@ class StoredPreferences:
     timezone: str | None
     locale: str | None
     courses: tuple[str, ...]  # the courses they are in now, oldest first
+    lists: tuple[str, ...] = ()  # the newsletter lists they are members of, by name
 
 
 def mailbox_of(email: str) -> str:
@@ -311,7 +312,10 @@ def read_preferences(engine: sa.Engine, subscriber_id: int) -> StoredPreferences
             )
             .order_by(enrollments.c.started_at)
         ).scalars()
-        return StoredPreferences(row[0], row[1], row[2], row[3], tuple(slugs))
+        courses = tuple(slugs)
+        return StoredPreferences(
+            row[0], row[1], row[2], row[3], courses, tuple(member_lists(conn, subscriber_id))
+        )
 
 
 def save_preferences(
@@ -323,8 +327,12 @@ def save_preferences(
     locale: str,
     keep: frozenset[str],
     now: dt.datetime,
+    leave_lists: frozenset[str] = frozenset(),
 ) -> None:
     """Write every change in one transaction; courses not in ``keep`` are left as an unsubscribe link would.
+
+    Lists in ``leave_lists`` are left too (their pending issue emails cancelled); courses and
+    lists are apart, so leaving one never touches the other.
 
     ``status`` (active or paused; None: unchanged) only applies while the subscriber is still
     active or paused, read again inside the transaction: an unsubscribe may have landed meanwhile.
@@ -348,5 +356,7 @@ def save_preferences(
         ).scalars()
         for course in [c for c in enrolled if c not in keep]:
             unsubscribe(conn, email, course=course, now=now)
+        for list_name in sorted(leave_lists):
+            leave_list(conn, subscriber_id, list_name, now=now)
 
     write(engine, work)
