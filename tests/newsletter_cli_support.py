@@ -9,10 +9,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from newsletter_support import make_site
 
-import drip.cli.archive  # registers the commands on the group
-import drip.cli.delivery
-import drip.cli.newsletter  # noqa: F401
-from drip.cli import cli
+from drip.cli import _register, cli
 from drip.config import Site
 from drip.store.db import open_store
 from drip.store.issues import create_issue
@@ -21,6 +18,8 @@ from drip.store.schema import subscribers
 
 T0 = dt.datetime(2026, 11, 20, 8, tzinfo=dt.UTC)
 NOW = "2026-12-04T10:00+01:00"
+
+_register()  # every command module attaches its commands, as `drip` does
 
 
 class NewsSite:

@@ -123,3 +123,43 @@ def test_status_shows_lists_with_members_and_issues(news: NewsSite) -> None:
     assert "Newsletter lists" in result.output
     (row,) = [line for line in result.output.splitlines() if "lettre" in line and "2026-11-30" in line]
     assert "1" in row
+
+
+def _members(news: NewsSite) -> list[tuple[object, ...]]:
+    return [(row.subscriber_id, row.list, row.state) for row in news.table(list_members)]
+
+
+def test_subscribe_with_a_list_adds_the_reader_to_it(news: NewsSite) -> None:
+    result = news.run("subscribe", "lea@example.org", "--list", "lettre", "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert "lea@example.org joined the list lettre." in result.output
+    again = news.run("subscribe", "lea@example.org", "--list", "lettre", "--now", NOW)
+    assert "already on the list lettre" in again.output
+    assert _members(news) == [(1, "lettre", "active")]
+
+
+def test_subscribe_to_an_unknown_list_is_a_located_error(news: NewsSite) -> None:
+    result = news.run("subscribe", "lea@example.org", "--list", "letre", "--now", NOW)
+    assert result.exit_code == 1 and "did you mean 'lettre'" in result.output
+    assert news.table(subscribers) == []
+    assert news.run("subscribe", "lea@example.org").exit_code == 2
+
+
+def test_import_with_a_list_joins_every_row(news: NewsSite, tmp_path: Path) -> None:
+    csv = tmp_path / "people.csv"
+    csv.write_text("email,name\na@example.org,A\nb@example.org,B\n", encoding="utf-8")
+    result = news.run("import", str(csv), "--list", "lettre", "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert "2 new, 0 updated, 0 unchanged; 2 joined lettre." in result.output
+    assert len(_members(news)) == 2
+    unknown = news.run("import", str(csv), "--list", "letre", "--now", NOW)
+    assert unknown.exit_code == 1 and "did you mean 'lettre'" in unknown.output
+
+
+def test_embed_prints_a_form_for_a_list(news: NewsSite) -> None:
+    result = news.run("embed", "--list", "lettre")
+    assert result.exit_code == 0, result.output
+    assert '<input type="hidden" name="list" value="lettre">' in result.output
+    assert 'action="https://cto.example.org/subscribe"' in result.output
+    assert news.run("embed").exit_code == 2
+    assert news.run("embed", "--list", "letre").exit_code == 1
