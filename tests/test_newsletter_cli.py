@@ -163,3 +163,20 @@ def test_embed_prints_a_form_for_a_list(news: NewsSite) -> None:
     assert 'action="https://cto.example.org/subscribe"' in result.output
     assert news.run("embed").exit_code == 2
     assert news.run("embed", "--list", "letre").exit_code == 1
+
+
+def test_the_preview_page_lists_newsletters_beside_courses(news: NewsSite) -> None:
+    from starlette.testclient import TestClient
+
+    from drip.preview.server import create_app
+
+    moment = dt.datetime(2026, 12, 4, 9, tzinfo=dt.UTC)
+    client = TestClient(create_app(news.site, now=moment))
+    index = client.get("/")
+    assert index.status_code == 200
+    assert "Newsletters" in index.text and "La lettre du CTO" in index.text
+    assert 'href="/newsletters/hebdo.html"' in index.text
+    issue = client.get("/newsletters/hebdo.html")
+    assert issue.status_code == 200 and "Premiers jours" in issue.text
+    assert issue.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/newsletters/nope.html").status_code == 404
