@@ -20,7 +20,9 @@ from drip.errors import DripError, InputError, NotFoundError, Problem, did_you_m
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from drip.course.models import Course
     from drip.runtime import Runtime
+    from drip.store.importer import ImportReport
     from drip.store.subscribers import ExportFormat
 
 # The subscriber statuses of drip.store.schema, spelt out so `drip --help` opens no database code
@@ -151,6 +153,24 @@ def _join(
     obj.runtime.console.print(Text(text))
 
 
+def _import_summary(file: Path, report: ImportReport, course: Course | None, list_name: str | None) -> str:
+    """The one line an import ends with: rows stored, enrolled, joined, suppressed, skipped."""
+    enrolled = (
+        f"; {report.enrolled} enrolled in {course.slug}, {report.already_enrolled} already there"
+        if course is not None
+        else ""
+    )
+    joined = f"; {report.joined} joined {list_name}" if list_name is not None else ""
+    return (
+        f"{file.name}: {report.created} new, {report.updated} updated, {report.unchanged} unchanged"
+        + enrolled
+        + joined
+        + (f"; {report.suppressed} suppressed" if report.suppressed else "")
+        + (f"; {plural(len(report.skipped), 'row')} skipped" if report.skipped else "")
+        + "."
+    )
+
+
 @cli.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--course", "course_slug", default=None, help="The course every row is enrolled in.")
@@ -210,22 +230,7 @@ def import_(
                 style="yellow",
             )
         )
-    enrolled = (
-        f"; {report.enrolled} enrolled in {course.slug}, {report.already_enrolled} already there"
-        if course is not None
-        else ""
-    )
-    joined = f"; {report.joined} joined {list_name}" if list_name is not None else ""
-    out.print(
-        Text(
-            f"{file.name}: {report.created} new, {report.updated} updated, {report.unchanged} unchanged"
-            + enrolled
-            + joined
-            + (f"; {report.suppressed} suppressed" if report.suppressed else "")
-            + (f"; {plural(len(report.skipped), 'row')} skipped" if report.skipped else "")
-            + "."
-        )
-    )
+    out.print(Text(_import_summary(file, report, course, list_name)))
 
 
 @cli.command()

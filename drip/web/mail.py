@@ -21,6 +21,16 @@ CONFIRM_STEP = "confirm"
 LIST_STEP = "list"  # the step of a confirm token for a newsletter list
 
 
+def _links(
+    state: WebState, subscriber_id: int, course: str, step: str | None, now: dt.datetime
+) -> tuple[str, str]:
+    """The confirm and unsubscribe links of a confirmation email."""
+    secret = state.runtime.secret
+    confirm = make_token(secret, "confirm", subscriber_id, course, step=step, now=now)
+    unsubscribe = make_token(secret, "unsubscribe", subscriber_id, course, now=now)
+    return state.url("/confirm/" + confirm), state.url("/unsubscribe/" + unsubscribe)
+
+
 def confirmation_message(
     state: WebState,
     *,
@@ -40,12 +50,7 @@ def confirmation_message(
     t = strings(locale)
     course_title = list_title if list_title is not None else state.courses[course].title
     step = LIST_STEP if list_title is not None else None
-    confirm_url = state.url(
-        "/confirm/" + make_token(state.runtime.secret, "confirm", subscriber_id, course, step=step, now=now)
-    )
-    unsubscribe_url = state.url(
-        "/unsubscribe/" + make_token(state.runtime.secret, "unsubscribe", subscriber_id, course, now=now)
-    )
+    confirm_url, unsubscribe_url = _links(state, subscriber_id, course, step, now)
     subject = t["email_subject"].format(course=course_title)
     context = {
         "locale": locale,
