@@ -123,6 +123,7 @@ def embed_form(obj: Context, course: str, locale: str | None) -> str:
         site_name=obj.site.config.site.name,
         course_title=compiled.title,
         course_slug=course,
+        field="course",
         action=obj.site.config.site.base_url + "/subscribe",
     )
 
