@@ -180,3 +180,46 @@ def test_the_preview_page_lists_newsletters_beside_courses(news: NewsSite) -> No
     assert issue.status_code == 200 and "Premiers jours" in issue.text
     assert issue.headers["x-content-type-options"] == "nosniff"
     assert client.get("/newsletters/nope.html").status_code == 404
+
+
+def _in_course(news: NewsSite, sid: int, article: str) -> None:
+    """An active enrollment whose email offering ``article`` is still to go."""
+    from drip.store.schema import enrollments
+
+    when = dt.datetime(2026, 12, 1, 8, tzinfo=dt.UTC)
+    with news.engine.begin() as conn:
+        eid = conn.execute(
+            enrollments.insert()
+            .values(subscriber_id=sid, course="cours", started_at=when, updated_at=when)
+            .returning(enrollments.c.id)
+        ).scalar_one()
+        conn.execute(
+            deliveries.insert().values(
+                enrollment_id=eid,
+                subscriber_id=sid,
+                course="cours",
+                step_key=f"article:{article}",
+                due_at=when + dt.timedelta(days=10),
+                created_at=when,
+                updated_at=when,
+            )
+        )
+
+
+def test_dry_run_counts_members_left_out_per_reason(news: NewsSite) -> None:
+    news.reader("free@example.org", timezone="Europe/Paris")
+    _in_course(news, news.reader("busy@example.org"), "/posts/vision/")
+    result = news.run("newsletter", "send", "hebdo", "--dry-run", "--now", NOW)
+    assert result.exit_code == 0, result.output
+    assert "1 recipient," in result.output
+    (row,) = [line for line in result.output.splitlines() if "in the middle of a course" in line]
+    assert "1" in row
+
+
+def test_a_subscribers_preview_leaves_out_what_their_course_will_send(news: NewsSite) -> None:
+    _in_course(news, news.reader("busy@example.org"), "/posts/vision/")
+    args = ("newsletter", "preview", "hebdo", "--now", NOW, "--format", "text")
+    theirs = news.run(*args, "--subscriber", "busy@example.org")
+    assert theirs.exit_code == 0, theirs.output
+    assert "Vision" not in theirs.output and "Recruter" in theirs.output
+    assert "Vision" in news.run(*args).output
