@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from drip.dispatch.batch import DispatchReport
     from drip.runtime import Runtime
     from drip.store.course_edits import Plan
+    from drip.store.lists import ListFigures
     from drip.store.status import CourseFigures
     from drip.transports.base import Transport
 
@@ -427,17 +428,32 @@ def _print_reasons(out: Console, figures: list[CourseFigures]) -> None:
             out.print(why_failed)
 
 
+def _lists_table(lists: list[ListFigures]) -> Table:
+    """Newsletter lists: members now, members who left, issues and the last one's send time."""
+    from rich.table import Table
+
+    table = Table("list", "members", "left", "issues", "last issue", title="Newsletter lists")
+    for figures in lists:
+        last = figures.last_send_at.isoformat(timespec="minutes") if figures.last_send_at else "—"
+        table.add_row(figures.name, str(figures.active), str(figures.left), str(figures.issues), last)
+    return table
+
+
 @cli.command()
 @now_option
 @click.pass_obj
 def status(obj: Context, now: str | None) -> None:
     """Per course: enrolled, pending, sent, failed, next due, skipped/cancelled reasons, duplicates."""
+    from drip.store.lists import list_figures
     from drip.store.status import course_figures
 
     moment = obj.at(now)
     courses = _courses_or_none(obj.site)
     with obj.store() as engine, engine.connect() as conn:
         figures = list(course_figures(conn, now=moment, also=courses).values())
+        lists = list(list_figures(conn).values())
     out = obj.runtime.console
     out.print(_figures_table(figures, courses, moment))
     _print_reasons(out, figures)
+    if lists:
+        out.print(_lists_table(lists))

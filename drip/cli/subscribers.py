@@ -6,6 +6,7 @@ before it opens a transaction, and writes everything in that one transaction.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,7 +18,11 @@ from drip.cli import Context, cli, now_option, plural, shown
 from drip.errors import DripError, InputError, NotFoundError, Problem, did_you_mean
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from drip.course.models import Course
     from drip.runtime import Runtime
+    from drip.store.importer import ImportReport
     from drip.store.subscribers import ExportFormat
 
 # The subscriber statuses of drip.store.schema, spelt out so `drip --help` opens no database code
@@ -39,7 +44,10 @@ def _warn(runtime: Runtime, problems: Iterable[Problem]) -> None:
 
 @cli.command()
 @click.argument("email")
-@click.option("--course", "course_slug", required=True, help="The course to enroll in (a schedule's name).")
+@click.option("--course", "course_slug", default=None, help="The course to enroll in (a schedule's name).")
+@click.option(
+    "--list", "list_name", default=None, help="A newsletter list to join (a `kind: list` schedule)."
+)
 @click.option("--name", default=None, help="The subscriber's name, used in greetings.")
 @click.option("--timezone", default=None, help="IANA time zone, e.g. Europe/Paris. Default: the course's.")
 @click.option("--locale", default=None, help="fr or en. Default: the course's.")
@@ -48,13 +56,14 @@ def _warn(runtime: Runtime, problems: Iterable[Problem]) -> None:
 def subscribe(
     obj: Context,
     email: str,
-    course_slug: str,
+    course_slug: str | None,
+    list_name: str | None,
     name: str | None,
     timezone: str | None,
     locale: str | None,
     now: str | None,
 ) -> None:
-    """Add (or update) one subscriber and enroll them in a course.
+    """Add (or update) one subscriber and enroll them in a course, or add them to a newsletter list.
 
     Enrolling someone already in the course changes nothing. A missing or unknown
     time zone is a warning: the course's zone applies.
@@ -65,7 +74,15 @@ def subscribe(
     from drip.store.enrollments import enroll, enrollment_id, first_due
     from drip.store.subscribers import suppressed_addresses, upsert_subscriber
 
+    if course_slug is None and list_name is None:
+        raise click.UsageError("give --course COURSE, --list LIST, or both")
     moment = obj.at(now)
+    if list_name is not None:
+        _known_list(obj, list_name)
+    if course_slug is None:
+        assert list_name is not None
+        _join(obj, email, list_name, name, timezone, locale, moment)
+        return
     course = compile_course(obj.site, course_slug)
     with obj.store() as engine, engine.begin() as conn:
         result = upsert_subscriber(conn, email, name=name, locale=locale, timezone=timezone, now=moment)
@@ -79,7 +96,10 @@ def subscribe(
         already = enrollment_id(conn, result.id, course.slug) is not None
         enrolled = enroll(conn, result.id, course, now=moment)
         first = first_due(conn, enrolled)
+        joined = _join_in(conn, result.id, list_name, moment)
     _warn(obj.runtime, result.warnings)
+    if joined:
+        obj.runtime.console.print(Text(f"{result.subscriber.email} joined the list {list_name}."))
     out = obj.runtime.console
     who = result.subscriber.email
     if already:
@@ -91,13 +111,81 @@ def subscribe(
     out.print(Text(f"{verb} {who} to {course.slug}: {plural(len(course.steps), 'email')}{due}."))
 
 
+def _known_list(obj: Context, list_name: str) -> None:
+    """The list must exist in schedules/: NotFoundError with the closest name otherwise."""
+    from drip.preview.next_issue import find_list
+
+    find_list(obj.site, list_name)
+
+
+def _join_in(conn: sa.Connection, subscriber_id: int, list_name: str | None, moment: dt.datetime) -> bool:
+    from drip.store.lists import join_list
+
+    return list_name is not None and join_list(conn, subscriber_id, list_name, now=moment)
+
+
+def _join(
+    obj: Context,
+    email: str,
+    list_name: str,
+    name: str | None,
+    timezone: str | None,
+    locale: str | None,
+    moment: dt.datetime,
+) -> None:
+    """``drip subscribe EMAIL --list NAME``: the subscriber stored and made a member of the list."""
+    from rich.text import Text
+
+    from drip.store.subscribers import suppressed_addresses, upsert_subscriber
+
+    with obj.store() as engine, engine.begin() as conn:
+        result = upsert_subscriber(conn, email, name=name, locale=locale, timezone=timezone, now=moment)
+        suppressed = suppressed_addresses(conn, [result.subscriber.email], _secret(obj))
+        if suppressed:
+            raise DripError(
+                f"{result.subscriber.email} is on the suppression list ({suppressed[result.subscriber.email]}): "
+                "only a subscription its owner confirms from the web form brings it back"
+            )
+        joined = _join_in(conn, result.id, list_name, moment)
+    _warn(obj.runtime, result.warnings)
+    who = result.subscriber.email
+    text = f"{who} joined the list {list_name}." if joined else f"{who} was already on the list {list_name}."
+    obj.runtime.console.print(Text(text))
+
+
+def _import_summary(file: Path, report: ImportReport, course: Course | None, list_name: str | None) -> str:
+    """The one line an import ends with: rows stored, enrolled, joined, suppressed, skipped."""
+    enrolled = (
+        f"; {report.enrolled} enrolled in {course.slug}, {report.already_enrolled} already there"
+        if course is not None
+        else ""
+    )
+    joined = f"; {report.joined} joined {list_name}" if list_name is not None else ""
+    return (
+        f"{file.name}: {report.created} new, {report.updated} updated, {report.unchanged} unchanged"
+        + enrolled
+        + joined
+        + (f"; {report.suppressed} suppressed" if report.suppressed else "")
+        + (f"; {plural(len(report.skipped), 'row')} skipped" if report.skipped else "")
+        + "."
+    )
+
+
 @cli.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--course", "course_slug", required=True, help="The course every row is enrolled in.")
+@click.option("--course", "course_slug", default=None, help="The course every row is enrolled in.")
+@click.option("--list", "list_name", default=None, help="A newsletter list every row joins.")
 @click.option("--skip-invalid", is_flag=True, help="Import the valid rows and report the others.")
 @now_option
 @click.pass_obj
-def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now: str | None) -> None:
+def import_(
+    obj: Context,
+    file: Path,
+    course_slug: str | None,
+    list_name: str | None,
+    skip_invalid: bool,
+    now: str | None,
+) -> None:
     """Import subscribers from a CSV file and enroll them in a course.
 
     \b
@@ -113,17 +201,28 @@ def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now:
     from drip.course.compile import compile_course
     from drip.store.importer import import_csv
 
+    if course_slug is None and list_name is None:
+        raise click.UsageError("give --course COURSE, --list LIST, or both")
     moment = obj.at(now)
-    course = compile_course(obj.site, course_slug)
+    if list_name is not None:
+        _known_list(obj, list_name)
+    course = compile_course(obj.site, course_slug) if course_slug is not None else None
     with obj.store() as engine, engine.begin() as conn, progress(obj.runtime, "importing") as advance:
         report = import_csv(
-            conn, file, course, skip_invalid=skip_invalid, now=moment, secret=_secret(obj), progress=advance
+            conn,
+            file,
+            course,
+            skip_invalid=skip_invalid,
+            now=moment,
+            secret=_secret(obj),
+            progress=advance,
+            list_name=list_name,
         )
     out, err = obj.runtime.console, obj.runtime.err_console
     for problem in report.skipped:
         err.print(Text("skipped: ", style="red") + Text(str(problem)))
     _warn(obj.runtime, report.warnings)
-    if report.no_zone:
+    if report.no_zone and course is not None:
         err.print(
             Text(
                 f"warning: {plural(report.no_zone, 'subscriber')} without a time zone: "
@@ -131,15 +230,7 @@ def import_(obj: Context, file: Path, course_slug: str, skip_invalid: bool, now:
                 style="yellow",
             )
         )
-    out.print(
-        Text(
-            f"{file.name}: {report.created} new, {report.updated} updated, {report.unchanged} unchanged; "
-            f"{report.enrolled} enrolled in {course.slug}, {report.already_enrolled} already there"
-            + (f"; {report.suppressed} suppressed" if report.suppressed else "")
-            + (f"; {plural(len(report.skipped), 'row')} skipped" if report.skipped else "")
-            + "."
-        )
-    )
+    out.print(Text(_import_summary(file, report, course, list_name)))
 
 
 @cli.command()

@@ -123,16 +123,43 @@ def embed_form(obj: Context, course: str, locale: str | None) -> str:
         site_name=obj.site.config.site.name,
         course_title=compiled.title,
         course_slug=course,
+        field="course",
+        action=obj.site.config.site.base_url + "/subscribe",
+    )
+
+
+def embed_list_form(obj: Context, list_name: str, locale: str | None) -> str:
+    """The HTML form for a newsletter list, posting to the site's public /subscribe with ``list``."""
+    from drip.preview.next_issue import find_list
+    from drip.web.i18n import strings
+    from drip.web.pages import env
+
+    found = find_list(obj.site, list_name)
+    loc = locale or found.locale
+    return env.get_template("embed.html").render(
+        locale=loc,
+        t=strings(loc),
+        site_name=obj.site.config.site.name,
+        course_title=found.title,
+        course_slug=list_name,
+        field="list",
         action=obj.site.config.site.base_url + "/subscribe",
     )
 
 
 @cli.command()
-@click.argument("course")
+@click.argument("course", required=False)
+@click.option("--list", "list_name", default=None, help="A newsletter list instead of a course.")
 @click.option("--locale", type=click.Choice(["fr", "en"]), default=None, help="Default: the course's.")
 @click.pass_obj
-def embed(obj: Context, course: str, locale: str | None) -> None:
-    """Print an HTML subscribe form for COURSE to paste into a page (no JavaScript needed)."""
+def embed(obj: Context, course: str | None, list_name: str | None, locale: str | None) -> None:
+    """Print an HTML subscribe form for COURSE (or --list NAME) to paste into a page (no JavaScript needed)."""
+    if (course is None) == (list_name is None):
+        raise click.UsageError("give a COURSE or --list NAME (one of them)")
+    if list_name is not None:
+        click.echo(embed_list_form(obj, list_name, locale), nl=False)
+        return
+    assert course is not None
     click.echo(embed_form(obj, course, locale), nl=False)
 
 

@@ -67,6 +67,26 @@ def _course_summary(slug: str, course: Course) -> dict[str, Any]:
     }
 
 
+def newsletter_summary(site: Site) -> dict[str, Any]:
+    """Lists with their digests and broadcasts for the index, or the problems that stop them loading."""
+    from drip.render.archive import newsletters_of
+
+    try:
+        found, broadcasts = newsletters_of(site)
+    except InputError as exc:
+        return {"lists": [], "problems": [str(p) for p in exc.problems]}
+    lists = [
+        {
+            "name": name,
+            "title": mlist.title,
+            "digests": [d for d, digest in found.digests.items() if digest.list == name],
+            "broadcasts": [b for b, broadcast in broadcasts.items() if broadcast.list == name],
+        }
+        for name, mlist in found.lists.items()
+    ]
+    return {"lists": lists, "problems": []}
+
+
 @dataclass
 class PreviewPages:
     """The preview's three pages for one site; each app owns its own and its page templates."""
@@ -93,7 +113,36 @@ class PreviewPages:
                 courses.append(_course_summary(slug, compile_course(self.site, slug)))
             except InputError as exc:
                 courses.append({"slug": slug, "problems": [str(p) for p in exc.problems]})
-        return self.page("index.html", site=self.site.config.site, courses=courses)
+        return self.page(
+            "index.html",
+            site=self.site.config.site,
+            courses=courses,
+            newsletters=newsletter_summary(self.site),
+        )
+
+    async def newsletter_html(self, request: Request) -> Response:
+        """The next issue of a digest or broadcast, with sample personal values."""
+        from drip.preview.next_issue import find_newsletter, next_issue, sample_values
+
+        try:
+            item = find_newsletter(self.site, request.path_params["name"])
+            upcoming = next_issue(self.site, item, self.clock())
+        except NotFoundError as exc:
+            return self.problems_page("Not found", exc, 404)
+        except InputError as exc:
+            return self.problems_page("The newsletter does not render", exc, 422)
+        if upcoming.rendered is None:
+            return self.page(
+                "error.html",
+                site=self.site.config.site,
+                title=f"No issue at {upcoming.send_at.isoformat()}",
+                problems=[f"too few posts ({len(upcoming.posts)})"],
+            )
+        _, html, _ = upcoming.rendered.personalise(sample_values(self.site, item.mlist))
+        return HTMLResponse(
+            html,
+            headers={"Content-Security-Policy": EMAIL_CSP, "X-Content-Type-Options": "nosniff"},
+        )
 
     async def course_page(self, request: Request) -> Response:
         site, slug = self.site, request.path_params["slug"]
@@ -181,6 +230,7 @@ def create_app(
             Route("/courses/{slug}/", pages.course_page),
             Route("/courses/{slug}/emails/{number:int}.html", pages.email_html),
             Route("/courses/{slug}/stats", pages.stats_page),
+            Route("/newsletters/{name}.html", pages.newsletter_html),
         ]
     )
 

@@ -22,6 +22,7 @@ from drip.course.models import Course
 from drip.errors import InputError, Problem, closest
 from drip.inputs.textfile import read_text
 from drip.store.enrollments import Enrolled, enroll_many
+from drip.store.lists import join_lists
 from drip.store.subscribers import (
     FieldError,
     Profile,
@@ -63,6 +64,7 @@ class ImportReport:
     suppressed: int  # rows left out: addresses that must never be mailed again
     skipped: tuple[Problem, ...]
     warnings: tuple[Problem, ...]
+    joined: int = 0  # memberships of the newsletter list added (``list_name``)
 
 
 def _delimiter(text: str) -> str:
@@ -190,19 +192,24 @@ IMPORT_CHUNK = 5000  # rows stored and enrolled at a time, so a progress bar can
 def _store_and_enroll(
     conn: sa.Connection,
     rows: list[CsvRow],
-    course: Course,
+    course: Course | None,
     *,
     now: dt.datetime,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[list[Upserted], Enrolled]:
-    """Upsert and enroll ``rows`` chunk by chunk, in the caller's transaction."""
+    """Upsert and enroll ``rows`` chunk by chunk, in the caller's transaction (no course: upsert only)."""
     stored: list[Upserted] = []
     ids: dict[int, int] = {}
     new: set[int] = set()
     refused: dict[int, str] = {}
     for start in range(0, len(rows), IMPORT_CHUNK):
         chunk = store_profiles(conn, [row.profile for row in rows[start : start + IMPORT_CHUNK]], now=now)
-        done = enroll_many(conn, [result.id for result in chunk], course, now=now)
+        ids_of_chunk = [result.id for result in chunk]
+        done = (
+            enroll_many(conn, ids_of_chunk, course, now=now)
+            if course is not None
+            else Enrolled({}, frozenset(), {})
+        )
         stored.extend(chunk)
         ids.update(done.ids)
         new.update(done.new)
@@ -215,14 +222,17 @@ def _store_and_enroll(
 def import_csv(
     conn: sa.Connection,
     path: Path,
-    course: Course,
+    course: Course | None,
     *,
     skip_invalid: bool = False,
     now: dt.datetime,
     secret: Callable[[], str],
     progress: Callable[[int, int], None] | None = None,
+    list_name: str | None = None,
 ) -> ImportReport:
     """Upsert every row and enroll it in ``course``, in the caller's transaction.
+
+    With ``list_name``, every row also joins that newsletter list (a course may be None then).
 
     With a bad row and no ``skip_invalid``: an :class:`InputError` listing every
     bad row, before anything is written. Addresses on the suppression list (erased,
@@ -253,6 +263,7 @@ def import_csv(
         for row, result in zip(rows, stored, strict=True)
         if result.id in enrolled.refused
     )
+    joined = join_lists(conn, [r.id for r in stored], [list_name], now=now) if list_name else 0
     return ImportReport(
         created=sum(r.created for r in stored),
         updated=sum(r.changed and not r.created for r in stored),
@@ -263,4 +274,5 @@ def import_csv(
         suppressed=len(parsed.rows) - len(rows),
         skipped=parsed.problems,
         warnings=tuple(warnings),
+        joined=joined,
     )

@@ -17,6 +17,7 @@ from drip.errors import NotFoundError
 from drip.store.deliveries import wait_for_hand_offs
 from drip.store.enrollments import enroll
 from drip.store.events import record_unsubscribe
+from drip.store.lists import join_list, leave_list, member_lists
 from drip.store.retry import write
 from drip.store.schema import (
     EnrollmentState,
@@ -76,6 +77,7 @@ class StoredPreferences:
     timezone: str | None
     locale: str | None
     courses: tuple[str, ...]  # the courses they are in now, oldest first
+    lists: tuple[str, ...] = ()  # the newsletter lists they are members of, by name
 
 
 def mailbox_of(email: str) -> str:
@@ -200,25 +202,44 @@ def confirm_subscription(
     """
 
     def work(conn: sa.Connection) -> Contact | None:
-        row = conn.execute(
-            sa.select(subscribers.c.email, subscribers.c.status, subscribers.c.locale).where(
-                subscribers.c.id == subscriber_id
-            )
-        ).first()
-        if row is None:
-            return None
-        email, status, locale = row
-        if status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
-            conn.execute(
-                subscribers.update()
-                .where(subscribers.c.id == subscriber_id)
-                .values(
-                    status=SubscriberStatus.ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now
-                )
-            )
-        lift(conn, secret, email)
-        enroll(conn, subscriber_id, course, now=now, rejoin=True)
-        return Contact(email, locale)
+        contact = _activate(conn, secret, subscriber_id, now=now)
+        if contact is not None:
+            enroll(conn, subscriber_id, course, now=now, rejoin=True)
+        return contact
+
+    return write(engine, work)
+
+
+def _activate(conn: sa.Connection, secret: str, subscriber_id: int, *, now: dt.datetime) -> Contact | None:
+    """A confirmed opt-in: the subscriber active again and any suppression lifted; None when gone."""
+    row = conn.execute(
+        sa.select(subscribers.c.email, subscribers.c.status, subscribers.c.locale).where(
+            subscribers.c.id == subscriber_id
+        )
+    ).first()
+    if row is None:
+        return None
+    email, status, locale = row
+    if status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id == subscriber_id)
+            .values(status=SubscriberStatus.ACTIVE, confirmed_at=now, unsubscribed_at=None, updated_at=now)
+        )
+    lift(conn, secret, email)
+    return Contact(email, locale)
+
+
+def confirm_list_subscription(
+    engine: sa.Engine, secret: str, subscriber_id: int, list_name: str, *, now: dt.datetime
+) -> Contact | None:
+    """Like :func:`confirm_subscription`, joining a newsletter list instead of enrolling in a course."""
+
+    def work(conn: sa.Connection) -> Contact | None:
+        contact = _activate(conn, secret, subscriber_id, now=now)
+        if contact is not None:
+            join_list(conn, subscriber_id, list_name, now=now)
+        return contact
 
     return write(engine, work)
 
@@ -300,7 +321,10 @@ def read_preferences(engine: sa.Engine, subscriber_id: int) -> StoredPreferences
             )
             .order_by(enrollments.c.started_at)
         ).scalars()
-        return StoredPreferences(row[0], row[1], row[2], row[3], tuple(slugs))
+        courses = tuple(slugs)
+        return StoredPreferences(
+            row[0], row[1], row[2], row[3], courses, tuple(member_lists(conn, subscriber_id))
+        )
 
 
 def save_preferences(
@@ -312,8 +336,12 @@ def save_preferences(
     locale: str,
     keep: frozenset[str],
     now: dt.datetime,
+    leave_lists: frozenset[str] = frozenset(),
 ) -> None:
     """Write every change in one transaction; courses not in ``keep`` are left as an unsubscribe link would.
+
+    Lists in ``leave_lists`` are left too (their pending issue emails cancelled); courses and
+    lists are apart, so leaving one never touches the other.
 
     ``status`` (active or paused; None: unchanged) only applies while the subscriber is still
     active or paused, read again inside the transaction: an unsubscribe may have landed meanwhile.
@@ -337,5 +365,7 @@ def save_preferences(
         ).scalars()
         for course in [c for c in enrolled if c not in keep]:
             unsubscribe(conn, email, course=course, now=now)
+        for list_name in sorted(leave_lists):
+            leave_list(conn, subscriber_id, list_name, now=now)
 
     write(engine, work)

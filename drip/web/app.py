@@ -32,7 +32,7 @@ from drip.store.retry import StoreBusy
 from drip.store.subscriptions import Allowance
 from drip.transports import get_transport
 from drip.transports.base import Transport
-from drip.web import clicks, pages, preferences, subscribe, unsubscribe, view, webhooks
+from drip.web import archive, clicks, pages, preferences, subscribe, unsubscribe, view, webhooks
 from drip.web.ratelimit import RateLimit, TokenBucket
 from drip.web.state import WebState, state_of
 
@@ -172,6 +172,7 @@ def _assemble(state: WebState) -> Starlette:
         *view.routes,
         *webhooks.routes,
         *clicks.routes,
+        *archive.routes,
     ]
     handlers: dict[int | type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
         HTTPException: pages.http_error,

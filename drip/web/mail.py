@@ -19,6 +19,23 @@ from drip.web.pages import env, text_env
 from drip.web.state import WebState
 
 CONFIRM_STEP = "confirm"
+LIST_STEP = "list"  # the step of a confirm token for a newsletter list
+
+
+def _links(
+    state: WebState,
+    subscriber_id: int,
+    course: str,
+    step: str | None,
+    now: dt.datetime,
+    created_at: dt.datetime | None,
+) -> tuple[str, str]:
+    """The confirm and unsubscribe links of a confirmation email, bound to the subscriber's row."""
+    secret = state.runtime.secret
+    born = born_of(created_at) if created_at is not None else None
+    confirm = make_token(secret, "confirm", subscriber_id, course, step=step, born=born, now=now)
+    unsubscribe = make_token(secret, "unsubscribe", subscriber_id, course, born=born, now=now)
+    return state.url("/confirm/" + confirm), state.url("/unsubscribe/" + unsubscribe)
 
 
 def confirmation_message(
@@ -31,19 +48,17 @@ def confirmation_message(
     locale: str,
     now: dt.datetime,
     created_at: dt.datetime | None = None,
+    list_title: str | None = None,
 ) -> OutgoingMessage:
-    """The confirmation email for one address and course, with its signed confirm link."""
+    """The confirmation email for one address and course (or list, given its title), with its signed confirm link.
+
+    A list's confirm token says so in its step (:data:`LIST_STEP`): confirming joins the list.
+    """
     site = state.site.config
     t = strings(locale)
-    course_title = state.courses[course].title
-    born = born_of(created_at) if created_at is not None else None
-    secret = state.runtime.secret
-    confirm_url = state.url(
-        "/confirm/" + make_token(secret, "confirm", subscriber_id, course, born=born, now=now)
-    )
-    unsubscribe_url = state.url(
-        "/unsubscribe/" + make_token(secret, "unsubscribe", subscriber_id, course, born=born, now=now)
-    )
+    course_title = list_title if list_title is not None else state.courses[course].title
+    step = LIST_STEP if list_title is not None else None
+    confirm_url, unsubscribe_url = _links(state, subscriber_id, course, step, now, created_at)
     subject = t["email_subject"].format(course=course_title)
     context = {
         "locale": locale,

@@ -1,4 +1,4 @@
-"""GET/POST /preferences/{token}: pause or resume, time zone, language, and which courses to stay in.
+"""GET/POST /preferences/{token}: pause or resume, time zone, language, which courses and newsletters to keep.
 
 A form without JavaScript. Invalid choices are all reported together and change
 nothing; leaving a course goes through the same unsubscribe as the email link.
@@ -25,7 +25,7 @@ from drip.web import pages
 from drip.web.body import read_form
 from drip.web.origin import is_cross_site
 from drip.web.state import WebState, state_of
-from drip.web.subscribe import FieldProblem, problem_text
+from drip.web.subscribe import FieldProblem, list_titles, problem_text
 
 
 @lru_cache(maxsize=1)
@@ -46,6 +46,7 @@ class Preferences:
     timezone: str
     locale: str
     courses: tuple[CourseRef, ...]  # the courses they are in now
+    lists: tuple[CourseRef, ...] = ()  # the newsletter lists they are members of
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Change:
     timezone: str
     locale: str
     keep: frozenset[str]
+    leave_lists: frozenset[str] = frozenset()  # lists shown on the page and unticked
 
 
 def load(state: WebState, subscriber_id: int) -> Preferences | None:
@@ -65,6 +67,8 @@ def load(state: WebState, subscriber_id: int) -> Preferences | None:
         CourseRef(slug, state.courses[slug].title if slug in state.courses else slug)
         for slug in stored.courses
     )
+    titles = list_titles(state)
+    lists = tuple(CourseRef(name, titles.get(name, name)) for name in stored.lists)
     site = state.site.config.site
     return Preferences(
         email=stored.email,
@@ -72,6 +76,7 @@ def load(state: WebState, subscriber_id: int) -> Preferences | None:
         timezone=stored.timezone or site.timezone,
         locale=stored.locale or site.locale,
         courses=courses,
+        lists=lists,
     )
 
 
@@ -97,9 +102,11 @@ def validate(form: FormData, prefs: Preferences) -> Change | list[FieldProblem]:
     if locale not in LOCALES:
         problems.append(FieldProblem("locale", "err_locale", did_you_mean(locale, LOCALES)))
     keep = frozenset(str(v) for v in form.getlist("keep"))
+    shown = {str(v) for v in form.getlist("shown_list")}
+    leave_lists = frozenset(shown - {str(v) for v in form.getlist("keep_list")})
     if problems:
         return problems
-    return Change(status=status, timezone=zone, locale=locale, keep=keep)
+    return Change(status=status, timezone=zone, locale=locale, keep=keep, leave_lists=leave_lists)
 
 
 def apply(state: WebState, subscriber_id: int, change: Change, *, now: dt.datetime) -> None:
@@ -112,6 +119,7 @@ def apply(state: WebState, subscriber_id: int, change: Change, *, now: dt.dateti
         locale=change.locale,
         keep=change.keep,
         now=now,
+        leave_lists=change.leave_lists,
     )
 
 
@@ -142,6 +150,7 @@ def _page(
         locales=LOCALES,
         subscriber_locale=prefs.locale,
         courses=prefs.courses,
+        lists=prefs.lists,
     )
 
 

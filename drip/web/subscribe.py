@@ -20,14 +20,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from drip.config import LOCALES
-from drip.errors import Problem, did_you_mean
+from drip.course.newsletter import load_newsletters
+from drip.errors import InputError, Problem, did_you_mean
 from drip.inputs.address import MAX_LENGTH as ADDRESS_MAX
 from drip.store import subscriptions
 from drip.store.subscribers import NAME_MAX, FieldError, make_profile
 from drip.web import pages
 from drip.web.body import FORM_CAP, parse_form, parse_json, read_capped
 from drip.web.i18n import strings
-from drip.web.mail import confirmation_message, send_confirmation
+from drip.web.mail import LIST_STEP, confirmation_message, send_confirmation
 from drip.web.origin import is_cross_site
 from drip.web.state import WebState, state_of
 
@@ -44,8 +45,9 @@ class SubscribeForm:
 
     email: str
     name: str
-    course: str
+    course: str  # the course, or the list when ``list_title`` is set
     locale: str
+    list_title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,30 @@ def validate_form(state: WebState, data: dict[str, Any], locale: str) -> Subscri
             clean_name = make_profile(_ANY_ADDRESS, name=name).name or ""
         except FieldError:
             problems.append(FieldProblem("name", "err_control"))
-    if course not in state.courses:
+    list_name = _text(data, "list").strip()
+    list_title: str | None = None
+    if list_name and not course:
+        lists = list_titles(state)
+        list_title = lists.get(list_name)
+        if list_title is None:
+            problems.append(FieldProblem("list", "err_list", did_you_mean(list_name, lists)))
+        course = list_name
+    elif course not in state.courses:
         problems.append(FieldProblem("course", "err_course", did_you_mean(course, state.courses)))
     requested = _text(data, "locale").strip()
     if requested and requested not in LOCALES:
         problems.append(FieldProblem("locale", "err_locale", did_you_mean(requested, LOCALES)))
     if problems:
         return problems
-    return SubscribeForm(email=clean_email, name=clean_name, course=course, locale=requested or locale)
+    return SubscribeForm(clean_email, clean_name, course, requested or locale, list_title)
+
+
+def list_titles(state: WebState) -> dict[str, str]:
+    """The site's newsletter lists by name, with their titles (none when the files have mistakes)."""
+    try:
+        return {name: found.title for name, found in load_newsletters(state.site).lists.items()}
+    except InputError:
+        return {}
 
 
 def problem_text(problem: FieldProblem, locale: str) -> str:
@@ -137,6 +155,7 @@ def request_confirmation(state: WebState, form: SubscribeForm, *, now: dt.dateti
         locale=form.locale,
         now=now,
         created_at=requested.created_at,
+        list_title=form.list_title,
     )
     try:
         send_confirmation(state, message, now=now)
@@ -170,9 +189,11 @@ def _form_page(
     values: dict[str, str],
     problems: list[str],
     status: int = 200,
+    list_name: str = "",
 ) -> Response:
     """The form on its own page: blank, or given back with the reader's values and what to fix."""
     known = course in state.courses
+    title = list_titles(state).get(list_name, "") if list_name else ""
     return pages.render(
         request,
         "subscribe.html",
@@ -181,7 +202,8 @@ def _form_page(
         status=status,
         action="/subscribe",
         course_slug=course if known else "",
-        course_title=state.courses[course].title if known else "",
+        course_title=state.courses[course].title if known else title,
+        list_slug=list_name if title else "",
         values=values,
         problems=problems,
     )
@@ -192,6 +214,11 @@ async def subscribe_page(request: Request) -> Response:
     state = state_of(request)
     locale = pages.page_locale(request, state)
     course = request.query_params.get("course", "")
+    list_name = request.query_params.get("list", "")
+    if list_name and not course and list_name in list_titles(state):
+        return _form_page(
+            request, state, locale, "", values={"email": "", "name": ""}, problems=[], list_name=list_name
+        )
     if course not in state.courses:
         return pages.message(
             request,
@@ -243,6 +270,7 @@ async def subscribe(request: Request) -> Response:
             values=values,
             problems=[p.message for p in problems],
             status=400,
+            list_name=_text(data, "list").strip(),
         )
     if _text(data, HONEYPOT):
         log.info("subscribe: honeypot field filled, nothing recorded")
@@ -261,6 +289,19 @@ class Confirmed:
     locale: str | None
 
 
+def confirm_list(
+    state: WebState, subscriber_id: int, list_name: str, *, now: dt.datetime
+) -> Confirmed | None:
+    """Activate the subscriber, lift any suppression and join the list; None when either is gone."""
+    title = list_titles(state).get(list_name)
+    if title is None:
+        return None
+    contact = subscriptions.confirm_list_subscription(
+        state.engine, state.runtime.secret, subscriber_id, list_name, now=now
+    )
+    return None if contact is None else Confirmed(course_title=title, locale=contact.locale)
+
+
 def confirm_subscription(
     state: WebState, subscriber_id: int, course: str, *, now: dt.datetime
 ) -> Confirmed | None:
@@ -276,15 +317,25 @@ def confirm_subscription(
     return Confirmed(course_title=found.title, locale=contact.locale)
 
 
+def _target_title(state: WebState, name: str | None, step: str | None) -> str | None:
+    """The title of what a confirm token is for: a list (its step says so) or a course."""
+    if name is None:
+        return None
+    if step == LIST_STEP:
+        return list_titles(state).get(name)
+    course = state.courses.get(name)
+    return course.title if course is not None else None
+
+
 async def confirm_page(request: Request) -> Response:
     """GET (and HEAD): what confirming does, and one button. Nothing changes: mail scanners follow links."""
     state = state_of(request)
     data = await pages.path_token(request, "confirm", now=state.now())
     if isinstance(data, Response):
         return data
-    course = state.courses.get(data.course) if data.course else None
+    title = _target_title(state, data.course, data.step)
     found = await run_in_threadpool(subscriptions.find_contact, state.engine, data.subscriber_id)
-    if course is None or found is None:
+    if title is None or found is None:
         return pages.gone(request, pages.page_locale(request, state))
     return pages.render(
         request,
@@ -292,7 +343,7 @@ async def confirm_page(request: Request) -> Response:
         locale=pages.page_locale(request, state, found.locale),
         title_key="confirm_ask_title",
         action=request.url.path,
-        course_title=course.title,
+        course_title=title,
         email=found.email,
     )
 
@@ -310,7 +361,8 @@ async def confirm(request: Request) -> Response:
     locale = pages.page_locale(request, state)
     if data.course is None:
         return pages.gone(request, locale)
-    done = await run_in_threadpool(confirm_subscription, state, data.subscriber_id, data.course, now=now)
+    confirming = confirm_list if data.step == LIST_STEP else confirm_subscription
+    done = await run_in_threadpool(confirming, state, data.subscriber_id, data.course, now=now)
     if done is None:
         return pages.gone(request, locale)
     locale = pages.page_locale(request, state, done.locale)

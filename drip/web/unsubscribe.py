@@ -17,6 +17,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from drip.store import subscriptions
+from drip.store.lists import leave_list
 from drip.store.subscriptions import Contact
 from drip.tokens import make_token
 from drip.web import pages
@@ -24,6 +25,7 @@ from drip.web.body import read_form
 from drip.web.i18n import strings
 from drip.web.origin import is_cross_site
 from drip.web.state import WebState, state_of
+from drip.web.subscribe import list_titles
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,15 @@ ONE_CLICK = "One-Click"
 
 
 def leave(state: WebState, subscriber_id: int, course: str | None, *, now: dt.datetime) -> Contact | None:
-    """Unsubscribe from ``course`` (or everything when None); the address and locale, None if erased."""
+    """Unsubscribe from ``course`` (or everything when None); the address and locale, None if erased.
+
+    A newsletter's emails name their list where a course's name theirs: leaving it leaves
+    that list only, and courses are untouched.
+    """
+    if course is not None and course not in state.courses and course in list_titles(state):
+        with state.engine.begin() as conn:
+            leave_list(conn, subscriber_id, course, now=now)
+        return subscriptions.find_contact(state.engine, subscriber_id)
     done = subscriptions.leave(state.engine, subscriber_id, course, now=now)
     if done is None:
         return None
@@ -89,6 +99,8 @@ async def unsubscribe_post(request: Request) -> Response:
     locale = pages.page_locale(request, state, done.locale)
     t = strings(locale)
     title = state.courses[data.course].title if data.course and data.course in state.courses else ""
+    if course and not title:
+        title = list_titles(state).get(course, course)
     text = t["unsub_done_course"].format(course=title) if course else t["unsub_done_all"]
     return pages.message(request, locale=locale, title_key="unsub_done_title", paragraphs=[text])
 
