@@ -8,10 +8,10 @@ import json
 
 import sqlalchemy as sa
 from delivery_fixtures import seed
-from test_web_webhook import Signer
 from web_support import (
     Harness,
     OpenWeb,
+    Signer,
     open_web_fixture,  # noqa: F401 - the fixture, by name
 )
 

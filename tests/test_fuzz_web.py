@@ -9,7 +9,6 @@ preference, an applied event): the digest then becomes the new reference.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,12 +16,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from fuzz_support import FUZZ, VALUES, Tally, digest, mutated_bytes, mutated_text, run
 from hypothesis import given
 from hypothesis import strategies as st
-from web_support import COURSE, SECRET, T0, Harness, make_harness
+from web_support import COURSE, SECRET, T0, Harness, Signer, make_harness
 
 from drip.tokens import make_token
 from drip.web.ratelimit import RateLimit
@@ -39,25 +36,6 @@ EVENTS = json.dumps(
         {"email": "x@example.org", "event": "delivered", "timestamp": 1796112000, "sg_event_id": "d"},
     ]
 )
-
-
-class Signer:
-    """SendGrid's side of the webhook: an EC P-256 key signing timestamp + body."""
-
-    def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        der = self.key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self.public = base64.b64encode(der).decode()
-
-    def headers(self, body: bytes, timestamp: int) -> dict[str, str]:
-        signature = self.key.sign(str(timestamp).encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {
-            SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-            TIMESTAMP_HEADER: str(timestamp),
-            "Content-Type": "application/json",
-        }
 
 
 class Store:

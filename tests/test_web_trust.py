@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
-from test_web_webhook import Signer
 from web_support import (
     COURSE,
     SECRET,
     Harness,
     OpenWeb,
+    Signer,
     make_harness,
     messages_to,
     open_web_fixture,  # noqa: F401 - the fixture, by name

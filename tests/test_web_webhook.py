@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 
 import pytest
 import sqlalchemy as sa
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from web_support import (
     SECRET,
     Harness,
     OpenWeb,
+    Signer,
     open_web_fixture,  # noqa: F401 - the fixture, by name
 )
 
@@ -21,23 +19,6 @@ from drip.store.schema import DeliveryStatus, deliveries, subscribers, suppressi
 from drip.store.suppressions import is_suppressed
 from drip.web.ratelimit import RateLimit
 from drip.web.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
-
-
-class Signer:
-    def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        der = self.key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self.public = base64.b64encode(der).decode()
-
-    def headers(self, body: bytes, timestamp: int) -> dict[str, str]:
-        signature = self.key.sign(str(timestamp).encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {
-            SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-            TIMESTAMP_HEADER: str(timestamp),
-            "Content-Type": "application/json",
-        }
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email
 import email.policy
@@ -20,9 +21,12 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 import yaml
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from drip.config import Site, load_site
 from drip.runtime import Runtime
+from drip.web.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 if TYPE_CHECKING:
     from httpx import Response
@@ -187,3 +191,22 @@ def open_web_fixture(tmp_path: Path, db_url: str) -> Iterator[OpenWeb]:
     yield open_web
     for harness in opened:
         harness.engine.dispose()
+
+
+class Signer:
+    """SendGrid's side of the Event Webhook: an EC P-256 key signing timestamp + body."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        der = self.key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.public = base64.b64encode(der).decode()
+
+    def headers(self, body: bytes, timestamp: int) -> dict[str, str]:
+        signature = self.key.sign(str(timestamp).encode() + body, ec.ECDSA(hashes.SHA256()))
+        return {
+            SIGNATURE_HEADER: base64.b64encode(signature).decode(),
+            TIMESTAMP_HEADER: str(timestamp),
+            "Content-Type": "application/json",
+        }
