@@ -49,7 +49,10 @@ def test_init_reads_hugo_and_check_then_passes(hugo: Path, name: str, text: str)
     assert 'locale: "fr"' in config
     schedule = (hugo / "schedules" / "le-role-du-cto.yaml").read_text(encoding="utf-8")
     assert schedule.startswith("# Course compiled from the pillar page le-role-du-cto")
-    assert "newsletters are not available yet" in result.output
+    # A list named as the site's broadcast names it (content/newsletters/), and its weekly digest.
+    assert (hugo / "schedules" / "lettre.yaml").read_text(encoding="utf-8").count("kind: list") == 1
+    digest = (hugo / "schedules" / "lettre-weekly.yaml").read_text(encoding="utf-8")
+    assert "kind: digest" in digest and "list: lettre" in digest and 'cron: "0 9 * * mon"' in digest
     checked = drip(hugo, "check")
     assert checked.exit_code == 0, checked.output
     assert "1 course, 5 emails" in checked.output
@@ -98,3 +101,12 @@ def test_no_hugo_config_and_yes_needs_the_base_url(hugo: Path) -> None:
     assert result.exit_code == 2 and "base url" in result.output.lower()
     done = drip(hugo, "init", "--yes", "--base-url", "https://example.org", *FLAGS)
     assert done.exit_code == 0, done.output
+
+
+def test_init_writes_no_digest_when_the_site_has_lists(hugo: Path) -> None:
+    (hugo / "schedules").mkdir()
+    (hugo / "schedules" / "mine.yaml").write_text("kind: list\ntitle: Mine\n", encoding="utf-8")
+    (hugo / "hugo.toml").write_text('baseURL = "https://cto.example.org/"\ntitle = "T"\n', encoding="utf-8")
+    result = drip(hugo, "init", "--yes", "--postal-address", "1 rue X, 75001 Paris")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (hugo / "schedules").glob("*.yaml")) == ["le-role-du-cto.yaml", "mine.yaml"]

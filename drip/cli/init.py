@@ -125,6 +125,39 @@ cadence: 2            # days between emails
 {"" if closing else "closing: false       # the page has no go-deeper resource nor other pillars" + chr(10)}"""
 
 
+def newsletter_yaml(site_name: str, list_name: str) -> dict[str, str]:
+    """A list and its weekly digest, commented, for schedules/: every Monday at 09:00 in the site's zone."""
+    import json
+
+    title = json.dumps(f"{site_name}: the newsletter", ensure_ascii=False)
+    return {
+        f"{list_name}.yaml": f"""# A mailing list, written by `drip init`: readers join it on its own or alongside a course.
+kind: list
+title: {title}
+archive: true              # past issues at /archive/{list_name}/ and in an Atom feed
+hold_during_course: wait   # readers in a course get the next issue once it is over (wait | skip | false)
+no_repeat_days: 30         # never a post their course sent in the last 30 days, or will send
+""",
+        f"{list_name}-weekly.yaml": f"""# The weekly digest of the list `{list_name}`: the posts published since the last issue.
+kind: digest
+list: {list_name}
+cron: "0 9 * * mon"        # every Monday at 09:00 in drip.yaml's time zone (or set timezone:)
+posts: all                 # or pillars: […], sections: […], tags: […]
+max_posts: 5
+min_posts: 1               # no new post, no issue
+""",
+    }
+
+
+def _list_name(content_dir: Path) -> str:
+    """The list the site's broadcasts already name (content/newsletters/), else ``newsletter``."""
+    from drip.content.broadcasts import read_broadcasts
+
+    found, _problems = read_broadcasts(content_dir)
+    named = sorted({b.list for b in found})
+    return named[0] if len(named) == 1 else "newsletter"
+
+
 def _ask(given: str | None, prompt: str, default: str | None, *, yes: bool) -> str:
     """A flag's value, else the default with --yes, else a question."""
     if given is not None:
@@ -201,12 +234,14 @@ def _option(name: str, text: str) -> Callable[[FC], FC]:
 @_option("postal-address", "Postal address shown in every email (required).")
 @click.pass_obj
 def init(obj: Context, /, yes: bool, **flags: str | None) -> None:
-    """Start drip in an existing site: drip.yaml and one schedule per pillar page with a reading path.
+    """Start drip in an existing site: drip.yaml, one schedule per pillar page with a reading path, and a
+    newsletter list with its weekly digest (unless the site has lists already).
 
     Reads the site name, base URL and language from Hugo's config when present; asks
     for the rest (or takes flags, with --yes). An existing file is never overwritten.
     """
     from drip.config import load_site
+    from drip.course.kinds import schedule_kind as kind_of
 
     root = obj.site_dir
     hugo = read_hugo_config(root)
@@ -224,5 +259,12 @@ def init(obj: Context, /, yes: bool, **flags: str | None) -> None:
         done = _write_new(root / "schedules" / name, text)
         echo(f"{'wrote' if done else 'kept'} schedules/{name}{'' if done else ' (it exists)'}", markup=False)
     (root / "schedules").mkdir(exist_ok=True)
-    echo("no weekly digest schedule: newsletters are not available yet", markup=False)
+    site = load_site(root)
+    if not any(kind_of(path) in ("list", "digest") for path in (root / "schedules").glob("*.yaml")):
+        for name, text in newsletter_yaml(site.config.site.name, _list_name(site.content_dir)).items():
+            done = _write_new(root / "schedules" / name, text)
+            echo(
+                f"{'wrote' if done else 'kept'} schedules/{name}{'' if done else ' (it exists)'}",
+                markup=False,
+            )
     echo("next: drip check", markup=False)
