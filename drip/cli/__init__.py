@@ -95,6 +95,18 @@ def parse_now(
     return parsed.astimezone(dt.UTC)
 
 
+def parse_zone(value: str | None, option: str = "--timezone") -> str | None:
+    """An IANA zone given on the command line, checked (None when not given)."""
+    if value is None:
+        return None
+    from drip.config import check_timezone
+
+    try:
+        return check_timezone(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import click
 
-from drip.cli import Context, cli, now_option, shown
+from drip.cli import Context, cli, now_option, parse_zone, shown
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -87,17 +87,6 @@ def _timeline_table(title: str, rows: list[TimelineRow]) -> Table:
     return table
 
 
-def _zone_option(value: str | None) -> str | None:
-    if value is None:
-        return None
-    from drip.config import check_timezone
-
-    try:
-        return check_timezone(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--timezone'") from None
-
-
 @cli.command()
 @click.argument("course_slug", metavar="[COURSE]", required=False)
 @now_option
@@ -165,7 +154,7 @@ def preview(
 
     site = obj.site
     start = obj.at(now)
-    zone_name = _zone_option(tz_name)
+    zone_name = parse_zone(tz_name)
     if fmt is not None and step_ref is None:
         raise click.UsageError("--format needs --step (or use --out to write every email)")
     if serve:

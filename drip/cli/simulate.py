@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from drip.cli import Context, cli, parse_now
+from drip.cli import Context, cli, parse_now, parse_zone
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -205,7 +205,7 @@ def simulate(
         with obj.store() as engine:
             reader, rows = _stored_reader(site, engine, course, email)
     else:
-        zone = ZoneInfo(_zone(tz_name) or course.timezone)
+        zone = ZoneInfo(parse_zone(tz_name) or course.timezone)
         moment = parse_now(start, "--start", clock=obj.runtime.clock)
         reader = Reader(zone, None, sample_values(site, course), moment)
         rows = fresh_timeline(course, reader)
@@ -214,14 +214,3 @@ def simulate(
     if out_dir is not None:
         count = write_emails(site, course, reader, emails, out_dir)
         click.echo(f"{count} files written to {out_dir / course.slug}")
-
-
-def _zone(value: str | None) -> str | None:
-    if value is None:
-        return None
-    from drip.config import check_timezone
-
-    try:
-        return check_timezone(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--timezone'") from None

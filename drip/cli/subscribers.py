@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from drip.course.models import Course
     from drip.runtime import Runtime
     from drip.store.importer import ImportReport
-    from drip.store.subscribers import ExportFormat
+    from drip.store.subscribers import ExportFormat, Upserted
 
 # The subscriber statuses of drip.store.schema, spelt out so `drip --help` opens no database code
 # (a test checks they match).
@@ -72,7 +72,6 @@ def subscribe(
 
     from drip.course.compile import compile_course
     from drip.store.enrollments import enroll, enrollment_id, first_due
-    from drip.store.subscribers import suppressed_addresses, upsert_subscriber
 
     if course_slug is None and list_name is None:
         raise click.UsageError("give --course COURSE, --list LIST, or both")
@@ -85,14 +84,7 @@ def subscribe(
         return
     course = compile_course(obj.site, course_slug)
     with obj.store() as engine, engine.begin() as conn:
-        result = upsert_subscriber(conn, email, name=name, locale=locale, timezone=timezone, now=moment)
-        suppressed = suppressed_addresses(conn, [result.subscriber.email], _secret(obj))
-        if suppressed:
-            # Raising rolls the transaction back: an erased address is not stored again.
-            raise DripError(
-                f"{result.subscriber.email} is on the suppression list ({suppressed[result.subscriber.email]}): "
-                "only a subscription its owner confirms from the web form brings it back"
-            )
+        result = _stored(obj, conn, email, name, locale, timezone, moment)
         already = enrollment_id(conn, result.id, course.slug) is not None
         enrolled = enroll(conn, result.id, course, now=moment)
         first = first_due(conn, enrolled)
@@ -109,6 +101,29 @@ def subscribe(
     verb = "Subscribed" if result.created else "Enrolled"
     due = f", first due {first.isoformat()}" if first is not None else ""
     out.print(Text(f"{verb} {who} to {course.slug}: {plural(len(course.steps), 'email')}{due}."))
+
+
+def _stored(
+    obj: Context,
+    conn: sa.Connection,
+    email: str,
+    name: str | None,
+    locale: str | None,
+    timezone: str | None,
+    moment: dt.datetime,
+) -> Upserted:
+    """The subscriber stored; an address on the suppression list raises, which rolls the transaction back
+    (an erased address is not stored again)."""
+    from drip.store.subscribers import suppressed_addresses, upsert_subscriber
+
+    result = upsert_subscriber(conn, email, name=name, locale=locale, timezone=timezone, now=moment)
+    suppressed = suppressed_addresses(conn, [result.subscriber.email], _secret(obj))
+    if suppressed:
+        raise DripError(
+            f"{result.subscriber.email} is on the suppression list ({suppressed[result.subscriber.email]}): "
+            "only a subscription its owner confirms from the web form brings it back"
+        )
+    return result
 
 
 def _known_list(obj: Context, list_name: str) -> None:
@@ -136,16 +151,8 @@ def _join(
     """``drip subscribe EMAIL --list NAME``: the subscriber stored and made a member of the list."""
     from rich.text import Text
 
-    from drip.store.subscribers import suppressed_addresses, upsert_subscriber
-
     with obj.store() as engine, engine.begin() as conn:
-        result = upsert_subscriber(conn, email, name=name, locale=locale, timezone=timezone, now=moment)
-        suppressed = suppressed_addresses(conn, [result.subscriber.email], _secret(obj))
-        if suppressed:
-            raise DripError(
-                f"{result.subscriber.email} is on the suppression list ({suppressed[result.subscriber.email]}): "
-                "only a subscription its owner confirms from the web form brings it back"
-            )
+        result = _stored(obj, conn, email, name, locale, timezone, moment)
         joined = _join_in(conn, result.id, list_name, moment)
     _warn(obj.runtime, result.warnings)
     who = result.subscriber.email

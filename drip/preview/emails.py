@@ -11,7 +11,7 @@ from pathlib import Path
 
 from drip.config import Site
 from drip.course.compile import compile_course
-from drip.course.models import Course, Step
+from drip.course.models import Course, Sender, Step
 from drip.errors import InputError, NotFoundError, Problem
 from drip.render.rendered import RenderedStep
 from drip.render.steps import mjml_source, render_course
@@ -34,13 +34,20 @@ def sample_message(
     site: Site, course: Course, rendered: RenderedStep, values: Mapping[str, str]
 ) -> OutgoingMessage:
     """The message a sample subscriber would get, shaped like the dispatcher's (delivery id 0)."""
-    sender = course.sender
+    domain = course.sender.email.rpartition("@")[2] or "localhost"
+    return message_to(site, course.sender, rendered, values, values.get("email", f"preview@{domain}"))
+
+
+def message_to(
+    site: Site, sender: Sender, rendered: RenderedStep, values: Mapping[str, str], to_email: str
+) -> OutgoingMessage:
+    """``rendered`` personalised with ``values`` as a message to ``to_email`` that no ledger row stands behind."""
     domain = sender.email.rpartition("@")[2] or "localhost"
     unsubscribe_url = values.get("unsubscribe_url") or f"{site.config.site.base_url}/unsubscribe/preview"
     token = unsubscribe_url.rpartition("/")[2]
     return OutgoingMessage(
         delivery_id=PREVIEW_DELIVERY_ID,
-        to_email=values.get("email", f"preview@{domain}"),
+        to_email=to_email,
         to_name=values.get("name", ""),
         from_email=sender.email,
         from_name=sender.name,

@@ -20,6 +20,7 @@ from drip.course.newsletter import load_newsletters
 from drip.course.newsletter_models import Digest, MailingList
 from drip.course.selection import DigestPost, for_reader, gather_posts
 from drip.errors import NotFoundError, Problem, did_you_mean
+from drip.preview.emails import message_to
 from drip.render.archive import newsletters_of
 from drip.render.newsletter import broadcast_key, render_broadcast, render_digest
 from drip.render.rendered import RenderedStep
@@ -140,24 +141,7 @@ def issue_message(
     site: Site, mlist: MailingList, rendered: RenderedStep, values: Mapping[str, str], to_email: str
 ) -> OutgoingMessage:
     """One issue as a message to ``to_email``, from the list's sender (delivery id 0: no ledger row)."""
-    sender = mlist.sender
-    domain = sender.email.rpartition("@")[2] or "localhost"
-    unsubscribe_url = values.get("unsubscribe_url") or f"{site.config.site.base_url}/unsubscribe/preview"
-    token = unsubscribe_url.rpartition("/")[2]
-    return OutgoingMessage(
-        delivery_id=0,
-        to_email=to_email,
-        to_name=values.get("name", ""),
-        from_email=sender.email,
-        from_name=sender.name,
-        reply_to=sender.reply_to,
-        rendered=rendered,
-        values=dict(values),
-        unsubscribe_url=unsubscribe_url,
-        unsubscribe_mailto=f"mailto:{sender.email}?subject=unsubscribe%20{token}",
-        postal_address=site.config.postal_address,
-        message_id_domain=domain,
-    )
+    return message_to(site, mlist.sender, rendered, values, to_email)
 
 
 def issue_bytes(

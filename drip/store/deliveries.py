@@ -51,6 +51,18 @@ class Recipient:
     created_at: dt.datetime | None = None  # binds the email's signed links to this subscriber's row
 
 
+# What a recipient is read as, in the order Recipient takes it (the state comes from elsewhere).
+_PERSON = (
+    subscribers.c.id,
+    subscribers.c.email,
+    subscribers.c.name,
+    subscribers.c.locale,
+    subscribers.c.status,
+    subscribers.c.attributes,
+    subscribers.c.created_at,
+)
+
+
 def recipients(engine: sa.Engine, enrollment_ids: Iterable[int]) -> dict[int, Recipient]:
     """Subscriber and enrollment of each enrollment id; a deleted subscriber is missing."""
     ids = sorted(set(enrollment_ids))
@@ -58,13 +70,7 @@ def recipients(engine: sa.Engine, enrollment_ids: Iterable[int]) -> dict[int, Re
         sa.select(
             enrollments.c.id,
             enrollments.c.state,
-            subscribers.c.id,
-            subscribers.c.email,
-            subscribers.c.name,
-            subscribers.c.locale,
-            subscribers.c.status,
-            subscribers.c.attributes,
-            subscribers.c.created_at,
+            *_PERSON,
         )
         .join(subscribers, subscribers.c.id == enrollments.c.subscriber_id)
         .where(enrollments.c.id.in_(ids))
@@ -90,16 +96,7 @@ def member_recipients(
         list_members.c.list == list_name,
         list_members.c.state == MemberState.ACTIVE,
     )
-    query = sa.select(
-        subscribers.c.id,
-        subscribers.c.email,
-        subscribers.c.name,
-        subscribers.c.locale,
-        subscribers.c.status,
-        subscribers.c.attributes,
-        subscribers.c.created_at,
-        list_members.c.id,
-    ).outerjoin(list_members, member)
+    query = sa.select(*_PERSON, list_members.c.id).outerjoin(list_members, member)
     out: dict[int, Recipient] = {}
     with engine.connect() as conn:
         for at in range(0, len(ids), 500):
