@@ -9,8 +9,12 @@ only strings them together and prints what arrived.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from drip.cli import Context, cli, now_option
 from drip.cli.authoring import check
@@ -47,9 +51,9 @@ def demo(ctx: click.Context, course_slug: str | None, now: str | None) -> None:
     slug = course_slug or slugs[0]
     if slug not in slugs:
         compile_course(obj.site, slug)  # raises the "no course" error: a typo fails before the long check
-    out.rule("1. drip check")
+    heading(out, "1. drip check")
     ctx.invoke(check, strict=False)
-    out.rule(f"2. drip subscribe (course {slug})")
+    heading(out, f"2. drip subscribe (course {slug})")
     for address, name, zone in READERS:
         ctx.invoke(
             subscribe,
@@ -60,10 +64,10 @@ def demo(ctx: click.Context, course_slug: str | None, now: str | None) -> None:
             locale=None,
             now=start.isoformat(),
         )
-    out.rule("3. drip run --until (a simulated clock, 15 minutes a step)")
+    heading(out, "3. drip run --until (a simulated clock, 15 minutes a step)")
     until = start + dt.timedelta(days=21)
     ctx.invoke(run, once=False, now=start.isoformat(), until=until.isoformat(), step="15m", worker="demo")
-    out.rule("4. what arrived")
+    heading(out, "4. what arrived")
     _show_outbox(obj, {address: zone for address, _, zone in READERS})
 
 
@@ -92,3 +96,12 @@ def _show_outbox(obj: Context, zones: dict[str, str]) -> None:
         table.add_row(path.name, address, local, str(msg["Subject"]))
     out.print(table)
     out.print(f"Messages are in {folder}/ — open any .eml in a mail client. `drip status` sums it up.")
+
+
+def heading(out: Console, text: str) -> None:
+    """A section rule on a terminal; when piped (where the console is as wide as a table row may be),
+    one plain line instead of a thousand dashes."""
+    if out.is_terminal:
+        out.rule(text)
+    else:
+        out.print(f"── {text} ──", markup=False)
