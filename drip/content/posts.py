@@ -23,6 +23,8 @@ answers (Hugo redirects them).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, field_validator
 
 from drip.content import shortcodes
-from drip.content.cache import BodyCache
+from drip.content.cache import ContentCache
 from drip.content.duration import minutes_field, minutes_for_words
 from drip.content.headings import mentions_reading_path
 from drip.content.mdtree import parse_document, plain_text
@@ -76,7 +78,7 @@ def page_url(src: Source, content_dir: Path) -> str:
     return path
 
 
-def _post(src: Source, content_dir: Path, cache: BodyCache | None = None) -> Post:
+def _post(src: Source, content_dir: Path, cache: ContentCache | None = None, url: str | None = None) -> Post:
     meta, problems = src.model(PostMeta)
     problems = [*src.problems, *problems]
     if problems or meta is None:
@@ -91,7 +93,7 @@ def _post(src: Source, content_dir: Path, cache: BodyCache | None = None) -> Pos
         minutes = found[2] if minutes is None else minutes
     return Post(
         path=src.path,
-        url=page_url(src, content_dir),
+        url=page_url(src, content_dir) if url is None else url,
         title=title,
         description=description,
         date=meta.date,
@@ -101,17 +103,17 @@ def _post(src: Source, content_dir: Path, cache: BodyCache | None = None) -> Pos
     )
 
 
-def _from_body(body: str, src: Source, cache: BodyCache | None) -> tuple[str, str, int]:
+def _from_body(body: str, src: Source, cache: ContentCache | None) -> tuple[str, str, int]:
     """Title, summary and reading time from the Markdown: the slow part of indexing, so cached."""
-    cached = cache.get(body) if cache is not None else None
+    cached = cache.facts(src.digest) if cache is not None and src.digest else None
     if cached is not None:
         return cached[0] or src.path.stem, cached[1], cached[2]
     doc = parse_document(body, src.body_line)
     title = doc.headings[0].text if doc.headings else ""
     description = next((plain_text(b) for b in doc.blocks if b.type == "paragraph"), "")
     minutes = minutes_for_words(doc.word_count())
-    if cache is not None:
-        cache.put(body, title, description, minutes)
+    if cache is not None and src.digest:
+        cache.put_facts(src.digest, (title, description, minutes))
     return title or src.path.stem, description, minutes
 
 
@@ -121,13 +123,15 @@ def _plain(text: str | None) -> str | None:
 
 def site_path(path: Path, content_dir: Path) -> str:
     """The URL a static site generator gives a content file: content/posts/x.md → /posts/x/."""
-    relative = _relative(path, content_dir)
-    parts = list(relative.with_suffix("").parts)
+    parts = _relative(path, content_dir).split("/") if path != content_dir else []
+    if parts:
+        parts[-1] = posixpath.splitext(parts[-1])[0]
     if parts and parts[-1] in ("index", "_index"):
         parts.pop()
-    return "/" + "".join(f"{part}/" for part in parts)
+    return "/" + "".join(f"{part}/" for part in parts if part)
 
 
+@functools.lru_cache(maxsize=65536)  # called for every known path by every link check
 def normalise_path(path: str) -> str:
     """One spelling per page: leading and trailing slash, percent-escapes decoded."""
     path = unquote(path)
@@ -201,18 +205,24 @@ class ContentIndex:
 
 def ref_key(path: Path, root: Path) -> str:
     """A content file as ``ref`` names it: its path under content/ without ``.md``, with ``/``."""
-    text = _relative(path, root).as_posix()
+    text = _relative(path, root)
     return "" if text == "." else text.removesuffix(".md")
 
 
-def _relative(path: Path, root: Path) -> Path:
-    """``path`` under ``root``; resolving both (slow on a large site) only when the plain paths disagree."""
-    if path.is_relative_to(root):
-        return path.relative_to(root)
+def _relative(path: Path, root: Path) -> str:
+    """``path`` under ``root`` as a ``/``-separated string; resolving both (slow on a large site)
+    only when the plain paths disagree. Plain string work: pathlib costs a tenth of a second per
+    thousand files here."""
+    text, base = str(path), str(root)
+    if text == base:
+        return "."
+    prefix = base if base.endswith(os.sep) else base + os.sep
+    if text.startswith(prefix):
+        return text[len(prefix) :].replace(os.sep, "/")
     try:
-        return path.resolve().relative_to(root.resolve())
+        return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
-        return Path(path.name)
+        return path.name
 
 
 def _short_name(key: str) -> str:
@@ -240,15 +250,15 @@ def load_content(
     """Index every published pillar and post; every broken file is reported in one ContentError.
 
     ``now`` decides what is published (future and expired pages are not); None is the current time.
-    ``cache_dir`` keeps what the Markdown bodies yield between runs (see :mod:`drip.content.cache`).
+    ``cache_dir`` keeps what each file yields between runs (see :mod:`drip.content.cache`).
     """
     if not content_dir.is_dir():
         raise ContentError(Problem("content folder not found", file=content_dir))
     moment = now or dt.datetime.now(dt.UTC)
-    build = _Build(content_dir, BodyCache.load(cache_dir))
+    build = _Build(content_dir, ContentCache.load(cache_dir))
     for path in _markdown_files(content_dir):
         try:
-            build.add(read_source(path), moment)
+            build.add(read_source(path, build.cache), moment)
         except ContentError as exc:
             build.problems += exc.problems
     build.cache.save()
@@ -262,7 +272,7 @@ class _Build:
     """The index as files are added to it, with the problems met on the way."""
 
     root: Path
-    cache: BodyCache
+    cache: ContentCache
     problems: list[Problem] = field(default_factory=list)
     pillars: dict[str, Path] = field(default_factory=dict)
     pillar_urls: dict[str, str] = field(default_factory=dict)
@@ -278,9 +288,10 @@ class _Build:
         if why_not is not None:
             self.unpublished[key] = why_not
             return
-        url = normalise_path(page_url(src, self.root))
+        written = page_url(src, self.root)
+        url = normalise_path(written)
         if _kind(src, self.root) == POST:
-            post = _post(src, self.root, self.cache)
+            post = _post(src, self.root, self.cache, written)
             self._page(key, url, src)
             if url in self.posts:
                 self.problems.append(_duplicate(src.path, url, self.posts[url].path))
@@ -365,7 +376,7 @@ BROADCASTS_DIR = "newsletters"
 
 def _markdown_files(content_dir: Path) -> Iterator[Path]:
     for path in sorted(content_dir.rglob("*.md")):
-        parts = path.relative_to(content_dir).parts
+        parts = _relative(path, content_dir).split("/")
         if parts[0] == BROADCASTS_DIR and len(parts) > 1:
             continue
         if not any(part.startswith(("_", ".")) for part in parts[:-1]) and (

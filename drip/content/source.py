@@ -22,6 +22,7 @@ import yaml
 from frontmatter.default_handlers import BaseHandler, JSONHandler, YAMLHandler
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from drip.content.cache import ContentCache, Split, digest_of, positions_of
 from drip.errors import InputError, Problem
 from drip.inputs.textfile import read_text
 from drip.inputs.yamlfile import Positions, parse_yaml, validate, yaml_syntax_problem
@@ -69,6 +70,7 @@ class Source:
     body: str
     body_line: int  # lines of the file before the body's first line
     problems: tuple[Problem, ...]
+    digest: str = ""  # SHA-256 of the file's text: what the content cache keys it by
 
     def model(self, model: type[M]) -> tuple[M | None, list[Problem]]:
         """Validate the front matter; problems point into the file."""
@@ -91,13 +93,41 @@ class Source:
         return 1
 
 
-def read_source(path: Path) -> Source:
-    """Read ``path``; broken or non-mapping front matter becomes a Problem, never an exception."""
-    empty = Positions(file=path)
+def read_source(path: Path, cache: ContentCache | None = None) -> Source:
+    """Read ``path``; broken or non-mapping front matter becomes a Problem, never an exception.
+
+    With ``cache``, front matter parsed by an earlier run from the same text is taken from it.
+    """
     try:
         text = read_text(path)
     except InputError as exc:
-        return Source(path, {}, empty, "", 0, tuple(exc.problems))
+        return Source(path, {}, Positions(file=path), "", 0, tuple(exc.problems))
+    digest = digest_of(text)
+    if cache is not None:
+        split = cache.split(digest)
+        if split is not None:
+            return _cached(path, text, digest, split)
+    src = replace(_parse(path, text), digest=digest)
+    if cache is not None and not src.problems and text.endswith(src.body):
+        body_start = len(text) - len(src.body)
+        nodes, keys = positions_of(src.positions.nodes), positions_of(src.positions.keys)
+        cache.put_split(digest, (src.meta, nodes, keys, src.positions.offset, body_start, src.body_line))
+    return src
+
+
+def _cached(path: Path, text: str, digest: str, split: Split) -> Source:
+    meta, nodes, keys, offset, body_start, body_line = split
+    positions = Positions(
+        file=path,
+        nodes={tuple(p): (line, column) for p, line, column in nodes},
+        keys={tuple(p): (line, column) for p, line, column in keys},
+        offset=offset,
+    )
+    return Source(path, meta, positions, text[body_start:], body_line, (), digest)
+
+
+def _parse(path: Path, text: str) -> Source:
+    empty = Positions(file=path)
     if _TOML.detect(text) or _JSON.detect(text):
         return _other_format(path, text)
     if not _HANDLER.detect(text):

@@ -25,7 +25,8 @@ from drip.render.newsletter import render_broadcast, render_digest
 def _digest_problems(found: Newsletters, index: ContentIndex) -> list[Problem]:
     """Pillars and folders a digest filters on must exist, or it would silently offer nothing."""
     problems: list[Problem] = []
-    folders = {p.path.parent.relative_to(index.root).as_posix() for p in index.posts.values()}
+    parents = {p.path.parent for p in index.posts.values()}  # few folders, many posts: pathlib once each
+    folders = {parent.relative_to(index.root).as_posix() for parent in parents}
     for digest in found.digests.values():
         for slug in digest.posts.pillars:
             if slug not in index.pillars:
