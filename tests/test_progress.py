@@ -8,11 +8,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from delivery_fixtures import real_site
+import sqlalchemy as sa
+from delivery_fixtures import T0, real_site
 from rich.console import Console
+from test_lists import readers
 
-from drip.cli.progress import progress
+from drip.cli.progress import progress, progress_bars
+from drip.config import load_site
+from drip.preview.checks import check_site
 from drip.runtime import Runtime
+from drip.store.issues import create_issue, create_issue_deliveries
+from drip.store.lists import join_lists
+
+HUGO_SITE = Path(__file__).parent / "fixtures" / "hugo_site"
 
 
 def test_a_terminal_gets_a_transient_bar() -> None:
@@ -34,7 +42,45 @@ def test_a_pipe_gets_no_bar() -> None:
     assert screen.getvalue() == ""
 
 
-@pytest.mark.parametrize("command", ["import", "run"])
+def test_several_pieces_share_one_display_and_a_finished_one_goes() -> None:
+    runtime = Runtime.for_tests("s" * 32)
+    screen = io.StringIO()
+    runtime.__dict__["console"] = Console(file=screen, force_terminal=True, width=80)
+    with progress_bars(runtime) as start:
+        ticks = start("simulating")
+        ticks(1, 3)
+        first = start("lettre: issue 1")
+        first(2, 4)
+        first(2, 4)  # full: removed, the simulation's bar stays
+        second = start("lettre: issue 2")
+        second(1, 2)
+        ticks(2, 3)
+    assert "simulating" in screen.getvalue() and "issue 2" in screen.getvalue()
+
+
+def test_a_check_reports_each_content_file_read() -> None:
+    calls: list[tuple[int, int]] = []
+    report = check_site(load_site(HUGO_SITE), progress=lambda done, total: calls.append((done, total)))
+    files = len(list((HUGO_SITE / "content" / "en").rglob("*.md")))
+    assert report.courses == 1
+    assert sum(done for done, _ in calls) == files and {total for _, total in calls} == {files}
+
+
+def test_writing_an_issue_reports_each_batch_against_the_list_size(engine: sa.Engine) -> None:
+    readers(engine, 7)
+    with engine.begin() as conn:
+        join_lists(conn, range(1, 8), ["lettre"], now=T0)
+    issue = create_issue(engine, list="lettre", key="k", kind="digest", send_at=T0, post_urls=[], now=T0)
+    assert issue is not None
+    calls: list[tuple[int, int]] = []
+    counts = create_issue_deliveries(
+        engine, issue, batch_size=3, now=T0, progress=lambda done, total: calls.append((done, total))
+    )
+    assert counts.created == 7
+    assert calls == [(3, 7), (3, 7), (1, 7)]
+
+
+@pytest.mark.parametrize("command", ["import", "run", "check"])
 def test_piped_import_and_run_until_print_no_escape_codes(tmp_path: Path, command: str) -> None:
     root = real_site(
         tmp_path / "site", database="sqlite:///drip.db", transport="transport:\n  backend: outbox\n"
@@ -51,6 +97,11 @@ def test_piped_import_and_run_until_print_no_escape_codes(tmp_path: Path, comman
             check=False,
         )
 
+    if command == "check":
+        done = drip("check")
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in done.stdout + done.stderr
+        return
     done = drip(
         "import", str(root / "readers.csv"), "--course", "le-role-du-cto", "--now", "2026-12-01T08:00"
     )

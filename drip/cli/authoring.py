@@ -53,10 +53,12 @@ def check(obj: Context, strict: bool, now: str | None) -> None:
     """
     from rich.text import Text
 
+    from drip.cli.progress import progress
     from drip.errors import InputError
     from drip.preview.checks import check_site
 
-    report = check_site(obj.site, strict=strict, now=obj.at(now))
+    with progress(obj.runtime, "reading content") as advance:
+        report = check_site(obj.site, strict=strict, now=obj.at(now), progress=advance)
     console = obj.runtime.console
     for warning in report.warnings:
         console.print(Text.assemble(("warning: ", "yellow"), shown(warning)), soft_wrap=True)

@@ -192,18 +192,21 @@ def _run_once(
     fixed: bool,
 ) -> DispatchReport:
     """Everything due at ``start`` (when ``--now`` fixed it) or at the real time."""
+    from drip.cli.progress import progress_bars
     from drip.dispatch.worker import drain
     from drip.runtime import frozen_clock, wall_clock
 
-    return drain(
-        site,
-        engine,
-        transport,
-        runtime=runtime,
-        clock=frozen_clock(start) if fixed else wall_clock,
-        worker=name,
-        courses=courses,
-    )
+    with progress_bars(runtime) as bars:
+        return drain(
+            site,
+            engine,
+            transport,
+            runtime=runtime,
+            clock=frozen_clock(start) if fixed else wall_clock,
+            worker=name,
+            courses=courses,
+            progress=bars,
+        )
 
 
 def _run_until(
@@ -218,7 +221,7 @@ def _run_until(
     delta: dt.timedelta,
 ) -> None:
     """A simulated clock from ``start`` to ``end``, one line a tick that sent something."""
-    from drip.cli.progress import progress
+    from drip.cli.progress import progress_bars
     from drip.dispatch.batch import DispatchReport
     from drip.dispatch.worker import drain
     from drip.runtime import frozen_clock
@@ -227,11 +230,19 @@ def _run_until(
     total = DispatchReport()
     moment = start
     ticks = int((end - start) / delta) + 1
-    with progress(runtime, "simulating") as advance:
+    with progress_bars(runtime) as bars:
+        advance = bars("simulating")
         while moment <= end:
             at = moment
             report = drain(
-                site, engine, transport, runtime=runtime, clock=frozen_clock(at), worker=name, courses=courses
+                site,
+                engine,
+                transport,
+                runtime=runtime,
+                clock=frozen_clock(at),
+                worker=name,
+                courses=courses,
+                progress=bars,
             )
             if report.claimed:
                 out.print(f"{at.isoformat(timespec='minutes')}  {_summary(report)}", markup=False)

@@ -26,7 +26,7 @@ import datetime as dt
 import functools
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,22 +245,30 @@ def site_path_of(url: str, base_url: str) -> str | None:
 
 
 def load_content(
-    content_dir: Path, *, now: dt.datetime | None = None, cache_dir: Path | None = None
+    content_dir: Path,
+    *,
+    now: dt.datetime | None = None,
+    cache_dir: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ContentIndex:
     """Index every published pillar and post; every broken file is reported in one ContentError.
 
     ``now`` decides what is published (future and expired pages are not); None is the current time.
     ``cache_dir`` keeps what each file yields between runs (see :mod:`drip.content.cache`).
+    ``progress`` is told of each file read and how many there are (a bar on a large site).
     """
     if not content_dir.is_dir():
         raise ContentError(Problem("content folder not found", file=content_dir))
     moment = now or dt.datetime.now(dt.UTC)
     build = _Build(content_dir, ContentCache.load(cache_dir))
-    for path in _markdown_files(content_dir):
+    files = list(_markdown_files(content_dir))
+    for path in files:
         try:
             build.add(read_source(path, build.cache), moment)
         except ContentError as exc:
             build.problems += exc.problems
+        if progress is not None:
+            progress(1, len(files))
     build.cache.save()
     if build.problems:
         raise ContentError(build.problems)

@@ -62,6 +62,8 @@ IN_COURSE_SKIP = "in a course"
 ISSUE_REMOVED = "issue removed"
 LIST_REMOVED = "list removed"
 _LATER = dt.timedelta(microseconds=1)
+# Starts a progress bar for one issue's emails, by description; it is told (done, total).
+Progress = Callable[[str], Callable[[int, int], None]]
 
 Decision = Send | Cancel | Retry | Fail
 
@@ -241,9 +243,13 @@ def _write(
     posts: Sequence[DigestPost] | None,
     now: dt.datetime,
     digest: Digest | None = None,
+    progress: Progress | None = None,
 ) -> str:
     exclude = exclusions(engine, mlist, posts, now)
-    counts = create_issue_deliveries(engine, issue, exclude=exclude, due=reader_due(digest, issue), now=now)
+    advance = progress(f"{issue.list}: issue {issue.key}") if progress is not None else None
+    counts = create_issue_deliveries(
+        engine, issue, exclude=exclude, due=reader_due(digest, issue), now=now, progress=advance
+    )
     line = (
         f"{issue.list}: issue {issue.key}: {counts.recipients} recipients, excluded {dict(counts.excluded)}"
     )
@@ -258,6 +264,7 @@ def plan_digest(
     index: Callable[[], ContentIndex],
     *,
     now: dt.datetime,
+    progress: Progress | None = None,
 ) -> list[str]:
     """Create the digest's due issue (if it has posts) and its emails; finish one left half-written.
 
@@ -265,7 +272,8 @@ def plan_digest(
     """
     last = last_issue(engine, digest.list, f"{digest.slug}:")
     if last is not None and last.counts is None:
-        return [_write(engine, last, mlist, _digest_posts(digest, index(), last.post_urls, now), now, digest)]
+        kept = _digest_posts(digest, index(), last.post_urls, now)
+        return [_write(engine, last, mlist, kept, now, digest, progress)]
     since = last.send_at if last is not None else digest.since or list_created_at(engine, digest.list)
     if since is None:  # no list in the store yet: nobody to send it to
         return []
@@ -282,11 +290,16 @@ def plan_digest(
         engine, list=digest.list, key=key, kind=DIGEST, send_at=send_at, post_urls=urls, now=now
     )
     issue = issue or open_issue(engine, key)
-    return [] if issue is None else [_write(engine, issue, mlist, posts, now, digest)]
+    return [] if issue is None else [_write(engine, issue, mlist, posts, now, digest, progress)]
 
 
 def plan_broadcast(
-    engine: sa.Engine, broadcast: Broadcast, mlist: MailingList, *, now: dt.datetime
+    engine: sa.Engine,
+    broadcast: Broadcast,
+    mlist: MailingList,
+    *,
+    now: dt.datetime,
+    progress: Progress | None = None,
 ) -> list[str]:
     """Create the broadcast's issue once its send_at has come (within the grace period), and its emails."""
     send_at = broadcast.send_at
@@ -306,11 +319,16 @@ def plan_broadcast(
         subject=broadcast.subject,
     )
     issue = issue or open_issue(engine, key)
-    return [] if issue is None else [_write(engine, issue, mlist, None, now)]
+    return [] if issue is None else [_write(engine, issue, mlist, None, now, progress=progress)]
 
 
-def plan_newsletters(site: Site, engine: sa.Engine, *, now: dt.datetime) -> list[str]:
-    """Every digest and broadcast whose time has come: its issue and emails, once whoever runs this."""
+def plan_newsletters(
+    site: Site, engine: sa.Engine, *, now: dt.datetime, progress: Progress | None = None
+) -> list[str]:
+    """Every digest and broadcast whose time has come: its issue and emails, once whoever runs this.
+
+    ``progress`` starts a bar for each issue whose emails are written (the CLI's, on a terminal).
+    """
     found = load_newsletters(site)
     if not found.lists:
         return []
@@ -319,9 +337,9 @@ def plan_newsletters(site: Site, engine: sa.Engine, *, now: dt.datetime) -> list
     if found.digests:
         index = functools.cache(lambda: load_content(site.content_dir, now=now))
         for digest in found.digests.values():
-            lines += plan_digest(engine, digest, found.lists[digest.list], index, now=now)
+            lines += plan_digest(engine, digest, found.lists[digest.list], index, now=now, progress=progress)
     for broadcast in broadcasts:
         mlist = found.lists.get(broadcast.list)
         if mlist is not None:
-            lines += plan_broadcast(engine, broadcast, mlist, now=now)
+            lines += plan_broadcast(engine, broadcast, mlist, now=now, progress=progress)
     return lines

@@ -25,7 +25,7 @@ from drip.course.compile import load_courses
 from drip.course.models import Course
 from drip.dispatch.batch import DispatchReport, dispatch_once
 from drip.dispatch.decide import Renderer
-from drip.dispatch.newsletters import plan_newsletters
+from drip.dispatch.newsletters import Progress, plan_newsletters
 from drip.runtime import Clock, Runtime
 from drip.store.course_edits import apply
 from drip.store.db import open_store
@@ -62,10 +62,12 @@ def apply_course_changes(
     return lines
 
 
-def plan_safely(site: Site, engine: sa.Engine, *, now: dt.datetime) -> list[str]:
+def plan_safely(
+    site: Site, engine: sa.Engine, *, now: dt.datetime, progress: Progress | None = None
+) -> list[str]:
     """Plan the newsletters that are due; a broken newsletter file must not stop the course emails."""
     try:
-        return plan_newsletters(site, engine, now=now)
+        return plan_newsletters(site, engine, now=now, progress=progress)
     except Exception:
         log.exception("planning newsletters failed; tried again at the next tick")
         return []
@@ -83,16 +85,18 @@ def drain(
     renderer: Renderer | None = None,
     stop_event: threading.Event | None = None,
     plan: bool = True,
+    progress: Progress | None = None,
 ) -> DispatchReport:
     """Plan the newsletters that are due, then dispatch passes while batches come back full.
 
     Stops early (between batches) when asked. Each pass reads ``clock`` (a simulation
     steps its own), else the runtime's. ``plan=False`` where the worker's own
-    newsletter job plans them (``drip run``'s loop); ``--once`` and ``--until`` plan here.
+    newsletter job plans them (``drip run``'s loop); ``--once`` and ``--until`` plan here,
+    with a bar per issue whose emails are written when ``progress`` is given.
     """
     now = clock or runtime.now
     if plan:
-        plan_safely(site, engine, now=now())
+        plan_safely(site, engine, now=now(), progress=progress)
     total = DispatchReport()
     while True:
         report = dispatch_once(

@@ -366,16 +366,25 @@ def _position(problem: Problem) -> tuple[str, int, int]:
     return str(problem.file or ""), problem.line or 0, problem.column or 0
 
 
-def check_site(site: Site, *, strict: bool = False, now: dt.datetime | None = None) -> CheckReport:
+def check_site(
+    site: Site,
+    *,
+    strict: bool = False,
+    now: dt.datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CheckReport:
     """Validate content, schedules and templates, render every email and check its links.
 
     Every problem is collected: nothing stops at the first one. With ``strict``,
     warnings (links to site paths no content file provides) count as errors.
+    ``progress`` is told of each content file read, and of their number.
     """
     errors: list[Problem] = []
     warnings: list[Problem] = []
     cache = site.root / CACHE_DIR
-    index: ContentIndex | None = _collect(errors, load_content, site.content_dir, now=now, cache_dir=cache)
+    index: ContentIndex | None = _collect(
+        errors, load_content, site.content_dir, now=now, cache_dir=cache, progress=progress
+    )
     slugs = _collect(errors, course_slugs, site) or []
     if not slugs:
         # "0 courses: all good" would hide a schedules folder that is misnamed or missing.

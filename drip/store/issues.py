@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from drip.store.lists import CHUNK, Member, ensure_list, members, on_conflict_do_nothing
+from drip.store.lists import CHUNK, Member, count_members, ensure_list, members, on_conflict_do_nothing
 from drip.store.schema import (
     DeliveryStatus,
     EnrollmentState,
@@ -260,6 +260,7 @@ def create_issue_deliveries(
     exclude: Exclude | None = None,
     due: Due | None = None,
     now: dt.datetime,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IssueCounts:
     """Write one pending delivery per member of the issue's list who may be mailed, due at its send time.
 
@@ -270,21 +271,26 @@ def create_issue_deliveries(
     the middle of a course, a digest with nothing new for them) names the members to
     leave out and why; they get no row, so a later call may still add them. ``due``
     gives a member's own due time (a send window in their zone); else the issue's send
-    time. The counts are kept on the issue row too.
+    time. The counts are kept on the issue row too. ``progress`` is told each batch's
+    size and the list's, so a bar can move on a large list.
     """
     created = existing = 0
     excluded: dict[str, int] = {}
+    total = count_members(engine, issue.list) if progress is not None else 0
     for batch in members(engine, issue.list, batch_size=batch_size):
         skip = exclude(batch) if exclude is not None else {}
         for reason in skip.values():
             excluded[reason] = excluded.get(reason, 0) + 1
         todo = [member for member in batch if member.subscriber_id not in skip]
-        if not todo:
-            continue
-        with engine.begin() as conn:
-            new = sum(_write_batch(conn, issue, part, now, when) for when, part in _by_due(todo, issue, due))
-        created += new
-        existing += len(todo) - new
+        if todo:
+            with engine.begin() as conn:
+                new = sum(
+                    _write_batch(conn, issue, part, now, when) for when, part in _by_due(todo, issue, due)
+                )
+            created += new
+            existing += len(todo) - new
+        if progress is not None:
+            progress(len(batch), max(total, len(batch)))
     counts = IssueCounts(created, existing, excluded)
     with engine.begin() as conn:
         conn.execute(

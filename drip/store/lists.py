@@ -182,16 +182,31 @@ def _member_batch(conn: sa.Connection, list_name: str, after: int, size: int) ->
             m.c.joined_at,
         )
         .join(subscribers, subscribers.c.id == m.c.subscriber_id)
-        .where(
-            m.c.list == list_name,
-            m.c.state == MemberState.ACTIVE,
-            m.c.id > after,
-            subscribers.c.status.in_(SENDABLE_SUBSCRIBER),
-        )
+        .where(*_mailable(list_name), m.c.id > after)
         .order_by(m.c.id)
         .limit(size)
     )
     return [Member(*row) for row in conn.execute(query).all()]
+
+
+def _mailable(list_name: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """The list's current members who may be mailed (joined with their subscriber)."""
+    return (
+        m.c.list == list_name,
+        m.c.state == MemberState.ACTIVE,
+        subscribers.c.status.in_(SENDABLE_SUBSCRIBER),
+    )
+
+
+def count_members(engine: sa.Engine, list_name: str) -> int:
+    """How many members :func:`members` would yield now: the total a progress bar needs."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(m.join(subscribers, subscribers.c.id == m.c.subscriber_id))
+        .where(*_mailable(list_name))
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def members(
