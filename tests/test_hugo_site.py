@@ -13,6 +13,7 @@ from drip.cli import authoring, cli  # noqa: F401  (modules register their comma
 from drip.config import load_site
 from drip.content import load_content, read_pillar
 from drip.course.compile import compile_course
+from drip.errors import ContentError
 from drip.preview.checks import check_site
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hugo_site"
@@ -48,10 +49,54 @@ def test_section_pages_bundles_slugs_aliases_and_front_matter_formats() -> None:
         "/hugo-modules/configuration/",  # slug replaces the file name
         "/content-management/",
         "/content-management/front-matter/",
+        "/content-management/bundles/",  # bundles.en.md: the site's language, no suffix in the URL
+        "/fr/content-management/bundles/",  # bundles.fr.md: its French translation
+        "/fr/content-management/",  # _index.fr.md
         "/getting-started/quick-start/",  # a page bundle
     }
     assert index.pillars["hugo-modules"].name == "_index.md"
     assert index.hubs == {"/hugo-modules/", "/content-management/"}
+
+
+def test_a_language_suffix_is_the_page_in_that_language_under_its_prefix() -> None:
+    """Hugo's translation by file name: bundles.en.md and bundles.fr.md are one page in two languages."""
+    index = load_content(FIXTURE / "content" / "en", now=NOW)
+    folder = FIXTURE / "content" / "en" / "content-management"
+    english, french = (
+        index.posts["/content-management/bundles/"],
+        index.posts["/fr/content-management/bundles/"],
+    )
+    assert (english.path.name, english.title) == ("bundles.en.md", "Page bundles")
+    assert (french.path.name, french.title) == ("bundles.fr.md", "Paquets de pages")
+    assert index.posts["/fr/content-management/"].path.name == "_index.fr.md"  # a section page, in French
+    assert "/fr/content-management/" not in index.hubs  # a course is in the site's language
+    assert index.pillars["content-management"].name == "_index.md"
+    assert index.url_of(folder / "bundles.en.md") == "/content-management/bundles/"
+    assert index.ref("bundles", folder / "_index.md") == ("/content-management/bundles/", "")
+    assert index.ref("bundles", folder / "bundles.fr.md") == ("/fr/content-management/bundles/", "")
+    assert index.ref("bundles.fr.md", folder / "bundles.en.md") == ("/fr/content-management/bundles/", "")
+    assert index.ref("front-matter", folder / "bundles.fr.md") == ("/content-management/front-matter/", "")
+
+
+def test_the_site_locale_decides_which_suffix_is_at_the_root(tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    (content / "posts").mkdir(parents=True)
+    (content / "guide.fr.md").write_text(
+        "---\ntitle: Guide\n---\n\n## Par où commencer\n\n- [A](/posts/a/)\n"
+    )
+    (content / "guide.en.md").write_text(
+        "---\ntitle: Guide (en)\n---\n\n## Start here\n\n- [A](/en/posts/a/)\n"
+    )
+    (content / "posts" / "a.md").write_text("---\ntitle: A\n---\nTexte.\n")
+    (content / "posts" / "a.en.md").write_text("---\ntitle: A (en)\n---\nText.\n")
+    (content / "posts" / "v1.2.md").write_text("---\ntitle: Version 1.2\n---\nNot a language.\n")
+    index = load_content(content, now=NOW, locale="fr")
+    assert index.pillars == {"guide": content / "guide.fr.md"} and index.hubs == {"/guide/"}
+    assert set(index.posts) == {"/en/guide/", "/posts/a/", "/en/posts/a/", "/posts/v1.2/"}
+    (content / "posts" / "a.fr.md").write_text("---\ntitle: A\n---\nTexte.\n")
+    with pytest.raises(ContentError) as found:
+        load_content(content, now=NOW, locale="fr")
+    assert "/posts/a/ is already provided by" in str(found.value.problems[0])
 
 
 def test_drafts_future_and_expired_pages_are_not_published_at_now() -> None:

@@ -44,6 +44,17 @@ from drip.content.source import Meta, Source, read_source
 from drip.errors import ContentError, Problem
 
 PILLAR, POST = "pillar", "post"
+DEFAULT_LOCALE = "en"  # drip.yaml's default `locale`
+# ISO 639-1 codes: Hugo reads `page.fr.md` as the page in French ("translation by filename").
+_ISO_639_1 = (
+    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz "
+    "ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik "
+    "io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml "
+    "mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd "
+    "se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi "
+    "vo wa wo xh yi yo za zh zu"
+)
+LANGUAGES = frozenset(_ISO_639_1.split(" "))
 
 
 class PostMeta(Meta):
@@ -61,17 +72,33 @@ class PostMeta(Meta):
     )
 
 
-def read_post(path: Path, content_dir: Path) -> Post:
+def read_post(path: Path, content_dir: Path, locale: str = DEFAULT_LOCALE) -> Post:
     """Read one post; its URL comes from its place under ``content_dir`` unless front matter says."""
-    return _post(read_source(path), content_dir)
+    src = read_source(path)
+    return _post(src, content_dir, url=page_url(src, content_dir, locale))
 
 
-def page_url(src: Source, content_dir: Path) -> str:
+def split_language(stem: str) -> tuple[str, str | None]:
+    """``page.fr`` → (``page``, ``fr``): Hugo's language suffix; (stem, None) without one."""
+    name, dot, suffix = stem.rpartition(".")
+    code = suffix.lower()
+    if dot and name and code.split("-")[0] in LANGUAGES and (len(code) == 2 or code[2:3] == "-"):
+        return name, code
+    return stem, None
+
+
+def language_of(path: Path, locale: str = DEFAULT_LOCALE) -> str | None:
+    """The language a file's name gives that is not the site's (``page.fr.md`` on an English site), or None."""
+    found = split_language(path.stem)[1]
+    return found if found is not None and found != locale.lower() else None
+
+
+def page_url(src: Source, content_dir: Path, locale: str = DEFAULT_LOCALE) -> str:
     """The site path of a content file: front matter ``url``, else its place with ``slug`` applied."""
     url = src.meta.get("url")
     if isinstance(url, str) and url.startswith("/"):
         return url
-    path = site_path(src.path, content_dir)
+    path = site_path(src.path, content_dir, locale)
     slug = src.meta.get("slug")
     if isinstance(slug, str) and slug.strip("/"):
         path = path.rstrip("/").rsplit("/", 1)[0] + "/" + slug.strip("/") + "/"
@@ -121,13 +148,20 @@ def _plain(text: str | None) -> str | None:
     return shortcodes.strip(text) if text is not None else None
 
 
-def site_path(path: Path, content_dir: Path) -> str:
-    """The URL a static site generator gives a content file: content/posts/x.md → /posts/x/."""
+def site_path(path: Path, content_dir: Path, locale: str = DEFAULT_LOCALE) -> str:
+    """The URL a static site generator gives a content file: content/posts/x.md → /posts/x/.
+
+    A language suffix is not part of it: ``x.fr.md`` is ``x`` in French, under ``/fr/`` unless
+    French is the site's ``locale`` (as the site's language folder is read at the root).
+    """
     parts = _relative(path, content_dir).split("/") if path != content_dir else []
+    language = None
     if parts:
-        parts[-1] = posixpath.splitext(parts[-1])[0]
+        parts[-1], language = split_language(posixpath.splitext(parts[-1])[0])
     if parts and parts[-1] in ("index", "_index"):
         parts.pop()
+    if language is not None and language != locale.lower():
+        parts.insert(0, language)
     return "/" + "".join(f"{part}/" for part in parts if part)
 
 
@@ -157,6 +191,7 @@ class ContentIndex:
         frozenset()
     )  # url paths of the pages that are pillars: a reading path or `type: pillar`
     unpublished: dict[str, str] = field(default_factory=dict)  # ref key → "a draft", "expired"…
+    locale: str = DEFAULT_LOCALE  # the site's language: other languages' pages (x.fr.md) are under /<lang>/
 
     def pillar_url(self, slug: str) -> str:
         return self.pillar_urls.get(slug, f"/{slug}/")
@@ -167,7 +202,7 @@ class ContentIndex:
 
     def url_of(self, path: Path) -> str | None:
         """The site path of a published content file."""
-        return self.pages.get(ref_key(path, self.root))
+        return self.pages.get(ref_key(path, self.root, self.locale))
 
     def ref(self, target: str, page: Path) -> tuple[str | None, str]:
         """Resolve a Hugo ``ref``/``relref`` target written on ``page``: (site path, why not).
@@ -183,9 +218,12 @@ class ContentIndex:
             return (own + suffix, "") if own else (None, "this page is not published")
         name = name.removesuffix(".md").strip("/")
         bases = [] if target.startswith("/") else [ref_key(page.parent, self.root)]
+        language = language_of(page, self.locale)  # a page in another language links to its language first
         for base in [*bases, ""]:
             key = posixpath.normpath("/".join(part for part in (base, name) if part)).lstrip("/")
-            for candidate in (key, f"{key}/index", f"{key}/_index"):
+            forms = (key, f"{key}/index", f"{key}/_index")
+            translated = tuple(f"{form}.{language}" for form in forms) if language else ()
+            for candidate in (*translated, *forms):
                 if candidate in self.pages:
                     return self.pages[candidate] + suffix, ""
                 if candidate in self.unpublished:
@@ -203,10 +241,20 @@ class ContentIndex:
         return self.posts.get(normalise_path(path)) if path is not None else None
 
 
-def ref_key(path: Path, root: Path) -> str:
-    """A content file as ``ref`` names it: its path under content/ without ``.md``, with ``/``."""
+def ref_key(path: Path, root: Path, locale: str = DEFAULT_LOCALE) -> str:
+    """A content file as ``ref`` names it: its path under content/ without ``.md``, with ``/``.
+
+    The site's own language suffix is dropped (``x.en.md`` is ``x``); another's is kept (``x.fr``).
+    """
     text = _relative(path, root)
-    return "" if text == "." else text.removesuffix(".md")
+    if text == ".":
+        return ""
+    text = text.removesuffix(".md")
+    head, _, last = text.rpartition("/")
+    name, language = split_language(last)
+    if language is not None and language == locale.lower():
+        return f"{head}/{name}" if head else name
+    return text
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -250,17 +298,19 @@ def load_content(
     now: dt.datetime | None = None,
     cache_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    locale: str = DEFAULT_LOCALE,
 ) -> ContentIndex:
     """Index every published pillar and post; every broken file is reported in one ContentError.
 
     ``now`` decides what is published (future and expired pages are not); None is the current time.
     ``cache_dir`` keeps what each file yields between runs (see :mod:`drip.content.cache`).
     ``progress`` is told of each file read and how many there are (a bar on a large site).
+    ``locale`` is the site's language: a page named for another (``x.fr.md``) is a post under ``/fr/``.
     """
     if not content_dir.is_dir():
         raise ContentError(Problem("content folder not found", file=content_dir))
     moment = now or dt.datetime.now(dt.UTC)
-    build = _Build(content_dir, ContentCache.load(cache_dir))
+    build = _Build(content_dir, ContentCache.load(cache_dir), locale.lower())
     files = list(_markdown_files(content_dir))
     for path in files:
         try:
@@ -281,6 +331,7 @@ class _Build:
 
     root: Path
     cache: ContentCache
+    locale: str
     problems: list[Problem] = field(default_factory=list)
     pillars: dict[str, Path] = field(default_factory=dict)
     pillar_urls: dict[str, str] = field(default_factory=dict)
@@ -291,14 +342,14 @@ class _Build:
     unpublished: dict[str, str] = field(default_factory=dict)
 
     def add(self, src: Source, now: dt.datetime) -> None:
-        key = ref_key(src.path, self.root)
+        key = ref_key(src.path, self.root, self.locale)
         why_not = unpublished_reason(src.meta, now)
         if why_not is not None:
             self.unpublished[key] = why_not
             return
-        written = page_url(src, self.root)
+        written = page_url(src, self.root, self.locale)
         url = normalise_path(written)
-        if _kind(src, self.root) == POST:
+        if _kind(src, self.root, self.locale) == POST:
             post = _post(src, self.root, self.cache, written)
             self._page(key, url, src)
             if url in self.posts:
@@ -332,12 +383,20 @@ class _Build:
             frozenset(self.aliases - set(self.pages.values())),
             frozenset(self.hubs),
             self.unpublished,
+            self.locale,
         )
 
 
 def pillar_slug(path: Path) -> str:
-    """A pillar's name in schedules: its file stem, or its folder for ``_index.md`` and ``index.md``."""
-    return path.parent.name if path.stem in ("index", "_index") else path.stem
+    """A pillar's name in schedules: its file stem, or its folder for ``_index.md`` and ``index.md``;
+    without a language suffix (``x.en.md`` is ``x``)."""
+    stem = split_language(path.stem)[0]
+    return path.parent.name if stem in ("index", "_index") else stem
+
+
+def is_section_page(path: Path) -> bool:
+    """Hugo's section page, ``_index.md``, in any language (``_index.fr.md``)."""
+    return path.suffix == ".md" and split_language(path.stem)[0] == "_index"
 
 
 def is_hub(src: Source) -> bool:
@@ -388,16 +447,19 @@ def _markdown_files(content_dir: Path) -> Iterator[Path]:
         if parts[0] == BROADCASTS_DIR and len(parts) > 1:
             continue
         if not any(part.startswith(("_", ".")) for part in parts[:-1]) and (
-            parts[-1] == "_index.md" or not parts[-1].startswith(("_", "."))
+            is_section_page(path) or not parts[-1].startswith(("_", "."))
         ):
             yield path
 
 
-def _kind(src: Source, content_dir: Path) -> str:
+def _kind(src: Source, content_dir: Path, locale: str = DEFAULT_LOCALE) -> str:
+    """A page in another language than the site's is a post: a course is in the site's language."""
+    if language_of(src.path, locale) is not None:
+        return POST
     declared = src.meta.get("type")
     if declared in (PILLAR, POST):
         return str(declared)
-    if src.path.name == "_index.md":
+    if is_section_page(src.path):
         return PILLAR if src.path.parent != content_dir and is_hub(src) else POST
     return PILLAR if src.path.parent == content_dir else POST
 

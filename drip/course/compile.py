@@ -109,13 +109,17 @@ def compile_course(
                 hint=did_you_mean(slug, files),
             )
         )
-    index = content if content is not None else load_content(site.content_dir, now=now)
+    index = (
+        content
+        if content is not None
+        else load_content(site.content_dir, now=now, locale=site.config.site.locale)
+    )
     return _compile_file(site, files[slug], index)
 
 
 def load_courses(site: Site, *, now: dt.datetime | None = None) -> dict[str, Course]:
     """Compile every course; one ScheduleError carries the problems of all schedules at once."""
-    index = load_content(site.content_dir, now=now)
+    index = load_content(site.content_dir, now=now, locale=site.config.site.locale)
     courses: dict[str, Course] = {}
     problems: list[Problem] = []
     for slug, path in course_files(site.schedules_dir).items():

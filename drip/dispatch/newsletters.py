@@ -80,7 +80,9 @@ class Sources:
 def load_sources(site: Site, now: dt.datetime) -> Sources:
     found, _problems = read_broadcasts(site.content_dir)  # drip check reports broken files
     return Sources(
-        load_newsletters(site), load_content(site.content_dir, now=now), {b.slug: b for b in found}
+        load_newsletters(site),
+        load_content(site.content_dir, now=now, locale=site.config.site.locale),
+        {b.slug: b for b in found},
     )
 
 
@@ -335,7 +337,9 @@ def plan_newsletters(
     broadcasts, _problems = read_broadcasts(site.content_dir)
     lines: list[str] = []
     if found.digests:
-        index = functools.cache(lambda: load_content(site.content_dir, now=now))
+        index = functools.cache(
+            lambda: load_content(site.content_dir, now=now, locale=site.config.site.locale)
+        )
         for digest in found.digests.values():
             lines += plan_digest(engine, digest, found.lists[digest.list], index, now=now, progress=progress)
     for broadcast in broadcasts:

@@ -383,7 +383,13 @@ def check_site(
     warnings: list[Problem] = []
     cache = site.root / CACHE_DIR
     index: ContentIndex | None = _collect(
-        errors, load_content, site.content_dir, now=now, cache_dir=cache, progress=progress
+        errors,
+        load_content,
+        site.content_dir,
+        now=now,
+        cache_dir=cache,
+        progress=progress,
+        locale=site.config.site.locale,
     )
     slugs = _collect(errors, course_slugs, site) or []
     if not slugs:

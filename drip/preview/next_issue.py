@@ -107,7 +107,7 @@ def next_issue(
     assert digest is not None
     send_at = next_issue_time(digest, now)
     start = since or digest.since or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    index = load_content(site.content_dir, now=send_at)
+    index = load_content(site.content_dir, now=send_at, locale=site.config.site.locale)
     posts = gather_posts(digest, index, start, send_at, send_at) or ()
     if course_urls is not None:
         posts = for_reader(posts, course_urls, item.mlist.no_repeat_days, now)

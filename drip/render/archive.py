@@ -145,7 +145,7 @@ def public_issues(
     mlist = found.lists.get(list_name)
     if mlist is None or not mlist.archive:
         return []
-    index = load_content(site.content_dir, now=now)
+    index = load_content(site.content_dir, now=now, locale=site.config.site.locale)
     values = neutral_values(site, list_name)
     copies: list[PublicIssue] = []
     for issue in sorted(issues, key=lambda i: i.send_at, reverse=True):
