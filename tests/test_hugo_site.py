@@ -52,10 +52,11 @@ def test_section_pages_bundles_slugs_aliases_and_front_matter_formats() -> None:
         "/content-management/bundles/",  # bundles.en.md: the site's language, no suffix in the URL
         "/fr/content-management/bundles/",  # bundles.fr.md: its French translation
         "/fr/content-management/",  # _index.fr.md
+        "/getting-started/",  # a section page whose reading path is in front matter
         "/getting-started/quick-start/",  # a page bundle
     }
     assert index.pillars["hugo-modules"].name == "_index.md"
-    assert index.hubs == {"/hugo-modules/", "/content-management/"}
+    assert index.hubs == {"/hugo-modules/", "/content-management/", "/getting-started/"}
 
 
 def test_a_language_suffix_is_the_page_in_that_language_under_its_prefix() -> None:
@@ -124,6 +125,34 @@ def test_ref_and_relref_resolve_in_every_form() -> None:
     assert index.ref("configure.md", page) == ("/hugo-modules/configuration/", "")
     assert index.ref("quick-start", page) == ("/getting-started/quick-start/", "")  # a unique bare name
     assert index.ref("#top", page) == ("/hugo-modules/#top", "")
+
+
+def test_refs_in_a_front_matter_reading_path_resolve_like_body_links() -> None:
+    index = load_content(FIXTURE / "content" / "en", now=NOW)
+    pillar = read_pillar(index.pillars["getting-started"], content=index)
+    assert [(item.url, item.title) for item in pillar.reading_path] == [
+        ("/getting-started/quick-start/", "/getting-started/quick-start/"),  # a bare {{< ref >}} string
+        ("/content-management/front-matter/#dates", "Front matter dates"),  # {{% relref %}} as url
+        ("/hugo-modules/configuration/", "Configure modules"),  # ref: a bare name
+    ]
+
+
+def test_an_unresolvable_ref_in_front_matter_is_a_located_error(site: Path) -> None:
+    pillar = site / "content" / "en" / "getting-started" / "_index.md"
+    text = pillar.read_text(encoding="utf-8")
+    text = text.replace("ref: configure", "ref: configur").replace(
+        'front-matter.md#dates"', 'frontmatter.md"'
+    )
+    pillar.write_text(text, encoding="utf-8")
+    (site / "schedules" / "getting-started.yaml").write_text("cadence: 1\n", encoding="utf-8")
+    result = run_drip(site, "check", "--now", "2026-06-01T00:00")
+    assert result.exit_code == 1
+    unknown = "ref '/content-management/frontmatter.md' names no page under content/"
+    assert f"{pillar}:5:10: reading_path.1.url: {unknown}" in result.output
+    assert f"{pillar}:7:10: reading_path.2.ref: ref 'configur' names no page under content/" in result.output
+    pillar.write_text(text.replace("ref: configur", "ref: configur\n    url: /x/"), encoding="utf-8")
+    result = run_drip(site, "check", "--now", "2026-06-01T00:00")
+    assert result.exit_code == 1 and "give the page as url or as ref, one of them" in result.output
 
 
 def test_shortcodes_never_reach_an_email_text() -> None:

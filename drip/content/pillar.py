@@ -13,6 +13,7 @@ Every problem in the file is reported at once, as a :class:`~drip.errors.Content
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +46,23 @@ from drip.content.models import Link, Pillar, ReadingItem, Section
 from drip.content.posts import ContentIndex, normalise_path, pillar_slug
 from drip.content.source import Meta, Source, read_source
 from drip.errors import ContentError, Problem, closest
+from drip.inputs.yamlfile import KeyPath
 
 FRONT_MATTER_PATH = "reading_path"  # reading_path_heading of a path given in front matter
 _DASHES = " \t—–-:,;·|"
 
 
 class ReadingEntry(BaseModel):
-    """One front matter reading-path entry; a bare string is its URL."""
+    """One front matter reading-path entry; a bare string is its URL.
+
+    The URL may be written as Hugo writes links (``{{< ref "x" >}}``), or the page named by
+    ``ref: x`` instead of ``url``: either resolves as a ``ref`` in the body does.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(min_length=1)
+    url: str = Field(default="", min_length=1)
+    ref: str | None = Field(default=None, min_length=1)
     title: str | None = None
     label: str | None = None
     minutes: int | None = Field(default=None, ge=1)
@@ -69,8 +76,10 @@ class ReadingEntry(BaseModel):
             return {"url": v}
         if not isinstance(v, dict):
             raise ValueError(
-                f"expected a URL or a mapping with url, title, label, minutes, notes, group; got {v!r}"
+                f"expected a URL or a mapping with url (or ref), title, label, minutes, notes, group; got {v!r}"
             )
+        if ("url" in v) == ("ref" in v):
+            raise ValueError("give the page as url or as ref, one of them")
         return v
 
     @field_validator("minutes", mode="before")
@@ -104,7 +113,7 @@ def read_pillar(
     if heading is None and FRONT_MATTER_PATH in src.meta:
         path_heading = FRONT_MATTER_PATH
         entries = meta.reading_path if meta and meta.reading_path is not None else []
-        items = _front_matter_path(entries, src, doc, problems) if meta else ()
+        items = _front_matter_path(entries, src, doc, problems, content) if meta else ()
     else:
         path_heading, items = _body_path(doc, src, heading, problems)
     slug = pillar_slug(path)
@@ -139,8 +148,10 @@ def read_pillar(
     )
 
 
-def _expand_refs(src: Source, content: ContentIndex | None, problems: list[Problem]) -> str:
-    """The body with ``ref``/``relref`` turned into site paths; each one that names no page is a problem."""
+def _ref_resolver(
+    src: Source, content: ContentIndex | None
+) -> tuple[Callable[[str], str | None], dict[str, str]]:
+    """Resolve ``ref`` targets written on ``src`` against the content; the dict gathers why one did not."""
     reasons: dict[str, str] = {}
 
     def resolve(target: str) -> str | None:
@@ -150,6 +161,12 @@ def _expand_refs(src: Source, content: ContentIndex | None, problems: list[Probl
         url, reasons[target] = content.ref(target, src.path)
         return url
 
+    return resolve, reasons
+
+
+def _expand_refs(src: Source, content: ContentIndex | None, problems: list[Problem]) -> str:
+    """The body with ``ref``/``relref`` turned into site paths; each one that names no page is a problem."""
+    resolve, reasons = _ref_resolver(src, content)
     body, broken = shortcodes.expand(src.body, resolve)
     for ref in broken:
         line = src.body_line + ref.line
@@ -159,7 +176,11 @@ def _expand_refs(src: Source, content: ContentIndex | None, problems: list[Probl
 
 
 def _front_matter_path(
-    entries: list[ReadingEntry], src: Source, doc: Document, problems: list[Problem]
+    entries: list[ReadingEntry],
+    src: Source,
+    doc: Document,
+    problems: list[Problem],
+    content: ContentIndex | None,
 ) -> tuple[ReadingItem, ...]:
     if not entries:
         problems.append(
@@ -170,10 +191,11 @@ def _front_matter_path(
     items = []
     for i, entry in enumerate(entries):
         where = src.positions.find((FRONT_MATTER_PATH, i))
+        url = _entry_url(entry, src, (FRONT_MATTER_PATH, i), content, problems)
         items.append(
             ReadingItem(
-                url=entry.url,
-                title=entry.title or texts.get(entry.url, entry.url),
+                url=url,
+                title=entry.title or texts.get(url, url),
                 label=entry.label,
                 minutes=entry.minutes,
                 notes=tuple(entry.notes),
@@ -182,6 +204,25 @@ def _front_matter_path(
             )
         )
     return tuple(items)
+
+
+def _entry_url(
+    entry: ReadingEntry, src: Source, at: KeyPath, content: ContentIndex | None, problems: list[Problem]
+) -> str:
+    """A front matter entry's URL: ``ref: x`` and ``{{< ref "x" >}}`` resolved as in the body, else as written."""
+    resolve, reasons = _ref_resolver(src, content)
+    if entry.ref is not None:
+        url = resolve(entry.ref)
+        if url is None:
+            problems.append(src.positions.problem((*at, "ref"), f"ref {entry.ref!r} {reasons[entry.ref]}"))
+        return url or "#"
+    if not shortcodes.has_shortcodes(entry.url):
+        return entry.url
+    url, broken = shortcodes.expand(entry.url, resolve)
+    for ref in broken:
+        why = reasons.get(ref.target) or ref.reason
+        problems.append(src.positions.problem((*at, "url"), f"ref {ref.target!r} {why}"))
+    return url.strip()
 
 
 def _body_path(
