@@ -335,7 +335,7 @@ def test_front_matter_reading_path_is_validated_with_locations(tmp_path: Path) -
         f"{path}:4:5: reading_path.0.minuts: unknown key (did you mean 'minutes'?)",
         f"{path}:6:14: reading_path.1.minutes: expected a number of minutes or a duration like '10 min', "
         "got 'bientôt'",
-        f"{path}:7:5: reading_path.2: expected a URL or a mapping with url, title, label, minutes, notes, group; "
+        f"{path}:7:5: reading_path.2: expected a URL or a mapping with url (or ref), title, label, minutes, notes, group; "
         "got 42",
     ]
 
