@@ -117,6 +117,18 @@ def test_a_corrupt_or_old_cache_file_is_ignored_and_rebuilt(site: Path, corrupt:
     assert json.loads(cache_file(site).read_text(encoding="utf-8"))["format"] == content_cache.FORMAT
 
 
+def test_a_cache_that_cannot_be_read_or_written_is_no_cache(site: Path) -> None:
+    first = report_lines(site)
+    shutil.rmtree(site / CACHE_DIR)
+    (site / CACHE_DIR).write_text("not a folder", encoding="utf-8")
+    assert report_lines(site) == first
+    shutil.rmtree(site / CACHE_DIR, ignore_errors=True)
+    (site / CACHE_DIR).unlink()
+    report_lines(site)
+    cache_file(site).write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")  # too deep for json
+    assert report_lines(site) == first
+
+
 def test_corrupt_entries_are_misses_never_a_traceback(site: Path, parses: list[Path]) -> None:
     first = report_lines(site)
     path = cache_file(site)

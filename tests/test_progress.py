@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,10 +59,12 @@ def test_several_pieces_share_one_display_and_a_finished_one_goes() -> None:
     assert "simulating" in screen.getvalue() and "issue 2" in screen.getvalue()
 
 
-def test_a_check_reports_each_content_file_read() -> None:
+def test_a_check_reports_each_content_file_read(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    shutil.copytree(HUGO_SITE, root)  # a check writes its cache next to the site
     calls: list[tuple[int, int]] = []
-    report = check_site(load_site(HUGO_SITE), progress=lambda done, total: calls.append((done, total)))
-    files = len(list((HUGO_SITE / "content" / "en").rglob("*.md")))
+    report = check_site(load_site(root), progress=lambda done, total: calls.append((done, total)))
+    files = len(list((root / "content" / "en").rglob("*.md")))
     assert report.courses == 1
     assert sum(done for done, _ in calls) == files and {total for _, total in calls} == {files}
 

@@ -13,6 +13,7 @@ ignored. Only entries used by the last run are written back, so it never grows s
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -52,7 +53,7 @@ class ContentCache:
         if folder is not None:
             try:
                 data = json.loads(found.file().read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 return found
             if (
                 isinstance(data, dict)
@@ -94,7 +95,7 @@ class ContentCache:
             if not isinstance(decoded, dict) or not all(_is_int(v) for v in (offset, body_start, body_line)):
                 raise ValueError("bad entry")
             return decoded, _positions(nodes), _positions(keys), offset, body_start, body_line
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, RecursionError):
             return None
 
     def put_split(self, digest: str, split: Split) -> None:
@@ -132,7 +133,8 @@ class ContentCache:
             temporary.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
             os.replace(temporary, target)
         except OSError:
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
 
 
 def digest_of(text: str) -> str:
