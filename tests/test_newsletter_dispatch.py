@@ -8,7 +8,7 @@ import email
 import email.policy
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -313,3 +313,21 @@ def test_the_worker_loop_plans_newsletters_in_its_own_job_and_sends_them(
         "lecteur1@example.org",
         "lecteur2@example.org",
     ]
+
+
+def test_planning_starts_a_progress_bar_per_issue_whose_emails_it_writes(
+    tmp_path: Path, engine: sa.Engine
+) -> None:
+    site = _site(tmp_path)
+    readers(engine, 3)
+    _members(engine, [1, 2, 3])
+    bars: dict[str, list[tuple[int, int]]] = {}
+
+    def start(description: str) -> Callable[[int, int], None]:
+        calls = bars.setdefault(description, [])
+        return lambda done, total: calls.append((done, total))
+
+    now = (MONDAY_9 + MINUTE).astimezone(dt.UTC)
+    assert plan_newsletters(site, engine, now=now, progress=start)
+    ((description, calls),) = bars.items()
+    assert description.startswith("lettre: issue ") and calls == [(3, 3)]
