@@ -398,6 +398,7 @@ class StepFigures:
     unsubscribed: int = 0
     opened: int = 0
     machine_opened: int = 0
+    first_sent: dt.datetime | None = None  # its first email's hand-off (a list's issues are in this order)
 
 
 _COUNTED: tuple[tuple[str, str, bool], ...] = (
@@ -422,10 +423,10 @@ def funnel(
     instead of the step, so a list's report is this query on its deliveries.
     """
     d, e = deliveries, events
-    sent = sa.select(d.c.step_key, sa.literal("sent"), sa.literal(False), sa.func.count()).where(
-        d.c.course == course, d.c.status == DeliveryStatus.SENT, *_between(d.c.sent_at, since, until)
-    )
-    counted = sa.select(e.c.step_key, e.c.kind, e.c.machine, sa.func.count()).where(
+    sent = sa.select(
+        d.c.step_key, sa.literal("sent"), sa.literal(False), sa.func.count(), sa.func.min(d.c.sent_at)
+    ).where(d.c.course == course, d.c.status == DeliveryStatus.SENT, *_between(d.c.sent_at, since, until))
+    counted = sa.select(e.c.step_key, e.c.kind, e.c.machine, sa.func.count(), sa.null()).where(
         e.c.course == course, e.c.first == sa.true(), *_between(e.c.sent_at, since, until)
     )
     stmt = sa.union_all(sent.group_by(d.c.step_key), counted.group_by(e.c.step_key, e.c.kind, e.c.machine))
@@ -433,11 +434,16 @@ def funnel(
         found = conn.execute(stmt).all()
     names = {(kind, machine): name for name, kind, machine in _COUNTED}
     values: dict[str, dict[str, int]] = {}
-    for key, kind, machine, count in found:
+    first_sent: dict[str, dt.datetime] = {}
+    for key, kind, machine, count, first in found:
         name = "sent" if kind == "sent" else names.get((kind, bool(machine)))
         if name is not None and key is not None:
             values.setdefault(key, {})[name] = int(count)
-    return {key: StepFigures(key, **{"sent": 0, **v}) for key, v in values.items()}
+        if first is not None and key is not None:
+            first_sent[key] = first
+    return {
+        key: StepFigures(key, **{"sent": 0, **v}, first_sent=first_sent.get(key)) for key, v in values.items()
+    }
 
 
 def _between(
@@ -454,9 +460,12 @@ def rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def report_rows(figures: dict[str, StepFigures], keys: Sequence[str]) -> list[dict[str, object]]:
+def report_rows(
+    figures: dict[str, StepFigures], keys: Sequence[str], *, label: str = "step", prefix: str = ""
+) -> list[dict[str, object]]:
     """The funnel in the course's order (steps no longer in it last): counts, rates over sent, and
-    the drop-off in emails sent from the step before."""
+    the drop-off in emails sent from the step before. ``label`` names the first column ("issue"
+    for a list), whose values are the keys without ``prefix``."""
     ordered = [figures.get(k, StepFigures(k, 0)) for k in keys]
     ordered += [f for k, f in figures.items() if k not in set(keys)]
     rows: list[dict[str, object]] = []
@@ -464,7 +473,7 @@ def report_rows(figures: dict[str, StepFigures], keys: Sequence[str]) -> list[di
     for f in ordered:
         rows.append(
             {
-                "step": f.key,
+                label: f.key.removeprefix(prefix),
                 "sent": f.sent,
                 "delivered": f.delivered,
                 "bounced": f.bounced,
