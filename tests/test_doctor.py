@@ -173,3 +173,38 @@ def test_a_silent_dns_server_is_an_error_not_a_traceback(tmp_path: Path) -> None
             cli, ["--site", str(site(tmp_path)), "doctor", "--nameserver", "127.0.0.1:x"]
         )
     assert result.exit_code == 1 and "expected IP or IP:PORT" in result.output
+
+
+def _spf_zone(records: Zone, own: str) -> None:
+    records.txt = {
+        DOMAIN: [own],
+        "_spf.one.example": ["v=spf1 include:_spf.three.example mx a ptr -all"],  # 4, and its include's 3
+        "_spf.three.example": ["v=spf1 a mx/24 exists:%{i}.x.example ip4:192.0.2.1 -all"],  # 3
+        "_spf.two.example": ["v=spf1 redirect=_spf.one.example"],  # 1, and the redirect's 7
+        "_spf.loop.example": [f"v=spf1 include:{DOMAIN} ~all"],  # back to the start: counted, not followed
+        f"_dmarc.{DOMAIN}": ["v=DMARC1; p=reject"],
+    }
+
+
+def test_spf_over_ten_dns_lookups_through_includes_is_a_warning(
+    zone: tuple[Zone, str], tmp_path: Path
+) -> None:
+    records, nameserver = zone
+    _spf_zone(records, "v=spf1 a:smtp.relay.example include:_spf.one.example include:_spf.two.example -all")
+    result = run(site(tmp_path), nameserver)
+    spf = next(line for line in result.output.splitlines() if "SPF" in line)
+    # 1 (a:) + 1 + 7 (include one, with three's) + 1 + 1 + 7 (include two, its redirect to one)
+    assert spf.startswith("warning SPF") and "takes 18 DNS lookups" in spf and "RFC 7208" in spf
+
+
+def test_spf_at_ten_lookups_and_an_include_loop_are_counted_once(
+    zone: tuple[Zone, str], tmp_path: Path
+) -> None:
+    records, nameserver = zone
+    _spf_zone(records, "v=spf1 include:_spf.one.example include:_spf.loop.example -all")
+    checks = run_checks(load_site(site(tmp_path)), lambda n: txt_records(resolver(nameserver), n), {})
+    # 1 + 7 (include one) + 1 + 1 (include loop, whose include of the domain itself is not followed)
+    assert checks[0].level == "ok", checks[0].message
+    records.txt[DOMAIN] = [records.txt[DOMAIN][0].replace(" -all", " mx -all")]
+    checks = run_checks(load_site(site(tmp_path)), lambda n: txt_records(resolver(nameserver), n), {})
+    assert checks[0].level == "warning" and "takes 11 DNS lookups" in checks[0].message

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 from delivery_fixtures import seed
@@ -87,6 +88,28 @@ def test_a_second_first_never_appears(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         firsts = conn.execute(sa.select(sa.func.count()).where(events.c.first == sa.true())).scalar_one()
     assert firsts == 1
+
+
+def test_clicks_from_many_threads_at_once_are_each_recorded_once_with_one_first_per_reader(
+    engine: sa.Engine,
+) -> None:
+    ids = sent_fixture(engine)
+    later = T0 + dt.timedelta(hours=1)
+    clicks = [(ids[(r, "welcome")], link) for r in range(1, 11) for link in (0, 0, 1)]
+    clicks += [(ids[(r, "a")], 0) for r in range(1, 5)]
+    with ThreadPoolExecutor(8) as pool:
+        counted = list(
+            pool.map(lambda c: record_click(engine, c[0], c[1], now=later, links=5, machine=None), clicks)
+        )
+    assert all(counted)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(events.c.delivery_id, events.c.first, events.c.step_key)).all()
+    assert len(rows) == len(clicks)
+    firsts = [r[0] for r in rows if r[1]]
+    assert sorted(firsts) == sorted({d for d, _ in clicks})  # one first per delivery, whichever came first
+    assert {r[2] for r in rows} == {"welcome", "a"}  # the delivery's step is copied onto the row
+    figures = funnel(engine, "cours")
+    assert (figures["welcome"].clicked, figures["a"].clicked) == (10, 4)
 
 
 ALL_TYPES = [

@@ -56,9 +56,54 @@ def spf_mechanism(site: Site) -> str:
     return "mx"
 
 
-def check_spf(domain: str, records: list[str], mechanism: str) -> Check:
+# RFC 7208 §4.6.4: evaluating a record may take at most 10 DNS-querying terms, its includes' and
+# redirect's counted in; past that, receivers answer "permerror" and the mail fails SPF.
+SPF_LOOKUP_LIMIT = 10
+_QUERYING = ("include:", "a", "mx", "ptr", "exists:", "redirect=")
+
+
+def _spf_records(records: list[str]) -> list[str]:
+    return [r for r in records if r.lower().split(" ")[0] == "v=spf1"]
+
+
+def _queries(term: str) -> bool:
+    """Whether an SPF term makes the receiver ask the DNS: include, a, mx, ptr, exists, redirect."""
+    bare = term.lstrip("+-~?")
+    for name in _QUERYING:
+        if name.endswith((":", "=")):
+            if bare.startswith(name):
+                return True
+        elif bare == name or bare.startswith((f"{name}:", f"{name}/")):
+            return True
+    return False
+
+
+def spf_lookups(record: str, lookup: Lookup, *, seen: frozenset[str] = frozenset()) -> int:
+    """How many DNS-querying terms evaluating ``record`` takes, through its includes and redirect.
+
+    A name included twice on one path (a loop) is counted once and not followed again; an
+    included name with no SPF record counts its own query only.
+    """
+    count = 0
+    for term in record.lower().split()[1:]:
+        if not _queries(term):
+            continue
+        count += 1
+        bare = term.lstrip("+-~?")
+        target = bare.partition(":")[2] if bare.startswith("include:") else None
+        if bare.startswith("redirect="):
+            target = bare.partition("=")[2]
+        if target and "%" not in target and target not in seen:  # a macro is expanded per message
+            for nested in _spf_records(lookup(target))[:1]:
+                count += spf_lookups(nested, lookup, seen=seen | {target})
+    return count
+
+
+def check_spf(domain: str, records: list[str], mechanism: str, lookup: Lookup | None = None) -> Check:
+    """The envelope domain's SPF record; with ``lookup``, its includes are followed to count the
+    DNS lookups it takes against the limit of 10."""
     wanted = txt_line(domain, f"v=spf1 {mechanism} ~all")
-    spf = [r for r in records if r.lower().split(" ")[0] == "v=spf1"]
+    spf = _spf_records(records)
     if not spf:
         return Check("SPF", "error", f"{domain} publishes no SPF record", wanted)
     if len(spf) > 1:
@@ -77,6 +122,16 @@ def check_spf(domain: str, records: list[str], mechanism: str) -> Check:
     if ending is None or ending == "?all":
         return Check(
             "SPF", "warning", f"{domain}'s SPF record ends without ~all or -all: it asserts nothing", None
+        )
+    lookups = spf_lookups(spf[0], lookup, seen=frozenset({domain})) if lookup is not None else 0
+    if lookups > SPF_LOOKUP_LIMIT:
+        return Check(
+            "SPF",
+            "warning",
+            f"{domain}'s SPF record takes {lookups} DNS lookups with its includes, over the limit of "
+            f"{SPF_LOOKUP_LIMIT} (RFC 7208 §4.6.4): receivers treat it as an error and the mail fails SPF; "
+            "drop includes you no longer send through, or replace them with ip4:/ip6: ranges",
+            None,
         )
     if mechanism.lower() not in terms and not any(t.startswith(("include:", "redirect=")) for t in terms):
         return Check(
@@ -184,7 +239,7 @@ def run_checks(site: Site, lookup: Lookup, environ: Mapping[str, str]) -> list[C
     """SPF for the envelope domain, DKIM for the selector, DMARC for the From domain."""
     from_domain = domain_of(site.config.sender.email)
     envelope = domain_of(site.config.bounces.return_path or site.config.sender.email)
-    checks = [check_spf(envelope, lookup(envelope), spf_mechanism(site))]
+    checks = [check_spf(envelope, lookup(envelope), spf_mechanism(site), lookup)]
     key = dkim_key(site, environ)
     dkim_domain = signing_domain(site) if site.config.dkim is not None else None
     if isinstance(key, Check):

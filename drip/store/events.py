@@ -9,8 +9,11 @@ delivery; the funnel counts first rows only, so it needs no DISTINCT over the le
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -24,6 +27,21 @@ BURST_LINKS = 3
 ALL_AT_ONCE = "every link at once"
 
 _Work = Callable[[sa.Connection], bool]
+
+# Every SQLite transaction of drip's takes the write lock (BEGIN IMMEDIATE), and a thread that
+# finds it taken sleeps in SQLite's busy handler, up to 100 ms a turn. The web's threads take
+# their turns here instead, woken as soon as the one before is done: clicks arriving together
+# queue in this process rather than back off against each other.
+_SQLITE_TURNS = threading.Lock()
+
+
+@contextlib.contextmanager
+def _turn(engine: sa.Engine) -> Iterator[None]:
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _SQLITE_TURNS:
+        yield
 
 
 @dataclass(frozen=True)
@@ -51,22 +69,29 @@ class Tracked:
     arrived_at: dt.datetime | None  # the provider's "delivered", else drip's hand-off
 
 
-def tracked_delivery(engine: sa.Engine, delivery_id: int) -> Tracked | None:
-    """A sent delivery by id, or None (unknown, erased or never sent: nothing to track)."""
+def _tracked_stmt() -> sa.Select[str, str, str | None, dt.datetime | None, dt.datetime | None]:
     delivered = (
         sa.select(sa.func.min(events.c.occurred_at))
         .where(events.c.delivery_id == deliveries.c.id, events.c.kind == EventKind.DELIVERED)
         .scalar_subquery()
     )
-    stmt = (
+    return (
         sa.select(
             deliveries.c.course, deliveries.c.step_key, subscribers.c.locale, deliveries.c.sent_at, delivered
         )
         .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-        .where(deliveries.c.id == delivery_id, deliveries.c.status == DeliveryStatus.SENT)
+        .where(deliveries.c.id == sa.bindparam("delivery_id"), deliveries.c.status == DeliveryStatus.SENT)
     )
-    with engine.connect() as conn:
-        row = conn.execute(stmt).first()
+
+
+# Built once: a click runs these statements, and building them anew cost more than running them.
+_TRACKED = _tracked_stmt()
+
+
+def tracked_delivery(engine: sa.Engine, delivery_id: int) -> Tracked | None:
+    """A sent delivery by id, or None (unknown, erased or never sent: nothing to track)."""
+    with _turn(engine), engine.connect() as conn:
+        row = conn.execute(_TRACKED, {"delivery_id": delivery_id}).first()
     if row is None:
         return None
     arrived = max((t for t in (row[3], row[4]) if t is not None), default=None)
@@ -133,6 +158,17 @@ def _firsts(conn: sa.Connection, delivery_ids: set[int]) -> set[tuple[int | None
     return {(r[0], r[1], bool(r[2])) for r in conn.execute(stmt)}
 
 
+@dataclass(frozen=True)
+class Click:
+    """A click on link ``link`` of an email of ``links`` links; ``machine`` names why it is a machine's."""
+
+    delivery_id: int
+    link: int
+    now: dt.datetime
+    links: int
+    machine: str | None = None
+
+
 def record_click(
     engine: sa.Engine,
     delivery_id: int,
@@ -148,21 +184,96 @@ def record_click(
     A click that makes :data:`BURST_LINKS` different links (every link, in a shorter email) of
     one email clicked within :data:`BURST_WINDOW` is a scanner's, and so are the other clicks of
     that burst, after the fact.
+
+    Clicks arriving together from several threads are written together: each caller waits for
+    the one transaction that holds its click (see :class:`_GroupedClicks`), so none is answered
+    before its click is committed.
     """
-    needed = min(BURST_LINKS, links)
+    return _grouped(engine).record(Click(delivery_id, link, now, links, machine))
+
+
+def _click_work(click: Click) -> _Work:
+    needed = min(BURST_LINKS, click.links)
 
     def work(conn: sa.Connection) -> bool:
-        reason = machine
-        if reason is None and needed >= 2 and _burst(conn, delivery_id, link, now, needed):
-            _demote_burst(conn, delivery_id, now)
+        reason = click.machine
+        if reason is None and needed >= 2 and _burst(conn, click.delivery_id, click.link, click.now, needed):
+            _demote_burst(conn, click.delivery_id, click.now)
             reason = ALL_AT_ONCE
-        event = Event(
-            delivery_id, EventKind.CLICKED, "drip", now, machine=reason is not None, link=link, detail=reason
-        )
-        record_events(conn, [event])
+        values = {
+            "delivery_id": click.delivery_id,
+            "machine": reason is not None,
+            "link": click.link,
+            "detail": reason,
+            "occurred_at": click.now,
+        }
+        conn.execute(_CLICK_INSERT, values)
         return reason is None
 
-    return write(engine, _retry_once(work))
+    return _retry_once(work)
+
+
+class _Slot:
+    def __init__(self, click: Click) -> None:
+        self.click = click
+        self.done = False
+        self.counted = False
+        self.error: BaseException | None = None
+
+
+class _GroupedClicks:
+    """Group commit: the first caller to find no write under way writes every click queued by
+    then in one transaction (one commit, one fsync), in order, so each sees the clicks before it
+    (a burst across a batch is still one burst); the others wait and are woken when theirs is in."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._cond = threading.Condition()
+        self._queue: list[_Slot] = []
+        self._writing = False
+
+    def record(self, click: Click) -> bool:
+        slot = _Slot(click)
+        with self._cond:
+            self._queue.append(slot)
+            while self._writing and not slot.done:
+                self._cond.wait()
+            if not slot.done:
+                self._writing = True
+                batch, self._queue = self._queue, []
+        if not slot.done:
+            self._write(batch)
+        if slot.error is not None:
+            raise slot.error
+        return slot.counted
+
+    def _write(self, batch: list[_Slot]) -> None:
+        works = [_click_work(s.click) for s in batch]
+        try:
+            with _turn(self._engine):
+                counted = write(self._engine, lambda conn: [w(conn) for w in works])
+            for s, c in zip(batch, counted, strict=True):
+                s.counted = c
+        except BaseException as exc:  # every caller of the batch hears why its click was not kept
+            for s in batch:
+                s.error = exc
+        with self._cond:
+            for s in batch:
+                s.done = True
+            self._writing = False
+            self._cond.notify_all()
+
+
+_GROUPS: weakref.WeakKeyDictionary[sa.Engine, _GroupedClicks] = weakref.WeakKeyDictionary()
+_GROUPS_LOCK = threading.Lock()
+
+
+def _grouped(engine: sa.Engine) -> _GroupedClicks:
+    with _GROUPS_LOCK:
+        found = _GROUPS.get(engine)
+        if found is None:
+            found = _GROUPS[engine] = _GroupedClicks(engine)
+        return found
 
 
 def _retry_once(work: _Work) -> _Work:
@@ -178,14 +289,53 @@ def _retry_once(work: _Work) -> _Work:
     return run
 
 
-def _burst(conn: sa.Connection, delivery_id: int, link: int, now: dt.datetime, needed: int) -> bool:
-    stmt = sa.select(sa.func.count(sa.distinct(events.c.link))).where(
-        events.c.delivery_id == delivery_id,
-        events.c.kind == EventKind.CLICKED,
-        events.c.occurred_at > now - BURST_WINDOW,
-        events.c.link != link,
+def _click_insert() -> sa.Insert:
+    """One click in one statement, as :func:`record_events` writes it: first of its kind (human or
+    machine) for its delivery unless one is there, with the delivery's course, step and hand-off."""
+    machine = sa.bindparam("machine", type_=sa.Boolean)
+    earlier = (
+        sa.select(events.c.id)
+        .where(
+            events.c.delivery_id == deliveries.c.id,
+            events.c.kind == EventKind.CLICKED,
+            events.c.machine == machine,
+            events.c.first == sa.true(),
+        )
+        .exists()
     )
-    return int(conn.execute(stmt).scalar_one()) + 1 >= needed
+    source = sa.select(
+        deliveries.c.id,
+        sa.literal(EventKind.CLICKED.value),
+        sa.literal("drip"),
+        machine,
+        ~earlier,
+        sa.bindparam("link", type_=sa.Integer),
+        sa.bindparam("detail", type_=sa.String),
+        sa.bindparam("occurred_at", type_=events.c.occurred_at.type),
+        deliveries.c.course,
+        deliveries.c.step_key,
+        deliveries.c.sent_at,
+    ).where(deliveries.c.id == sa.bindparam("delivery_id"))
+    columns = ("delivery_id", "kind", "source", "machine", "first", "link", "detail", "occurred_at")
+    return events.insert().from_select([*columns, "course", "step_key", "sent_at"], source)
+
+
+def _burst_stmt() -> sa.Select[int]:
+    return sa.select(sa.func.count(sa.distinct(events.c.link))).where(
+        events.c.delivery_id == sa.bindparam("delivery_id"),
+        events.c.kind == EventKind.CLICKED,
+        events.c.occurred_at > sa.bindparam("since", type_=events.c.occurred_at.type),
+        events.c.link != sa.bindparam("link"),
+    )
+
+
+_CLICK_INSERT = _click_insert()
+_BURST = _burst_stmt()
+
+
+def _burst(conn: sa.Connection, delivery_id: int, link: int, now: dt.datetime, needed: int) -> bool:
+    found = conn.execute(_BURST, {"delivery_id": delivery_id, "since": now - BURST_WINDOW, "link": link})
+    return int(found.scalar_one()) + 1 >= needed
 
 
 def _demote_burst(conn: sa.Connection, delivery_id: int, now: dt.datetime) -> None:
@@ -205,7 +355,8 @@ def _demote_burst(conn: sa.Connection, delivery_id: int, now: dt.datetime) -> No
 def record_open(engine: sa.Engine, delivery_id: int, *, now: dt.datetime, machine: str | None = None) -> None:
     """Record the open image being fetched; ``machine`` names a proxy or prefetcher that fetched it."""
     event = Event(delivery_id, EventKind.OPENED, "drip", now, machine=machine is not None, detail=machine)
-    write(engine, _retry_once(lambda conn: bool(record_events(conn, [event]))))
+    with _turn(engine):
+        write(engine, _retry_once(lambda conn: bool(record_events(conn, [event]))))
 
 
 def record_unsubscribe(
@@ -247,6 +398,7 @@ class StepFigures:
     unsubscribed: int = 0
     opened: int = 0
     machine_opened: int = 0
+    first_sent: dt.datetime | None = None  # its first email's hand-off (a list's issues are in this order)
 
 
 _COUNTED: tuple[tuple[str, str, bool], ...] = (
@@ -271,10 +423,10 @@ def funnel(
     instead of the step, so a list's report is this query on its deliveries.
     """
     d, e = deliveries, events
-    sent = sa.select(d.c.step_key, sa.literal("sent"), sa.literal(False), sa.func.count()).where(
-        d.c.course == course, d.c.status == DeliveryStatus.SENT, *_between(d.c.sent_at, since, until)
-    )
-    counted = sa.select(e.c.step_key, e.c.kind, e.c.machine, sa.func.count()).where(
+    sent = sa.select(
+        d.c.step_key, sa.literal("sent"), sa.literal(False), sa.func.count(), sa.func.min(d.c.sent_at)
+    ).where(d.c.course == course, d.c.status == DeliveryStatus.SENT, *_between(d.c.sent_at, since, until))
+    counted = sa.select(e.c.step_key, e.c.kind, e.c.machine, sa.func.count(), sa.null()).where(
         e.c.course == course, e.c.first == sa.true(), *_between(e.c.sent_at, since, until)
     )
     stmt = sa.union_all(sent.group_by(d.c.step_key), counted.group_by(e.c.step_key, e.c.kind, e.c.machine))
@@ -282,11 +434,16 @@ def funnel(
         found = conn.execute(stmt).all()
     names = {(kind, machine): name for name, kind, machine in _COUNTED}
     values: dict[str, dict[str, int]] = {}
-    for key, kind, machine, count in found:
+    first_sent: dict[str, dt.datetime] = {}
+    for key, kind, machine, count, first in found:
         name = "sent" if kind == "sent" else names.get((kind, bool(machine)))
         if name is not None and key is not None:
             values.setdefault(key, {})[name] = int(count)
-    return {key: StepFigures(key, **{"sent": 0, **v}) for key, v in values.items()}
+        if first is not None and key is not None:
+            first_sent[key] = first
+    return {
+        key: StepFigures(key, **{"sent": 0, **v}, first_sent=first_sent.get(key)) for key, v in values.items()
+    }
 
 
 def _between(
@@ -303,9 +460,12 @@ def rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def report_rows(figures: dict[str, StepFigures], keys: Sequence[str]) -> list[dict[str, object]]:
+def report_rows(
+    figures: dict[str, StepFigures], keys: Sequence[str], *, label: str = "step", prefix: str = ""
+) -> list[dict[str, object]]:
     """The funnel in the course's order (steps no longer in it last): counts, rates over sent, and
-    the drop-off in emails sent from the step before."""
+    the drop-off in emails sent from the step before. ``label`` names the first column ("issue"
+    for a list), whose values are the keys without ``prefix``."""
     ordered = [figures.get(k, StepFigures(k, 0)) for k in keys]
     ordered += [f for k, f in figures.items() if k not in set(keys)]
     rows: list[dict[str, object]] = []
@@ -313,7 +473,7 @@ def report_rows(figures: dict[str, StepFigures], keys: Sequence[str]) -> list[di
     for f in ordered:
         rows.append(
             {
-                "step": f.key,
+                label: f.key.removeprefix(prefix),
                 "sent": f.sent,
                 "delivered": f.delivered,
                 "bounced": f.bounced,

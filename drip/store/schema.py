@@ -254,6 +254,17 @@ sa.Index(
     "ix_deliveries_due_at_pending", deliveries.c.due_at, sqlite_where=_pending, postgresql_where=_pending
 )
 sa.Index("ix_deliveries_subscriber_id", deliveries.c.subscriber_id)
+# The funnel's "sent" per step (or issue) of a course (or list), read from the index alone.
+# Partial, so the queue's rows are not in it; a lease touches none of its columns.
+_sent = deliveries.c.status == DeliveryStatus.SENT.value
+sa.Index(
+    "ix_deliveries_sent",
+    deliveries.c.course,
+    deliveries.c.step_key,
+    deliveries.c.sent_at,
+    sqlite_where=_sent,
+    postgresql_where=_sent,
+)
 
 # The steps of each course as last applied to the store: what `drip plan` diffs against.
 course_versions = sa.Table(

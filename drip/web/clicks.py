@@ -7,6 +7,8 @@ MAC matches, or nowhere (404). So /c/ is never an open redirect, and an edited o
 token leads nowhere. Machine traffic is recorded as such and not counted as readers:
 HEAD requests, link scanners' user agents, clicks within seconds of the email's arrival,
 and every link of an email clicked at once (decided in the store, which sees the others).
+The click is committed before the redirect is answered; clicks arriving together share one
+transaction (see :func:`drip.store.events.record_click`).
 """
 
 from __future__ import annotations
