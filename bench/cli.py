@@ -1,5 +1,8 @@
 """Start-up of the command line: how long `drip --help`, `drip check` and `drip preview` take.
 
+`drip preview` is timed three ways: the timeline, `--out` (every email written to files) and the
+preview app's factory (`drip preview --serve` up to the point where it starts listening).
+
 Each command runs in a fresh interpreter several times; the script prints the
 median wall time of each against `python -c pass` measured in the same run, so
 the ratio says what drip adds to a bare interpreter on this machine, whatever its load.
@@ -29,6 +32,15 @@ COMMANDS: tuple[tuple[str, list[str]], ...] = (
     ("drip --help", ["-m", "drip", "--help"]),
     ("drip check", ["-m", "drip", "check"]),
     ("drip preview le-role-du-cto", ["-m", "drip", "preview", "le-role-du-cto"]),
+    ("drip preview … --out DIR", ["-m", "drip", "preview", "le-role-du-cto", "--out", "preview-out"]),
+    (
+        "preview app factory",
+        [
+            "-c",
+            "from drip.config import load_site; from drip.preview.server import create_app; "
+            "create_app(load_site('.'))",
+        ],
+    ),
 )
 
 
