@@ -3,7 +3,9 @@
 Pages are rendered on each request, so an author edits a pillar, a schedule or a
 template and reloads. Email HTML is served on its own URL, shown in sandboxed
 iframes with a Content-Security-Policy that allows no script; every value that
-enters the pages is escaped by Jinja's autoescape.
+enters the pages is escaped by Jinja's autoescape. What only some pages need (the course compiler,
+email rendering, the timeline, newsletters, the store) is imported by those pages, so the app starts
+without it.
 """
 
 from __future__ import annotations
@@ -22,17 +24,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from drip.config import Site
-from drip.course.compile import compile_course, course_slugs
-from drip.course.models import Course
 from drip.errors import InputError, NotFoundError
-from drip.preview.emails import compile_for_preview, preview_course
-from drip.preview.timeline import course_timeline, course_zone
-from drip.render.steps import render_step, sample_values
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
     import uvicorn
+
+    from drip.config import Site
+    from drip.course.models import Course
 
 TEMPLATES = Path(__file__).parent / "templates"
 FRAMES = (("Desktop", 600), ("Mobile", 375))
@@ -108,6 +107,8 @@ class PreviewPages:
         )
 
     async def index(self, request: Request) -> Response:
+        from drip.course.compile import compile_course, course_slugs
+
         courses: list[dict[str, Any]] = []
         for slug in course_slugs(self.site):
             try:
@@ -146,6 +147,10 @@ class PreviewPages:
         )
 
     async def course_page(self, request: Request) -> Response:
+        from drip.preview.emails import compile_for_preview, preview_course
+        from drip.preview.timeline import course_timeline, course_zone
+        from drip.render.steps import sample_values
+
         site, slug = self.site, request.path_params["slug"]
         try:
             course = compile_for_preview(site, slug)
@@ -169,6 +174,9 @@ class PreviewPages:
         )
 
     async def email_html(self, request: Request) -> Response:
+        from drip.course.compile import compile_course
+        from drip.render.steps import render_step, sample_values
+
         site, slug = self.site, request.path_params["slug"]
         try:
             course = compile_course(site, slug)
@@ -186,6 +194,8 @@ class PreviewPages:
     async def stats_page(self, request: Request) -> Response:
         """The funnel of a course as inline SVG bars and a table: what `drip stats` prints."""
         from starlette.concurrency import run_in_threadpool
+
+        from drip.course.compile import compile_course
 
         site, slug = self.site, request.path_params["slug"]
         try:
