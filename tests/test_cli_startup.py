@@ -47,3 +47,19 @@ def test_the_choices_spelt_out_for_a_fast_start_match_their_source() -> None:
 
     assert tuple(schema.SubscriberStatus) == STATUSES
     assert emails.FORMATS == FORMATS
+
+
+def test_the_preview_app_starts_without_what_only_its_pages_need() -> None:
+    """create_app loads neither the store, the course compiler nor email rendering: its pages do."""
+    script = (
+        "import sys\n"
+        "from drip.config import load_site\n"
+        "from drip.preview.server import create_app\n"
+        "create_app(load_site('.'))\n"
+        "print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    loaded = set(done.stderr.split())
+    assert loaded & {"sqlalchemy", "drip.course.compile", "drip.render.steps", "drip.store.db"} == set()

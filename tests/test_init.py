@@ -110,3 +110,61 @@ def test_init_writes_no_digest_when_the_site_has_lists(hugo: Path) -> None:
     result = drip(hugo, "init", "--yes", "--postal-address", "1 rue X, 75001 Paris")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (hugo / "schedules").glob("*.yaml")) == ["le-role-du-cto.yaml", "mine.yaml"]
+
+
+HUGO_SITE = REPO / "tests" / "fixtures" / "hugo_site"
+
+
+def test_init_reads_the_language_folder_as_check_does(tmp_path: Path) -> None:
+    """content/en/, content/fr/ and page.fr.md: every pillar of the site's language gets a schedule that
+    `drip check` compiles right away."""
+    _register()
+    shutil.copytree(HUGO_SITE / "content", tmp_path / "content")
+    (tmp_path / "hugo.toml").write_text(
+        'baseURL = "https://docs.example.org/"\ntitle = "Docs"\ndefaultContentLanguage = "en"\n',
+        encoding="utf-8",
+    )
+    result = drip(tmp_path, "init", "--yes", *FLAGS)
+    assert result.exit_code == 0, result.output
+    assert "paths:" not in (tmp_path / "drip.yaml").read_text(encoding="utf-8")  # content/en/ is found
+    written = sorted(p.name for p in (tmp_path / "schedules").glob("*.yaml"))
+    assert written == [
+        "content-management.yaml",
+        "getting-started.yaml",
+        "hugo-modules.yaml",
+        "newsletter-weekly.yaml",
+        "newsletter.yaml",
+    ]
+    pillar = (tmp_path / "schedules" / "hugo-modules.yaml").read_text(encoding="utf-8")
+    assert 'pillar: "hugo-modules/_index.md"' in pillar  # relative to content/en/, as check reads it
+    checked = drip(tmp_path, "check")
+    assert checked.exit_code == 0, checked.output
+    assert "3 courses, 11 emails" in checked.output
+
+
+def test_init_follows_content_dir_and_default_content_language(tmp_path: Path) -> None:
+    _register()
+    docs = tmp_path / "docs"
+    shutil.copytree(HUGO_SITE / "content", docs)
+    guide = docs / "fr" / "guide"
+    guide.mkdir()
+    (guide / "_index.md").write_text(
+        "---\ntitle: Guide\n---\n\n## Par où commencer\n\n- [Installer](/guide/installer/)\n",
+        encoding="utf-8",
+    )
+    (guide / "installer.md").write_text("---\ntitle: Installer\n---\nTexte.\n", encoding="utf-8")
+    (guide / "installer.en.md").write_text("---\ntitle: Install\n---\nText.\n", encoding="utf-8")
+    (tmp_path / "hugo.toml").write_text(
+        'baseURL = "https://docs.example.org/"\ntitle = "Docs"\nlanguageCode = "en-us"\n'
+        'defaultContentLanguage = "fr"\ncontentDir = "docs"\n',
+        encoding="utf-8",
+    )
+    result = drip(tmp_path, "init", "--yes", *FLAGS)
+    assert result.exit_code == 0, result.output
+    config = (tmp_path / "drip.yaml").read_text(encoding="utf-8")
+    assert 'locale: "fr"' in config and 'content: "docs/fr"' in config
+    assert (tmp_path / "schedules" / "guide.yaml").is_file()
+    assert not (tmp_path / "schedules" / "hugo-modules.yaml").exists()  # English, not the site's language
+    checked = drip(tmp_path, "check")
+    assert checked.exit_code == 0, checked.output
+    assert "1 course, 2 emails" in checked.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import os
 import re
 import shutil
 import subprocess
@@ -216,3 +217,59 @@ def test_the_english_preview_ui_uses_english_quotes(server: str) -> None:
     assert f"From the pillar “{html.escape(pillar)}”" in index
     assert f"emails from “{html.escape(pillar)}”" in course
     assert "« " not in index and "« " not in course.split("<h1>", 1)[1].split("</p>", 1)[0]
+
+
+def example_site(root: Path) -> Path:
+    """A copy of the example site's sources: no database, whatever the checkout holds."""
+    for name in ("content", "schedules", "email_templates"):
+        if (REPO / name).exists():
+            shutil.copytree(REPO / name, root / name)
+    shutil.copy(REPO / "drip.yaml", root / "drip.yaml")
+    return root
+
+
+def test_serving_the_stats_page_creates_no_database(tmp_path: Path) -> None:
+    """`drip preview --serve` on a site that never sent: the funnel page says so, and no drip.db appears."""
+    site = example_site(tmp_path / "site")
+    command = [sys.executable, "-m", "drip", "--site", str(site), "preview", "le-role-du-cto", "--serve"]
+    env = {k: v for k, v in os.environ.items() if k != "DRIP_DATABASE_URL"}
+    proc = subprocess.Popen(
+        [*command, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"(http://\S+/courses/le-role-du-cto/)", line)
+        assert match, line + (proc.stderr.read() if proc.stderr and proc.poll() is not None else "")
+        page = httpx.get(match.group(1) + "stats", timeout=30)
+        assert page.status_code == 200
+        assert "No figures yet: nothing has been sent" in page.text
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert sorted(p.name for p in site.iterdir() if p.name.startswith("drip.db")) == []
+
+
+def test_the_stats_page_reads_an_old_database_without_migrating_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drip.store.db import connect, current_revisions, migrate
+
+    monkeypatch.delenv("DRIP_DATABASE_URL", raising=False)
+    site = load_site(example_site(tmp_path / "site"))
+    engine = connect(site.database_url)
+    migrate(engine, "0009_handoff")
+    engine.dispose()
+    running = PreviewServer(create_app(site, now=NOW))
+    url = running.start()
+    try:
+        page = httpx.get(f"{url}/courses/le-role-du-cto/stats", timeout=30)
+    finally:
+        running.stop()
+    assert page.status_code == 200
+    assert "The database is at revision 0009_handoff" in html.unescape(page.text)
+    engine = connect(site.database_url)
+    try:
+        assert current_revisions(engine) == {"0009_handoff"}  # the preview moved nothing
+    finally:
+        engine.dispose()

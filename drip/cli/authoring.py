@@ -151,9 +151,6 @@ def preview(
     --out: every email written to a folder of its own under DIR. With --serve: a local web page (COURSE
     is optional there). Nothing is sent and nothing is stored.
     """
-    from drip.preview.emails import compile_for_preview, email_bytes, preview_course, write_course
-    from drip.render.steps import sample_values
-
     site = obj.site
     start = obj.at(now)
     zone_name = parse_zone(tz_name)
@@ -164,6 +161,9 @@ def preview(
         return
     if course_slug is None:
         raise click.UsageError("missing COURSE (e.g. drip preview le-role-du-cto)")
+    from drip.preview.emails import compile_for_preview, email_bytes, preview_course, write_course
+    from drip.render.steps import sample_values
+
     course = compile_for_preview(site, course_slug)
     values = sample_values(site, course)
     if step_ref is not None:

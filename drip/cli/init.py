@@ -11,13 +11,16 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
 
 from drip.cli import Context, cli
 from drip.errors import InputError, Problem
+
+if TYPE_CHECKING:
+    from drip.config import Site
 
 HUGO_CONFIGS = ("hugo.toml", "hugo.yaml", "hugo.yml", "hugo.json", "config.toml", "config.yaml", "config.yml")
 LOCALES = ("fr", "en")
@@ -32,6 +35,7 @@ class HugoSite:
     title: str | None = None
     base_url: str | None = None
     language: str | None = None
+    content_dir: str | None = None  # contentDir, the default language's own if it has one
 
 
 def read_hugo_config(root: Path) -> HugoSite:
@@ -40,12 +44,14 @@ def read_hugo_config(root: Path) -> HugoSite:
         path = root / name
         if path.is_file():
             data = _parse(path)
-            lang = data.get("languageCode") or data.get("defaultContentLanguage")
+            # The content's language is defaultContentLanguage; languageCode is only the feeds' tag.
+            lang = _text(data.get("defaultContentLanguage")) or _text(data.get("languageCode"))
             return HugoSite(
                 path,
                 _text(data.get("title")),
                 _text(data.get("baseURL") or data.get("baseurl")),
-                _text(lang),
+                lang,
+                _language_setting(data, lang, "contentDir") or _text(data.get("contentDir")),
             )
     return HugoSite()
 
@@ -82,15 +88,32 @@ def _parse(path: Path) -> Mapping[str, Any]:
     return data
 
 
+def _language_setting(data: Mapping[str, Any], lang: str | None, key: str) -> str | None:
+    """``[languages.<lang>] key = …``: a setting Hugo lets each language override."""
+    languages = data.get("languages")
+    own = languages.get(lang) if isinstance(languages, dict) and lang is not None else None
+    return _text(own.get(key)) if isinstance(own, dict) else None
+
+
+def content_path(root: Path, hugo: HugoSite, locale: str) -> str | None:
+    """``paths.content`` for drip.yaml: Hugo's contentDir, in its ``<locale>/`` folder when it has one;
+    None when it is drip's default (``content/``, whose language folder drip finds on its own)."""
+    folder = (hugo.content_dir or "content").strip("/") or "content"
+    if folder == "content":
+        return None
+    localised = f"{folder}/{locale}"
+    return localised if (root / localised).is_dir() else folder
+
+
 def _text(value: object) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def drip_yaml(values: Mapping[str, str]) -> str:
+def drip_yaml(values: Mapping[str, str | None]) -> str:
     """drip.yaml for these answers; every value quoted so YAML reads it back as written."""
     import json
 
-    q = {k: json.dumps(v, ensure_ascii=False) for k, v in values.items()}
+    q = {k: json.dumps(v, ensure_ascii=False) for k, v in values.items() if v is not None}
     return f"""# drip.yaml, written by `drip init`: see the README for every setting.
 site:
   name: {q["name"]}
@@ -101,10 +124,18 @@ sender:
   name: {q["sender_name"]}
   email: {q["sender_email"]}
 postal_address: {q["postal_address"]}
-database: "sqlite:///drip.db"   # or postgresql+psycopg://…; DRIP_DATABASE_URL wins
+{_paths(values.get("content"))}database: "sqlite:///drip.db"   # or postgresql+psycopg://…; DRIP_DATABASE_URL wins
 transport:
   backend: outbox               # outbox | smtp | sendgrid
 """
+
+
+def _paths(content: str | None) -> str:
+    import json
+
+    if content is None:
+        return ""
+    return f"paths:\n  content: {json.dumps(content, ensure_ascii=False)}   # Hugo's contentDir\n"
 
 
 def schedule_yaml(pillar: str, title: str, *, closing: bool) -> str:
@@ -169,15 +200,17 @@ def _ask(given: str | None, prompt: str, default: str | None, *, yes: bool) -> s
     return str(click.prompt(prompt, default=default))
 
 
-def _answers(root: Path, hugo: HugoSite, flags: Mapping[str, str | None], yes: bool) -> dict[str, str]:
+def _answers(root: Path, hugo: HugoSite, flags: Mapping[str, str | None], yes: bool) -> dict[str, str | None]:
     lang = (hugo.language or "").split("-")[0].lower()
     base = _ask(flags["base_url"], "Base URL", hugo.base_url, yes=yes).rstrip("/")
     name = _ask(flags["name"], "Site name", hugo.title or root.resolve().name, yes=yes)
     host = urlsplit(base).hostname or "example.org"
+    locale = _ask(flags["locale"], "Language (fr or en)", lang if lang in LOCALES else "en", yes=yes)
     return {
         "name": name,
         "base_url": base,
-        "locale": _ask(flags["locale"], "Language (fr or en)", lang if lang in LOCALES else "en", yes=yes),
+        "locale": locale,
+        "content": content_path(root, hugo, locale),
         "timezone": _ask(flags["timezone"], "Time zone", "UTC", yes=yes),
         "sender_name": _ask(flags["sender_name"], "Sender name", name, yes=yes),
         "sender_email": _ask(flags["sender_email"], "Sender email", f"newsletter@{host}", yes=yes),
@@ -187,15 +220,17 @@ def _answers(root: Path, hugo: HugoSite, flags: Mapping[str, str | None], yes: b
     }
 
 
-def _pillar_schedules(root: Path) -> dict[str, str]:
-    """Schedule file name → text, for every pillar page under content/ that has a reading path."""
+def _pillar_schedules(site: Site) -> dict[str, str]:
+    """Schedule file name → text, for every pillar page with a reading path: the content read as
+    `drip check` reads it (drip.yaml's content folder and locale), so each schedule compiles there."""
+    from drip.content.cache import CACHE_DIR
     from drip.content.pillar import read_pillar
     from drip.content.posts import load_content
 
-    content = root / "content"
+    content = site.content_dir
     if not content.is_dir():
         return {}
-    index = load_content(content)
+    index = load_content(content, cache_dir=site.root / CACHE_DIR, locale=site.config.site.locale)
     out: dict[str, str] = {}
     for slug, path in sorted(index.pillars.items()):
         try:
@@ -255,11 +290,11 @@ def init(obj: Context, /, yes: bool, **flags: str | None) -> None:
         _write_new(config, drip_yaml(_answers(root, hugo, flags, yes)))
         load_site(root)  # a value the answers got wrong is a located error now, not at the first send
         echo("wrote drip.yaml", markup=False)
-    for name, text in _pillar_schedules(root).items():
+    site = load_site(root)
+    for name, text in _pillar_schedules(site).items():
         done = _write_new(root / "schedules" / name, text)
         echo(f"{'wrote' if done else 'kept'} schedules/{name}{'' if done else ' (it exists)'}", markup=False)
     (root / "schedules").mkdir(exist_ok=True)
-    site = load_site(root)
     if not any(kind_of(path) in ("list", "digest") for path in (root / "schedules").glob("*.yaml")):
         for name, text in newsletter_yaml(site.config.site.name, _list_name(site.content_dir)).items():
             done = _write_new(root / "schedules" / name, text)

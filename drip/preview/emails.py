@@ -17,7 +17,6 @@ from drip.render.rendered import RenderedStep
 from drip.render.steps import mjml_source, render_course
 from drip.render.templates import check_templates, environment
 from drip.transports.base import OutgoingMessage
-from drip.transports.message import build_message
 
 FORMATS = ("html", "text", "mjml", "eml")
 PREVIEW_DELIVERY_ID = 0  # a preview is never a delivery
@@ -120,6 +119,8 @@ def email_bytes(
     if fmt == "mjml":
         return mjml_source(site, course, preview.step).encode("utf-8")
     if fmt == "eml":
+        from drip.transports.message import build_message  # the MIME builder: only for .eml
+
         return build_message(sample_message(site, course, preview.rendered, values), now=now).data
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 

@@ -3,7 +3,9 @@
 Pages are rendered on each request, so an author edits a pillar, a schedule or a
 template and reloads. Email HTML is served on its own URL, shown in sandboxed
 iframes with a Content-Security-Policy that allows no script; every value that
-enters the pages is escaped by Jinja's autoescape.
+enters the pages is escaped by Jinja's autoescape. What only some pages need (the course compiler,
+email rendering, the timeline, newsletters, the store) is imported by those pages, so the app starts
+without it.
 """
 
 from __future__ import annotations
@@ -22,16 +24,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from drip.config import Site
-from drip.course.compile import compile_course, course_slugs
-from drip.course.models import Course
 from drip.errors import InputError, NotFoundError
-from drip.preview.emails import compile_for_preview, preview_course
-from drip.preview.timeline import course_timeline, course_zone
-from drip.render.steps import render_step, sample_values
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
     import uvicorn
+
+    from drip.config import Site
+    from drip.course.models import Course
 
 TEMPLATES = Path(__file__).parent / "templates"
 FRAMES = (("Desktop", 600), ("Mobile", 375))
@@ -107,6 +107,8 @@ class PreviewPages:
         )
 
     async def index(self, request: Request) -> Response:
+        from drip.course.compile import compile_course, course_slugs
+
         courses: list[dict[str, Any]] = []
         for slug in course_slugs(self.site):
             try:
@@ -145,6 +147,10 @@ class PreviewPages:
         )
 
     async def course_page(self, request: Request) -> Response:
+        from drip.preview.emails import compile_for_preview, preview_course
+        from drip.preview.timeline import course_timeline, course_zone
+        from drip.render.steps import sample_values
+
         site, slug = self.site, request.path_params["slug"]
         try:
             course = compile_for_preview(site, slug)
@@ -168,6 +174,9 @@ class PreviewPages:
         )
 
     async def email_html(self, request: Request) -> Response:
+        from drip.course.compile import compile_course
+        from drip.render.steps import render_step, sample_values
+
         site, slug = self.site, request.path_params["slug"]
         try:
             course = compile_course(site, slug)
@@ -186,6 +195,8 @@ class PreviewPages:
         """The funnel of a course as inline SVG bars and a table: what `drip stats` prints."""
         from starlette.concurrency import run_in_threadpool
 
+        from drip.course.compile import compile_course
+
         site, slug = self.site, request.path_params["slug"]
         try:
             course = compile_course(site, slug)
@@ -193,20 +204,62 @@ class PreviewPages:
             return self.problems_page("Unknown course", exc, 404)
         except InputError as exc:
             return self.problems_page(f"Course {slug} does not compile", exc, 422)
-        rows = await run_in_threadpool(_funnel_rows, site, slug, [s.key for s in course.steps])
+        rows, empty = await run_in_threadpool(_funnel_rows, site, slug, [s.key for s in course.steps])
         top = max([int(str(r["sent"])) for r in rows] + [1])
-        return self.page("stats.html", site=site.config.site, slug=slug, rows=rows, top=top)
+        return self.page("stats.html", site=site.config.site, slug=slug, rows=rows, top=top, empty=empty)
 
 
-def _funnel_rows(site: Site, slug: str, keys: list[str]) -> list[dict[str, object]]:
-    from drip.store.db import open_store
+def _funnel_rows(site: Site, slug: str, keys: list[str]) -> tuple[list[dict[str, object]], str | None]:
+    """The funnel from the site's store, opened read-only: ``(rows, None)``, or ``([], why there are no
+    figures)``. Previewing never creates a database nor moves its schema: sending does that."""
+    import sqlalchemy as sa
+
+    from drip.errors import DripError
+    from drip.store.db import current_revisions, head_revisions, store_failure
     from drip.store.events import funnel, report_rows
 
-    engine = open_store(site.database_url)
     try:
-        return report_rows(funnel(engine, slug), keys)
+        engine = read_only_store(site.database_url)
+    except DripError as exc:
+        return [], str(exc)
+    if engine is None:
+        return [], "No figures yet: nothing has been sent (the site has no database yet)."
+    try:
+        current = current_revisions(engine)
+        if not current:
+            return [], "No figures yet: nothing has been sent (the database has no drip tables yet)."
+        if current != head_revisions():
+            return [], (
+                f"The database is at revision {', '.join(sorted(current))}, not the one this drip reads: "
+                "figures show once it is upgraded (`drip db upgrade`, or the next send)."
+            )
+        return report_rows(funnel(engine, slug), keys), None
+    except sa.exc.DBAPIError as exc:
+        return [], str(store_failure(engine.url, exc, "read"))
     finally:
         engine.dispose()
+
+
+def read_only_store(url: str) -> sa.Engine | None:
+    """An engine that reads the store at ``url`` and cannot write it; None for a SQLite file that does
+    not exist (opening it would create it). No migration runs: see :func:`drip.store.db.open_store`."""
+    import sqlite3
+    from urllib.parse import quote
+
+    import sqlalchemy as sa
+
+    from drip.store.db import connect, normalise_url
+
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return connect(url).execution_options(postgresql_readonly=True)
+    database = parsed.database
+    if not database or database == ":memory:" or not Path(database).is_file():
+        return None
+    uri = f"file:{quote(str(Path(database).resolve()))}?mode=ro"
+    return sa.create_engine(
+        "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
+    )
 
 
 def create_app(
