@@ -336,21 +336,24 @@ def _raise_problems(env: jinja2.Environment) -> None:
         raise TemplateError(problems)
 
 
-def _step_template_names(env: jinja2.Environment) -> list[str]:
-    """The step templates and every template they extend, import or include, transitively."""
-    seen: list[str] = []
+def _step_templates(env: jinja2.Environment) -> dict[str, tuple[str | None, jinja2.nodes.Template]]:
+    """The step templates and every template they extend, import or include, transitively.
+
+    Each is parsed once here (file name and tree): parsing is most of what checking costs.
+    """
+    seen: dict[str, tuple[str | None, jinja2.nodes.Template]] = {}
     queue = list(STEP_TEMPLATES)
     while queue:
         name = queue.pop(0)
         if name in seen:
             continue
         try:
-            source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
-            referenced = jinja2.meta.find_referenced_templates(env.parse(source))
+            source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+            tree = env.parse(source)
         except (jinja2.TemplateError, UnicodeDecodeError):
             continue  # reported by the compile step
-        seen.append(name)
-        queue.extend(n for n in referenced if n)
+        seen[name] = (filename, tree)
+        queue.extend(n for n in jinja2.meta.find_referenced_templates(tree) if n)
     return seen
 
 
@@ -376,9 +379,7 @@ def unknown_names(env: jinja2.Environment) -> list[Problem]:
     """
     known = TEMPLATE_NAMES | set(env.globals)
     problems: list[Problem] = []
-    for name in _step_template_names(env):
-        source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
-        tree = env.parse(source)
+    for name, (filename, tree) in _step_templates(env).items():
         unknown = jinja2.meta.find_undeclared_variables(tree) - known - _template_wide(tree)
         for node in tree.find_all(jinja2.nodes.Name):
             if node.name in unknown and node.ctx == "load":
