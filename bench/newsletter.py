@@ -149,12 +149,11 @@ class Backends:
         if engine.dialect.name != "postgresql":
             return
 
-        @sa.event.listens_for(engine, "connect")
-        def _connected(dbapi_conn: Any, _record: Any) -> None:
-            with dbapi_conn.cursor() as cur:
-                cur.execute("SELECT pg_backend_pid()")
-                self.pids.add(int(cur.fetchone()[0]))
-            dbapi_conn.commit()
+        @sa.event.listens_for(engine, "checkout")
+        def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            if "backend_pid" not in record.info:  # once per connection, whenever it was opened
+                record.info["backend_pid"] = dbapi_conn.info.backend_pid
+            self.pids.add(record.info["backend_pid"])
 
     def cpu(self) -> float:
         return sum(_proc_cpu(pid) for pid in self.pids)

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from drip.store.lists import LEFT_NOTE
+from drip.store.lists import LEFT_NOTE, current_membership
 from drip.store.schema import (
     DeliveryStatus,
     EnrollmentState,
@@ -91,11 +91,7 @@ def member_recipients(
     so a current member reads ``active`` and anyone else ``left``.
     """
     ids = sorted(set(subscriber_ids))
-    member = sa.and_(
-        list_members.c.subscriber_id == subscribers.c.id,
-        list_members.c.list == list_name,
-        list_members.c.state == MemberState.ACTIVE,
-    )
+    member = current_membership(subscribers.c.id, list_name)
     query = sa.select(*_PERSON, list_members.c.id).outerjoin(list_members, member)
     out: dict[int, Recipient] = {}
     with engine.connect() as conn:
@@ -164,9 +160,7 @@ def _refused(conn: sa.Connection, ids: set[int], refusal: Refusal) -> dict[int, 
         return {}
     member = sa.and_(
         deliveries.c.enrollment_id.is_(None),
-        list_members.c.subscriber_id == deliveries.c.subscriber_id,
-        list_members.c.list == deliveries.c.course,
-        list_members.c.state == MemberState.ACTIVE,
+        current_membership(deliveries.c.subscriber_id, deliveries.c.course),
     )
     query = (
         sa.select(deliveries.c.id, subscribers.c.status, enrollments.c.state, list_members.c.id)
