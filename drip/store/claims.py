@@ -261,15 +261,78 @@ def _write(conn: sa.Connection, status: OutcomeStatus, outcomes: list[Outcome], 
     _update_many(conn, rows, {**values, "leased_until": None, "handed_off_at": None, "updated_at": now})
 
 
+# Outcomes written alike (same status, lease and values) are one UPDATE … WHERE id IN (…) RETURNING id,
+# up to this many groups per recording; more distinct values (an outbox's Message-IDs) take the
+# locked read and one UPDATE per status.
+_MAX_GROUPS = 4
+_IDS_PER_UPDATE = 500
+
+
+def _same(o: Outcome) -> tuple[object, ...]:
+    return (o.status, o.lease_token, o.provider_id, o.error, o.retry_at, o.note)
+
+
+def _write_alike(conn: sa.Connection, group: list[Outcome], now: dt.datetime) -> set[int]:
+    """One UPDATE for outcomes written alike, only where the lease is still theirs; the ids it changed."""
+    first = group[0]
+    values: dict[str, object] = {"leased_until": None, "handed_off_at": None, "updated_at": now}
+    if first.status == "sent":
+        values |= {
+            "status": DeliveryStatus.SENT,
+            "provider_id": first.provider_id,
+            "sent_at": now,
+            "last_error": None,
+        }
+    elif first.status == "failed":
+        values |= {"status": DeliveryStatus.FAILED, "last_error": first.error}
+    elif first.status == "retry":
+        values |= {
+            "status": DeliveryStatus.PENDING,
+            "last_error": first.error,
+            "due_at": first.retry_at or now,
+        }
+    else:
+        values |= {"status": DeliveryStatus.CANCELLED, "note": first.note}
+    ids = [o.delivery_id for o in group]
+    done: set[int] = set()
+    for at in range(0, len(ids), _IDS_PER_UPDATE):
+        part = ids[at : at + _IDS_PER_UPDATE]
+        chosen = (
+            d.c.id == sa.any_(sa.literal(part, ARRAY(sa.Integer())))
+            if conn.dialect.name == "postgresql"
+            else d.c.id.in_(part)
+        )
+        stmt = (
+            sa.update(d)
+            .where(chosen, d.c.lease_token == first.lease_token, _held)
+            .values(values)
+            .returning(d.c.id)
+        )
+        done.update(conn.execute(stmt).scalars())
+    return done
+
+
 def record(engine: sa.Engine, outcomes: Sequence[Outcome], *, now: dt.datetime) -> set[int]:
     """Record a whole batch in one transaction; only rows whose lease is still ours change.
 
     Returns the ids that were recorded. An id missing from the answer lost its
     lease (it expired and another worker claimed the row): its outcome is dropped.
+    A chunk whose outcomes are alike (a SendGrid request's: sent, one message id)
+    is one statement that checks the lease and writes in the same go.
     """
     if not outcomes:
         return set()
+    groups: dict[tuple[object, ...], list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault(_same(o), []).append(o)
+        if len(groups) > _MAX_GROUPS:
+            break
     with engine.begin() as conn:
+        if len(groups) <= _MAX_GROUPS:
+            done: set[int] = set()
+            for group in groups.values():
+                done |= _write_alike(conn, group, now)
+            return done
         mine = _held_by(conn, outcomes)
         by_status: dict[OutcomeStatus, list[Outcome]] = {
             "sent": [],
