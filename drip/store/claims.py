@@ -42,6 +42,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from drip.store.db import among
 from drip.store.schema import DeliveryStatus, deliveries
 
 d = deliveries
@@ -224,7 +225,7 @@ def _held_by(conn: sa.Connection, outcomes: Sequence[Outcome]) -> list[Outcome]:
         (row.id, row.lease_token)
         for row in conn.execute(
             sa.select(d.c.id, d.c.lease_token)
-            .where(d.c.id.in_([o.delivery_id for o in outcomes]), _held)
+            .where(among(conn, d.c.id, [o.delivery_id for o in outcomes]), _held)
             .with_for_update()
         )
     }
@@ -297,14 +298,9 @@ def _write_alike(conn: sa.Connection, group: list[Outcome], now: dt.datetime) ->
     done: set[int] = set()
     for at in range(0, len(ids), _IDS_PER_UPDATE):
         part = ids[at : at + _IDS_PER_UPDATE]
-        chosen = (
-            d.c.id == sa.any_(sa.literal(part, ARRAY(sa.Integer())))
-            if conn.dialect.name == "postgresql"
-            else d.c.id.in_(part)
-        )
         stmt = (
             sa.update(d)
-            .where(chosen, d.c.lease_token == first.lease_token, _held)
+            .where(among(conn, d.c.id, part), d.c.lease_token == first.lease_token, _held)
             .values(values)
             .returning(d.c.id)
         )

@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from drip.store.db import among
 from drip.store.lists import LEFT_NOTE, current_membership
 from drip.store.schema import (
     DeliveryStatus,
@@ -96,7 +97,7 @@ def member_recipients(
     out: dict[int, Recipient] = {}
     with engine.connect() as conn:
         for at in range(0, len(ids), 500):
-            rows = conn.execute(query.where(subscribers.c.id.in_(ids[at : at + 500])))
+            rows = conn.execute(query.where(among(conn, subscribers.c.id, ids[at : at + 500])))
             for sid, email, name, locale, status, attributes, created, mid in rows:
                 state = EnrollmentState.ACTIVE if mid is not None else MemberState.LEFT
                 out[sid] = Recipient(sid, email, name or "", locale, status, attributes or {}, state, created)
@@ -136,7 +137,7 @@ def hand_off(
             conn.execute(
                 sa.update(deliveries)
                 .where(
-                    deliveries.c.id.in_(list(ids)),
+                    among(conn, deliveries.c.id, ids),
                     deliveries.c.lease_token == lease_token,
                     deliveries.c.status == DeliveryStatus.PENDING,
                     deliveries.c.leased_until >= now,
@@ -167,7 +168,7 @@ def _refused(conn: sa.Connection, ids: set[int], refusal: Refusal) -> dict[int, 
         .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
         .outerjoin(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
         .outerjoin(list_members, member)
-        .where(deliveries.c.id.in_(sorted(ids)))
+        .where(among(conn, deliveries.c.id, sorted(ids)))
     )
     out: dict[int, str] = {}
     for did, status, state, mid in conn.execute(query):

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 
+from drip.store.db import among
 from drip.store.lists import CHUNK, Member, ensure_list, members, on_conflict_do_nothing
 from drip.store.schema import (
     DeliveryStatus,
@@ -224,11 +224,7 @@ def _write_batch(
     PostgreSQL): a multi-row VALUES list of 5,000 rows cost more to build and parse than to write.
     """
     ids = [member.subscriber_id for member in todo]
-    chosen = (
-        subscribers.c.id == sa.any_(sa.literal(ids, ARRAY(sa.Integer())))
-        if conn.dialect.name == "postgresql"
-        else subscribers.c.id.in_(ids)
-    )
+    chosen = among(conn, subscribers.c.id, ids)
     values: dict[str, sa.ColumnElement[Any]] = {
         "issue_id": sa.literal(issue.id, sa.Integer()),
         "subscriber_id": subscribers.c.id,
@@ -339,7 +335,7 @@ def course_urls(
     for start in range(0, len(subscriber_ids), CHUNK):
         chunk = list(subscriber_ids[start : start + CHUNK])
         query = sa.select(d.c.subscriber_id, d.c.step_key).where(
-            d.c.subscriber_id.in_(chunk), d.c.enrollment_id.is_not(None), is_article, recent
+            among(conn, d.c.subscriber_id, chunk), d.c.enrollment_id.is_not(None), is_article, recent
         )
         for sid, key in conn.execute(query):
             found.setdefault(sid, set()).add(key[len(ARTICLE_PREFIX) :])
