@@ -262,15 +262,16 @@ def _write(conn: sa.Connection, status: OutcomeStatus, outcomes: list[Outcome], 
     _update_many(conn, rows, {**values, "leased_until": None, "handed_off_at": None, "updated_at": now})
 
 
-# Outcomes written alike (same status, lease and values) are one UPDATE … WHERE id IN (…) RETURNING id,
-# up to this many groups per recording; more distinct values (an outbox's Message-IDs) take the
-# locked read and one UPDATE per status.
+# Outcomes written alike (same status, lease and values but the provider's id) are one
+# UPDATE … WHERE id IN (…) RETURNING id, up to this many groups per recording; more distinct
+# values (retries each with its own due time) take the locked read and one UPDATE per status.
 _MAX_GROUPS = 4
 _IDS_PER_UPDATE = 500
 
 
 def _same(o: Outcome) -> tuple[object, ...]:
-    return (o.status, o.lease_token, o.provider_id, o.error, o.retry_at, o.note)
+    """What outcomes written by one statement share (a provider id may differ: see :func:`_write_alike`)."""
+    return (o.status, o.lease_token, o.error, o.retry_at, o.note)
 
 
 def _write_alike(conn: sa.Connection, group: list[Outcome], now: dt.datetime) -> set[int]:
@@ -278,12 +279,7 @@ def _write_alike(conn: sa.Connection, group: list[Outcome], now: dt.datetime) ->
     first = group[0]
     values: dict[str, object] = {"leased_until": None, "handed_off_at": None, "updated_at": now}
     if first.status == "sent":
-        values |= {
-            "status": DeliveryStatus.SENT,
-            "provider_id": first.provider_id,
-            "sent_at": now,
-            "last_error": None,
-        }
+        values |= {"status": DeliveryStatus.SENT, "sent_at": now, "last_error": None}
     elif first.status == "failed":
         values |= {"status": DeliveryStatus.FAILED, "last_error": first.error}
     elif first.status == "retry":
@@ -294,13 +290,24 @@ def _write_alike(conn: sa.Connection, group: list[Outcome], now: dt.datetime) ->
         }
     else:
         values |= {"status": DeliveryStatus.CANCELLED, "note": first.note}
-    ids = [o.delivery_id for o in group]
     done: set[int] = set()
-    for at in range(0, len(ids), _IDS_PER_UPDATE):
-        part = ids[at : at + _IDS_PER_UPDATE]
+    for at in range(0, len(group), _IDS_PER_UPDATE):
+        part = group[at : at + _IDS_PER_UPDATE]
+        if first.status == "sent":
+            # One message id for a whole SendGrid request; an outbox's differ: chosen by id in the statement.
+            provider_ids = {o.provider_id for o in part}
+            values["provider_id"] = (
+                first.provider_id
+                if len(provider_ids) == 1
+                else sa.case({o.delivery_id: o.provider_id for o in part}, value=d.c.id)
+            )
         stmt = (
             sa.update(d)
-            .where(among(conn, d.c.id, part), d.c.lease_token == first.lease_token, _held)
+            .where(
+                among(conn, d.c.id, [o.delivery_id for o in part]),
+                d.c.lease_token == first.lease_token,
+                _held,
+            )
             .values(values)
             .returning(d.c.id)
         )
@@ -313,7 +320,7 @@ def record(engine: sa.Engine, outcomes: Sequence[Outcome], *, now: dt.datetime) 
 
     Returns the ids that were recorded. An id missing from the answer lost its
     lease (it expired and another worker claimed the row): its outcome is dropped.
-    A chunk whose outcomes are alike (a SendGrid request's: sent, one message id)
+    A chunk whose outcomes are alike (all sent, as a transport's chunk mostly is)
     is one statement that checks the lease and writes in the same go.
     """
     if not outcomes:
