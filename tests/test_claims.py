@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import datetime as dt
+import re
 import threading
 from collections.abc import Mapping, Sequence
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import pytest
 
 from drip.runtime import Runtime, demo_key_allowed
-from drip.tokens import DEMO_SECRET, BadToken, MissingSecret, make_token, read_token
+from drip.tokens import DEMO_SECRET, BadToken, MissingSecret, Scope, make_token, read_token
 
 SECRET = "k" * 32
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
@@ -17,6 +18,29 @@ def test_round_trip_keeps_subscriber_course_and_step() -> None:
     token = make_token(SECRET, "view", 42, "le-role-du-cto", step="welcome", now=NOW)
     data = read_token(SECRET, token, "view", now=NOW)
     assert (data.subscriber_id, data.course, data.step) == (42, "le-role-du-cto", "welcome")
+
+
+@pytest.mark.parametrize(
+    ("scope", "course", "step", "born"),
+    [
+        ("unsubscribe", "lettre", "issue:broadcast:la-rentree", 1_764_576_000_000_000),  # compressed
+        ("confirm", None, None, None),  # too short to compress
+        ("view", "métier-é", "article:/posts/x/" * 5, 5),  # not ASCII
+        ("preferences", "日本", "welcome", None),
+    ],
+)
+def test_tokens_are_signed_as_itsdangerous_signs_them(
+    scope: Scope, course: str | None, step: str | None, born: int | None
+) -> None:
+    from itsdangerous import URLSafeSerializer
+
+    reference = URLSafeSerializer(
+        SECRET, salt=f"drip.{scope}", signer_kwargs={"digest_method": hashlib.sha256}
+    )
+    payload = [scope, 42, course, step, int(NOW.timestamp()), *([born] if born is not None else [])]
+    token = make_token(SECRET, scope, 42, course, step=step, born=born, now=NOW)
+    assert token == reference.dumps(payload)
+    assert read_token(SECRET, token, scope, now=NOW).born == born
 
 
 def test_a_confirm_token_cannot_unsubscribe_and_the_reverse() -> None:

@@ -178,8 +178,15 @@ def decide_issues(
         sids = sorted({item.subscriber_id for item in group})
         mlist = sources.newsletters.lists.get(list_name)
         days = mlist.no_repeat_days if mlist is not None else 0
-        with engine.connect() as conn:  # the list's own window of course posts not to offer again
-            taken = course_urls(conn, sids, since=ctx.now - dt.timedelta(days=days))
+        digests = any(
+            (issue := ip.issues.get(item.step_key.removeprefix(ISSUE_PREFIX))) is not None
+            and issue.kind != BROADCAST
+            for item in group
+        )
+        taken: Mapping[int, set[str]] = {}
+        if digests:  # a broadcast offers no posts: only a digest leaves out what a course sent
+            with engine.connect() as conn:  # the list's own window of course posts not to offer again
+                taken = course_urls(conn, sids, since=ctx.now - dt.timedelta(days=days))
         found = member_recipients(engine, list_name, sids)
         per_list = replace(ip, taken=taken)
         out += [(item, _one(per_list, item, found.get(item.subscriber_id))) for item in group]

@@ -42,6 +42,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from drip.store.db import among
 from drip.store.schema import DeliveryStatus, deliveries
 
 d = deliveries
@@ -224,7 +225,7 @@ def _held_by(conn: sa.Connection, outcomes: Sequence[Outcome]) -> list[Outcome]:
         (row.id, row.lease_token)
         for row in conn.execute(
             sa.select(d.c.id, d.c.lease_token)
-            .where(d.c.id.in_([o.delivery_id for o in outcomes]), _held)
+            .where(among(conn, d.c.id, [o.delivery_id for o in outcomes]), _held)
             .with_for_update()
         )
     }
@@ -261,15 +262,80 @@ def _write(conn: sa.Connection, status: OutcomeStatus, outcomes: list[Outcome], 
     _update_many(conn, rows, {**values, "leased_until": None, "handed_off_at": None, "updated_at": now})
 
 
+# Outcomes written alike (same status, lease and values but the provider's id) are one
+# UPDATE … WHERE id IN (…) RETURNING id, up to this many groups per recording; more distinct
+# values (retries each with its own due time) take the locked read and one UPDATE per status.
+_MAX_GROUPS = 4
+_IDS_PER_UPDATE = 500
+
+
+def _same(o: Outcome) -> tuple[object, ...]:
+    """What outcomes written by one statement share (a provider id may differ: see :func:`_write_alike`)."""
+    return (o.status, o.lease_token, o.error, o.retry_at, o.note)
+
+
+def _write_alike(conn: sa.Connection, group: list[Outcome], now: dt.datetime) -> set[int]:
+    """One UPDATE for outcomes written alike, only where the lease is still theirs; the ids it changed."""
+    first = group[0]
+    values: dict[str, object] = {"leased_until": None, "handed_off_at": None, "updated_at": now}
+    if first.status == "sent":
+        values |= {"status": DeliveryStatus.SENT, "sent_at": now, "last_error": None}
+    elif first.status == "failed":
+        values |= {"status": DeliveryStatus.FAILED, "last_error": first.error}
+    elif first.status == "retry":
+        values |= {
+            "status": DeliveryStatus.PENDING,
+            "last_error": first.error,
+            "due_at": first.retry_at or now,
+        }
+    else:
+        values |= {"status": DeliveryStatus.CANCELLED, "note": first.note}
+    done: set[int] = set()
+    for at in range(0, len(group), _IDS_PER_UPDATE):
+        part = group[at : at + _IDS_PER_UPDATE]
+        if first.status == "sent":
+            # One message id for a whole SendGrid request; an outbox's differ: chosen by id in the statement.
+            provider_ids = {o.provider_id for o in part}
+            values["provider_id"] = (
+                first.provider_id
+                if len(provider_ids) == 1
+                else sa.case({o.delivery_id: o.provider_id for o in part}, value=d.c.id)
+            )
+        stmt = (
+            sa.update(d)
+            .where(
+                among(conn, d.c.id, [o.delivery_id for o in part]),
+                d.c.lease_token == first.lease_token,
+                _held,
+            )
+            .values(values)
+            .returning(d.c.id)
+        )
+        done.update(conn.execute(stmt).scalars())
+    return done
+
+
 def record(engine: sa.Engine, outcomes: Sequence[Outcome], *, now: dt.datetime) -> set[int]:
     """Record a whole batch in one transaction; only rows whose lease is still ours change.
 
     Returns the ids that were recorded. An id missing from the answer lost its
     lease (it expired and another worker claimed the row): its outcome is dropped.
+    A chunk whose outcomes are alike (all sent, as a transport's chunk mostly is)
+    is one statement that checks the lease and writes in the same go.
     """
     if not outcomes:
         return set()
+    groups: dict[tuple[object, ...], list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault(_same(o), []).append(o)
+        if len(groups) > _MAX_GROUPS:
+            break
     with engine.begin() as conn:
+        if len(groups) <= _MAX_GROUPS:
+            done: set[int] = set()
+            for group in groups.values():
+                done |= _write_alike(conn, group, now)
+            return done
         mine = _held_by(conn, outcomes)
         by_status: dict[OutcomeStatus, list[Outcome]] = {
             "sent": [],

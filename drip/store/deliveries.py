@@ -20,7 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from drip.store.lists import LEFT_NOTE
+from drip.store.db import among
+from drip.store.lists import LEFT_NOTE, current_membership
 from drip.store.schema import (
     DeliveryStatus,
     EnrollmentState,
@@ -91,16 +92,12 @@ def member_recipients(
     so a current member reads ``active`` and anyone else ``left``.
     """
     ids = sorted(set(subscriber_ids))
-    member = sa.and_(
-        list_members.c.subscriber_id == subscribers.c.id,
-        list_members.c.list == list_name,
-        list_members.c.state == MemberState.ACTIVE,
-    )
+    member = current_membership(subscribers.c.id, list_name)
     query = sa.select(*_PERSON, list_members.c.id).outerjoin(list_members, member)
     out: dict[int, Recipient] = {}
     with engine.connect() as conn:
         for at in range(0, len(ids), 500):
-            rows = conn.execute(query.where(subscribers.c.id.in_(ids[at : at + 500])))
+            rows = conn.execute(query.where(among(conn, subscribers.c.id, ids[at : at + 500])))
             for sid, email, name, locale, status, attributes, created, mid in rows:
                 state = EnrollmentState.ACTIVE if mid is not None else MemberState.LEFT
                 out[sid] = Recipient(sid, email, name or "", locale, status, attributes or {}, state, created)
@@ -140,7 +137,7 @@ def hand_off(
             conn.execute(
                 sa.update(deliveries)
                 .where(
-                    deliveries.c.id.in_(list(ids)),
+                    among(conn, deliveries.c.id, ids),
                     deliveries.c.lease_token == lease_token,
                     deliveries.c.status == DeliveryStatus.PENDING,
                     deliveries.c.leased_until >= now,
@@ -164,16 +161,14 @@ def _refused(conn: sa.Connection, ids: set[int], refusal: Refusal) -> dict[int, 
         return {}
     member = sa.and_(
         deliveries.c.enrollment_id.is_(None),
-        list_members.c.subscriber_id == deliveries.c.subscriber_id,
-        list_members.c.list == deliveries.c.course,
-        list_members.c.state == MemberState.ACTIVE,
+        current_membership(deliveries.c.subscriber_id, deliveries.c.course),
     )
     query = (
         sa.select(deliveries.c.id, subscribers.c.status, enrollments.c.state, list_members.c.id)
         .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
         .outerjoin(enrollments, enrollments.c.id == deliveries.c.enrollment_id)
         .outerjoin(list_members, member)
-        .where(deliveries.c.id.in_(sorted(ids)))
+        .where(among(conn, deliveries.c.id, sorted(ids)))
     )
     out: dict[int, str] = {}
     for did, status, state, mid in conn.execute(query):

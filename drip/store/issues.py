@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 
+from drip.store.db import among
 from drip.store.lists import CHUNK, Member, count_members, ensure_list, members, on_conflict_do_nothing
 from drip.store.schema import (
     DeliveryStatus,
@@ -35,6 +35,10 @@ ISSUE_PREFIX = "issue:"
 ARTICLE_PREFIX = "article:"  # the step key of a course email that offers one post
 d = deliveries
 MAX_IDS = 30_000  # ids per INSERT … SELECT: under SQLite's bound-parameter limit (32,766)
+# From this many new rows on, an issue's writing refreshes PostgreSQL's statistics of the deliveries
+# table: planning with a table a fraction of its real size, the send's per-chunk reads by id
+# became sequential scans (autovacuum's own ANALYZE comes a minute or more later).
+ANALYZE_AFTER = 10_000
 
 # Given a batch of members, the subscriber ids to leave out of the issue, each with why.
 Exclude = Callable[[Sequence[Member]], Mapping[int, str]]
@@ -220,11 +224,7 @@ def _write_batch(
     PostgreSQL): a multi-row VALUES list of 5,000 rows cost more to build and parse than to write.
     """
     ids = [member.subscriber_id for member in todo]
-    chosen = (
-        subscribers.c.id == sa.any_(sa.literal(ids, ARRAY(sa.Integer())))
-        if conn.dialect.name == "postgresql"
-        else subscribers.c.id.in_(ids)
-    )
+    chosen = among(conn, subscribers.c.id, ids)
     values: dict[str, sa.ColumnElement[Any]] = {
         "issue_id": sa.literal(issue.id, sa.Integer()),
         "subscriber_id": subscribers.c.id,
@@ -298,6 +298,9 @@ def create_issue_deliveries(
             .where(newsletter_issues.c.id == issue.id)
             .values(counts=counts.as_json())
         )
+    if created >= ANALYZE_AFTER and engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ANALYZE {d.name}")
     return counts
 
 
@@ -338,7 +341,7 @@ def course_urls(
     for start in range(0, len(subscriber_ids), CHUNK):
         chunk = list(subscriber_ids[start : start + CHUNK])
         query = sa.select(d.c.subscriber_id, d.c.step_key).where(
-            d.c.subscriber_id.in_(chunk), d.c.enrollment_id.is_not(None), is_article, recent
+            among(conn, d.c.subscriber_id, chunk), d.c.enrollment_id.is_not(None), is_article, recent
         )
         for sid, key in conn.execute(query):
             found.setdefault(sid, set()).add(key[len(ARTICLE_PREFIX) :])

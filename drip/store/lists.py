@@ -67,6 +67,22 @@ def on_conflict_do_nothing(conn: sa.Connection, table: sa.Table) -> sa.Insert:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
+def current_membership(
+    subscriber_id: sa.ColumnElement[int], list_name: sa.ColumnElement[str] | str
+) -> sa.ColumnElement[bool]:
+    """The join condition to a subscriber's current membership of a list, one row at most.
+
+    Written as the predicate of the partial unique index on (subscriber_id, list), with
+    the state in the SQL text, so both planners fetch that one row by the index instead
+    of walking every member of the list (``ix_list_members_list_id``) for each reader.
+    """
+    return sa.and_(
+        m.c.subscriber_id == subscriber_id,
+        m.c.list == list_name,
+        m.c.state != sa.literal(MemberState.LEFT.value, m.c.state.type, literal_execute=True),
+    )
+
+
 def ensure_list(conn: sa.Connection, name: str, *, now: dt.datetime) -> dt.datetime:
     """Create the list if it does not exist yet; returns when it was created.
 
