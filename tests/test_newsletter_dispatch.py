@@ -177,6 +177,8 @@ def test_a_broadcast_goes_out_at_its_send_at(tmp_path: Path, engine: sa.Engine) 
     assert len(emails) == 2
     assert {str(m["Subject"]) for m in emails} == {"Une annonce"}
     assert "une annonce" in _text(emails[0])
+    # RFC 2919: the list the email came from, its title quoted, its name as the label.
+    assert {str(m["List-ID"]) for m in emails} == {'"La lettre du CTO" <lettre.cto.example.org>'}
 
 
 @pytest.mark.parametrize(("late", "sent"), [(dt.timedelta(hours=5), 2), (dt.timedelta(hours=7), 0)])

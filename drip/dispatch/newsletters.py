@@ -157,7 +157,9 @@ def _one(ip: IssuePass, item: Claimed, recipient: Recipient | None) -> Decision:
         return after_error(item, f"cannot build the email: {exc}", ip.ctx, permanent=False)
     if isinstance(rendered, Cancel):
         return rendered
-    return Send(message(item, recipient, rendered, mlist.sender, ip.ctx))
+    return Send(
+        message(item, recipient, rendered, mlist.sender, ip.ctx, list_name=mlist.name, list_title=mlist.title)
+    )
 
 
 def decide_issues(
