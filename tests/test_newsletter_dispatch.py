@@ -194,6 +194,29 @@ def test_a_worker_down_during_the_slot_sends_it_once_within_the_grace_period(
     assert len(_emails(outbox) if outbox.exists() else []) == sent
 
 
+@pytest.mark.parametrize(
+    ("grace", "late", "sent"),
+    [
+        ("", dt.timedelta(hours=5), 1),
+        ("", dt.timedelta(hours=7), 0),
+        ("grace: 2d\n", dt.timedelta(days=1), 1),
+        ("grace: 30m\n", dt.timedelta(hours=1), 0),
+    ],
+)
+def test_a_broadcast_is_sent_late_only_within_its_grace_period(
+    tmp_path: Path, engine: sa.Engine, grace: str, late: dt.timedelta, sent: int
+) -> None:
+    site = _site(tmp_path, digest=DIGEST + "since: 2026-12-04\n")
+    write(site.root, "content/newsletters/annonce.md", BROADCAST.replace("send_at:", grace + "send_at:"))
+    readers(engine, 1)
+    _members(engine, [1])
+    outbox = tmp_path / "outbox"
+    send_at = dt.datetime(2026, 12, 8, 10, tzinfo=PARIS)
+    assert _run(site, engine, outbox, send_at + late).sent == sent
+    with engine.connect() as conn:
+        assert len(list_issues(conn, "lettre")) == sent
+
+
 def test_a_crash_while_writing_an_issue_then_resume_sends_nobody_twice(
     tmp_path: Path, engine: sa.Engine
 ) -> None:

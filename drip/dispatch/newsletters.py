@@ -55,7 +55,6 @@ from drip.store.schema import BROADCAST, DIGEST, EnrollmentState, SubscriberStat
 
 log = logging.getLogger(__name__)
 
-GRACE = dt.timedelta(hours=6)  # a broadcast missed longer ago than this (no worker up) is not sent late
 NOTHING_NEW = "nothing new for them"
 IN_COURSE_WAIT = "in a course: a later issue"
 IN_COURSE_SKIP = "in a course"
@@ -309,7 +308,7 @@ def plan_broadcast(
     send_at = broadcast.send_at
     if send_at.tzinfo is None:
         send_at = send_at.replace(tzinfo=ZoneInfo(mlist.timezone))
-    if send_at > now or now - send_at > GRACE:
+    if send_at > now or now - send_at > broadcast.grace:
         return []
     key = broadcast_key(broadcast)
     issue = create_issue(
