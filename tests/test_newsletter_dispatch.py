@@ -24,7 +24,8 @@ from drip.dispatch.batch import DispatchReport
 from drip.dispatch.decide import refusal
 from drip.dispatch.newsletters import NOTHING_NEW, plan_newsletters
 from drip.dispatch.worker import drain, run_forever
-from drip.runtime import Runtime, frozen_clock
+from drip.render.rendered import LruCache
+from drip.runtime import ISSUE_RENDERS, Runtime, frozen_clock
 from drip.store.claims import claim
 from drip.store.deliveries import hand_off
 from drip.store.issues import create_issue, create_issue_deliveries, list_issues
@@ -356,3 +357,23 @@ def test_planning_starts_a_progress_bar_per_issue_whose_emails_it_writes(
     assert plan_newsletters(site, engine, now=now, progress=start)
     ((description, calls),) = bars.items()
     assert description.startswith("lettre: issue ") and calls == [(3, 3)]
+
+
+def test_the_issue_render_cache_keeps_the_most_recent_few() -> None:
+    cache: LruCache[str, int] = LruCache(2)
+    made: list[str] = []
+
+    def make(key: str) -> int:
+        def render() -> int:
+            made.append(key)
+            return len(made)
+
+        return cache.get_or_make(key, render)
+
+    assert (make("a"), make("b"), make("a")) == (1, 2, 1)  # "a" is now the most recent
+    assert make("c") == 3  # full: "b", the least recently used, goes
+    assert "b" not in cache and "a" in cache and len(cache) == 2
+    assert make("b") == 4 and made == ["a", "b", "c", "b"]
+    assert "a" not in cache and "c" in cache  # "a" was used before "c", so it went first
+    runtime = Runtime.for_tests(SECRET)
+    assert runtime.issue_renders.max_size == ISSUE_RENDERS <= 100

@@ -121,10 +121,9 @@ def _render(ip: IssuePass, issue: Issue, mlist: MailingList, locale: str, sid: i
         broadcast = ip.sources.broadcasts.get(issue.key.removeprefix("broadcast:"))
         if broadcast is None:
             return Cancel(ISSUE_REMOVED)
-        key: tuple[int, str, tuple[str, ...]] = (issue.id, locale, ())
-        if key not in cache:
-            cache[key] = render_broadcast(ip.site, broadcast, mlist, locale=locale)
-        return cache[key]
+        return cache.get_or_make(
+            (issue.id, locale, ()), lambda: render_broadcast(ip.site, broadcast, mlist, locale=locale)
+        )
     digest = ip.sources.newsletters.digests.get(issue.key.split(":", 1)[0])
     if digest is None:
         return Cancel(ISSUE_REMOVED)
@@ -132,10 +131,10 @@ def _render(ip: IssuePass, issue: Issue, mlist: MailingList, locale: str, sid: i
     mine = for_reader(posts, taken_posts(ip.taken.get(sid), now), mlist.no_repeat_days, now)
     if not mine:
         return Cancel(NOTHING_NEW)
-    key = (issue.id, locale, tuple(p.post.url for p in mine))
-    if key not in cache:
-        cache[key] = render_digest(ip.site, digest, mlist, mine, issue.key, locale=locale)
-    return cache[key]
+    return cache.get_or_make(
+        (issue.id, locale, tuple(p.post.url for p in mine)),
+        lambda: render_digest(ip.site, digest, mlist, mine, issue.key, locale=locale),
+    )
 
 
 def _one(ip: IssuePass, item: Claimed, recipient: Recipient | None) -> Decision:
