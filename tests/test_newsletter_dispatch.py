@@ -31,6 +31,7 @@ from drip.store.deliveries import hand_off
 from drip.store.issues import create_issue, create_issue_deliveries, list_issues
 from drip.store.lists import LEFT_NOTE, Member, join_lists
 from drip.store.schema import deliveries, list_members, subscribers
+from drip.tokens import read_token
 from drip.transports.memory import MemoryTransport
 from drip.transports.outbox import OutboxTransport
 
@@ -180,6 +181,10 @@ def test_a_broadcast_goes_out_at_its_send_at(tmp_path: Path, engine: sa.Engine) 
     assert "une annonce" in _text(emails[0])
     # RFC 2919: the list the email came from, its title quoted, its name as the label.
     assert {str(m["List-ID"]) for m in emails} == {'"La lettre du CTO" <lettre.cto.example.org>'}
+    # Its one-click unsubscribe token names the list, signed, so it leaves that list only.
+    link = str(emails[0]["List-Unsubscribe"]).split(">", 1)[0].lstrip("<")
+    token = read_token(SECRET, link.rpartition("/")[2], "unsubscribe", now=send_at.astimezone(dt.UTC))
+    assert token.course == "lettre"
 
 
 @pytest.mark.parametrize(("late", "sent"), [(dt.timedelta(hours=5), 2), (dt.timedelta(hours=7), 0)])
