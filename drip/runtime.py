@@ -20,7 +20,7 @@ from drip.tokens import DEMO_SECRET, SECRET_ENV, MissingSecret, check_secret
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from drip.render.rendered import RenderedStep
+    from drip.render.rendered import LruCache, RenderedStep
     from drip.render.steps import RenderCache
 
 log = logging.getLogger("drip")
@@ -56,6 +56,11 @@ def _console(*, stderr: bool) -> Console:
     if not console.is_terminal:
         console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=PIPE_WIDTH)
     return console
+
+
+# Renders of newsletter issues a runtime keeps: an issue's readers share a few (one per language and
+# per subset of its posts a reader is left with), and a pass sends an issue or two.
+ISSUE_RENDERS = 64
 
 
 @dataclass
@@ -127,6 +132,9 @@ class Runtime:
         return RenderCache()
 
     @cached_property
-    def issue_renders(self) -> dict[tuple[int, str, tuple[str, ...]], RenderedStep]:
-        """Each newsletter issue rendered once per (issue id, locale, posts) for the life of this runtime."""
-        return {}
+    def issue_renders(self) -> LruCache[tuple[int, str, tuple[str, ...]], RenderedStep]:
+        """Each newsletter issue rendered once per (issue id, locale, posts), the most recent
+        :data:`ISSUE_RENDERS` kept: a worker running for months sees issue after issue."""
+        from drip.render.rendered import LruCache
+
+        return LruCache(ISSUE_RENDERS)

@@ -100,3 +100,33 @@ def test_list_titles_are_escaped_on_the_archive_page(tmp_path: Path) -> None:
     news = _news(tmp_path, lists=HOSTILE)
     text = _client(news).get("/archive/lettre/").text
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;" in text
+
+
+@pytest.mark.parametrize(
+    ("lists", "note", "index_words"),
+    [
+        (
+            None,
+            "Abonne-toi à «\u00a0La lettre du CTO\u00a0»</a> pour recevoir les prochains numéros par email.",
+            ("S&#39;abonner</a>", "Flux Atom</a>"),
+        ),
+        (
+            'kind: list\ntitle: "The CTO letter"\narchive: true\nlocale: en\n',
+            "Subscribe to The CTO letter</a> to get the next issues by email.",
+            ("Subscribe</a>", "Atom feed</a>"),
+        ),
+    ],
+)
+def test_the_archive_speaks_the_list_language(
+    tmp_path: Path, lists: str | None, note: str, index_words: tuple[str, ...]
+) -> None:
+    client = _client(_news(tmp_path, lists=lists))
+    page = client.get("/archive/lettre/hebdo-2026-11-30t09-00-01-00/")
+    assert page.status_code == 200 and note in page.text
+    index = client.get("/archive/lettre/").text
+    assert all(word in index for word in index_words)
+
+
+def test_an_archive_with_no_issue_says_so_in_the_list_language(tmp_path: Path) -> None:
+    news = NewsSite(tmp_path)
+    assert "Aucun numéro pour l&#39;instant." in _client(news).get("/archive/lettre/").text

@@ -83,6 +83,7 @@ def test_due_deliveries_are_personalised_sent_and_recorded(site: Site, store: St
     assert zoe.unsubscribe_url.startswith("https://cto.example.org/unsubscribe/")
     token = read_token(SECRET, zoe.unsubscribe_url.rpartition("/")[2], "unsubscribe", now=T0)
     assert (token.subscriber_id, token.course) == (2, "cours")
+    assert zoe.list_title == "Le rôle du CTO"  # List-ID's display name: the course's title
     view = read_token(SECRET, zoe.values["view_url"].rpartition("/")[2], "view", now=T0)
     assert view.step == "welcome"
     assert zoe.values["preferences_url"].startswith("https://cto.example.org/preferences/")

@@ -278,3 +278,40 @@ def test_bodies_encoded_per_part_decode_to_exactly_the_personalised_text(value: 
     text, html = (content(p) for p in parse(built).iter_parts())
     assert text == text_expected + "\n"
     assert html == html_expected + "\n"
+
+
+@pytest.mark.parametrize(
+    ("title", "raw", "parsed"),
+    [
+        (
+            "La lettre du CTO",
+            b'List-ID: "La lettre du CTO" <le-role-du-cto.cto.example.org>',
+            '"La lettre du CTO" <le-role-du-cto.cto.example.org>',
+        ),
+        (
+            'Un "titre"\r\nBcc: x@evil.example',
+            b'List-ID: "Un \\"titre\\" Bcc: x@evil.example" <le-role-du-cto.cto.example.org>',
+            '"Un \\"titre\\" Bcc: x@evil.example" <le-role-du-cto.cto.example.org>',
+        ),
+        ("", b"List-ID: <le-role-du-cto.cto.example.org>", "<le-role-du-cto.cto.example.org>"),
+    ],
+)
+def test_list_id_names_the_list_with_a_quoted_one_line_title(title: str, raw: bytes, parsed: str) -> None:
+    built = build_message(replace(outgoing(5), list_title=title), now=NOW)
+    assert_crlf_only(built.data)
+    head = built.data.split(b"\r\n\r\n", 1)[0]
+    assert raw in head
+    assert b"\r\nBcc:" not in head
+    assert str(parse(built)["List-ID"]) == parsed
+
+
+def test_a_list_id_title_in_french_is_one_encoded_word_and_a_long_one_folds() -> None:
+    built = build_message(replace(outgoing(5), list_title="Le métier de CTO"), now=NOW)
+    head = built.data.split(b"\r\n\r\n", 1)[0]
+    line = next(x for x in head.split(b"\r\n") if x.startswith(b"List-ID:"))
+    assert re.fullmatch(rb"List-ID: =\?utf-8\?[bq]\?[^ ?]+\?= <le-role-du-cto\.cto\.example\.org>", line)
+    assert str(parse(built)["List-ID"]) == "Le métier de CTO <le-role-du-cto.cto.example.org>"
+    long = build_message(replace(outgoing(5), list_title="La lettre " * 20), now=NOW)
+    assert_crlf_only(long.data)
+    assert b"\r\n <le-role-du-cto.cto.example.org>\r\n" in long.data
+    assert str(parse(long)["List-ID"]).endswith('" <le-role-du-cto.cto.example.org>')

@@ -50,3 +50,13 @@ def test_broadcast_and_digest_mistakes_are_reported_together(tmp_path: Path) -> 
         in found
     )
     assert f"{hebdo}: posts.sections: no posts in content/equipes/ (did you mean 'equipe'?)" in found
+
+
+def test_a_broadcast_grace_that_is_not_a_duration_is_reported_at_its_line(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    bad = BROADCAST.format(list="lettre").replace("send_at:", "grace: 6 heures\nsend_at:")
+    path = write(tmp_path, "content/newsletters/annonce.md", bad)
+    before = path.read_text(encoding="utf-8")
+    found = [str(p) for p in check_site(site, now=dt.datetime(2026, 12, 20, tzinfo=dt.UTC)).errors]
+    assert any(p.startswith(f"{path}:4:8: ") and "90m, 6h or 2d" in p for p in found), found
+    assert path.read_text(encoding="utf-8") == before

@@ -24,12 +24,14 @@ from drip.dispatch.batch import DispatchReport
 from drip.dispatch.decide import refusal
 from drip.dispatch.newsletters import NOTHING_NEW, plan_newsletters
 from drip.dispatch.worker import drain, run_forever
-from drip.runtime import Runtime, frozen_clock
+from drip.render.rendered import LruCache
+from drip.runtime import ISSUE_RENDERS, Runtime, frozen_clock
 from drip.store.claims import claim
 from drip.store.deliveries import hand_off
 from drip.store.issues import create_issue, create_issue_deliveries, list_issues
 from drip.store.lists import LEFT_NOTE, Member, join_lists
 from drip.store.schema import deliveries, list_members, subscribers
+from drip.tokens import read_token
 from drip.transports.memory import MemoryTransport
 from drip.transports.outbox import OutboxTransport
 
@@ -177,6 +179,12 @@ def test_a_broadcast_goes_out_at_its_send_at(tmp_path: Path, engine: sa.Engine) 
     assert len(emails) == 2
     assert {str(m["Subject"]) for m in emails} == {"Une annonce"}
     assert "une annonce" in _text(emails[0])
+    # RFC 2919: the list the email came from, its title quoted, its name as the label.
+    assert {str(m["List-ID"]) for m in emails} == {'"La lettre du CTO" <lettre.cto.example.org>'}
+    # Its one-click unsubscribe token names the list, signed, so it leaves that list only.
+    link = str(emails[0]["List-Unsubscribe"]).split(">", 1)[0].lstrip("<")
+    token = read_token(SECRET, link.rpartition("/")[2], "unsubscribe", now=send_at.astimezone(dt.UTC))
+    assert token.course == "lettre"
 
 
 @pytest.mark.parametrize(("late", "sent"), [(dt.timedelta(hours=5), 2), (dt.timedelta(hours=7), 0)])
@@ -190,6 +198,29 @@ def test_a_worker_down_during_the_slot_sends_it_once_within_the_grace_period(
     assert _run(site, engine, outbox, MONDAY_9 + late).sent == sent
     assert _run(site, engine, outbox, MONDAY_9 + late + MINUTE).sent == 0
     assert len(_emails(outbox) if outbox.exists() else []) == sent
+
+
+@pytest.mark.parametrize(
+    ("grace", "late", "sent"),
+    [
+        ("", dt.timedelta(hours=5), 1),
+        ("", dt.timedelta(hours=7), 0),
+        ("grace: 2d\n", dt.timedelta(days=1), 1),
+        ("grace: 30m\n", dt.timedelta(hours=1), 0),
+    ],
+)
+def test_a_broadcast_is_sent_late_only_within_its_grace_period(
+    tmp_path: Path, engine: sa.Engine, grace: str, late: dt.timedelta, sent: int
+) -> None:
+    site = _site(tmp_path, digest=DIGEST + "since: 2026-12-04\n")
+    write(site.root, "content/newsletters/annonce.md", BROADCAST.replace("send_at:", grace + "send_at:"))
+    readers(engine, 1)
+    _members(engine, [1])
+    outbox = tmp_path / "outbox"
+    send_at = dt.datetime(2026, 12, 8, 10, tzinfo=PARIS)
+    assert _run(site, engine, outbox, send_at + late).sent == sent
+    with engine.connect() as conn:
+        assert len(list_issues(conn, "lettre")) == sent
 
 
 def test_a_crash_while_writing_an_issue_then_resume_sends_nobody_twice(
@@ -331,3 +362,23 @@ def test_planning_starts_a_progress_bar_per_issue_whose_emails_it_writes(
     assert plan_newsletters(site, engine, now=now, progress=start)
     ((description, calls),) = bars.items()
     assert description.startswith("lettre: issue ") and calls == [(3, 3)]
+
+
+def test_the_issue_render_cache_keeps_the_most_recent_few() -> None:
+    cache: LruCache[str, int] = LruCache(2)
+    made: list[str] = []
+
+    def make(key: str) -> int:
+        def render() -> int:
+            made.append(key)
+            return len(made)
+
+        return cache.get_or_make(key, render)
+
+    assert (make("a"), make("b"), make("a")) == (1, 2, 1)  # "a" is now the most recent
+    assert make("c") == 3  # full: "b", the least recently used, goes
+    assert "b" not in cache and "a" in cache and len(cache) == 2
+    assert make("b") == 4 and made == ["a", "b", "c", "b"]
+    assert "a" not in cache and "c" in cache  # "a" was used before "c", so it went first
+    runtime = Runtime.for_tests(SECRET)
+    assert runtime.issue_renders.max_size == ISSUE_RENDERS <= 100

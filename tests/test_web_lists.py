@@ -126,3 +126,39 @@ def test_unsubscribing_from_everything_leaves_courses_and_lists(web: Harness) ->
     assert web.client.post(f"/unsubscribe/{token}", data={"scope": "all"}).status_code == 200
     courses, lists = _state(web, sid)
     assert "active" not in courses and lists == ["left"]
+
+
+def test_one_click_on_a_newsletter_email_leaves_that_list_and_keeps_courses(web: Harness) -> None:
+    sid = _reader_in_course_and_list(web)
+    token = make_token(SECRET, "unsubscribe", sid, "lettre", now=web.clock.now)
+    done = web.client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click", "scope": "all"})
+    assert done.status_code == 200
+    assert _state(web, sid) == (["active"], ["left"])
+    sub = web.subscriber("sam@example.org")
+    assert sub is not None and sub["status"] == "active"
+
+
+def test_the_unsubscribe_page_of_a_newsletter_offers_this_list_first_then_everything(web: Harness) -> None:
+    sid = _reader_in_course_and_list(web)
+    token = make_token(SECRET, "unsubscribe", sid, "lettre", now=web.clock.now)
+    page = web.client.get(f"/unsubscribe/{token}")
+    assert page.status_code == 200
+    assert "La lettre du CTO" in page.text
+    first, everything = page.text.index('value="list"'), page.text.index('value="all"')
+    assert first < everything and 'value="course"' not in page.text
+    done = web.client.post(f"/unsubscribe/{token}", data={"scope": "list"})
+    assert done.status_code == 200 and "La lettre du CTO" in done.text
+    assert _state(web, sid) == (["active"], ["left"])
+
+
+def test_a_tampered_newsletter_token_naming_another_list_is_refused(web: Harness) -> None:
+    sid = _reader_in_course_and_list(web)
+    token = make_token(SECRET, "unsubscribe", sid, "lettre", now=web.clock.now)
+    forged = make_token("another-key-" + "x" * 20, "unsubscribe", sid, "lettre", now=web.clock.now)
+    assert (
+        web.client.post(f"/unsubscribe/{forged}", data={"List-Unsubscribe": "One-Click"}).status_code != 200
+    )
+    assert (
+        web.client.post(f"/unsubscribe/{token}x", data={"List-Unsubscribe": "One-Click"}).status_code != 200
+    )
+    assert _state(web, sid) == (["active"], ["active"])

@@ -7,6 +7,7 @@ Front matter names the email and when it leaves; the body is the email::
     preheader: "Trois lectures pour septembre"
     list: lettre
     send_at: 2026-09-07 09:00
+    grace: 6h        # optional: not sent if first seen later than this after send_at
     ---
 
 A ``send_at`` without an offset is read in the list's zone, which the course layer knows.
@@ -21,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from drip.content.duration import DEFAULT_GRACE, check_grace, grace_delta
 from drip.content.posts import BROADCASTS_DIR
 from drip.content.source import Source, read_source
 from drip.errors import ContentError, Problem
@@ -49,11 +51,13 @@ class BroadcastMeta(BaseModel):
     list: str
     send_at: dt.datetime
     title: str | None = None  # the heading on the archive page; the subject when absent
+    grace: str = DEFAULT_GRACE  # missed by longer than this (no worker up), it is not sent late
 
     _text = field_validator("subject", "preheader", "title")(
         classmethod(lambda cls, v: _one_line(v or None) or v)
     )
     _when = field_validator("send_at", mode="before")(classmethod(lambda cls, v: _moment(v)))
+    _grace = field_validator("grace")(classmethod(lambda cls, v: check_grace(v)))
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Broadcast:
     body: str
     body_line: int  # lines of the file before the body
     source: Source
+    grace: dt.timedelta  # not sent if first seen later than this after send_at
 
     def problem(self, key: str, message: str, *, hint: str | None = None) -> Problem:
         """A problem located at a front matter key of this file."""
@@ -108,6 +113,7 @@ def read_broadcast(path: Path) -> Broadcast:
         body=src.body,
         body_line=src.body_line,
         source=src,
+        grace=grace_delta(meta.grace),
     )
 
 

@@ -6,6 +6,7 @@ The regular expression only ever looks at one already-extracted string, such as
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -73,6 +74,25 @@ def _minutes(match: re.Match[str]) -> int:
     if match["hours"] is not None:
         return int(match["hours"]) * 60 + int(match["and_minutes"] or 0)
     return int(match["minutes"])
+
+
+_GRACE = re.compile(r"\s*(\d+)\s*([mhd])\s*")
+_GRACE_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+DEFAULT_GRACE = "6h"
+
+
+def check_grace(value: str) -> str:
+    """A grace period as written in a schedule or a broadcast (``90m``, ``6h``, ``2d``), or ValueError."""
+    if _GRACE.fullmatch(value) is None:
+        raise ValueError("grace is a duration like 90m, 6h or 2d")
+    return value
+
+
+def grace_delta(value: str) -> dt.timedelta:
+    """``6h`` as a timedelta (the model checked the spelling)."""
+    match = _GRACE.fullmatch(value)
+    assert match is not None
+    return dt.timedelta(**{_GRACE_UNITS[match[2]]: int(match[1])})
 
 
 def format_minutes(minutes: int, locale: str) -> str:

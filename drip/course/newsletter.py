@@ -24,7 +24,6 @@ Course schedules (no ``kind``, or ``kind: course``) are the course compiler's.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +33,7 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drip.config import Site, check_locale, check_timezone
+from drip.content.duration import DEFAULT_GRACE, check_grace, grace_delta
 from drip.course.kinds import DIGEST, LIST, files_of_kind
 from drip.course.models import Sender, SendWindow
 from drip.course.newsletter_models import Digest, MailingList, PostFilter
@@ -102,23 +102,6 @@ def _cron(value: str | None) -> str | None:
     return value
 
 
-_GRACE = re.compile(r"\s*(\d+)\s*([mhd])\s*")
-_GRACE_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
-
-
-def _grace(value: str) -> str:
-    if _GRACE.fullmatch(value) is None:
-        raise ValueError("grace is a duration like 90m, 6h or 2d")
-    return value
-
-
-def grace_delta(value: str) -> dt.timedelta:
-    """``6h`` as a timedelta (the model checked the spelling)."""
-    match = _GRACE.fullmatch(value)
-    assert match is not None
-    return dt.timedelta(**{_GRACE_UNITS[match[2]]: int(match[1])})
-
-
 class DigestModel(MessageModel):
     kind: Literal["digest"]
     list: str
@@ -130,12 +113,12 @@ class DigestModel(MessageModel):
     max_posts: int = Field(default=10, ge=1, le=100)
     min_posts: int = Field(default=1, ge=1, le=100)
     since: dt.datetime | dt.date | None = None
-    grace: str = "6h"
+    grace: str = DEFAULT_GRACE
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: None if v is None else check_timezone(v)))
     _cron = field_validator("cron")(classmethod(lambda cls, v: _cron(v)))
     _posts = field_validator("posts", mode="before")(classmethod(lambda cls, v: _posts(v)))
-    _grace = field_validator("grace")(classmethod(lambda cls, v: _grace(v)))
+    _grace = field_validator("grace")(classmethod(lambda cls, v: check_grace(v)))
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ def before_send(
     recipient, course, step = found
     try:
         rendered = render(course, step, recipient.locale or course.locale)
-        return Send(message(item, recipient, rendered, course.sender, ctx))
+        return Send(message(item, recipient, rendered, course.sender, ctx, list_title=course.title))
     except DripError as exc:
         # A template or content error is the site's to fix, not the subscriber's:
         # retried with backoff so the email goes once the fix is deployed.
@@ -162,7 +162,14 @@ def before_send(
 
 
 def message(
-    item: Claimed, recipient: Recipient, rendered: RenderedStep, sender: Sender, ctx: Pass
+    item: Claimed,
+    recipient: Recipient,
+    rendered: RenderedStep,
+    sender: Sender,
+    ctx: Pass,
+    *,
+    list_name: str = "",
+    list_title: str = "",
 ) -> OutgoingMessage:
     """The email of one delivery: the rendered step or issue, this subscriber's values and the sender."""
     values = subscriber_values(
@@ -192,6 +199,8 @@ def message(
         unsubscribe_mailto=f"mailto:{sender.email}?subject=unsubscribe%20{unsubscribe_token}",
         postal_address=ctx.postal_address,
         message_id_domain=sender.email.rpartition("@")[2],
+        list_name=list_name,
+        list_title=list_title,
     )
 
 

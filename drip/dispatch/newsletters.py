@@ -55,7 +55,6 @@ from drip.store.schema import BROADCAST, DIGEST, EnrollmentState, SubscriberStat
 
 log = logging.getLogger(__name__)
 
-GRACE = dt.timedelta(hours=6)  # a broadcast missed longer ago than this (no worker up) is not sent late
 NOTHING_NEW = "nothing new for them"
 IN_COURSE_WAIT = "in a course: a later issue"
 IN_COURSE_SKIP = "in a course"
@@ -122,10 +121,9 @@ def _render(ip: IssuePass, issue: Issue, mlist: MailingList, locale: str, sid: i
         broadcast = ip.sources.broadcasts.get(issue.key.removeprefix("broadcast:"))
         if broadcast is None:
             return Cancel(ISSUE_REMOVED)
-        key: tuple[int, str, tuple[str, ...]] = (issue.id, locale, ())
-        if key not in cache:
-            cache[key] = render_broadcast(ip.site, broadcast, mlist, locale=locale)
-        return cache[key]
+        return cache.get_or_make(
+            (issue.id, locale, ()), lambda: render_broadcast(ip.site, broadcast, mlist, locale=locale)
+        )
     digest = ip.sources.newsletters.digests.get(issue.key.split(":", 1)[0])
     if digest is None:
         return Cancel(ISSUE_REMOVED)
@@ -133,10 +131,10 @@ def _render(ip: IssuePass, issue: Issue, mlist: MailingList, locale: str, sid: i
     mine = for_reader(posts, taken_posts(ip.taken.get(sid), now), mlist.no_repeat_days, now)
     if not mine:
         return Cancel(NOTHING_NEW)
-    key = (issue.id, locale, tuple(p.post.url for p in mine))
-    if key not in cache:
-        cache[key] = render_digest(ip.site, digest, mlist, mine, issue.key, locale=locale)
-    return cache[key]
+    return cache.get_or_make(
+        (issue.id, locale, tuple(p.post.url for p in mine)),
+        lambda: render_digest(ip.site, digest, mlist, mine, issue.key, locale=locale),
+    )
 
 
 def _one(ip: IssuePass, item: Claimed, recipient: Recipient | None) -> Decision:
@@ -157,7 +155,9 @@ def _one(ip: IssuePass, item: Claimed, recipient: Recipient | None) -> Decision:
         return after_error(item, f"cannot build the email: {exc}", ip.ctx, permanent=False)
     if isinstance(rendered, Cancel):
         return rendered
-    return Send(message(item, recipient, rendered, mlist.sender, ip.ctx))
+    return Send(
+        message(item, recipient, rendered, mlist.sender, ip.ctx, list_name=mlist.name, list_title=mlist.title)
+    )
 
 
 def decide_issues(
@@ -314,7 +314,7 @@ def plan_broadcast(
     send_at = broadcast.send_at
     if send_at.tzinfo is None:
         send_at = send_at.replace(tzinfo=ZoneInfo(mlist.timezone))
-    if send_at > now or now - send_at > GRACE:
+    if send_at > now or now - send_at > broadcast.grace:
         return []
     key = broadcast_key(broadcast)
     issue = create_issue(

@@ -26,6 +26,7 @@ from drip.content.broadcasts import Broadcast, read_broadcasts
 from drip.course.newsletter import Newsletters, load_newsletters
 from drip.course.newsletter_models import Digest, MailingList
 from drip.course.selection import DigestPost, page_of, post_extras, published_at
+from drip.render.i18n import messages
 from drip.render.newsletter import render_broadcast, render_digest
 from drip.render.rendered import RenderedStep
 
@@ -126,12 +127,17 @@ def _rendered(
     return render_digest(site, digest, mlist, posts, issue.key), digest.title
 
 
-def _with_footer(html: str, site: Site, list_name: str, title: str) -> str:
-    """The public copy's footer: how to subscribe, just before the end of the body."""
+def _with_footer(html: str, site: Site, mlist: MailingList) -> str:
+    """The public copy's footer: how to subscribe, in the list's language, just before the end of the body."""
+    t = messages(mlist.locale)
+    link = (
+        f'<a href="{escape(subscribe_url(site, mlist.name))}">'
+        f"{escape(t('archive_subscribe_to', list=mlist.title))}</a>"
+    )
     note = (
         '<p style="text-align:center;font-size:14px;margin:24px 0">'
-        f'<a href="{escape(subscribe_url(site, list_name))}">'
-        f"Subscribe to {escape(title)}</a> to get the next issues by email.</p>"
+        + str(escape(t("archive_note", link="\x00"))).replace("\x00", link)  # the link is built escaped
+        + "</p>"
     )
     head, found, tail = html.rpartition("</body>")
     return f"{head}{note}{found}{tail}" if found else html + note
@@ -154,7 +160,7 @@ def public_issues(
             continue
         rendered, _title = made
         subject, html, text = rendered.personalise(values)
-        html = _with_footer(html, site, list_name, mlist.title)
+        html = _with_footer(html, site, mlist)
         copies.append(PublicIssue(issue, issue_slug(issue.key), issue.subject or subject, html, text))
     return copies
 
@@ -193,11 +199,11 @@ _INDEX = jinja2.Environment(autoescape=True).from_string(
 </head><body style="font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em">
 <h1>{{ mlist.title }}</h1>
 {% if mlist.description %}<p>{{ mlist.description }}</p>{% endif %}
-<p><a href="{{ subscribe }}">Subscribe</a> · <a href="{{ home }}feed.xml">Atom feed</a></p>
+<p><a href="{{ subscribe }}">{{ t("archive_subscribe") }}</a> · <a href="{{ home }}feed.xml">{{ t("archive_feed") }}</a></p>
 {% if copies %}<ul>
 {% for c in copies %}<li><a href="{{ home }}{{ c.slug }}/">{{ c.title }}</a>
  <time datetime="{{ c.issue.send_at.isoformat() }}">{{ c.issue.send_at.date().isoformat() }}</time></li>
-{% endfor %}</ul>{% else %}<p>No issue yet.</p>{% endif %}
+{% endfor %}</ul>{% else %}<p>{{ t("archive_none") }}</p>{% endif %}
 </body></html>
 """
 )
@@ -206,7 +212,13 @@ _INDEX = jinja2.Environment(autoescape=True).from_string(
 def archive_index(site: Site, mlist: MailingList, copies: Sequence[PublicIssue]) -> str:
     """The list's archive page: its past issues, newest first, and how to subscribe."""
     home = archive_url(site, mlist.name)
-    return _INDEX.render(mlist=mlist, copies=copies, home=home, subscribe=subscribe_url(site, mlist.name))
+    return _INDEX.render(
+        mlist=mlist,
+        copies=copies,
+        home=home,
+        subscribe=subscribe_url(site, mlist.name),
+        t=messages(mlist.locale),
+    )
 
 
 def archive_files(

@@ -50,6 +50,11 @@ _FR: dict[str, str] = {
     "digest_intro_1": "Voici le nouvel article publié depuis la dernière lettre.",
     "digest_intro_n": "Voici les {count} nouveaux articles publiés depuis la dernière lettre.",
     "why_list": "Tu reçois cet email parce que tu t'es inscrit(e) à «\u00a0{list}\u00a0» sur {site}.",
+    "archive_note": "{link} pour recevoir les prochains numéros par email.",
+    "archive_subscribe_to": "Abonne-toi à «\u00a0{list}\u00a0»",
+    "archive_subscribe": "S'abonner",
+    "archive_feed": "Flux Atom",
+    "archive_none": "Aucun numéro pour l'instant.",
 }
 
 _EN: dict[str, str] = {
@@ -87,6 +92,11 @@ _EN: dict[str, str] = {
     "digest_intro_1": "Here is the new article published since the last issue.",
     "digest_intro_n": "Here are the {count} new articles published since the last issue.",
     "why_list": "You are receiving this email because you signed up for “{list}” on {site}.",
+    "archive_note": "{link} to get the next issues by email.",
+    "archive_subscribe_to": "Subscribe to {list}",
+    "archive_subscribe": "Subscribe",
+    "archive_feed": "Atom feed",
+    "archive_none": "No issue yet.",
 }
 
 CATALOGUES: Mapping[str, Mapping[str, str]] = MappingProxyType(

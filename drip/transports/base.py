@@ -34,6 +34,8 @@ class OutgoingMessage:
     postal_address: str
     message_id_domain: str
     headers: Mapping[str, str] = field(default_factory=dict)  # extra X- headers, already safe
+    list_title: str = ""  # the course's or newsletter list's title: List-ID's display name
+    list_name: str = ""  # the newsletter list an issue's email came from (List-ID); a course's is its own
 
     @property
     def course(self) -> str:

@@ -144,9 +144,20 @@ def _label(value: str, default: str) -> str:
     return _LIST_LABEL.sub("-", value.lower()).strip("-")[:60] or default
 
 
-def list_id(course: str, domain: str) -> str:
-    """RFC 2919 List-Id: ``<course-label.domain>``, the course reduced to a safe label."""
-    return f"<{_label(course, 'course')}.{domain}>"
+def list_id(course: str, domain: str, title: str = "") -> str:
+    """RFC 2919 List-Id: ``"Title" <course-label.domain>``, the course (or newsletter list) reduced
+    to a safe label and its title, made one line, as a quoted string or one RFC 2047 word."""
+    label = f"<{_label(course, 'course')}.{domain}>"
+    title = clean(title)[:MAX_NAME].strip()
+    if not title:
+        return label
+    if _PRINTABLE_ASCII.fullmatch(title) and "=?" not in title:
+        phrase = '"' + title.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:
+        phrase = _UTF8.header_encode(title)
+    if len("List-ID: ") + len(phrase) + 1 + len(label) > MAX_LINE:
+        return f"{phrase}{CRLF} {label}"
+    return f"{phrase} {label}"
 
 
 def feedback_id(course: str, step_key: str, domain: str) -> str:
@@ -156,9 +167,9 @@ def feedback_id(course: str, step_key: str, domain: str) -> str:
 
 
 def list_headers(msg: OutgoingMessage, domain: str) -> list[str]:
-    """List-ID (the course is the list) and Feedback-ID (the step within it), for the receivers' reports."""
+    """List-ID (the course, or the newsletter list, is the list) and Feedback-ID (the step within it), for the receivers' reports."""
     return [
-        "List-ID: " + list_id(msg.course, domain),
+        "List-ID: " + list_id(msg.list_name or msg.course, domain, msg.list_title),
         "Feedback-ID: " + feedback_id(msg.course, msg.step_key, domain),
     ]
 

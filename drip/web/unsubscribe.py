@@ -1,4 +1,9 @@
-"""Unsubscribe: RFC 8058 one-click POST, and a page to leave one course or everything.
+"""Unsubscribe: RFC 8058 one-click POST, and a page to leave one course, one list or everything.
+
+A newsletter email's token names its list (schedule names are unique, so a name is a
+course or a list, never both): its one-click POST leaves that list only, and its page
+offers that list (the default) or everything. A course email's one-click leaves
+everything, its page offers that course or everything.
 
 Both take effect inside the request's transaction (status or enrollment changed,
 pending deliveries cancelled, leased or not) before the answer is sent; dispatch
@@ -32,13 +37,22 @@ log = logging.getLogger(__name__)
 ONE_CLICK = "One-Click"
 
 
+def list_of(state: WebState, name: str | None) -> tuple[str, str] | None:
+    """The list (name, title) a token names, or None when it names a course or nothing."""
+    if name is None or name in state.courses:
+        return None
+    title = list_titles(state).get(name)
+    return None if title is None else (name, title)
+
+
 def leave(state: WebState, subscriber_id: int, course: str | None, *, now: dt.datetime) -> Contact | None:
     """Unsubscribe from ``course`` (or everything when None); the address and locale, None if erased.
 
     A newsletter's emails name their list where a course's name theirs: leaving it leaves
     that list only, and courses are untouched.
     """
-    if course is not None and course not in state.courses and course in list_titles(state):
+    if list_of(state, course) is not None:
+        assert course is not None
         with state.engine.begin() as conn:
             leave_list(conn, subscriber_id, course, now=now)
         return subscriptions.find_contact(state.engine, subscriber_id)
@@ -62,6 +76,7 @@ async def unsubscribe_page(request: Request) -> Response:
         return pages.gone(request, pages.page_locale(request, state))
     locale = pages.page_locale(request, state, found.locale)
     course = state.courses.get(data.course) if data.course else None
+    mlist = await run_in_threadpool(list_of, state, data.course)
     prefs = make_token(
         state.runtime.secret, "preferences", data.subscriber_id, born=data.born, now=state.now()
     )
@@ -73,6 +88,7 @@ async def unsubscribe_page(request: Request) -> Response:
         action=request.url.path,
         email=found.email,
         course_title=course.title if course else "",
+        list_title=mlist[1] if mlist else "",
         preferences_url="/preferences/" + prefs,
     )
 
@@ -88,7 +104,13 @@ async def unsubscribe_post(request: Request) -> Response:
     # RFC 8058: the mail client posts from wherever it runs; the signed token is the proof.
     if not one_click and is_cross_site(request, state.site.config.site.base_url):
         raise pages.cross_site(request)
-    scope: Literal["course", "all"] = "course" if form.get("scope") == "course" and data.course else "all"
+    mlist = await run_in_threadpool(list_of, state, data.course)
+    chosen = form.get("scope")
+    scope: Literal["course", "all"] = "all"
+    if mlist is not None:  # a newsletter email: its list unless everything is asked for
+        scope = "all" if chosen == "all" and not one_click else "course"
+    elif chosen == "course" and data.course:
+        scope = "course"
     course = data.course if scope == "course" else None
     done = await run_in_threadpool(leave, state, data.subscriber_id, course, now=state.now())
     if one_click:
@@ -98,10 +120,13 @@ async def unsubscribe_post(request: Request) -> Response:
         return pages.gone(request, pages.page_locale(request, state))
     locale = pages.page_locale(request, state, done.locale)
     t = strings(locale)
-    title = state.courses[data.course].title if data.course and data.course in state.courses else ""
-    if course and not title:
-        title = list_titles(state).get(course, course)
-    text = t["unsub_done_course"].format(course=title) if course else t["unsub_done_all"]
+    if course is None:
+        text = t["unsub_done_all"]
+    elif mlist is not None:
+        text = t["unsub_done_list"].format(list=mlist[1])
+    else:
+        found_course = state.courses.get(course)
+        text = t["unsub_done_course"].format(course=found_course.title if found_course else course)
     return pages.message(request, locale=locale, title_key="unsub_done_title", paragraphs=[text])
 
 
