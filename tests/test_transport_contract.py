@@ -268,6 +268,9 @@ def test_each_message_arrives_once_as_written_for_its_reader(harness: Harness) -
         assert (got.subject, got.text, got.html) == (subject, text.rstrip("\n"), html)
         assert got.headers["list-unsubscribe"] == [f"<{msg.unsubscribe_url}>, <{msg.unsubscribe_mailto}>"]
         assert got.headers["list-unsubscribe-post"] == ["List-Unsubscribe=One-Click"]
+        # The receivers' reports (RFC 2919, Gmail's feedback loop) name the same list on every transport.
+        assert [" ".join(v.split()) for v in got.headers["list-id"]] == ["<le-role-du-cto.cto.example.org>"]
+        assert got.headers["feedback-id"] == ["welcome:le-role-du-cto:drip:cto.example.org"]
     assert arrived[2].subject == "Bienvenue à vous : le rôle du CTO"  # an empty value takes the default
 
 

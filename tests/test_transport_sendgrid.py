@@ -53,8 +53,12 @@ def test_one_request_per_1000_recipients_of_a_step(server: SendgridServer) -> No
     assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
     assert server.requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
     assert body["personalizations"][41]["custom_args"] == {"delivery_id": "42"}
-    # RFC 8058's second header is the same for everyone: once, at the request level.
-    assert body["headers"] == {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    # RFC 8058's second header, List-ID and Feedback-ID are the same for everyone: once, at the request level.
+    assert body["headers"] == {
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-ID": "<le-role-du-cto.cto.example.org>",
+        "Feedback-ID": "welcome:le-role-du-cto:drip:cto.example.org",
+    }
 
 
 def test_each_recipient_gets_exactly_the_personalised_email(server: SendgridServer) -> None:

@@ -49,7 +49,15 @@ from drip.errors import (
 from drip.render.rendered import RenderedStep
 from drip.render.slots import one_line, slot_tag
 from drip.transports.base import OutgoingMessage, SendResult, TransportBase, send_time
-from drip.transports.message import MAX_NAME, check_address, clean, extra_headers, unsubscribe_targets
+from drip.transports.message import (
+    MAX_NAME,
+    check_address,
+    check_domain,
+    clean,
+    extra_headers,
+    list_headers,
+    unsubscribe_targets,
+)
 
 MAX_PERSONALIZATIONS = 1000
 MAX_SUBSTITUTION_BYTES = 10_000
@@ -171,11 +179,17 @@ def request_template(msg: OutgoingMessage, *, sandbox: bool) -> dict[str, Any]:
         "categories": list(dict.fromkeys(c[:255] for c in (msg.course, msg.step_key) if c)),
         "mail_settings": {"sandbox_mode": {"enable": sandbox}},
         # The same for every recipient, so sent once; each personalization adds its own List-Unsubscribe.
-        "headers": {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        "headers": {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click", **shared_headers(msg)},
     }
     if msg.reply_to:
         body["reply_to"] = {"email": check_address(msg.reply_to, role="reply-to")}
     return body
+
+
+def shared_headers(msg: OutgoingMessage) -> dict[str, str]:
+    """List-ID and Feedback-ID as every transport writes them, unfolded: SendGrid folds lines itself."""
+    pairs = (line.partition(": ") for line in list_headers(msg, check_domain(msg.message_id_domain)))
+    return {name: value.replace("\r\n ", " ") for name, _, value in pairs}
 
 
 def request_head(template: Mapping[str, Any]) -> str:
