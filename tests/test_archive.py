@@ -10,6 +10,7 @@ import pytest
 from newsletter_cli_support import NewsSite
 from starlette.testclient import TestClient
 
+from drip.dispatch.newsletters import plan_newsletters
 from drip.runtime import Runtime, frozen_clock
 from drip.web.app import create_app
 
@@ -130,3 +131,21 @@ def test_the_archive_speaks_the_list_language(
 def test_an_archive_with_no_issue_says_so_in_the_list_language(tmp_path: Path) -> None:
     news = NewsSite(tmp_path)
     assert "Aucun numéro pour l&#39;instant." in _client(news).get("/archive/lettre/").text
+
+
+def test_the_archive_shows_an_issue_as_it_went_out_not_as_its_posts_read_today(tmp_path: Path) -> None:
+    news = NewsSite(tmp_path)
+    news.reader("lea@example.org")
+    monday = dt.datetime(2026, 12, 7, 8, 5, tzinfo=dt.UTC)  # 09:05 in Paris, the digest's slot
+    assert plan_newsletters(news.site, news.engine, now=monday)
+    post = tmp_path / "content" / "posts" / "vision.md"
+    post.write_text(post.read_text(encoding="utf-8").replace("Vision", "Vision réécrite"), encoding="utf-8")
+
+    out = tmp_path / "public"
+    assert news.run("archive", "--out", str(out), "--now", LATER.isoformat()).exit_code == 0
+    [page] = [p for p in (out / "lettre").glob("hebdo-*/index.html")]
+    html = page.read_text()
+    assert "Vision" in html and "Premiers jours" in html
+    assert "réécrite" not in html  # the copy kept when the issue was created
+    assert "/unsubscribe/" not in html and "lea@example.org" not in html
+    assert "https://cto.example.org/subscribe?list=lettre" in html  # the footer is added as it is shown

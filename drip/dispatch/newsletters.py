@@ -31,6 +31,7 @@ from drip.course.selection import DigestPost, candidates, for_reader, gather_pos
 from drip.course.timing import due_at, resolve_timezone
 from drip.dispatch.decide import SUBSCRIBER_DELETED, Cancel, Fail, Pass, Retry, Send, after_error, message
 from drip.errors import DripError
+from drip.render.archive import public_copy
 from drip.render.newsletter import broadcast_key, render_broadcast, render_digest
 from drip.render.rendered import RenderedStep
 from drip.runtime import Runtime
@@ -266,7 +267,19 @@ def _write(
     return line
 
 
+def _copy(site: Site, mlist: MailingList, render: Callable[[], RenderedStep]) -> dict[str, str] | None:
+    """The issue's public copy for the archive; None (the archive renders it again) if it does not render."""
+    if not mlist.archive:
+        return None
+    try:
+        return public_copy(site, mlist, render())
+    except DripError as exc:  # the send reports it per email; planning goes on
+        log.warning("no public copy of an issue of %s: %s", mlist.name, exc)
+        return None
+
+
 def plan_digest(
+    site: Site,
     engine: sa.Engine,
     digest: Digest,
     mlist: MailingList,
@@ -295,14 +308,23 @@ def plan_digest(
     key = period_key(digest, slot)
     send_at = slot.astimezone(dt.UTC)
     urls = [p.post.url for p in posts]
+    copy = _copy(site, mlist, lambda: render_digest(site, digest, mlist, posts, key))
     issue = create_issue(
-        engine, list=digest.list, key=key, kind=DIGEST, send_at=send_at, post_urls=urls, now=now
+        engine,
+        list=digest.list,
+        key=key,
+        kind=DIGEST,
+        send_at=send_at,
+        post_urls=urls,
+        now=now,
+        public_copy=copy,
     )
     issue = issue or open_issue(engine, key)
     return [] if issue is None else [_write(engine, issue, mlist, posts, now, digest, progress)]
 
 
 def plan_broadcast(
+    site: Site,
     engine: sa.Engine,
     broadcast: Broadcast,
     mlist: MailingList,
@@ -317,17 +339,22 @@ def plan_broadcast(
     if send_at > now or now - send_at > broadcast.grace:
         return []
     key = broadcast_key(broadcast)
-    issue = create_issue(
-        engine,
-        list=broadcast.list,
-        key=key,
-        kind=BROADCAST,
-        send_at=send_at.astimezone(dt.UTC),
-        post_urls=(),
-        now=now,
-        subject=broadcast.subject,
-    )
-    issue = issue or open_issue(engine, key)
+    known = issues_by_key(engine, [key]).get(key)
+    if known is not None:  # every tick of the grace period comes here: only finish a half-written one
+        issue = known if known.counts is None else None
+    else:
+        issue = create_issue(
+            engine,
+            list=broadcast.list,
+            key=key,
+            kind=BROADCAST,
+            send_at=send_at.astimezone(dt.UTC),
+            post_urls=(),
+            now=now,
+            subject=broadcast.subject,
+            public_copy=_copy(site, mlist, lambda: render_broadcast(site, broadcast, mlist)),
+        )
+        issue = issue or open_issue(engine, key)
     return [] if issue is None else [_write(engine, issue, mlist, None, now, progress=progress)]
 
 
@@ -348,9 +375,11 @@ def plan_newsletters(
             lambda: load_content(site.content_dir, now=now, locale=site.config.site.locale)
         )
         for digest in found.digests.values():
-            lines += plan_digest(engine, digest, found.lists[digest.list], index, now=now, progress=progress)
+            lines += plan_digest(
+                site, engine, digest, found.lists[digest.list], index, now=now, progress=progress
+            )
     for broadcast in broadcasts:
         mlist = found.lists.get(broadcast.list)
         if mlist is not None:
-            lines += plan_broadcast(engine, broadcast, mlist, now=now, progress=progress)
+            lines += plan_broadcast(site, engine, broadcast, mlist, now=now, progress=progress)
     return lines

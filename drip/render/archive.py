@@ -45,6 +45,8 @@ class StoredIssue(Protocol):
     def send_at(self) -> dt.datetime: ...
     @property
     def post_urls(self) -> tuple[str, ...]: ...
+    @property
+    def public_copy(self) -> Mapping[str, str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,21 @@ def _rendered(
     return render_digest(site, digest, mlist, posts, issue.key), digest.title
 
 
+def public_copy(site: Site, mlist: MailingList, rendered: RenderedStep) -> dict[str, str]:
+    """The issue as its archive page shows it, kept when the issue is created: later edits to its
+    posts or broadcast file do not change what the archive says was sent. No reader's values."""
+    subject, html, text = rendered.personalise(neutral_values(site, mlist.name))
+    return {"subject": subject, "html": html, "text": text}
+
+
+def _stored(issue: StoredIssue) -> tuple[str, str, str] | None:
+    """The copy kept with the issue, when it has a well-formed one (issues before 0012 have none)."""
+    kept = issue.public_copy
+    if not kept or not all(isinstance(kept.get(k), str) for k in ("subject", "html", "text")):
+        return None
+    return kept["subject"], kept["html"], kept["text"]
+
+
 def _with_footer(html: str, site: Site, mlist: MailingList) -> str:
     """The public copy's footer: how to subscribe, in the list's language, just before the end of the body."""
     t = messages(mlist.locale)
@@ -155,11 +172,15 @@ def public_issues(
     values = neutral_values(site, list_name)
     copies: list[PublicIssue] = []
     for issue in sorted(issues, key=lambda i: i.send_at, reverse=True):
-        made = _rendered(site, found, broadcasts, mlist, issue, index) if issue.send_at <= now else None
-        if made is None:
+        if issue.send_at > now:
             continue
-        rendered, _title = made
-        subject, html, text = rendered.personalise(values)
+        kept = _stored(issue)
+        if kept is None:  # written before copies were kept: rendered again from its source
+            made = _rendered(site, found, broadcasts, mlist, issue, index)
+            if made is None:
+                continue
+            kept = made[0].personalise(values)
+        subject, html, text = kept
         html = _with_footer(html, site, mlist)
         copies.append(PublicIssue(issue, issue_slug(issue.key), issue.subject or subject, html, text))
     return copies

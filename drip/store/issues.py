@@ -58,6 +58,7 @@ class Issue:
     created_at: dt.datetime
     post_urls: tuple[str, ...]
     counts: Mapping[str, Any] | None  # what the last complete writing of its deliveries did
+    public_copy: Mapping[str, str] | None = None  # subject, html, text as the archive shows it
 
     @property
     def step_key(self) -> str:
@@ -99,6 +100,7 @@ def _issue(row: sa.Row[Any]) -> Issue:
         created_at=r["created_at"],
         post_urls=tuple(r["post_urls"] or ()),
         counts=r["counts"],
+        public_copy=r["public_copy"],
     )
 
 
@@ -165,6 +167,7 @@ def insert_issue(
     post_urls: Sequence[str],
     now: dt.datetime,
     subject: str = "",
+    public_copy: Mapping[str, str] | None = None,
 ) -> Issue | None:
     """:func:`create_issue` in the caller's transaction."""
     ensure_list(conn, list, now=now)
@@ -176,6 +179,7 @@ def insert_issue(
         "send_at": send_at,
         "created_at": now,
         "post_urls": [str(url) for url in post_urls],
+        "public_copy": dict(public_copy) if public_copy is not None else None,
     }
     done = conn.execute(
         on_conflict_do_nothing(conn, newsletter_issues).values(values).returning(newsletter_issues.c.id)
@@ -195,6 +199,7 @@ def create_issue(
     post_urls: Sequence[str],
     now: dt.datetime,
     subject: str = "",
+    public_copy: Mapping[str, str] | None = None,
 ) -> Issue | None:
     """Create the issue ``key`` of ``list``; None when it exists already (someone else made it).
 
@@ -212,6 +217,7 @@ def create_issue(
             post_urls=post_urls,
             now=now,
             subject=subject,
+            public_copy=public_copy,
         )
 
 

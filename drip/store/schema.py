@@ -190,6 +190,8 @@ newsletter_issues = sa.Table(
     sa.Column("created_at", UTC, nullable=False),
     sa.Column("post_urls", sa.JSON, nullable=False),  # ["/posts/x/", ...], in the issue's order
     sa.Column("counts", sa.JSON, nullable=True),  # what the last complete writing of its deliveries did
+    # {"subject", "html", "text"}: the issue as the archive shows it, rendered when it was created
+    sa.Column("public_copy", sa.JSON, nullable=True),
     sqlite_autoincrement=True,
 )
 
