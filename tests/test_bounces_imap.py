@@ -281,9 +281,16 @@ def test_a_folder_whose_name_has_a_space(site: Site, dovecot: Dovecot) -> None: 
     assert result.exit_code == 0, result.output
     assert "suppressed nosuchuser9876@gmail.com (hard bounce)" in result.output
 
-    missing = site.run(*plain(dovecot, "--imap-folder", "Nowhere"), env=ACCOUNT)
+    missing = site.run(*plain(dovecot, "--imap-folder", "[nowhere]"), env=ACCOUNT)
     assert missing.exit_code == 1
-    assert "no IMAP folder 'Nowhere' on 127.0.0.1" in missing.output and "Traceback" not in missing.output
+    assert "no IMAP folder '[nowhere]' on 127.0.0.1" in missing.output and "Traceback" not in missing.output
+
+
+def test_a_folder_whose_name_is_not_ascii(site: Site, dovecot: Dovecot) -> None:  # noqa: F811
+    append(dovecot, ["gmail-no-such-user.eml"], folder="Rebonds &AOk-t&AOk-")  # "Rebonds été", RFC 3501 5.1.3
+    result = site.run(*plain(dovecot, "--imap-folder", "Rebonds été"), env=ACCOUNT)
+    assert result.exit_code == 0, result.output
+    assert "suppressed nosuchuser9876@gmail.com (hard bounce)" in result.output
 
 
 def test_a_wrong_password_is_a_clear_error_and_changes_nothing(site: Site, dovecot: Dovecot) -> None:  # noqa: F811

@@ -13,6 +13,7 @@ Nothing here touches the store: a :class:`Bounce` is what the store records.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email
 import hashlib
@@ -142,8 +143,25 @@ class ImapAccount:
 
 
 def _quoted(folder: str) -> str:
-    """A folder name as an IMAP quoted string: imaplib sends arguments as they are, so "Bounces 2026" would be two."""
-    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A folder name as IMAP sends it: modified UTF-7 (RFC 3501 5.1.3: "Rebonds été" is "Rebonds &AOk-t&AOk-"),
+    quoted, since imaplib sends arguments as they are and "Bounces 2026" would be two."""
+    out: list[str] = []
+    wide: list[str] = []
+
+    def shift() -> None:
+        if wide:
+            coded = base64.b64encode("".join(wide).encode("utf-16-be")).decode("ascii").rstrip("=")
+            out.append("&" + coded.replace("/", ",") + "-")
+            wide.clear()
+
+    for ch in folder:
+        if " " <= ch <= "~":
+            shift()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            wide.append(ch)
+    shift()
+    return '"' + "".join(out).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _said(exc: imaplib.IMAP4.error) -> str:
