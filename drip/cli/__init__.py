@@ -144,7 +144,10 @@ class DripGroup(click.Group):
             report_input_error(_runtime(ctx), exc)
             sys.exit(1)
         except DripError as exc:
-            _runtime(ctx).err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+            from rich.markup import escape as escape_markup
+
+            # The message may quote what a user or a server wrote: "[bounces]" is text, not a style.
+            _runtime(ctx).err_console.print(f"[bold red]error:[/] {escape_markup(str(exc))}", markup=True)
             sys.exit(1)
 
 

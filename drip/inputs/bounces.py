@@ -13,11 +13,13 @@ Nothing here touches the store: a :class:`Bounce` is what the store records.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email
 import hashlib
 import imaplib
 import mailbox
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
@@ -140,18 +142,57 @@ class ImapAccount:
     tls: bool = True
 
 
+def _quoted(folder: str) -> str:
+    """A folder name as IMAP sends it: modified UTF-7 (RFC 3501 5.1.3: "Rebonds été" is "Rebonds &AOk-t&AOk-"),
+    quoted, since imaplib sends arguments as they are and "Bounces 2026" would be two."""
+    out: list[str] = []
+    wide: list[str] = []
+
+    def shift() -> None:
+        if wide:
+            coded = base64.b64encode("".join(wide).encode("utf-16-be")).decode("ascii").rstrip("=")
+            out.append("&" + coded.replace("/", ",") + "-")
+            wide.clear()
+
+    for ch in folder:
+        if " " <= ch <= "~":
+            shift()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            wide.append(ch)
+    shift()
+    return '"' + "".join(out).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _said(exc: imaplib.IMAP4.error) -> str:
+    """What the server answered, as text (imaplib keeps it as bytes)."""
+    said = exc.args[0] if exc.args else exc
+    return said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)
+
+
 def read_imap(account: ImapAccount) -> Iterator[tuple[str, bytes]]:
-    """Every message of one IMAP folder, opened read-only: nothing is marked, moved or deleted."""
+    """Every message of one IMAP folder, seen or not, opened read-only: nothing is marked, moved or deleted.
+
+    TLS checks the server's certificate and name against the system's trusted authorities (imaplib alone
+    would accept any certificate).
+    """
     where = f"imap://{account.host}:{account.port}/{account.folder}"
     try:
-        conn = (imaplib.IMAP4_SSL if account.tls else imaplib.IMAP4)(account.host, account.port, timeout=30)
-    except OSError as exc:
+        conn = (
+            imaplib.IMAP4_SSL(
+                account.host, account.port, ssl_context=ssl.create_default_context(), timeout=30
+            )
+            if account.tls
+            else imaplib.IMAP4(account.host, account.port, timeout=30)
+        )
+    except (OSError, imaplib.IMAP4.error) as exc:
         raise DripError(f"cannot reach the IMAP server {account.host}:{account.port}: {exc}") from None
     try:
         conn.login(account.user, account.password)
-        status, _ = conn.select(account.folder, readonly=True)
+        status, said = conn.select(_quoted(account.folder), readonly=True)
         if status != "OK":
-            raise DripError(f"no IMAP folder {account.folder!r} on {account.host}")
+            reason = bytes(said[0] or b"").decode("utf-8", "replace") if said else ""
+            raise DripError(f"no IMAP folder {account.folder!r} on {account.host}: {reason}".rstrip(": "))
         _, found = conn.uid("SEARCH", "ALL")
         for uid in bytes(found[0] or b"").decode("ascii").split():
             _, parts = conn.uid("FETCH", uid, "(BODY.PEEK[])")
@@ -159,7 +200,9 @@ def read_imap(account: ImapAccount) -> Iterator[tuple[str, bytes]]:
             if isinstance(data, bytes):
                 yield f"{where};uid={uid}", data
     except imaplib.IMAP4.error as exc:
-        raise DripError(f"IMAP server {account.host} refused: {exc}") from None
+        raise DripError(f"IMAP server {account.host} refused: {_said(exc)}") from None
+    except OSError as exc:
+        raise DripError(f"lost the IMAP server {account.host}:{account.port}: {exc}") from None
     finally:
         with contextlib.suppress(imaplib.IMAP4.error, OSError):
             conn.logout()
