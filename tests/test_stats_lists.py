@@ -96,3 +96,21 @@ def test_a_name_neither_course_nor_list_suggests_the_nearest(tmp_path: Path) -> 
     result = news.run("stats", "letre")
     assert result.exit_code == 1
     assert "no course or list 'letre'" in result.output and "did you mean 'lettre'" in result.output
+
+
+def test_the_preview_page_draws_a_list_issue_by_issue_and_refuses_an_unknown_list(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from drip.preview.server import create_app
+
+    news = fixture(tmp_path)
+    client = TestClient(create_app(news.site))
+    page = client.get("/lists/lettre/stats")
+    assert page.status_code == 200, page.text
+    assert "<svg" in page.text and "<script" not in page.text
+    assert page.text.index(">n1<") < page.text.index(">n2<")  # in the order the issues went out
+    assert "<title>sent: 5</title>" in page.text and "<title>clicked: 2</title>" in page.text
+    assert "<title>sent: 4</title>" in page.text
+    assert 'href="/lists/lettre/stats"' in client.get("/").text
+    unknown = client.get("/lists/letre/stats")
+    assert unknown.status_code == 404 and "lettre" in unknown.text  # the nearest name is suggested

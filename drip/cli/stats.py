@@ -29,12 +29,10 @@ def _rows(
     obj: Context, name: str, since: dt.datetime | None, until: dt.datetime | None
 ) -> tuple[str, list[dict[str, object]]]:
     """The report's first column ("step" or "issue") and its rows, from one query."""
-    import datetime
-
     from drip.course.compile import load_courses
     from drip.course.newsletter import load_newsletters
     from drip.errors import NotFoundError, Problem, did_you_mean
-    from drip.store.events import funnel, report_rows
+    from drip.store.events import funnel, issue_rows, report_rows
     from drip.store.issues import ISSUE_PREFIX
 
     courses = load_courses(obj.site)
@@ -53,14 +51,7 @@ def _rows(
         figures = funnel(engine, name, since=since, until=until)
     if course is not None:
         return "step", report_rows(figures, [step.key for step in course.steps])
-    # A list's issues in the order they went out; only issues' rows (a course of the same name has none).
-    never = datetime.datetime.max.replace(tzinfo=datetime.UTC)
-    issues = sorted(
-        (f for f in figures.values() if f.key.startswith(ISSUE_PREFIX)),
-        key=lambda f: (f.first_sent or never, f.key),
-    )
-    keys = [f.key for f in issues]
-    return "issue", report_rows({k: figures[k] for k in keys}, keys, label="issue", prefix=ISSUE_PREFIX)
+    return "issue", issue_rows(figures, ISSUE_PREFIX)
 
 
 def _percent(value: object) -> str:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from drip.config import Site
     from drip.course.models import Course
+    from drip.store.events import StepFigures
 
 TEMPLATES = Path(__file__).parent / "templates"
 FRAMES = (("Desktop", 600), ("Mobile", 375))
@@ -196,6 +197,7 @@ class PreviewPages:
         from starlette.concurrency import run_in_threadpool
 
         from drip.course.compile import compile_course
+        from drip.store.events import report_rows
 
         site, slug = self.site, request.path_params["slug"]
         try:
@@ -204,19 +206,50 @@ class PreviewPages:
             return self.problems_page("Unknown course", exc, 404)
         except InputError as exc:
             return self.problems_page(f"Course {slug} does not compile", exc, 422)
-        rows, empty = await run_in_threadpool(_funnel_rows, site, slug, [s.key for s in course.steps])
+        keys = [s.key for s in course.steps]
+        rows, empty = await run_in_threadpool(_funnel_rows, site, slug, lambda f: report_rows(f, keys))
+        return self._stats(slug, "step", rows, empty)
+
+    async def list_stats_page(self, request: Request) -> Response:
+        """The funnel of a newsletter list, issue by issue: what `drip stats LIST` prints."""
+        from starlette.concurrency import run_in_threadpool
+
+        from drip.course.newsletter import load_newsletters
+        from drip.errors import Problem, did_you_mean
+        from drip.store.events import issue_rows
+        from drip.store.issues import ISSUE_PREFIX
+
+        name = request.path_params["name"]
+        try:
+            lists = load_newsletters(self.site).lists
+        except InputError as exc:
+            return self.problems_page("The newsletters do not load", exc, 422)
+        if name not in lists:
+            missing = NotFoundError(Problem(f"no list {name!r}", hint=did_you_mean(name, list(lists))))
+            return self.problems_page("Unknown list", missing, 404)
+        rows, empty = await run_in_threadpool(
+            _funnel_rows, self.site, name, lambda f: issue_rows(f, ISSUE_PREFIX)
+        )
+        return self._stats(name, "issue", rows, empty)
+
+    def _stats(self, name: str, label: str, rows: list[dict[str, object]], empty: str | None) -> HTMLResponse:
         top = max([int(str(r["sent"])) for r in rows] + [1])
-        return self.page("stats.html", site=site.config.site, slug=slug, rows=rows, top=top, empty=empty)
+        return self.page(
+            "stats.html", site=self.site.config.site, slug=name, column=label, rows=rows, top=top, empty=empty
+        )
 
 
-def _funnel_rows(site: Site, slug: str, keys: list[str]) -> tuple[list[dict[str, object]], str | None]:
-    """The funnel from the site's store, opened read-only: ``(rows, None)``, or ``([], why there are no
-    figures)``. Previewing never creates a database nor moves its schema: sending does that."""
+def _funnel_rows(
+    site: Site, name: str, shape: Callable[[dict[str, StepFigures]], list[dict[str, object]]]
+) -> tuple[list[dict[str, object]], str | None]:
+    """The funnel of course or list ``name`` from the site's store, opened read-only, in ``shape``'s
+    rows: ``(rows, None)``, or ``([], why there are no figures)``. Previewing never creates a
+    database nor moves its schema: sending does that."""
     import sqlalchemy as sa
 
     from drip.errors import DripError
     from drip.store.db import current_revisions, head_revisions, store_failure
-    from drip.store.events import funnel, report_rows
+    from drip.store.events import funnel
 
     try:
         engine = read_only_store(site.database_url)
@@ -233,7 +266,7 @@ def _funnel_rows(site: Site, slug: str, keys: list[str]) -> tuple[list[dict[str,
                 f"The database is at revision {', '.join(sorted(current))}, not the one this drip reads: "
                 "figures show once it is upgraded (`drip db upgrade`, or the next send)."
             )
-        return report_rows(funnel(engine, slug), keys), None
+        return shape(funnel(engine, name)), None
     except sa.exc.DBAPIError as exc:
         return [], str(store_failure(engine.url, exc, "read"))
     finally:
@@ -284,6 +317,7 @@ def create_app(
             Route("/courses/{slug}/emails/{number:int}.html", pages.email_html),
             Route("/courses/{slug}/stats", pages.stats_page),
             Route("/newsletters/{name}.html", pages.newsletter_html),
+            Route("/lists/{name}/stats", pages.list_stats_page),
         ]
     )
 

@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -492,3 +492,15 @@ def report_rows(
         )
         before = f.sent
     return rows
+
+
+def issue_rows(figures: Mapping[str, StepFigures], prefix: str) -> list[dict[str, object]]:
+    """A list's report: its issues (keys starting with ``prefix``) in the order they went out,
+    each row labelled ``issue`` (a course of the same name has no such rows)."""
+    never = dt.datetime.max.replace(tzinfo=dt.UTC)
+    issues = sorted(
+        (f for f in figures.values() if f.key.startswith(prefix)),
+        key=lambda f: (f.first_sent or never, f.key),
+    )
+    keys = [f.key for f in issues]
+    return report_rows({k: figures[k] for k in keys}, keys, label="issue", prefix=prefix)
