@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
-import httpx
+import httpx2
 import sqlalchemy as sa
 
 from drip.config import load_site
@@ -104,9 +104,9 @@ def start_server(site: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         if proc.poll() is not None:
             raise RuntimeError(f"drip serve exited: {log.read_text(errors='replace')[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return proc
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.1)
     proc.terminate()
@@ -147,8 +147,8 @@ async def _fire(
 ) -> None:
     """Send (method, url, form, label) requests with at most ``concurrency`` in flight."""
     sem = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx2.AsyncClient(timeout=120, limits=limits) as client:
 
         async def one(method: str, url: str, form: dict[str, str] | None, label: str) -> None:
             async with sem:

@@ -210,7 +210,9 @@ def test_webhook_unsigned(web: Harness, signer: Signer) -> None:
             return
         # What a client can send: any byte in a header value but line ends and NUL.
         safe = {
-            k: v.encode("utf-8", "surrogatepass").translate(None, b"\r\n\x00")
+            k.encode("utf-8", "surrogatepass"): v.encode("utf-8", "surrogatepass").translate(
+                None, b"\r\n\x00"
+            )
             for k, v in given_headers.items()
         }
         answer = web.client.post("/webhooks/sendgrid", content=body, headers=safe)

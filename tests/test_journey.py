@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
+import httpx2
 import pytest
 import uvicorn
 from click.testing import CliRunner
@@ -135,7 +135,7 @@ def test_subscriber_journey_in_a_real_browser(browser: Browser, served: Served, 
 
     # A control reader who stays subscribed, so "nothing more" below means something.
     control = "controle@example.org"
-    with httpx.Client(base_url=f"http://127.0.0.1:{served.port}") as client:
+    with httpx2.Client(base_url=f"http://127.0.0.1:{served.port}") as client:
         assert client.post("/subscribe", data={"email": control, "course": COURSE}).status_code == 200
         (control_mail,) = messages_to(site, control)
         assert client.post(link_in(control_mail, "confirm")).status_code == 200
@@ -148,7 +148,7 @@ def test_subscriber_journey_in_a_real_browser(browser: Browser, served: Served, 
     match = re.search(r"<(https?://[^>]+/unsubscribe/[^>]+)>", header)
     assert match is not None, header
     # What a mail client does for RFC 8058: a bare POST, no cookie, no page.
-    response = httpx.post(
+    response = httpx2.post(
         match.group(1),
         content=b"List-Unsubscribe=One-Click",
         headers={"Content-Type": "application/x-www-form-urlencoded"},

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
+import httpx2
 import pytest
 
 from drip.config import load_site
@@ -62,8 +62,8 @@ def test_pages_escape_what_comes_from_the_site(hostile_site: Path) -> None:
     running = PreviewServer(create_app(load_site(hostile_site), now=NOW))
     url = running.start()
     try:
-        index = httpx.get(url + "/")
-        course = httpx.get(url + "/courses/le-role-du-cto/")
+        index = httpx2.get(url + "/")
+        course = httpx2.get(url + "/courses/le-role-du-cto/")
     finally:
         running.stop()
     for page in (index, course):
@@ -80,8 +80,8 @@ def test_a_course_that_does_not_compile_is_shown_not_raised(hostile_site: Path) 
     running = PreviewServer(create_app(load_site(hostile_site), now=NOW))
     url = running.start()
     try:
-        index = httpx.get(url + "/")
-        course = httpx.get(url + "/courses/le-role-du-cto/")
+        index = httpx2.get(url + "/")
+        course = httpx2.get(url + "/courses/le-role-du-cto/")
     finally:
         running.stop()
     assert index.status_code == 200
@@ -93,16 +93,16 @@ def test_a_course_that_does_not_compile_is_shown_not_raised(hostile_site: Path) 
 
 
 def test_unknown_course_and_step_are_404_pages_with_a_hint(server: str) -> None:
-    missing = httpx.get(server + "/courses/le-role-du-ct/")
+    missing = httpx2.get(server + "/courses/le-role-du-ct/")
     assert missing.status_code == 404
     assert "did you mean &#39;le-role-du-cto&#39;?" in missing.text
-    step = httpx.get(server + "/courses/le-role-du-cto/emails/9.html")
+    step = httpx2.get(server + "/courses/le-role-du-cto/emails/9.html")
     assert step.status_code == 404
     assert "has steps 1 to 5, not 9" in step.text
 
 
 def test_email_documents_allow_no_script(server: str) -> None:
-    page = httpx.get(server + "/courses/le-role-du-cto/emails/2.html")
+    page = httpx2.get(server + "/courses/le-role-du-cto/emails/2.html")
     assert page.status_code == 200
     assert html.escape(first_article_title()) in page.text
     policy = page.headers["content-security-policy"]
@@ -170,7 +170,7 @@ def test_serve_command_prints_its_url_and_serves(tmp_path: Path) -> None:
         )
         assert match, line + (proc.stderr.read() if proc.stderr and proc.poll() is not None else "")
         assert int(match.group(2)) > 0
-        page = httpx.get(match.group(1), timeout=30)
+        page = httpx2.get(match.group(1), timeout=30)
         assert page.status_code == 200
         assert "Tue 2026-12-01 11:00 CET" in page.text
     finally:
@@ -212,8 +212,8 @@ def test_preview_pages_fit_a_390_px_phone(browser: Browser, server: str) -> None
 
 def test_the_english_preview_ui_uses_english_quotes(server: str) -> None:
     pillar = compile_course(load_site(REPO), "le-role-du-cto").pillar.title
-    index = httpx.get(server + "/").text
-    course = httpx.get(server + "/courses/le-role-du-cto/").text
+    index = httpx2.get(server + "/").text
+    course = httpx2.get(server + "/courses/le-role-du-cto/").text
     assert f"From the pillar “{html.escape(pillar)}”" in index
     assert f"emails from “{html.escape(pillar)}”" in course
     assert "« " not in index and "« " not in course.split("<h1>", 1)[1].split("</p>", 1)[0]
@@ -241,7 +241,7 @@ def test_serving_the_stats_page_creates_no_database(tmp_path: Path) -> None:
         line = proc.stdout.readline()
         match = re.search(r"(http://\S+/courses/le-role-du-cto/)", line)
         assert match, line + (proc.stderr.read() if proc.stderr and proc.poll() is not None else "")
-        page = httpx.get(match.group(1) + "stats", timeout=30)
+        page = httpx2.get(match.group(1) + "stats", timeout=30)
         assert page.status_code == 200
         assert "No figures yet: nothing has been sent" in page.text
     finally:
@@ -263,7 +263,7 @@ def test_the_stats_page_reads_an_old_database_without_migrating_it(
     running = PreviewServer(create_app(site, now=NOW))
     url = running.start()
     try:
-        page = httpx.get(f"{url}/courses/le-role-du-cto/stats", timeout=30)
+        page = httpx2.get(f"{url}/courses/le-role-du-cto/stats", timeout=30)
     finally:
         running.stop()
     assert page.status_code == 200

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from click.testing import CliRunner
 from web_support import (
@@ -153,13 +153,13 @@ def test_serve_demo_mode_says_so_loudly_and_serves(web: Harness, tmp_path: Path)
         deadline = time.monotonic() + 30
         while True:  # readiness poll of a real server
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                     break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        assert httpx.get(f"http://127.0.0.1:{port}/subscribe?course={COURSE}").status_code == 200
+        assert httpx2.get(f"http://127.0.0.1:{port}/subscribe?course={COURSE}").status_code == 200
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -29,7 +29,7 @@ from drip.runtime import Runtime
 from drip.web.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 if TYPE_CHECKING:
-    from httpx import Response
+    from httpx2 import Response
     from starlette.testclient import TestClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
