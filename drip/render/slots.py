@@ -8,6 +8,7 @@ joins them back with each subscriber's values — on one line, escaped for HTML,
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import zlib
@@ -81,8 +82,9 @@ class Compiled:
             out.append(self.parts[i + 1])
         return "".join(out)
 
-    @property
+    @functools.cached_property
     def slot_names(self) -> frozenset[str]:
+        """Kept once read: every email of a step asks (its open pixel's slot)."""
         return frozenset(s.name for s in self.slots)
 
 
