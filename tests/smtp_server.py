@@ -170,7 +170,16 @@ def smtp_server(
 
 
 def self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context with a fresh self-signed certificate for ``host``, and a client context trusting it.
+    """A server context with a fresh self-signed certificate for ``host``, and a client context trusting it."""
+    cert_path, key_path = certificate_files(directory, host)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cafile=str(cert_path))
+    return server, client
+
+
+def certificate_files(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A fresh self-signed certificate for the IP address ``host`` and its key, as PEM files in ``directory``.
 
     Uses ``cryptography`` (a dependency of the sendgrid client), so no binary is needed.
     """
@@ -206,7 +215,5 @@ def self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[ssl.SSLContex
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_path, key_path)
-    client = ssl.create_default_context(cafile=str(cert_path))
-    return server, client
+    key_path.chmod(0o600)
+    return cert_path, key_path

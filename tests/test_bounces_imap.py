@@ -7,9 +7,7 @@ IMAP. Skipped where Debian's ``dovecot-imapd`` is not installed.
 
 from __future__ import annotations
 
-import datetime as dt
 import imaplib
-import ipaddress
 import os
 import pwd
 import shutil
@@ -24,6 +22,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from outgoing import closed_port
+from smtp_server import certificate_files
 from test_bounces import DSN, Site, site  # noqa: F401  (the site fixture)
 
 from drip.store.bounces import soft_bounce_count
@@ -59,41 +58,6 @@ class Dovecot:
             return [line for line in found if isinstance(line, bytes)]
         finally:
             conn.logout()
-
-
-def self_signed(where: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (as an IP address), and its key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = where / "cert.pem", where / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 def mail_owner() -> pwd.struct_passwd:
@@ -182,7 +146,7 @@ def dovecot_server() -> Iterator[Dovecot]:
         (root / "Maildir").mkdir()
         os.chown(root / "Maildir", mail_owner().pw_uid, mail_owner().pw_gid)
         (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::{root}::\n", encoding="utf-8")
-        cert, key = self_signed(root)
+        cert, key = certificate_files(root)
         plain_port, tls_port = closed_port(), closed_port()
         (root / "dovecot.conf").write_text(config(root, plain_port, tls_port, cert, key), encoding="utf-8")
         with (root / "stderr.log").open("wb") as stderr:  # configuration errors, before log_path applies

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hugo_support import NOW, copy_hugo_site
 
 from drip.config import load_site
 from drip.content import cache as content_cache
@@ -16,15 +17,10 @@ from drip.content.cache import CACHE_DIR, ContentCache, decode, encode
 from drip.content.source import read_source
 from drip.preview.checks import check_site
 
-FIXTURE = Path(__file__).parent / "fixtures" / "hugo_site"
-NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
-    shutil.copytree(FIXTURE, root)
-    return root
+    return copy_hugo_site(tmp_path)
 
 
 @pytest.fixture

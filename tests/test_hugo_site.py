@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hugo_support import HUGO_SITE, NOW, copy_hugo_site
 
 from drip.cli import authoring, cli  # noqa: F401  (modules register their commands)
 from drip.config import load_site
@@ -16,15 +16,10 @@ from drip.course.compile import compile_course
 from drip.errors import ContentError
 from drip.preview.checks import check_site
 
-FIXTURE = Path(__file__).parent / "fixtures" / "hugo_site"
-NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    root = tmp_path / "site"
-    shutil.copytree(FIXTURE, root)
-    return root
+    return copy_hugo_site(tmp_path)
 
 
 def run_drip(site: Path, *args: str) -> Result:
@@ -34,12 +29,12 @@ def run_drip(site: Path, *args: str) -> Result:
 
 
 def test_the_content_folder_of_the_site_language_is_read() -> None:
-    site = load_site(FIXTURE)
-    assert site.content_dir == FIXTURE / "content" / "en"
+    site = load_site(HUGO_SITE)
+    assert site.content_dir == HUGO_SITE / "content" / "en"
 
 
 def test_section_pages_bundles_slugs_aliases_and_front_matter_formats() -> None:
-    index = load_content(FIXTURE / "content" / "en", now=NOW)
+    index = load_content(HUGO_SITE / "content" / "en", now=NOW)
     assert index.known_urls() == {
         "/",  # content/_index.md (TOML)
         "/about/",
@@ -61,8 +56,8 @@ def test_section_pages_bundles_slugs_aliases_and_front_matter_formats() -> None:
 
 def test_a_language_suffix_is_the_page_in_that_language_under_its_prefix() -> None:
     """Hugo's translation by file name: bundles.en.md and bundles.fr.md are one page in two languages."""
-    index = load_content(FIXTURE / "content" / "en", now=NOW)
-    folder = FIXTURE / "content" / "en" / "content-management"
+    index = load_content(HUGO_SITE / "content" / "en", now=NOW)
+    folder = HUGO_SITE / "content" / "en" / "content-management"
     english, french = (
         index.posts["/content-management/bundles/"],
         index.posts["/fr/content-management/bundles/"],
@@ -101,19 +96,19 @@ def test_the_site_locale_decides_which_suffix_is_at_the_root(tmp_path: Path) -> 
 
 
 def test_drafts_future_and_expired_pages_are_not_published_at_now() -> None:
-    index = load_content(FIXTURE / "content" / "en", now=NOW)
+    index = load_content(HUGO_SITE / "content" / "en", now=NOW)
     assert index.unpublished == {
         "content-management/wip": "a draft",
         "content-management/upcoming": "not published before 2999-01-01",
         "content-management/old": "expired on 2020-01-01",
     }
-    later = load_content(FIXTURE / "content" / "en", now=dt.datetime(3000, 1, 1, tzinfo=dt.UTC))
+    later = load_content(HUGO_SITE / "content" / "en", now=dt.datetime(3000, 1, 1, tzinfo=dt.UTC))
     assert "/content-management/upcoming/" in later.posts
     assert "/content-management/old/" not in later.posts
 
 
 def test_ref_and_relref_resolve_in_every_form() -> None:
-    index = load_content(FIXTURE / "content" / "en", now=NOW)
+    index = load_content(HUGO_SITE / "content" / "en", now=NOW)
     pillar = read_pillar(index.pillars["hugo-modules"], content=index)
     assert [item.url for item in pillar.reading_path] == [
         "/getting-started/quick-start/",  # {{< ref "path" >}}, from the content root
@@ -128,7 +123,7 @@ def test_ref_and_relref_resolve_in_every_form() -> None:
 
 
 def test_refs_in_a_front_matter_reading_path_resolve_like_body_links() -> None:
-    index = load_content(FIXTURE / "content" / "en", now=NOW)
+    index = load_content(HUGO_SITE / "content" / "en", now=NOW)
     pillar = read_pillar(index.pillars["getting-started"], content=index)
     assert [(item.url, item.title) for item in pillar.reading_path] == [
         ("/getting-started/quick-start/", "/getting-started/quick-start/"),  # a bare {{< ref >}} string
@@ -156,7 +151,7 @@ def test_an_unresolvable_ref_in_front_matter_is_a_located_error(site: Path) -> N
 
 
 def test_shortcodes_never_reach_an_email_text() -> None:
-    course = compile_course(load_site(FIXTURE), "hugo-modules", now=NOW)
+    course = compile_course(load_site(HUGO_SITE), "hugo-modules", now=NOW)
     pillar = course.pillar
     texts = [pillar.title, pillar.description, pillar.intro, *(s.subject for s in course.steps)]
     texts += [s.article.description or "" for s in course.steps if s.article]
@@ -198,7 +193,7 @@ def test_only_real_pillars_warn_about_a_missing_reading_path(site: Path) -> None
 
 def test_a_list_of_links_to_pillars_is_the_other_pillars() -> None:
     """Before: 'Other hubs' was not recognised and its links were silently dropped from the closing email."""
-    course = compile_course(load_site(FIXTURE), "hugo-modules", now=NOW)
+    course = compile_course(load_site(HUGO_SITE), "hugo-modules", now=NOW)
     assert [link.url for link in course.other_pillars] == ["https://docs.example.org/content-management/"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hugo_support import HUGO_SITE
 
 from drip.cli import _register, cli
 
@@ -110,9 +111,6 @@ def test_init_writes_no_digest_when_the_site_has_lists(hugo: Path) -> None:
     result = drip(hugo, "init", "--yes", "--postal-address", "1 rue X, 75001 Paris")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (hugo / "schedules").glob("*.yaml")) == ["le-role-du-cto.yaml", "mine.yaml"]
-
-
-HUGO_SITE = REPO / "tests" / "fixtures" / "hugo_site"
 
 
 def test_init_reads_the_language_folder_as_check_does(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from delivery_fixtures import T0, real_site
+from hugo_support import HUGO_SITE
 from rich.console import Console
 from test_lists import readers
 
@@ -20,8 +21,6 @@ from drip.preview.checks import check_site
 from drip.runtime import Runtime
 from drip.store.issues import create_issue, create_issue_deliveries
 from drip.store.lists import join_lists
-
-HUGO_SITE = Path(__file__).parent / "fixtures" / "hugo_site"
 
 
 def test_a_terminal_gets_a_transient_bar() -> None:
