@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from delivery_fixtures import unfinished
+from kill_support import DELIVERY_HEADER, Workers, smtp_site, wait_while_progressing
 from smtp_server import smtp_server
-from test_kill import _DELIVERY, Workers, smtp_site, wait_while_progressing
 
 from drip.store.db import open_store
 from drip.store.lists import join_lists
@@ -97,7 +97,7 @@ def test_a_worker_sigkilled_mid_issue_then_restarted_sends_every_member_the_issu
     assert len(rows) == MEMBERS and {r.status for r in rows} == {"sent"}
     by_member = Counter(rcpt for msg in received for rcpt in msg.rcpt_tos)
     assert set(by_member) == expected
-    by_delivery = Counter(int(m.group(1)) for msg in received if (m := _DELIVERY.search(msg.data)))
+    by_delivery = Counter(int(m.group(1)) for msg in received if (m := DELIVERY_HEADER.search(msg.data)))
     assert sum(by_delivery.values()) == len(received)
     duplicated = {i for i, n in by_delivery.items() if n > 1}
     flagged = {r.id for r in rows if r.possible_duplicate}
