@@ -382,3 +382,36 @@ def test_the_issue_render_cache_keeps_the_most_recent_few() -> None:
     assert "a" not in cache and "c" in cache  # "a" was used before "c", so it went first
     runtime = Runtime.for_tests(SECRET)
     assert runtime.issue_renders.max_size == ISSUE_RENDERS <= 100
+
+
+def test_a_run_renders_each_new_issue_once_for_its_archive_copy_and_all_its_emails(
+    tmp_path: Path, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planning renders the issue for its public copy; the sends of the same run reuse that render."""
+    import drip.dispatch.newsletters as newsletters
+
+    site = make_site(tmp_path / "site", digest=SINCE_DEC_1, lists=OPEN_LIST + "archive: true\n")
+    write(
+        site.root, "content/newsletters/annonce.md", BROADCAST.replace("2026-12-08 10:00", "2026-12-07 09:00")
+    )
+    readers(engine, 3)
+    _members(engine, [1, 2, 3])
+    calls: list[str] = []
+    for name in ("render_digest", "render_broadcast"):
+        real = getattr(newsletters, name)
+
+        def counted(
+            *args: object, _real: Callable[..., object] = real, _name: str = name, **kw: object
+        ) -> object:
+            calls.append(_name)
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(newsletters, name, counted)
+    now = (MONDAY_9 + MINUTE).astimezone(dt.UTC)
+    runtime = Runtime.for_tests(SECRET, clock=frozen_clock(now))
+    report = _run(site, engine, tmp_path / "outbox", now, runtime)
+    assert report.sent == 6  # the digest and the broadcast, to three readers each
+    assert sorted(calls) == ["render_broadcast", "render_digest"]
+    with engine.connect() as conn:
+        issues = list_issues(conn, "lettre")
+    assert len(issues) == 2 and all(issue.public_copy for issue in issues)

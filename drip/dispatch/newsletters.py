@@ -33,7 +33,7 @@ from drip.dispatch.decide import SUBSCRIBER_DELETED, Cancel, Fail, Pass, Retry, 
 from drip.errors import DripError
 from drip.render.archive import public_copy
 from drip.render.newsletter import broadcast_key, render_broadcast, render_digest
-from drip.render.rendered import RenderedStep
+from drip.render.rendered import LruCache, RenderedStep
 from drip.runtime import Runtime
 from drip.store.claims import Claimed
 from drip.store.deliveries import Recipient, member_recipients
@@ -267,15 +267,39 @@ def _write(
     return line
 
 
-def _copy(site: Site, mlist: MailingList, render: Callable[[], RenderedStep]) -> dict[str, str] | None:
-    """The issue's public copy for the archive; None (the archive renders it again) if it does not render."""
-    if not mlist.archive:
+IssueRenders = LruCache[tuple[int, str, tuple[str, ...]], RenderedStep]
+
+
+def _rendered(mlist: MailingList, render: Callable[[], RenderedStep]) -> RenderedStep | None:
+    """The new issue rendered once at planning, or None when it does not render (the send says why)."""
+    try:
+        return render()
+    except DripError as exc:  # the send reports it per email; planning goes on
+        log.warning("an issue of %s does not render: %s", mlist.name, exc)
+        return None
+
+
+def _copy(site: Site, mlist: MailingList, rendered: RenderedStep | None) -> dict[str, str] | None:
+    """The issue's public copy for the archive; None (the archive renders it again) if it did not render."""
+    if not mlist.archive or rendered is None:
         return None
     try:
-        return public_copy(site, mlist, render())
-    except DripError as exc:  # the send reports it per email; planning goes on
+        return public_copy(site, mlist, rendered)
+    except DripError as exc:
         log.warning("no public copy of an issue of %s: %s", mlist.name, exc)
         return None
+
+
+def _keep(
+    renders: IssueRenders | None,
+    issue: Issue | None,
+    locale: str,
+    urls: Sequence[str],
+    step: RenderedStep | None,
+) -> None:
+    """Hand the planning's render to the sends of the same runtime, under the key :func:`_render` looks up."""
+    if renders is not None and issue is not None and step is not None:
+        renders.get_or_make((issue.id, locale, tuple(urls)), lambda: step)
 
 
 def plan_digest(
@@ -287,10 +311,12 @@ def plan_digest(
     *,
     now: dt.datetime,
     progress: Progress | None = None,
+    renders: IssueRenders | None = None,
 ) -> list[str]:
     """Create the digest's due issue (if it has posts) and its emails; finish one left half-written.
 
-    ``index`` reads the content only when a slot is due: most ticks have none.
+    ``index`` reads the content only when a slot is due: most ticks have none. The new issue
+    is rendered once, for its public copy and, kept in ``renders``, for the sends that follow.
     """
     last = last_issue(engine, digest.list, f"{digest.slug}:")
     if last is not None and last.counts is None:
@@ -308,7 +334,7 @@ def plan_digest(
     key = period_key(digest, slot)
     send_at = slot.astimezone(dt.UTC)
     urls = [p.post.url for p in posts]
-    copy = _copy(site, mlist, lambda: render_digest(site, digest, mlist, posts, key))
+    rendered = _rendered(mlist, lambda: render_digest(site, digest, mlist, posts, key))
     issue = create_issue(
         engine,
         list=digest.list,
@@ -317,8 +343,9 @@ def plan_digest(
         send_at=send_at,
         post_urls=urls,
         now=now,
-        public_copy=copy,
+        public_copy=_copy(site, mlist, rendered),
     )
+    _keep(renders, issue, digest.locale, urls, rendered)
     issue = issue or open_issue(engine, key)
     return [] if issue is None else [_write(engine, issue, mlist, posts, now, digest, progress)]
 
@@ -331,6 +358,7 @@ def plan_broadcast(
     *,
     now: dt.datetime,
     progress: Progress | None = None,
+    renders: IssueRenders | None = None,
 ) -> list[str]:
     """Create the broadcast's issue once its send_at has come (within the grace period), and its emails."""
     send_at = broadcast.send_at
@@ -343,6 +371,7 @@ def plan_broadcast(
     if known is not None:  # every tick of the grace period comes here: only finish a half-written one
         issue = known if known.counts is None else None
     else:
+        rendered = _rendered(mlist, lambda: render_broadcast(site, broadcast, mlist))
         issue = create_issue(
             engine,
             list=broadcast.list,
@@ -352,18 +381,25 @@ def plan_broadcast(
             post_urls=(),
             now=now,
             subject=broadcast.subject,
-            public_copy=_copy(site, mlist, lambda: render_broadcast(site, broadcast, mlist)),
+            public_copy=_copy(site, mlist, rendered),
         )
+        _keep(renders, issue, mlist.locale, (), rendered)
         issue = issue or open_issue(engine, key)
     return [] if issue is None else [_write(engine, issue, mlist, None, now, progress=progress)]
 
 
 def plan_newsletters(
-    site: Site, engine: sa.Engine, *, now: dt.datetime, progress: Progress | None = None
+    site: Site,
+    engine: sa.Engine,
+    *,
+    now: dt.datetime,
+    progress: Progress | None = None,
+    renders: IssueRenders | None = None,
 ) -> list[str]:
     """Every digest and broadcast whose time has come: its issue and emails, once whoever runs this.
 
     ``progress`` starts a bar for each issue whose emails are written (the CLI's, on a terminal).
+    ``renders`` (a runtime's ``issue_renders``) keeps each new issue as rendered for the sends.
     """
     found = load_newsletters(site)
     if not found.lists:
@@ -376,10 +412,19 @@ def plan_newsletters(
         )
         for digest in found.digests.values():
             lines += plan_digest(
-                site, engine, digest, found.lists[digest.list], index, now=now, progress=progress
+                site,
+                engine,
+                digest,
+                found.lists[digest.list],
+                index,
+                now=now,
+                progress=progress,
+                renders=renders,
             )
     for broadcast in broadcasts:
         mlist = found.lists.get(broadcast.list)
         if mlist is not None:
-            lines += plan_broadcast(site, engine, broadcast, mlist, now=now, progress=progress)
+            lines += plan_broadcast(
+                site, engine, broadcast, mlist, now=now, progress=progress, renders=renders
+            )
     return lines

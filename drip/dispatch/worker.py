@@ -63,11 +63,19 @@ def apply_course_changes(
 
 
 def plan_safely(
-    site: Site, engine: sa.Engine, *, now: dt.datetime, progress: Progress | None = None
+    site: Site,
+    engine: sa.Engine,
+    *,
+    runtime: Runtime,
+    now: dt.datetime,
+    progress: Progress | None = None,
 ) -> list[str]:
-    """Plan the newsletters that are due; a broken newsletter file must not stop the course emails."""
+    """Plan the newsletters that are due; a broken newsletter file must not stop the course emails.
+
+    A new issue's render is kept on ``runtime`` for the sends that follow.
+    """
     try:
-        return plan_newsletters(site, engine, now=now, progress=progress)
+        return plan_newsletters(site, engine, now=now, progress=progress, renders=runtime.issue_renders)
     except Exception:
         log.exception("planning newsletters failed; tried again at the next tick")
         return []
@@ -96,7 +104,7 @@ def drain(
     """
     now = clock or runtime.now
     if plan:
-        plan_safely(site, engine, now=now(), progress=progress)
+        plan_safely(site, engine, runtime=runtime, now=now(), progress=progress)
     total = DispatchReport()
     while True:
         report = dispatch_once(
@@ -195,7 +203,7 @@ def run_forever(
 
     def plan() -> None:
         if not stop_event.is_set():
-            plan_safely(site, store, now=runtime.now())
+            plan_safely(site, store, runtime=runtime, now=runtime.now())
 
     scheduler = _scheduler(site, tick, plan)
     sender.open()

@@ -90,7 +90,7 @@ def issue_step_key(key: str) -> str:
 
 def _issue(row: sa.Row[Any]) -> Issue:
     r = row._mapping
-    copy = r["public_copy"] if "public_copy" in r else None
+    copy = r.get("public_copy")
     return Issue(
         id=r["id"],
         list=r["list"],
