@@ -169,7 +169,8 @@ class BouncesSection(_Strict):
 
 
 class DispatchSection(_Strict):
-    batch_size: int = Field(default=200, ge=1, le=1000)
+    # Deliveries one pass leases; None: the transport's own (SendGrid 1,000, outbox 500, SMTP 200).
+    batch_size: int | None = Field(default=None, ge=1, le=1000)
     lease_seconds: int = Field(default=300, ge=5)
     tick_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)

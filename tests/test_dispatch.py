@@ -23,7 +23,7 @@ from delivery_fixtures import (
     simple_render,
 )
 
-from drip.config import Site
+from drip.config import Site, load_site
 from drip.course.models import Course, Step
 from drip.dispatch.batch import DispatchReport, dispatch_once
 from drip.dispatch.worker import run_forever
@@ -220,6 +220,29 @@ def test_a_message_the_transport_accepted_while_its_reader_unsubscribed_is_recor
     assert statuses == {1: ("sent", None), 2: ("sent", None), 3: ("sent", None)}
     # The unsubscribe answered only after the send it raced was over.
     assert answered and answered[0] > transport.recorded_at
+
+
+def test_with_no_batch_size_set_a_pass_leases_as_many_as_its_transport_takes(
+    tmp_path: Path, store: Store
+) -> None:
+    root = make_site(tmp_path / "site").root
+    config = root / "drip.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("  batch_size: 50\n", ""), encoding="utf-8")
+    site = load_site(root)
+    assert site.config.dispatch.batch_size is None
+    seed(store.engine, subscribers_count=9, steps=[("welcome", T0)])
+
+    class ThreeAtATime(RecordingTransport):
+        batch_size = 3
+
+    transport = ThreeAtATime()
+    report = run(site, store, transport, T0)
+    assert (report.claimed, report.full) == (3, True)
+    config.write_text(config.read_text(encoding="utf-8") + "  batch_size: 4\n", encoding="utf-8")
+    report = run(load_site(root), store, transport, T0)  # drip.yaml's wins
+    assert (report.claimed, report.full) == (4, True)
+    report = run(site, store, transport, T0)
+    assert (report.claimed, report.full) == (2, False)
 
 
 def test_a_transport_failing_the_whole_batch_retries_every_message(site: Site, store: Store) -> None:

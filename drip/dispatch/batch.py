@@ -246,9 +246,10 @@ def dispatch_once(
     secret = runtime.secret  # before claiming: a missing key must not strand a batch
     now = runtime.now() if now is None else now
     started = time.monotonic()
-    batch = claim(engine, now=now, limit=cfg.batch_size, lease_seconds=cfg.lease_seconds, worker=worker)
+    size = cfg.batch_size or transport.batch_size
+    batch = claim(engine, now=now, limit=size, lease_seconds=cfg.lease_seconds, worker=worker)
     if not batch:
-        return DispatchReport(batch_size=cfg.batch_size)
+        return DispatchReport(batch_size=size)
     courses = load_courses(site) if courses is None else courses
     ctx = Pass(
         site.config.site.base_url, site.config.postal_address, secret, now, cfg, rng or random.Random()
@@ -264,7 +265,7 @@ def dispatch_once(
     completed = complete_enrollments(
         engine, (item.enrollment_id for item, _ in kept if item.enrollment_id is not None), now=now
     )
-    report = _report(batch, kept, completed, cfg.batch_size)
+    report = _report(batch, kept, completed, size)
     log.info(
         "dispatch %s: claimed %d, sent %d, retry %d, failed %d, cancelled %d, lease lost %d",
         worker,

@@ -65,6 +65,9 @@ class Transport(Protocol):
     # sends them with no database transaction open, then records them. An unsubscribe
     # may wait for one hand-off to finish, so it stays short (about 100 ms of work).
     handoff_size: int
+    # How many deliveries one dispatch pass leases when ``dispatch.batch_size`` is not set:
+    # a pass's fixed costs (claim, reading the issues and content) are shared by this many.
+    batch_size: int
 
     def open(self) -> None: ...
 
@@ -91,6 +94,7 @@ class TransportBase:
 
     name: str = "transport"
     handoff_size: int = 10
+    batch_size: int = 200
 
     def open(self) -> None:
         """Acquire what a batch needs (a connection); a no-op by default."""

@@ -39,6 +39,7 @@ class OutboxTransport(TransportBase):
 
     name = "outbox"
     handoff_size = 100  # a hundred .eml writes: well under 100 ms
+    batch_size = 500
 
     def __init__(self, directory: Path, *, signer: DkimSigner | None = None) -> None:
         self.directory = Path(directory)

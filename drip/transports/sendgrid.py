@@ -279,6 +279,7 @@ class SendgridTransport(TransportBase):
 
     name = "sendgrid"
     handoff_size = 1000  # one request of up to 1000 personalizations
+    batch_size = 1000  # a pass is one full request
 
     def __init__(
         self,
