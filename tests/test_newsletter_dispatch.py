@@ -415,3 +415,19 @@ def test_a_run_renders_each_new_issue_once_for_its_archive_copy_and_all_its_emai
     with engine.connect() as conn:
         issues = list_issues(conn, "lettre")
     assert len(issues) == 2 and all(issue.public_copy for issue in issues)
+
+
+def test_a_broken_post_does_not_hold_up_a_broadcast(tmp_path: Path, engine: sa.Engine) -> None:
+    """A broadcast is rendered from its own file: a post that does not parse stops the digest only,
+    at planning (the digest due at the same moment is not created) and at sending."""
+    site = _site(tmp_path)
+    send_at = MONDAY_9.strftime("%Y-%m-%d %H:%M")
+    write(site.root, "content/newsletters/annonce.md", BROADCAST.replace("2026-12-08 10:00", send_at))
+    readers(engine, 2)
+    _members(engine, [1, 2])
+    write(site.root, "content/posts/casse.md", "---\ntitle: [pas fermé\n---\n\nTexte.\n")
+    outbox = tmp_path / "outbox"
+    assert _run(site, engine, outbox, MONDAY_9 + MINUTE).sent == 2
+    assert {str(m["Subject"]) for m in _emails(outbox)} == {"Une annonce"}
+    with engine.connect() as conn:
+        assert [i.kind for i in list_issues(conn, "lettre")] == ["broadcast"]

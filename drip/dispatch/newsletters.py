@@ -70,19 +70,25 @@ Decision = Send | Cancel | Retry | Fail
 
 @dataclass(frozen=True)
 class Sources:
-    """What issue emails are rendered from: the lists and digests, the posts, the broadcast files."""
+    """What issue emails are rendered from: the lists and digests, the broadcast files, the posts."""
 
     newsletters: Newsletters
-    index: ContentIndex
     broadcasts: Mapping[str, Broadcast]
+    read_index: Callable[[], ContentIndex]  # read once, when a digest needs it
+
+    @property
+    def index(self) -> ContentIndex:
+        return self.read_index()
 
 
 def load_sources(site: Site, now: dt.datetime) -> Sources:
+    """The pass's lists and broadcasts; the posts only if a digest is rendered (a broadcast needs none,
+    and reading a real site's posts costs more than a whole batch of emails)."""
     found, _problems = read_broadcasts(site.content_dir)  # drip check reports broken files
     return Sources(
         load_newsletters(site),
-        load_content(site.content_dir, now=now, locale=site.config.site.locale),
         {b.slug: b for b in found},
+        functools.cache(lambda: load_content(site.content_dir, now=now, locale=site.config.site.locale)),
     )
 
 
@@ -411,16 +417,19 @@ def plan_newsletters(
             lambda: load_content(site.content_dir, now=now, locale=site.config.site.locale)
         )
         for digest in found.digests.values():
-            lines += plan_digest(
-                site,
-                engine,
-                digest,
-                found.lists[digest.list],
-                index,
-                now=now,
-                progress=progress,
-                renders=renders,
-            )
+            try:
+                lines += plan_digest(
+                    site,
+                    engine,
+                    digest,
+                    found.lists[digest.list],
+                    index,
+                    now=now,
+                    progress=progress,
+                    renders=renders,
+                )
+            except DripError as exc:  # a broken post stops this digest, not the broadcasts
+                log.warning("digest %s not planned: %s", digest.slug, exc)
     for broadcast in broadcasts:
         mlist = found.lists.get(broadcast.list)
         if mlist is not None:
