@@ -86,6 +86,22 @@ def test_times_come_back_as_aware_utc_whatever_zone_went_in(engine: sa.Engine) -
     assert (before, after) == (1, 0)
 
 
+def test_postgresql_sessions_run_in_utc_whatever_the_server_says(db_url: str) -> None:
+    """A server (or role) whose TimeZone is Tokyo: drip's sessions still read and write in UTC."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL sessions only")
+    url = sa.make_url(db_url)
+    options = f"{url.query.get('options', '')} -ctimezone=Asia/Tokyo".strip()
+    engine = connect(url.update_query_dict({"options": options}).render_as_string(hide_password=False))
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW TIME ZONE").scalar_one() == "UTC"
+            now = conn.exec_driver_sql("SELECT now()").scalar_one()
+        assert now.tzinfo is dt.UTC
+    finally:
+        engine.dispose()
+
+
 def test_a_naive_datetime_is_refused_not_guessed(engine: sa.Engine) -> None:
     with pytest.raises(sa.exc.StatementError, match="naive datetime"), engine.begin() as conn:
         conn.execute(

@@ -90,7 +90,17 @@ def connect(url: str) -> sa.Engine:
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    engine = sa.create_engine(parsed, pool_pre_ping=True)
+    sa.event.listen(engine, "connect", _postgresql_on_connect)
+    return engine
+
+
+def _postgresql_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    """Sessions in UTC, whatever the server's TimeZone: psycopg then gives timestamps with the
+    standard library's UTC, which :class:`drip.store.schema.UTCDateTime` keeps as they are instead
+    of converting each one (a claim reads a thousand)."""
+    dbapi_conn.execute("SET TIME ZONE 'UTC'")
+    dbapi_conn.commit()
 
 
 def among(conn: sa.Connection, column: sa.ColumnElement[int], ids: Sequence[int]) -> sa.ColumnElement[bool]:

@@ -47,6 +47,8 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
         if value is None:
             return None
         assert isinstance(value, dt.datetime)
+        if value.tzinfo is dt.UTC:  # psycopg's, in a UTC session: as it is (read per row of a claim)
+            return value
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
