@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 HAND_OFF_WAIT_SECONDS = 30.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read per email: see drip.store.claims.Claimed
 class Recipient:
     """The subscriber and enrollment behind a claimed delivery, as read after the claim."""
 
