@@ -252,7 +252,7 @@ def measure(site_root: str, sample: int) -> dict[str, float]:
     from drip.config import load_site
     from drip.dispatch.batch import DispatchReport, dispatch_once
     from drip.dispatch.newsletters import plan_newsletters
-    from drip.runtime import Runtime, frozen_clock
+    from drip.runtime import Runtime, frozen_clock, keep_startup_objects
     from drip.store.db import open_store
     from drip.transports import get_transport
     from drip.transports.outbox import OutboxTransport
@@ -261,6 +261,7 @@ def measure(site_root: str, sample: int) -> dict[str, float]:
     engine = open_store(site.database_url)
     backends = Backends(engine)
     runtime = Runtime.for_tests(SECRET, clock=frozen_clock(NOW))
+    keep_startup_objects()  # as `drip run` does once the site is loaded
     before = _rss_kib()
     started = time.perf_counter()
     lines = plan_newsletters(site, engine, now=NOW, renders=runtime.issue_renders)

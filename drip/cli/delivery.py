@@ -119,6 +119,7 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
     """Send due emails: forever (Ctrl-C or SIGTERM stops after the batch in flight), --once, or --until."""
     from drip.course.compile import load_courses
     from drip.dispatch.worker import apply_course_changes, default_worker_name
+    from drip.runtime import keep_startup_objects
     from drip.transports import get_transport
 
     _configure_logging(worker=not (once or until))
@@ -129,6 +130,7 @@ def run(obj: Context, once: bool, now: str | None, until: str | None, step: str,
     out = obj.runtime.console
     with obj.store() as engine:
         transport = get_transport(site)
+        keep_startup_objects()  # a worker's loaded site lives as long as it does
         if not (once or until):
             out.print(_summary(_run_forever(obj.runtime, site, engine, transport, courses, name)))
             return
