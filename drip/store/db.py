@@ -111,8 +111,18 @@ def among(conn: sa.Connection, column: sa.ColumnElement[int], ids: Sequence[int]
     client more than the rows it read or wrote.
     """
     if conn.dialect.name == "postgresql":
-        return column == sa.any_(sa.literal(list(ids), ARRAY(sa.Integer())))
+        return column == sa.any_(sa.cast(sa.literal(int_array(ids), sa.Text()), ARRAY(sa.Integer())))
     return column.in_(list(ids))
+
+
+def int_array(ids: Sequence[int]) -> str:
+    """PostgreSQL's text form of an integer array, ``{1,2,3}``, for one parameter cast to ``integer[]``.
+
+    psycopg dumps a list parameter element by element in Python (a regular expression each):
+    for the thousand ids of a claimed batch, read and written four times a batch, that was more
+    than writing the text here, every element an int by construction.
+    """
+    return "{" + ",".join(map(str, map(int, ids))) + "}"
 
 
 def _alembic_config(connection: sa.Connection | None = None) -> Config:
