@@ -311,7 +311,7 @@ def _write_alike(conn: sa.Connection, group: list[Outcome], now: dt.datetime) ->
             .values(values)
             .returning(d.c.id)
         )
-        done.update(conn.execute(stmt).scalars())
+        done.update(conn.execute(stmt).scalars().all())
     return done
 
 

@@ -91,7 +91,7 @@ def recipients(engine: sa.Engine, enrollment_ids: Iterable[int]) -> dict[int, Re
     )
     out: dict[int, Recipient] = {}
     with engine.connect() as conn:
-        for eid, state, sid, email, name, locale, status, attributes, created in conn.execute(query):
+        for eid, state, sid, email, name, locale, status, attributes, created in conn.execute(query).all():
             out[eid] = Recipient(
                 sid, email, name or "", locale, status, _attributes(attributes), state, created
             )
@@ -113,7 +113,7 @@ def member_recipients(
     with engine.connect() as conn:
         for at in range(0, len(ids), 500):
             rows = conn.execute(query.where(among(conn, subscribers.c.id, ids[at : at + 500])))
-            for sid, email, name, locale, status, attributes, created, mid in rows:
+            for sid, email, name, locale, status, attributes, created, mid in rows.all():
                 state = EnrollmentState.ACTIVE if mid is not None else MemberState.LEFT
                 out[sid] = Recipient(
                     sid, email, name or "", locale, status, _attributes(attributes), state, created
@@ -161,7 +161,9 @@ def hand_off(
                 )
                 .values(handed_off_at=now)
                 .returning(deliveries.c.id)
-            ).scalars()
+            )
+            .scalars()
+            .all()
         )
         refused = _refused(conn, marked, refusal)
         _cancel(conn, refused, now)
@@ -188,7 +190,7 @@ def _refused(conn: sa.Connection, ids: set[int], refusal: Refusal) -> dict[int, 
         .where(among(conn, deliveries.c.id, sorted(ids)))
     )
     out: dict[int, str] = {}
-    for did, status, state, mid in conn.execute(query):
+    for did, status, state, mid in conn.execute(query).all():
         if state is None:  # an issue email
             why = refusal(status, EnrollmentState.ACTIVE) or (None if mid is not None else LEFT_NOTE)
         else:

@@ -332,7 +332,7 @@ def in_course(conn: sa.Connection, subscriber_ids: Sequence[int]) -> set[int]:
         query = sa.select(e.c.subscriber_id).where(
             e.c.subscriber_id.in_(chunk), e.c.state == EnrollmentState.ACTIVE, still_due
         )
-        found.update(conn.execute(query).scalars())
+        found.update(conn.execute(query).scalars().all())
     return found
 
 
@@ -356,6 +356,6 @@ def course_urls(
         query = sa.select(d.c.subscriber_id, d.c.step_key).where(
             among(conn, d.c.subscriber_id, chunk), d.c.enrollment_id.is_not(None), is_article, recent
         )
-        for sid, key in conn.execute(query):
+        for sid, key in conn.execute(query).all():
             found.setdefault(sid, set()).add(key[len(ARTICLE_PREFIX) :])
     return found
