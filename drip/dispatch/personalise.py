@@ -12,7 +12,7 @@ from typing import Any
 
 from drip.render.rendered import RenderedStep
 from drip.render.steps import CLICK_SLOT, OPEN_SLOT
-from drip.tokens import Scope, born_of, click_token, make_token, open_token
+from drip.tokens import born_of, click_token, open_token, signed
 
 
 def subscriber_values(
@@ -31,17 +31,15 @@ def subscriber_values(
     """Name, email, attributes and the three links, each carrying a signed token scoped to its action
     and bound to the subscriber's row by its creation time (so the links die with it)."""
     born = born_of(created_at) if created_at is not None else None
-
-    def link(scope: Scope, token_step: str | None = None) -> str:
-        token = make_token(secret, scope, subscriber_id, course, step=token_step, born=born, now=now)
-        return f"{base_url}/{scope}/{token}"
-
+    issued = int(now.timestamp())
     values = {
         "name": name,
         "email": email,
-        "unsubscribe_url": link("unsubscribe"),
-        "preferences_url": link("preferences"),
-        "view_url": link("view", step),
+        "unsubscribe_url": f"{base_url}/unsubscribe/"
+        + signed(secret, "unsubscribe", subscriber_id, course, None, born, issued),
+        "preferences_url": f"{base_url}/preferences/"
+        + signed(secret, "preferences", subscriber_id, course, None, born, issued),
+        "view_url": f"{base_url}/view/" + signed(secret, "view", subscriber_id, course, step, born, issued),
     }
     for key, value in attributes.items():
         values[f"attributes.{key}"] = "" if value is None else str(value)
