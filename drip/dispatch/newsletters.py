@@ -15,7 +15,7 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -118,6 +118,9 @@ class IssuePass:
     issues: Mapping[str, Issue]
     taken: Mapping[int, set[str]]  # subscriber → their courses' recent and coming posts
     ctx: Pass
+    # What this pass rendered or found rendered, by the runtime cache's key: most of a batch's
+    # readers share one render, found here without the cache's lock.
+    seen: dict[tuple[int, str, tuple[str, ...]], RenderedStep] = field(default_factory=dict)
 
 
 def _render(ip: IssuePass, issue: Issue, mlist: MailingList, locale: str, sid: int) -> RenderedStep | Cancel:
@@ -125,12 +128,17 @@ def _render(ip: IssuePass, issue: Issue, mlist: MailingList, locale: str, sid: i
     cache = ip.runtime.issue_renders
     now = ip.ctx.now
     if issue.kind == BROADCAST:
+        key: tuple[int, str, tuple[str, ...]] = (issue.id, locale, ())
+        found = ip.seen.get(key)
+        if found is not None:
+            return found
         broadcast = ip.sources.broadcasts.get(issue.key.removeprefix("broadcast:"))
         if broadcast is None:
             return Cancel(ISSUE_REMOVED)
-        return cache.get_or_make(
-            (issue.id, locale, ()), lambda: render_broadcast(ip.site, broadcast, mlist, locale=locale)
+        found = ip.seen[key] = cache.get_or_make(
+            key, lambda: render_broadcast(ip.site, broadcast, mlist, locale=locale)
         )
+        return found
     digest = ip.sources.newsletters.digests.get(issue.key.split(":", 1)[0])
     if digest is None:
         return Cancel(ISSUE_REMOVED)
@@ -138,10 +146,13 @@ def _render(ip: IssuePass, issue: Issue, mlist: MailingList, locale: str, sid: i
     mine = for_reader(posts, taken_posts(ip.taken.get(sid), now), mlist.no_repeat_days, now)
     if not mine:
         return Cancel(NOTHING_NEW)
-    return cache.get_or_make(
-        (issue.id, locale, tuple(p.post.url for p in mine)),
-        lambda: render_digest(ip.site, digest, mlist, mine, issue.key, locale=locale),
-    )
+    key = (issue.id, locale, tuple(p.post.url for p in mine))
+    found = ip.seen.get(key)
+    if found is None:
+        found = ip.seen[key] = cache.get_or_make(
+            key, lambda: render_digest(ip.site, digest, mlist, mine, issue.key, locale=locale)
+        )
+    return found
 
 
 def _one(ip: IssuePass, item: Claimed, recipient: Recipient | None) -> Decision:
