@@ -86,6 +86,19 @@ def test_each_recipient_gets_exactly_the_personalised_email(server: SendgridServ
     )
 
 
+def test_every_character_reaches_each_part_as_the_email_writes_it(server: SendgridServer) -> None:
+    """Values of plain characters go as they are, any other is escaped for JSON and HTML: each
+    printable ASCII character, the controls and a few beyond ASCII, one recipient each."""
+    chars = [chr(c) for c in range(0x20, 0x7F)] + ["\t", "\x00", "\x7f", "\x85", "\u2028", "é", "日", "😀"]
+    messages = [outgoing(i, to_name=f"a{c}b") for i, c in enumerate(chars, start=1)]
+    results = transport_for(server).send_batch(messages, now=NOW)
+    assert all(r.ok for r in results) and server.schema_errors == []
+    (request,) = server.requests
+    for msg, p in zip(messages, request.body["personalizations"], strict=True):
+        subject, html, text = msg.rendered.personalise(msg.values)
+        assert deliver(request.body, p) == (subject, text, html), repr(msg.to_name)
+
+
 def test_steps_and_senders_split_requests_and_results_keep_their_order(server: SendgridServer) -> None:
     other = rendered(step_key="/le-role-du-cto/recruter/")
     messages = [

@@ -67,6 +67,9 @@ HTML_TAG = "%drip_h_{}%"
 # instead of json.dumps-ing it (python_http_client.client.Client.http_request).
 CONTENT_TYPE = "application/json; charset=utf-8"
 _HTML_SPECIAL = re.compile(r"[&<>\"']")
+# Printable ASCII but for " \\ & ' < >: a value of only these is the same in JSON (between quotes)
+# and in HTML, and has no control character to flatten.
+_PLAIN = re.compile(r"[ !#-%(-;=?-\[\]-~]*")
 _PERSONALIZATION_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")
 
 
@@ -118,20 +121,36 @@ def substitutions(msg: OutgoingMessage, plan: Plan) -> str:
     chars = plan.tag_chars
     for name, default, text_key, html_key in plan.slots:
         value = values.get(name) or default
+        if _PLAIN.fullmatch(value) is not None:  # a link, most names: one line, JSON- and HTML-safe as it is
+            encoded = f'"{value}"'
+            if text_key is not None and html_key is not None:
+                pairs += (text_key, encoded, html_key, encoded)
+                chars += 2 * len(value)
+            else:
+                pairs += (text_key or html_key or "", encoded)
+                chars += len(value)
+            continue
         if not value.isprintable():
             value = one_line(value)
         encoded = json_string(value)
+        if html_key is None:
+            pairs += (text_key or "", encoded)
+            chars += len(value)
+            continue
+        if _HTML_SPECIAL.search(value) is None:  # the same text in both parts (a URL, most names)
+            if text_key is None:
+                pairs += (html_key, encoded)
+                chars += len(value)
+            else:
+                pairs += (text_key, encoded, html_key, encoded)
+                chars += 2 * len(value)
+            continue
+        escaped = html.escape(value, quote=True)
         if text_key is not None:
-            pairs.append(text_key)
-            pairs.append(encoded)
+            pairs += (text_key, encoded)
             chars += len(value)
-        if html_key is not None:
-            if _HTML_SPECIAL.search(value):
-                value = html.escape(value, quote=True)
-                encoded = json_string(value)
-            pairs.append(html_key)
-            pairs.append(encoded)
-            chars += len(value)
+        pairs += (html_key, json_string(escaped))
+        chars += len(escaped)
     text = "".join(pairs)[1:]  # each key starts with its comma
     # The exact count (of what SendGrid receives: the JSON read back) only when it could matter,
     # a character taking 4 bytes at most.
