@@ -245,6 +245,31 @@ def test_with_no_batch_size_set_a_pass_leases_as_many_as_its_transport_takes(
     assert (report.claimed, report.full) == (2, False)
 
 
+def test_a_pass_turns_the_garbage_collector_back_on_even_when_it_fails(site: Site, store: Store) -> None:
+    """The collector pauses during a pass only: on after it, raised or not; off stays off."""
+    import gc
+
+    seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
+
+    class Exploding(RecordingTransport):
+        def send_batch(
+            self, messages: Sequence[OutgoingMessage], *, now: dt.datetime | None = None
+        ) -> list[SendResult]:
+            assert not gc.isenabled()
+            raise KeyboardInterrupt  # not a transport error: it goes through the pass
+
+    assert gc.isenabled()
+    with pytest.raises(KeyboardInterrupt):
+        run(site, store, Exploding(), T0)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        run(site, store, RecordingTransport(), T0 + 10 * H)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_a_transport_failing_the_whole_batch_retries_every_message(site: Site, store: Store) -> None:
     seed(store.engine, subscribers_count=2, steps=[("welcome", T0)])
 

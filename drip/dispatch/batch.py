@@ -16,10 +16,12 @@ decided by the pure functions of :mod:`drip.dispatch.decide`.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -229,6 +231,26 @@ def _report(
     )
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection during one pass; on again after it.
+
+    A pass of a thousand emails makes tens of thousands of small records, freed by their
+    reference counts as it goes: with the collector on, hundreds of collections walked the
+    batch in hand and found nothing to free, a tenth of the pass's CPU. A pass is bounded
+    (``dispatch.batch_size``), so what it leaves for the collector is too. Left alone when
+    something else turned the collector off.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def dispatch_once(
     site: Site,
     engine: sa.Engine,
@@ -242,6 +264,21 @@ def dispatch_once(
     rng: random.Random | None = None,
 ) -> DispatchReport:
     """Claim one batch of due deliveries, send what may still be sent, and record every outcome."""
+    with _collector_paused():
+        return _dispatch(site, engine, transport, runtime, worker, now, courses, renderer, rng)
+
+
+def _dispatch(
+    site: Site,
+    engine: sa.Engine,
+    transport: Transport,
+    runtime: Runtime,
+    worker: str,
+    now: dt.datetime | None,
+    courses: Mapping[str, Course] | None,
+    renderer: Renderer | None,
+    rng: random.Random | None,
+) -> DispatchReport:
     cfg = site.config.dispatch
     secret = runtime.secret  # before claiming: a missing key must not strand a batch
     now = runtime.now() if now is None else now
