@@ -196,11 +196,8 @@ def decide_issues(
         sids = sorted({item.subscriber_id for item in group})
         mlist = sources.newsletters.lists.get(list_name)
         days = mlist.no_repeat_days if mlist is not None else 0
-        digests = any(
-            (issue := ip.issues.get(item.step_key.removeprefix(ISSUE_PREFIX))) is not None
-            and issue.kind != BROADCAST
-            for item in group
-        )
+        # The batch's issues are read by key, a few for thousands of emails: ask them, not each email.
+        digests = any(issue.list == list_name and issue.kind != BROADCAST for issue in ip.issues.values())
         taken: Mapping[int, set[str]] = {}
         if digests:  # a broadcast offers no posts: only a digest leaves out what a course sent
             with engine.connect() as conn:  # the list's own window of course posts not to offer again

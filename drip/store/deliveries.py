@@ -36,6 +36,9 @@ from drip.store.schema import (
 
 log = logging.getLogger(__name__)
 
+# Readers read per statement: a whole SendGrid batch (an IN list of as many parameters on SQLite,
+# far under its limit of 32,766; one array on PostgreSQL).
+READ_CHUNK = 1000
 # How long an unsubscribe waits for the sends already handed to a transport (a stuck one).
 HAND_OFF_WAIT_SECONDS = 30.0
 
@@ -111,8 +114,8 @@ def member_recipients(
     query = sa.select(*_PERSON, list_members.c.id).outerjoin(list_members, member)
     out: dict[int, Recipient] = {}
     with engine.connect() as conn:
-        for at in range(0, len(ids), 500):
-            rows = conn.execute(query.where(among(conn, subscribers.c.id, ids[at : at + 500])))
+        for at in range(0, len(ids), READ_CHUNK):
+            rows = conn.execute(query.where(among(conn, subscribers.c.id, ids[at : at + READ_CHUNK])))
             for sid, email, name, locale, status, attributes, created, mid in rows.all():
                 state = EnrollmentState.ACTIVE if mid is not None else MemberState.LEFT
                 out[sid] = Recipient(
