@@ -27,6 +27,7 @@ import jinja2.nodes
 
 from drip.course.schedule import SUBJECT_NAMES
 from drip.errors import InputError, Problem, TemplateError, did_you_mean
+from drip.inputs.stamps import Stamp, stamp
 from drip.inputs.textfile import read_text
 from drip.render.mjml import lint
 from drip.render.slots import Slot, marker
@@ -117,7 +118,7 @@ class Subscriber:
         return self("view_url")
 
 
-Signature = tuple[tuple[str, int, int], ...]
+Signature = Stamp
 
 
 class TemplateEnvironment(jinja2.Environment):
@@ -233,19 +234,10 @@ def render_string(
 
 def _signature(env: jinja2.Environment) -> Signature:
     """Name, mtime and size of every file the environment's loaders can see."""
-    entries: list[tuple[str, int, int]] = []
     loader = env.loader
     loaders = loader.loaders if isinstance(loader, jinja2.ChoiceLoader) else [loader]
-    for sub in loaders:
-        for folder in getattr(sub, "searchpath", []):
-            root = Path(folder)
-            if not root.is_dir():
-                continue
-            for path in sorted(root.rglob("*")):
-                if path.is_file() and path.name.endswith(TEMPLATE_SUFFIXES):
-                    stat = path.stat()
-                    entries.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(entries)
+    folders = [Path(folder) for sub in loaders for folder in getattr(sub, "searchpath", [])]
+    return stamp(folders, TEMPLATE_SUFFIXES)
 
 
 def _undecodable(env: jinja2.Environment, name: str) -> list[Problem]:
