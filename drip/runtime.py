@@ -21,7 +21,12 @@ from drip.tokens import DEMO_SECRET, SECRET_ENV, MissingSecret, check_secret
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from drip.content.broadcasts import Broadcast
+    from drip.course.newsletter import Newsletters
+    from drip.inputs.stamps import Stamp
     from drip.render.rendered import LruCache, RenderedStep
+
+    Definitions = tuple[Newsletters, Mapping[str, Broadcast]]
     from drip.render.steps import RenderCache
 
 log = logging.getLogger("drip")
@@ -151,3 +156,11 @@ class Runtime:
         from drip.render.rendered import LruCache
 
         return LruCache(ISSUE_RENDERS)
+
+    @cached_property
+    def newsletter_definitions(self) -> LruCache[tuple[str, Stamp], Definitions]:
+        """The lists, digests and broadcast files as last read, by site and by the stamp of their
+        files: a pass reads them again only when one changed (a site keeps every broadcast it sent)."""
+        from drip.render.rendered import LruCache
+
+        return LruCache(4)

@@ -431,3 +431,42 @@ def test_a_broken_post_does_not_hold_up_a_broadcast(tmp_path: Path, engine: sa.E
     assert {str(m["Subject"]) for m in _emails(outbox)} == {"Une annonce"}
     with engine.connect() as conn:
         assert [i.kind for i in list_issues(conn, "lettre")] == ["broadcast"]
+
+
+def test_a_worker_sees_a_list_changed_between_two_passes(tmp_path: Path, engine: sa.Engine) -> None:
+    """Lists and broadcasts are kept between passes, and read again once a file of theirs changes."""
+    from drip.dispatch.batch import dispatch_once
+
+    site = _site(tmp_path, digest=DIGEST + "since: 2026-12-04\n")
+    write(site.root, "content/newsletters/annonce.md", BROADCAST)
+    write(
+        site.root,
+        "drip.yaml",
+        (site.root / "drip.yaml").read_text(encoding="utf-8") + "dispatch:\n  batch_size: 2\n",
+    )
+    site = load_site(site.root)
+    readers(engine, 4)
+    _members(engine, [1, 2, 3, 4])
+    now = dt.datetime(2026, 12, 8, 10, 1, tzinfo=PARIS).astimezone(dt.UTC)
+    runtime = Runtime.for_tests(SECRET, clock=frozen_clock(now))
+    outbox = OutboxTransport(tmp_path / "outbox")
+    assert plan_newsletters(site, engine, now=now, renders=runtime.issue_renders)
+
+    def one_pass() -> set[str]:
+        before = set(outbox.directory.glob("*.eml")) if outbox.directory.exists() else set()
+        assert dispatch_once(site, engine, outbox, runtime=runtime, worker="t", now=now).sent == 2
+        return {str(_emails_of(path)["List-ID"]) for path in set(outbox.directory.glob("*.eml")) - before}
+
+    assert one_pass() == {'"La lettre du CTO" <lettre.cto.example.org>'}
+    write(
+        site.root,
+        "schedules/lettre.yaml",
+        OPEN_LIST.replace("La lettre du CTO", "La lettre, nouvelle formule"),
+    )
+    assert one_pass() == {'"La lettre, nouvelle formule" <lettre.cto.example.org>'}
+
+
+def _emails_of(path: Path) -> EmailMessage:
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg

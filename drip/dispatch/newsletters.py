@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from drip.config import Site
 from drip.content import ContentIndex
 from drip.content.broadcasts import Broadcast, read_broadcasts
-from drip.content.posts import load_content
+from drip.content.posts import BROADCASTS_DIR, load_content
 from drip.course.issues import next_issue_time, period_key
 from drip.course.newsletter import Newsletters, load_newsletters
 from drip.course.newsletter_models import Digest, MailingList
@@ -31,6 +31,7 @@ from drip.course.selection import DigestPost, candidates, for_reader, gather_pos
 from drip.course.timing import due_at, resolve_timezone
 from drip.dispatch.decide import SUBSCRIBER_DELETED, Cancel, Fail, Pass, Retry, Send, after_error, message
 from drip.errors import DripError
+from drip.inputs.stamps import stamp
 from drip.render.archive import public_copy
 from drip.render.newsletter import broadcast_key, render_broadcast, render_digest
 from drip.render.rendered import LruCache, RenderedStep
@@ -60,6 +61,7 @@ NOTHING_NEW = "nothing new for them"
 IN_COURSE_WAIT = "in a course: a later issue"
 IN_COURSE_SKIP = "in a course"
 ISSUE_REMOVED = "issue removed"
+DEFINITION_SUFFIXES = (".yaml", ".yml", ".md")  # schedules (lists, digests) and broadcast files
 LIST_REMOVED = "list removed"
 _LATER = dt.timedelta(microseconds=1)
 # Starts a progress bar for one issue's emails, by description; it is told (done, total).
@@ -81,13 +83,25 @@ class Sources:
         return self.read_index()
 
 
-def load_sources(site: Site, now: dt.datetime) -> Sources:
-    """The pass's lists and broadcasts; the posts only if a digest is rendered (a broadcast needs none,
-    and reading a real site's posts costs more than a whole batch of emails)."""
+def _definitions(site: Site) -> tuple[Newsletters, Mapping[str, Broadcast]]:
     found, _problems = read_broadcasts(site.content_dir)  # drip check reports broken files
+    return load_newsletters(site), {b.slug: b for b in found}
+
+
+def load_sources(site: Site, now: dt.datetime, runtime: Runtime) -> Sources:
+    """The pass's lists and broadcasts; the posts only if a digest is rendered (a broadcast needs none,
+    and reading a real site's posts costs more than a whole batch of emails).
+
+    The lists and broadcasts are kept on ``runtime`` and read again only when one of their files
+    changed: a site keeps every broadcast it ever sent, and reading them all was a pass's largest cost.
+    """
+    files = stamp([site.schedules_dir, site.content_dir / BROADCASTS_DIR], DEFINITION_SUFFIXES)
+    newsletters, broadcasts = runtime.newsletter_definitions.get_or_make(
+        (str(site.root), files), lambda: _definitions(site)
+    )
     return Sources(
-        load_newsletters(site),
-        {b.slug: b for b in found},
+        newsletters,
+        broadcasts,
         functools.cache(lambda: load_content(site.content_dir, now=now, locale=site.config.site.locale)),
     )
 
@@ -185,7 +199,7 @@ def decide_issues(
     if not items:
         return []
     try:
-        sources = load_sources(site, ctx.now)
+        sources = load_sources(site, ctx.now, runtime)
     except DripError as exc:
         return [(i, after_error(i, f"cannot build the email: {exc}", ctx, permanent=False)) for i in items]
     keys = sorted({item.step_key.removeprefix(ISSUE_PREFIX) for item in items})
