@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from drip.course.newsletter import Newsletters
     from drip.inputs.stamps import Stamp
     from drip.render.rendered import LruCache, RenderedStep
+    from drip.render.steps import RenderCache
 
     Definitions = tuple[Newsletters, Mapping[str, Broadcast]]
-    from drip.render.steps import RenderCache
 
 log = logging.getLogger("drip")
 

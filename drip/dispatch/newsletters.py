@@ -61,8 +61,8 @@ NOTHING_NEW = "nothing new for them"
 IN_COURSE_WAIT = "in a course: a later issue"
 IN_COURSE_SKIP = "in a course"
 ISSUE_REMOVED = "issue removed"
-DEFINITION_SUFFIXES = (".yaml", ".yml", ".md")  # schedules (lists, digests) and broadcast files
 LIST_REMOVED = "list removed"
+DEFINITION_SUFFIXES = (".yaml", ".yml", ".md")  # schedules (lists, digests) and broadcast files
 _LATER = dt.timedelta(microseconds=1)
 # Starts a progress bar for one issue's emails, by description; it is told (done, total).
 Progress = Callable[[str], Callable[[int, int], None]]
