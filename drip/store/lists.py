@@ -12,10 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from drip.store.db import among
 from drip.store.schema import (
     SENDABLE_SUBSCRIBER,
     DeliveryStatus,
@@ -95,16 +97,6 @@ def ensure_list(conn: sa.Connection, name: str, *, now: dt.datetime) -> dt.datet
     return created
 
 
-def _current(conn: sa.Connection, list_name: str, subscriber_ids: Sequence[int]) -> set[int]:
-    """Those of ``subscriber_ids`` with a current (not left) membership of the list."""
-    found = conn.execute(
-        sa.select(m.c.subscriber_id).where(
-            m.c.list == list_name, m.c.state != MemberState.LEFT, m.c.subscriber_id.in_(subscriber_ids)
-        )
-    ).scalars()
-    return set(found)
-
-
 def join_lists(
     conn: sa.Connection, subscriber_ids: Iterable[int], list_names: Iterable[str], *, now: dt.datetime
 ) -> int:
@@ -113,22 +105,28 @@ def join_lists(
     Joining twice is a no-op; someone who left comes back with a new membership, since
     this is called for a choice they made (a form, a course's end). Whether they may be
     mailed is decided when an issue is written, by their status then.
+
+    One ``INSERT … SELECT … ON CONFLICT DO NOTHING`` per chunk, the partial unique index on
+    current memberships deciding who is a member already: reading them first took a scan of
+    the list for each chunk of ten thousand (minutes for an import of 200,000). An id with
+    no subscriber is skipped.
     """
     ids = list(dict.fromkeys(subscriber_ids))
     added = 0
     for name in dict.fromkeys(list_names):
         ensure_list(conn, name, now=now)
         for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            already = _current(conn, name, chunk)
-            todo = [sid for sid in chunk if sid not in already]
-            if todo:
-                rows = [
-                    {"subscriber_id": sid, "list": name, "state": MemberState.ACTIVE, "joined_at": now}
-                    for sid in todo
-                ]
-                conn.execute(on_conflict_do_nothing(conn, m), rows)
-                added += len(todo)
+            values: dict[str, sa.ColumnElement[Any]] = {
+                "subscriber_id": subscribers.c.id,
+                "list": sa.literal(name, m.c.list.type),
+                "state": sa.literal(MemberState.ACTIVE.value, m.c.state.type),
+                "joined_at": sa.literal(now, m.c.joined_at.type),
+            }
+            source = sa.select(*(value.label(key) for key, value in values.items())).where(
+                among(conn, subscribers.c.id, ids[start : start + CHUNK])
+            )
+            stmt = on_conflict_do_nothing(conn, m).from_select(list(values), source).returning(m.c.id)
+            added += len(conn.execute(stmt).all())
     return added
 
 
