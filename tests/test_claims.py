@@ -15,7 +15,7 @@ from delivery_fixtures import T0, rows, seed
 from drip.store.claims import Claimed, Outcome, claim, record, record_failure, record_sent
 from drip.store.db import migrate, upgrade
 from drip.store.deliveries import hand_off
-from drip.store.schema import FILLFACTOR
+from drip.store.schema import FILLFACTOR, deliveries
 
 H = dt.timedelta(hours=1)
 
@@ -141,6 +141,23 @@ def test_a_stale_lease_token_cannot_record(store: Store) -> None:
     assert row.last_error is None
     # Recording twice with the right token is refused too: the row is no longer claimed.
     assert not record_sent(store.engine, new.id, new.lease_token, provider_id="<again@x>", now=T0 + 2 * H)
+
+
+def test_sends_recorded_together_keep_each_its_own_message_id(store: Store) -> None:
+    """An outbox's or SMTP's chunk: all sent under one lease, a Message-ID each; a row whose lease
+    was lost meanwhile keeps what its new holder has."""
+    seed(store.engine, subscribers_count=4, steps=[("welcome", T0)])
+    batch = claim(store.engine, now=T0, limit=4, lease_seconds=60, worker="w")
+    lost = batch[3]
+    with store.engine.begin() as conn:  # its lease expired and another worker took it
+        conn.execute(deliveries.update().where(deliveries.c.id == lost.id).values(lease_token="other:token"))
+    outcomes = [Outcome(c.id, c.lease_token, "sent", provider_id=f"<{c.id}.mid@x>") for c in batch]
+    assert record(store.engine, outcomes, now=T0 + dt.timedelta(seconds=5)) == {c.id for c in batch[:3]}
+    by_id = {r.id: r for r in rows(store.engine)}
+    assert [(by_id[c.id].status, by_id[c.id].provider_id) for c in batch] == [
+        *(("sent", f"<{c.id}.mid@x>") for c in batch[:3]),
+        ("pending", None),
+    ]
 
 
 def test_a_batch_records_every_outcome_in_one_go(store: Store) -> None:
