@@ -122,38 +122,21 @@ def substitutions(msg: OutgoingMessage, plan: Plan) -> str:
     for name, default, text_key, html_key in plan.slots:
         value = values.get(name) or default
         if _PLAIN.fullmatch(value) is not None:  # a link, most names: one line, JSON- and HTML-safe as it is
-            encoded = f'"{value}"'
-            if text_key is not None and html_key is not None:
-                pairs += (text_key, encoded, html_key, encoded)
-                chars += 2 * len(value)
-            else:
-                pairs += (text_key or html_key or "", encoded)
-                chars += len(value)
-            continue
-        if not value.isprintable():
-            value = one_line(value)
-        encoded = json_string(value)
-        if html_key is None:
-            pairs += (text_key or "", encoded)
-            chars += len(value)
-            continue
-        if _HTML_SPECIAL.search(value) is None:  # the same text in both parts (a URL, most names)
-            if text_key is None:
-                pairs += (html_key, encoded)
-                chars += len(value)
-            else:
-                pairs += (text_key, encoded, html_key, encoded)
-                chars += 2 * len(value)
-            continue
-        escaped = html.escape(value, quote=True)
+            encoded = html_encoded = f'"{value}"'
+        else:
+            value = value if value.isprintable() else one_line(value)
+            encoded = html_encoded = json_string(value)
+            if html_key is not None and _HTML_SPECIAL.search(value):
+                html_encoded = json_string(html.escape(value, quote=True))
         if text_key is not None:
             pairs += (text_key, encoded)
-            chars += len(value)
-        pairs += (html_key, json_string(escaped))
-        chars += len(escaped)
+            chars += len(encoded)
+        if html_key is not None:
+            pairs += (html_key, html_encoded)
+            chars += len(html_encoded)
     text = "".join(pairs)[1:]  # each key starts with its comma
-    # The exact count (of what SendGrid receives: the JSON read back) only when it could matter,
-    # a character taking 4 bytes at most.
+    # The exact count (of what SendGrid receives: the JSON read back) only when it could matter:
+    # the JSON text is at least as long as the value it holds, a character of which takes 4 bytes at most.
     if chars * 4 > MAX_SUBSTITUTION_BYTES:
         written: dict[str, str] = json.loads("{" + text + "}")
         size = sum(len(k.encode()) + len(v.encode()) for k, v in written.items())
