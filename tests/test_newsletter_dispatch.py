@@ -75,13 +75,14 @@ def _run(
     return drain(site, engine, OutboxTransport(outbox), runtime=runtime, worker="test", courses={})
 
 
+def _email(path: Path) -> EmailMessage:
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
 def _emails(outbox: Path) -> list[EmailMessage]:
-    out = []
-    for path in sorted(outbox.glob("*.eml")):
-        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        out.append(msg)
-    return out
+    return [_email(path) for path in sorted(outbox.glob("*.eml"))]
 
 
 def _text(msg: EmailMessage) -> str:
@@ -455,7 +456,7 @@ def test_a_worker_sees_a_list_changed_between_two_passes(tmp_path: Path, engine:
     def one_pass() -> set[str]:
         before = set(outbox.directory.glob("*.eml")) if outbox.directory.exists() else set()
         assert dispatch_once(site, engine, outbox, runtime=runtime, worker="t", now=now).sent == 2
-        return {str(_emails_of(path)["List-ID"]) for path in set(outbox.directory.glob("*.eml")) - before}
+        return {str(_email(path)["List-ID"]) for path in set(outbox.directory.glob("*.eml")) - before}
 
     assert one_pass() == {'"La lettre du CTO" <lettre.cto.example.org>'}
     write(
@@ -464,9 +465,3 @@ def test_a_worker_sees_a_list_changed_between_two_passes(tmp_path: Path, engine:
         OPEN_LIST.replace("La lettre du CTO", "La lettre, nouvelle formule"),
     )
     assert one_pass() == {'"La lettre, nouvelle formule" <lettre.cto.example.org>'}
-
-
-def _emails_of(path: Path) -> EmailMessage:
-    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
