@@ -52,3 +52,33 @@ def test_a_failed_write_leaves_the_previous_file_whole_and_no_temp_file(
     assert "No space left" in str(result.error)
     assert [p.name for p in tmp_path.iterdir()] == ["000000009.eml"]
     assert (tmp_path / "000000009.eml").read_bytes() == before
+
+
+def test_a_large_batch_keeps_its_order_and_each_failure_stays_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One result per message, in order, every file in place when the batch returns, and a message
+    that cannot be built (a bad address: permanent) or written (a full disk: transient) fails alone."""
+    real_replace = os.replace
+
+    def replace(src: str, dst: Path) -> None:
+        if dst.name == "000000042.eml":
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    messages = [outgoing(i) for i in range(1, 301)]
+    messages[99] = outgoing(100, to_email="bad\r\nBcc: x@example.org")
+    results = OutboxTransport(tmp_path).send_batch(messages, now=NOW)
+    assert [r.delivery_id for r in results] == list(range(1, 301))
+    failed = {r.delivery_id: r.error for r in results if not r.ok}
+    assert sorted(failed) == [42, 100]
+    assert isinstance(failed[42], TransientTransportError)
+    assert not isinstance(failed[100], TransientTransportError)  # an address never gets better
+    written = {p.name for p in tmp_path.iterdir()}
+    assert written == {f"{i:09d}.eml" for i in range(1, 301)} - {"000000042.eml", "000000100.eml"}
+    for r in results:
+        if r.ok:
+            msg = parse((tmp_path / f"{r.delivery_id:09d}.eml").read_bytes())
+            assert msg["Message-ID"] == r.provider_id
+            assert msg["X-Drip-Delivery"] == str(r.delivery_id)
