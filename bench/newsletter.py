@@ -30,19 +30,20 @@ PostgreSQL at least 20,000 recipients per CPU second of the drip process; outbox
 SQLite at least 2,000 emails per wall second.
 
 The outbox's figure per wall second is mostly the disk's: creating a file costs from
-30 µs to 1.5 ms of kernel time on the same machine as the disk's state changes from
-minute to minute, and file creations are serialised (threads do not help). So on
-SQLite the measured process also times the outbox alone, right before and right after
-the send: :func:`drip.transports.outbox.write_atomic` (what the outbox transport writes
-each email with), as many times as there are emails, of the bytes of real emails of
-the issue (built from its delivery rows before the send, outside any timing), named as
-the outbox names them, into a fresh folder on the outbox's filesystem. Bytes, not
-``send_batch`` of built messages: building the bytes is drip's work, and the baseline is
-meant to be the disk's. The mean of the two (by time per file) is the ceiling the disk
-set for that send; the send's wall time less that many files' worth of it is drip's own
-time per email (claim, personalise, build, record, SQLite's writes: those go to the same
-disk). When the disk changes pace during a send, the two baselines disagree and the
-figure is flagged. The verdict on the 2,000/wall s target stays on the end-to-end figure.
+30 µs to 1.5 ms of kernel time on the same machine, the dear end for minutes after many
+files were deleted on the filesystem (see :func:`kept_until_done`), and file creations
+are serialised (threads do not help). So on SQLite the measured process also times the
+outbox alone, right before and right after the send:
+:func:`drip.transports.outbox.write_atomic` (what the outbox transport writes each email
+with), as many times as there are emails, of the bytes of real emails of the issue
+(built from its delivery rows before the send, outside any timing), named as the outbox
+names them, into a fresh folder on the outbox's filesystem. Bytes, not ``send_batch`` of
+built messages: building the bytes is drip's work, and the baseline is meant to be the
+disk's. The mean of the two (by time per file) is the ceiling the disk set for that send;
+the send's wall time less that many files' worth of it is drip's own time per email
+(claim, personalise, build, record, SQLite's writes: those go to the same disk). When the
+disk changes pace during a send, the two baselines disagree and the figure is flagged.
+The verdict on the 2,000/wall s target stays on the end-to-end figure.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ import json
 import os
 import resource
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -317,6 +319,38 @@ def measure(site_root: str, sample: int) -> dict[str, float]:
     }
 
 
+def outbox_bytes(size: int, sample: int) -> int:
+    """A generous bound on what one SQLite run leaves on disk: its store, and the send's and the
+    outbox alone's files (three per email sent, 17 kB each, in blocks of 4 kB)."""
+    return size * 1_000 + 3 * min(size, sample) * 20_480
+
+
+@contextmanager
+def kept_until_done(needed: int) -> Iterator[Path]:
+    """One folder for every run's files, removed only once every measurement is done.
+
+    ext4 checks each inode freed in the last minute (six, while its table block is dirty)
+    and passes it over when it allocates a new one (``recently_deleted`` in ``perf``): right
+    after tens of thousands of files are deleted, creating one costs ten times as much
+    kernel time for minutes. Removing a run's outbox right after it would slow the next
+    run's send by that much, a cost of the bench's own cleanup, not of drip. A machine
+    that just deleted many files (an earlier bench) shows it too: the outbox alone is timed
+    beside every send for that reason.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="drip-bench-newsletter-"))
+    free = shutil.disk_usage(scratch).free
+    if free < needed:
+        shutil.rmtree(scratch)
+        raise SystemExit(
+            f"bench/newsletter.py keeps every run's files until it ends: about {needed / 1e9:.1f} GB,"
+            f" and {scratch.parent} has {free / 1e9:.1f} GB free; fewer --sizes, --repeat or --sample"
+        )
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _child(*args: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
         [sys.executable, __file__, *args], check=True, capture_output=True, text=True, env=env
@@ -348,9 +382,15 @@ def database(backend: str, tmp: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def run_size(backend: str, size: int, sample: int, sendgrid_url: str | None) -> dict[str, float]:
-    """Load a fresh store of ``size`` members and measure it, each in its own process."""
-    with tempfile.TemporaryDirectory() as tmp, database(backend, Path(tmp)) as url:
+def run_size(
+    backend: str, size: int, sample: int, sendgrid_url: str | None, scratch: Path
+) -> dict[str, float]:
+    """Load a fresh store of ``size`` members and measure it, each in its own process.
+
+    The run's folder (store, site, outbox) is made in ``scratch`` and left there: see :func:`kept_until_done`.
+    """
+    tmp = tempfile.mkdtemp(prefix=f"{backend}-{size}-", dir=scratch)
+    with database(backend, Path(tmp)) as url:
         env = dict(os.environ)
         if backend == "sqlite":
             transport = "  backend: outbox"
@@ -432,7 +472,9 @@ def median_run(backend: str, runs: list[dict[str, float]]) -> dict[str, float]:
     return ordered[(len(ordered) - 1) // 2]  # of an even number, the lower of the middle two
 
 
-def report(backend: str, sizes: list[int], sample: int, sendgrid_url: str | None, repeat: int = 1) -> None:
+def report(
+    backend: str, sizes: list[int], sample: int, sendgrid_url: str | None, scratch: Path, repeat: int = 1
+) -> None:
     if backend == "sqlite":
         what = "SQLite, outbox transport"
     else:
@@ -456,7 +498,7 @@ def report(backend: str, sizes: list[int], sample: int, sendgrid_url: str | None
     cpu_per_email: list[float] = []  # CPU seconds of the drip process per recipient
     spread: list[str] = []
     for size in sizes:
-        runs = [run_size(backend, size, sample, sendgrid_url) for _ in range(repeat)]
+        runs = [run_size(backend, size, sample, sendgrid_url, scratch) for _ in range(repeat)]
         r = median_run(backend, runs)
         if repeat > 1:
             key = _rated_by(backend)
@@ -550,7 +592,14 @@ def main() -> None:
         print(json.dumps(measure(args.measure[0], int(args.measure[1]))))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
-    for backend in args.backends.split(","):
+    backends = args.backends.split(",")
+    runs = args.repeat * len(sizes) * ("sqlite" in backends)
+    with kept_until_done(runs * outbox_bytes(max(sizes), args.sample)) as scratch:
+        run_all(backends, sizes, args.sample, args.repeat, scratch)
+
+
+def run_all(backends: Sequence[str], sizes: list[int], sample: int, repeat: int, scratch: Path) -> None:
+    for backend in backends:
         if backend == "postgresql" and not os.environ.get("DRIP_TEST_POSTGRES_URL"):
             print("postgresql: skipped (DRIP_TEST_POSTGRES_URL is not set)")
             continue
@@ -558,9 +607,9 @@ def main() -> None:
             from transports import served
 
             with served("sendgrid") as url:
-                report(backend, sizes, args.sample, url, args.repeat)
+                report(backend, sizes, sample, url, scratch, repeat)
         else:
-            report(backend, sizes, args.sample, None, args.repeat)
+            report(backend, sizes, sample, None, scratch, repeat)
         print()
 
 
