@@ -7,17 +7,22 @@ promises is in test_transport_contract.py.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from collections.abc import Iterator
 
 import pytest
+from fuzz_support import FUZZ
+from hypothesis import given
+from hypothesis import strategies as st
 from outgoing import NOW, closed_port, outgoing, rendered
 from sendgrid_server import API_KEY, Reply, SendgridServer, deliver, sendgrid_server
 
 from drip.config import SendgridSection
 from drip.errors import ConfigError, PermanentTransportError, TransientTransportError
-from drip.transports.sendgrid import SendgridTransport
+from drip.transports.message import check_address
+from drip.transports.sendgrid import SendgridTransport, personalization, substitution_plan
 
 ENV = {"SENDGRID_API_KEY": API_KEY}
 
@@ -267,3 +272,31 @@ def test_the_clients_debug_log_names_the_payload_size_not_its_content(
     (line,) = payload_lines
     assert re.fullmatch(r"PAYLOAD: <[\d,]+ bytes of JSON>", line), line
     assert "lecteur1@example.org" not in caplog.text  # no personal data in debug logs either
+
+
+# Mostly what addresses and links are made of, so that many pass the checks; then what could break JSON.
+_ADDRESSY = st.text(
+    alphabet=st.sampled_from(list("abcXYZ019-._~%/?=&:+!#$*'") * 3 + list('"\\<>\r\n\t\x00 é\u2028{}')),
+    max_size=30,
+)
+
+
+@FUZZ
+@given(local=_ADDRESSY, url=_ADDRESSY, mailto=_ADDRESSY)
+def test_a_personalization_is_json_that_reads_back_as_the_address_and_links_or_the_message_fails(
+    local: str, url: str, mailto: str
+) -> None:
+    """The recipient and List-Unsubscribe go into the JSON as checked, without an encoder:
+    whatever a reader's address or a link holds, the text parses back to exactly them, or the
+    message fails alone before any request."""
+    msg = outgoing(3, to_email=f"{local}@example.org", to_name="")
+    msg.unsubscribe_url = f"https://cto.example.org/u/{url}"
+    msg.unsubscribe_mailto = f"mailto:d@cto.example.org?subject={mailto}"
+    try:
+        text = personalization(msg, substitution_plan(msg.rendered))
+    except PermanentTransportError:
+        return
+    read = json.loads(text)
+    assert read["to"] == [{"email": check_address(msg.to_email, role="recipient")}]
+    assert read["headers"]["List-Unsubscribe"] == f"<{msg.unsubscribe_url}>, <{msg.unsubscribe_mailto}>"
+    assert read["custom_args"] == {"delivery_id": "3"}

@@ -150,7 +150,9 @@ def substitutions(msg: OutgoingMessage, plan: Plan) -> str:
 
 def personalization(msg: OutgoingMessage, plan: Plan) -> str:
     """One recipient as JSON text: address, per-recipient headers, delivery id (a string), substitutions."""
-    email = json_string(check_address(msg.to_email, role="recipient"))
+    # check_address and check_url let through printable ASCII only, neither quote nor backslash:
+    # the address and the List-Unsubscribe value are JSON strings as they are, between quotes.
+    email = f'"{check_address(msg.to_email, role="recipient")}"'
     name = clean(msg.to_name)[:MAX_NAME].strip()
     named = f',"name":{json_string(name)}' if name else ""
     url, mailto = unsubscribe_targets(msg)
@@ -160,7 +162,7 @@ def personalization(msg: OutgoingMessage, plan: Plan) -> str:
     subs = f',"substitutions":{{{substitutions(msg, plan)}}}' if plan.slots else ""
     return (
         f'{{"to":[{{"email":{email}{named}}}],'
-        f'"headers":{{"List-Unsubscribe":{json_string(f"<{url}>, <{mailto}>")}{extra}}},'
+        f'"headers":{{"List-Unsubscribe":"<{url}>, <{mailto}>"{extra}}},'
         f'"custom_args":{{"delivery_id":"{msg.delivery_id:d}"}}{subs}}}'
     )
 
