@@ -593,8 +593,8 @@ def main() -> None:
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     backends = args.backends.split(",")
-    runs = args.repeat * len(sizes) * ("sqlite" in backends)
-    with kept_until_done(runs * outbox_bytes(max(sizes), args.sample)) as scratch:
+    needed = args.repeat * sum(outbox_bytes(size, args.sample) for size in sizes) * ("sqlite" in backends)
+    with kept_until_done(needed) as scratch:
         run_all(backends, sizes, args.sample, args.repeat, scratch)
 
 
