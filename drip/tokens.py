@@ -14,9 +14,10 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from drip.errors import DripError
 
@@ -109,15 +110,44 @@ def signed(
     born: int | None,
     issued: int,
 ) -> str:
-    """:func:`make_token` with the issue time in whole seconds, every argument positional: what an
-    email's three links call, ``issued`` computed once for them."""
-    before, after = _payload_head(scope, course, step, issued)
-    text = (
-        f"{before}{subscriber_id:d}{after}]"
-        if born is None
-        else f"{before}{subscriber_id:d}{after},{born:d}]"
-    )
-    return _sign(_signing_mac(secret, scope), text.encode())
+    """:func:`make_token` with the issue time in whole seconds, every argument positional."""
+    return link_signer(secret, scope, course, step, issued)(subscriber_id, born)
+
+
+Sign = Callable[[int, int | None], str]
+
+
+@lru_cache(maxsize=256)
+def link_signer(
+    secret: str, scope: Scope, course: str | None, step: str | None, issued: int, prefix: str = ""
+) -> Sign:
+    """``prefix`` followed by the token of ``scope`` for a subscriber ``(id, born)``.
+
+    Everything the links of one kind share in one dispatch pass (the payload around the
+    subscriber, the keyed HMAC) is prepared once here, so that each email's three links cost
+    their hashing and little else: itsdangerous builds a signer and derives its key again for
+    every token, which was the largest part of personalising an email. The token is the one
+    :func:`_serializer` makes, never compressed: itsdangerous would zlib-compress a payload when
+    that saves a byte, and a link's payload is a few dozen bytes, which compression shortens by
+    a handful of characters for half the cost of a link. :func:`read_token` reads both forms
+    with itsdangerous, so links in emails sent before keep working (tests/test_tokens.py signs
+    both ways and reads both).
+    """
+    before, after = (part.replace("%", "%%") for part in _payload_head(scope, course, step, issued))
+    unborn, with_born = f"{before}%d{after}]", f"{before}%d{after},%d]"
+    keyed = _signing_mac(secret, scope)
+    head = prefix.encode()
+    b2a, urlsafe = binascii.b2a_base64, _URLSAFE
+
+    def sign(subscriber_id: int, born: int | None) -> str:
+        text = unborn % subscriber_id if born is None else with_born % (subscriber_id, born)
+        body = b2a(text.encode(), newline=False).rstrip(b"=").translate(urlsafe)
+        mac = keyed.copy()
+        mac.update(body)
+        # 32 bytes are 43 base64 characters and one "=".
+        return (head + body + b"." + b2a(mac.digest(), newline=False)[:43].translate(urlsafe)).decode("ascii")
+
+    return sign
 
 
 @lru_cache(maxsize=256)
@@ -133,34 +163,28 @@ def _json(payload: object) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
-def _b64(data: bytes) -> bytes:
-    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_URLSAFE)
-
-
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
+class _Keyed(Protocol):
+    def copy(self) -> _Keyed: ...
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
 @lru_cache(maxsize=64)
-def _signing_mac(secret: str, scope: Scope) -> hmac.HMAC:
-    """The HMAC-SHA256 of :func:`_serializer`'s signer, its key derived once (django-concat, SHA-256)."""
-    key = hashlib.sha256(f"drip.{scope}".encode() + b"signer" + secret.encode()).digest()
-    return hmac.new(key, digestmod=hashlib.sha256)
+def _signing_mac(secret: str, scope: Scope) -> _Keyed:
+    """The HMAC-SHA256 of :func:`_serializer`'s signer, its key derived once (django-concat, SHA-256).
 
-
-def _sign(mac: hmac.HMAC, text: bytes) -> str:
-    """The JSON ``text`` signed as ``_serializer(secret, scope)`` signs it, never compressed.
-
-    Every email signs three links: itsdangerous builds a signer and derives its key again for
-    each, which was the largest part of personalising an email; a copy of the keyed HMAC does not.
-    itsdangerous would zlib-compress the payload when that saves a byte; a link's payload is a
-    few dozen bytes, which compression shortens by a handful of characters for half the cost of
-    a link. :func:`read_token` reads both forms with itsdangerous, so links in emails sent
-    before keep working (tests/test_tokens.py signs both ways and reads both).
+    OpenSSL's own HMAC object when ``hmac`` uses one (CPython built with OpenSSL keeps it in
+    ``_hmac``): its copy, update and digest are then one call each, not three layers of Python.
     """
-    body = _b64(text)
-    signature = mac.copy()
-    signature.update(body)
-    return (body + b"." + _b64(signature.digest())).decode("ascii")
+    key = hashlib.sha256(f"drip.{scope}".encode() + b"signer" + secret.encode()).digest()
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    inner: _Keyed | None = getattr(mac, "_hmac", None)
+    return inner if inner is not None else mac
 
 
 def read_token(secret: str, token: str, scope: Scope, *, now: dt.datetime) -> TokenData:

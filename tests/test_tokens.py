@@ -9,7 +9,15 @@ import json
 import pytest
 
 from drip.runtime import Runtime, demo_key_allowed
-from drip.tokens import DEMO_SECRET, BadToken, MissingSecret, Scope, make_token, read_token
+from drip.tokens import (
+    DEMO_SECRET,
+    BadToken,
+    MissingSecret,
+    Scope,
+    link_signer,
+    make_token,
+    read_token,
+)
 
 SECRET = "k" * 32
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
@@ -28,6 +36,7 @@ def test_round_trip_keeps_subscriber_course_and_step() -> None:
         ("confirm", None, None, None),
         ("view", "métier-é", "article:/posts/x/" * 5, 5),  # not ASCII
         ("preferences", "日本", "welcome", None),
+        ("unsubscribe", "100%-remote", "%d %s %%", 7),  # the payload is a printf format inside
     ],
 )
 def test_tokens_are_signed_as_itsdangerous_signs_them(
@@ -46,6 +55,9 @@ def test_tokens_are_signed_as_itsdangerous_signs_them(
     assert token == reference.make_signer().sign(base64_encode(json_text)).decode()
     assert reference.loads(token) == payload
     assert read_token(SECRET, token, scope, now=NOW).born == born
+    # The links of an email: the same token behind the page's address.
+    sign = link_signer(SECRET, scope, course, step, int(NOW.timestamp()), "https://x.example/u/")
+    assert sign(42, born) == "https://x.example/u/" + token
 
 
 def test_a_token_written_compressed_before_still_reads() -> None:

@@ -7,12 +7,13 @@ browser"), so the links in a page and in an email are built the same way.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 from drip.render.rendered import RenderedStep
 from drip.render.steps import CLICK_SLOT, OPEN_SLOT
-from drip.tokens import born_of, click_token, open_token, signed
+from drip.tokens import Sign, born_of, click_token, link_signer, open_token
 
 
 def subscriber_values(
@@ -31,19 +32,28 @@ def subscriber_values(
     """Name, email, attributes and the three links, each carrying a signed token scoped to its action
     and bound to the subscriber's row by its creation time (so the links die with it)."""
     born = born_of(created_at) if created_at is not None else None
-    issued = int(now.timestamp())
+    unsubscribe, preferences, view = _link_signers(base_url, secret, course, step, int(now.timestamp()))
     values = {
         "name": name,
         "email": email,
-        "unsubscribe_url": f"{base_url}/unsubscribe/"
-        + signed(secret, "unsubscribe", subscriber_id, course, None, born, issued),
-        "preferences_url": f"{base_url}/preferences/"
-        + signed(secret, "preferences", subscriber_id, course, None, born, issued),
-        "view_url": f"{base_url}/view/" + signed(secret, "view", subscriber_id, course, step, born, issued),
+        "unsubscribe_url": unsubscribe(subscriber_id, born),
+        "preferences_url": preferences(subscriber_id, born),
+        "view_url": view(subscriber_id, born),
     }
     for key, value in attributes.items():
         values[f"attributes.{key}"] = "" if value is None else str(value)
     return values
+
+
+@functools.lru_cache(maxsize=64)
+def _link_signers(base_url: str, secret: str, course: str, step: str, issued: int) -> tuple[Sign, Sign, Sign]:
+    """The unsubscribe, preferences and view links of one step at one time, for any subscriber:
+    looked up once per email instead of once per link."""
+    return (
+        link_signer(secret, "unsubscribe", course, None, issued, f"{base_url}/unsubscribe/"),
+        link_signer(secret, "preferences", course, None, issued, f"{base_url}/preferences/"),
+        link_signer(secret, "view", course, step, issued, f"{base_url}/view/"),
+    )
 
 
 def tracking_values(base_url: str, secret: str, delivery_id: int, rendered: RenderedStep) -> dict[str, str]:
