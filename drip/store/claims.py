@@ -266,6 +266,8 @@ def _write(conn: sa.Connection, status: OutcomeStatus, outcomes: list[Outcome], 
 # UPDATE … WHERE id IN (…) RETURNING id, up to this many groups per recording; more distinct
 # values (retries each with its own due time) take the locked read and one UPDATE per status.
 _MAX_GROUPS = 4
+# Ids per UPDATE on SQLite, each a bound parameter; PostgreSQL takes a whole group as one array
+# (:func:`drip.store.db.among`), and a second statement for the half of a request cost a round trip.
 _IDS_PER_UPDATE = 500
 
 
@@ -291,8 +293,9 @@ def _write_alike(conn: sa.Connection, group: list[Outcome], now: dt.datetime) ->
     else:
         values |= {"status": DeliveryStatus.CANCELLED, "note": first.note}
     done: set[int] = set()
-    for at in range(0, len(group), _IDS_PER_UPDATE):
-        part = group[at : at + _IDS_PER_UPDATE]
+    size = len(group) if conn.dialect.name == "postgresql" else _IDS_PER_UPDATE
+    for at in range(0, len(group), size):
+        part = group[at : at + size]
         each: list[Outcome] = []  # sent with a message id of its own (an outbox's, SMTP's)
         if first.status == "sent":
             if len({o.provider_id for o in part}) == 1:  # one for a whole SendGrid request
