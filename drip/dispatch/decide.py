@@ -35,14 +35,15 @@ Renderer = Callable[[Course, Step, str], RenderedStep]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+# Made per email, so slotted and not frozen (see drip.transports.base.OutgoingMessage).
+@dataclass(slots=True)
 class Send:
     """Hand this message to the transport."""
 
     message: OutgoingMessage
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # made per email, as Send
 class Sent:
     provider_id: str | None
 
