@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,6 +46,44 @@ def check_locale(value: str) -> str:
     return value
 
 
+# What a base_url may hold once normalised: URL characters that read the same in a JSON string,
+# an HTML attribute and a header (no quote, ampersand, angle bracket, backslash or space).
+_BASE_URL = re.compile(
+    r"https?://(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?(?:/[A-Za-z0-9\-._~!$()*+,;=:@%/]*)?"
+)
+
+
+def check_base_url(value: str) -> str:
+    """The site's address as every link starts with it: a domain in its IDNA (xn--) form, the path
+    percent-encoded, no trailing slash. Every link drip signs is this and URL-safe base64, so its
+    links can go into JSON, HTML and headers as they are.
+    """
+    value = value.strip()
+    if not value.lower().startswith(("https://", "http://")):
+        raise ValueError("base_url must start with https:// or http://")
+    parts = urlsplit(value)
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise ValueError(f"base_url {value!r} has a query or fragment: links are added after its path")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"base_url {value!r} holds a user name or password")
+    try:
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+        port = parts.port
+    except (UnicodeError, ValueError):
+        raise ValueError(f"base_url {value!r} has no valid domain") from None
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    netloc = host if port is None else f"{host}:{port}"
+    url = f"{parts.scheme}://{netloc}{quote(parts.path, safe='/-._~!$()*+,;=:@%')}".rstrip("/")
+    if not host or _BASE_URL.fullmatch(url) is None:
+        raise ValueError(f"base_url {value!r} has no valid domain")
+    return url
+
+
+def is_base_url(value: str) -> bool:
+    """Whether ``value`` is a base_url as :func:`check_base_url` leaves it."""
+    return _BASE_URL.fullmatch(value) is not None
+
+
 class SiteSection(_Strict):
     name: str
     base_url: str
@@ -53,9 +93,7 @@ class SiteSection(_Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v.startswith(("https://", "http://")):
-            raise ValueError("base_url must start with https:// or http://")
-        return v.rstrip("/")
+        return check_base_url(v)
 
     @field_validator("timezone")
     @classmethod

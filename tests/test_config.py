@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from drip.config import load_site
+from drip.config import check_base_url, is_base_url, load_site
 from drip.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,3 +84,39 @@ def test_yaml_syntax_error_is_located(tmp_path: Path) -> None:
 def test_no_config_file_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--site DIR"):
         load_site(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ("https://exemple.fr/", "https://exemple.fr"),
+        ("HTTPS://Exemple.FR/Blog/", "https://exemple.fr/Blog"),
+        ("https://café.fr/été 2026/", "https://xn--caf-dma.fr/%C3%A9t%C3%A9%202026"),
+        ("https://exemple.fr/l'équipe&co", "https://exemple.fr/l%27%C3%A9quipe%26co"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("http://[::1]:8080/drip", "http://[::1]:8080/drip"),
+    ],
+)
+def test_base_url_is_kept_in_the_form_every_link_starts_with(written: str, kept: str) -> None:
+    """A domain in IDNA, a percent-encoded path: the same in JSON, HTML and a header."""
+    assert check_base_url(written) == kept
+    assert is_base_url(kept)
+
+
+@pytest.mark.parametrize(
+    ("written", "says"),
+    [
+        ("ftp://exemple.fr", "must start with https:// or http://"),
+        ("https://exemple.fr/?lang=fr", "has a query or fragment"),
+        ("https://exemple.fr/#top", "has a query or fragment"),
+        ("https://moi:secret@exemple.fr", "holds a user name or password"),
+        ("https://", "has no valid domain"),
+        ("https://exe mple.fr", "has no valid domain"),
+        ('https://exemple.fr"onmouseover=x', "has no valid domain"),
+    ],
+)
+def test_a_base_url_links_cannot_follow_is_refused(tmp_path: Path, written: str, says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_site(write(tmp_path, VALID.replace("https://example.org/", written)))
+    (problem,) = [p for p in info.value.problems if "base_url" in str(p)]
+    assert says in str(problem) and ":3:" in str(problem)  # the file and line of the key
