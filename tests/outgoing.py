@@ -23,7 +23,13 @@ NOW = datetime(2026, 3, 2, 7, 30, tzinfo=UTC)
 SLOTS = (Slot("name", "à vous"), Slot("unsubscribe_url"), Slot("email"))
 
 
-def rendered(course: str = "le-role-du-cto", step_key: str = "welcome", locale: str = "fr") -> RenderedStep:
+def rendered(
+    course: str = "le-role-du-cto",
+    step_key: str = "welcome",
+    locale: str = "fr",
+    slots: tuple[Slot, Slot, Slot] = SLOTS,
+) -> RenderedStep:
+    """``slots``: the name, the unsubscribe link and the address, in that order."""
     name, unsub, email = marker(0), marker(1), marker(2)
     html = (
         '<!doctype html><html lang="fr"><body><p>Bonjour ' + name + ",</p>"
@@ -40,10 +46,10 @@ def rendered(course: str = "le-role-du-cto", step_key: str = "welcome", locale: 
         course=course,
         step_key=step_key,
         locale=locale,
-        subject=split("Bienvenue " + name + " : le rôle du CTO", SLOTS),
+        subject=split("Bienvenue " + name + " : le rôle du CTO", slots),
         preheader="Première lettre",
-        html=split(html, SLOTS),
-        text=split(text, SLOTS),
+        html=split(html, slots),
+        text=split(text, slots),
     )
 
 
@@ -60,6 +66,7 @@ def outgoing(
     headers: Mapping[str, str] | None = None,
     reply_to: str | None = "bonjour@cto.example.org",
     from_name: str = "Le métier de CTO",
+    plain: frozenset[str] = frozenset(),
 ) -> OutgoingMessage:
     to_email = to_email or f"lecteur{delivery_id}@example.org"
     unsubscribe_url = f"https://cto.example.org/unsubscribe/tok{delivery_id}.sig"
@@ -79,6 +86,7 @@ def outgoing(
         postal_address="Le métier de CTO, 12 rue des Lilas, 69003 Lyon, France",
         message_id_domain="cto.example.org",
         headers=dict(headers or {}),
+        plain=plain,
     )
 
 

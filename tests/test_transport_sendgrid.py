@@ -21,6 +21,8 @@ from sendgrid_server import API_KEY, Reply, SendgridServer, deliver, sendgrid_se
 
 from drip.config import SendgridSection
 from drip.errors import ConfigError, PermanentTransportError, TransientTransportError
+from drip.render.slots import Slot
+from drip.transports.base import OutgoingMessage
 from drip.transports.message import check_address
 from drip.transports.sendgrid import SendgridTransport, personalization, substitution_plan
 
@@ -216,6 +218,65 @@ def test_a_silent_server_times_out_transiently() -> None:
         results = transport.send_batch([outgoing(1), outgoing(2)], now=NOW)
     assert all(isinstance(r.error, TransientTransportError) for r in results)
     assert "timed out" in str(results[0].error)
+
+
+def test_a_plain_value_goes_once_for_text_and_html_and_each_part_reads_as_the_email(
+    server: SendgridServer,
+) -> None:
+    """Links drip signs are URL-safe (:attr:`OutgoingMessage.plain`): one tag stands for them in
+    the text and the HTML. Messages that say nothing of plainness go in a request of their own,
+    every value checked."""
+    linked = frozenset({"unsubscribe_url"})
+    messages = [
+        outgoing(1, plain=linked),
+        outgoing(2, plain=linked, to_name="O'Brien & fils"),
+        outgoing(3),
+        outgoing(4, plain=linked, values={"name": "Sam", "email": "lecteur4@example.org"}),  # the default
+    ]
+    results = transport_for(server).send_batch(messages, now=NOW)
+    assert all(r.ok for r in results) and server.schema_errors == []
+    shared, checked = server.requests
+    assert [p["custom_args"]["delivery_id"] for p in shared.body["personalizations"]] == ["1", "2", "4"]
+    tags = set(shared.body["personalizations"][0]["substitutions"])
+    assert "%drip_t_unsubscribe_url%" in tags and "%drip_h_unsubscribe_url%" not in tags
+    assert any(t.startswith("%drip_h_name_") for t in tags)  # a name is escaped in HTML: a tag per part
+    assert '<a href="%drip_t_unsubscribe_url%">' in shared.body["content"][1]["value"]
+    assert "%drip_h_unsubscribe_url%" in checked.body["personalizations"][0]["substitutions"]
+    _each_reads_as_its_email(server, messages)
+
+
+def test_a_plain_slot_whose_default_is_not_keeps_a_tag_per_part(server: SendgridServer) -> None:
+    """A recipient without the value gets the default, which HTML must escape: no shared tag then."""
+    step = rendered(
+        slots=(Slot("name", "à vous"), Slot("unsubscribe_url", "https://x.example/a&b"), Slot("email"))
+    )
+    linked = frozenset({"unsubscribe_url"})
+    messages = [
+        outgoing(1, step=step, plain=linked),
+        outgoing(2, step=step, plain=linked, values={"name": "Sam", "email": "lecteur2@example.org"}),
+    ]
+    results = transport_for(server).send_batch(messages, now=NOW)
+    assert all(r.ok for r in results) and server.schema_errors == []
+    (request,) = server.requests
+    assert any(
+        t.startswith("%drip_h_unsubscribe_url_") for t in request.body["personalizations"][1]["substitutions"]
+    )
+    _each_reads_as_its_email(server, messages)
+    assert 'href="https://x.example/a&amp;b"' in messages[1].rendered.personalise(messages[1].values)[1]
+
+
+def _each_reads_as_its_email(server: SendgridServer, messages: list[OutgoingMessage]) -> None:
+    """What SendGrid makes of each recipient's personalization is the email drip would write."""
+    found = {
+        int(p["custom_args"]["delivery_id"]): (request, p)
+        for request in server.requests
+        for p in request.body["personalizations"]
+    }
+    assert sorted(found) == sorted(m.delivery_id for m in messages)
+    for msg in messages:
+        request, p = found[msg.delivery_id]
+        subject, html, text = msg.rendered.personalise(msg.values)
+        assert deliver(request.body, p) == (subject, text, html), msg.delivery_id
 
 
 def test_body_is_json_text_sent_as_utf8_json(server: SendgridServer) -> None:

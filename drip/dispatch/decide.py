@@ -20,7 +20,7 @@ from typing import TypeVar
 from drip.config import DispatchSection
 from drip.course.edits import STEP_REMOVED
 from drip.course.models import Course, Sender, Step
-from drip.dispatch.personalise import subscriber_values, tracking_values
+from drip.dispatch.personalise import plain_slots, subscriber_values, tracking_values
 from drip.errors import DripError
 from drip.render.rendered import RenderedStep
 from drip.store.claims import Claimed, Outcome
@@ -202,6 +202,7 @@ def message(
         message_id_domain=sender.email.rpartition("@")[2],
         list_name=list_name,
         list_title=list_title,
+        plain=plain_slots(ctx.base_url),
     )
 
 

@@ -11,6 +11,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from drip.config import is_base_url
 from drip.render.rendered import RenderedStep
 from drip.render.steps import CLICK_SLOT, OPEN_SLOT
 from drip.tokens import Sign, born_of, click_token, link_signer, open_token
@@ -54,6 +55,16 @@ def _link_signers(base_url: str, secret: str, course: str, step: str, issued: in
         link_signer(secret, "preferences", course, None, issued, f"{base_url}/preferences/"),
         link_signer(secret, "view", course, step, issued, f"{base_url}/view/"),
     )
+
+
+LINK_SLOTS = frozenset({"unsubscribe_url", "preferences_url", "view_url"})
+
+
+@functools.lru_cache(maxsize=16)
+def plain_slots(base_url: str) -> frozenset[str]:
+    """The values :func:`subscriber_values` builds as URL-safe ASCII: its links, when ``base_url`` is
+    one :func:`drip.config.check_base_url` left (the rest of a link is base64url and dots)."""
+    return LINK_SLOTS if is_base_url(base_url) else frozenset()
 
 
 def tracking_values(base_url: str, secret: str, delivery_id: int, rendered: RenderedStep) -> dict[str, str]:

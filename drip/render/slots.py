@@ -12,7 +12,7 @@ import functools
 import html
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 # Plain ASCII letters and digits survive Jinja, MJML, the CSS inliner and
@@ -74,11 +74,15 @@ class Compiled:
             out.append(html.escape(value, quote=True) if escape else value)
         return out
 
-    def substitution_form(self, token: str = "-{}-") -> str:
-        """The output with each slot written as a provider substitution tag (e.g. ``-name-``)."""
+    def substitution_form(self, token: str | Callable[[Slot], str] = "-{}-") -> str:
+        """The output with each slot written as a provider substitution tag (e.g. ``-name-``).
+
+        ``token`` is the tag's pattern, or gives each slot its own.
+        """
         out = [self.parts[0]]
         for i, slot in enumerate(self.slots):
-            out.append(token.format(slot_tag(slot)))
+            pattern = token if isinstance(token, str) else token(slot)
+            out.append(pattern.format(slot_tag(slot)))
             out.append(self.parts[i + 1])
         return "".join(out)
 

@@ -39,6 +39,9 @@ class OutgoingMessage:
     headers: Mapping[str, str] = field(default_factory=dict)  # extra X- headers, already safe
     list_title: str = ""  # the course's or newsletter list's title: List-ID's display name
     list_name: str = ""  # the newsletter list an issue's email came from (List-ID); a course's is its own
+    # Names of the values that are URL-safe ASCII by construction (the signed links on a checked
+    # base_url): the same in a JSON string, an HTML attribute and a header, written as they are.
+    plain: frozenset[str] = frozenset()
 
     @property
     def course(self) -> str:

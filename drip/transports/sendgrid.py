@@ -27,7 +27,7 @@ import html
 import http.client
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -47,7 +47,7 @@ from drip.errors import (
     TransportError,
 )
 from drip.render.rendered import RenderedStep
-from drip.render.slots import one_line, slot_tag
+from drip.render.slots import Slot, one_line, slot_tag
 from drip.transports.base import OutgoingMessage, SendResult, TransportBase, send_time
 from drip.transports.message import (
     MAX_NAME,
@@ -80,12 +80,17 @@ _Pending = tuple[int, OutgoingMessage, str]
 
 
 class PlanSlot(NamedTuple):
-    """One slot of a step and the JSON keys (``"%drip_t_name%":``) of its text and HTML tags, if used."""
+    """One slot of a step and the JSON keys (``"%drip_t_name%":``) of its text and HTML tags, if used.
+
+    A plain slot (:attr:`OutgoingMessage.plain`) reads the same in text and HTML: its text tag
+    stands in both, so each personalization carries its value once.
+    """
 
     name: str
     default: str
     text_key: str | None
     html_key: str | None
+    plain: bool
 
 
 @dataclass(frozen=True)
@@ -96,20 +101,34 @@ class Plan:
     tag_chars: int  # the tags are ASCII: characters are bytes
 
 
-def substitution_plan(step: RenderedStep) -> Plan:
+def _shared(slot: Slot, plain: frozenset[str]) -> bool:
+    """Whether a slot's value reads the same in text and HTML for every recipient: a plain value,
+    or its default (a recipient without one) when that is plain too."""
+    return slot.name in plain and _PLAIN.fullmatch(slot.default) is not None
+
+
+def html_tags(plain: frozenset[str]) -> Callable[[Slot], str]:
+    """The tag pattern of each slot in the HTML part: the text tag for a plain slot."""
+    return lambda slot: TEXT_TAG if _shared(slot, plain) else HTML_TAG
+
+
+def substitution_plan(step: RenderedStep, plain: frozenset[str] = frozenset()) -> Plan:
     """Every slot of a step with the tags it stands behind; computed once per request group."""
-    tags: dict[tuple[str, str], dict[str, str]] = {}
-    for part, family in ((step.subject, TEXT_TAG), (step.text, TEXT_TAG), (step.html, HTML_TAG)):
+    tags: dict[Slot, dict[str, str]] = {}
+    in_html = html_tags(plain)
+    for part, family in ((step.subject, TEXT_TAG), (step.text, TEXT_TAG), (step.html, None)):
         for slot in part.slots:
-            tags.setdefault((slot.name, slot.default), {})[family] = family.format(slot_tag(slot))
+            pattern = family or in_html(slot)
+            tags.setdefault(slot, {})[pattern] = pattern.format(slot_tag(slot))
     slots = tuple(
         PlanSlot(
-            name,
-            default,
+            slot.name,
+            slot.default,
             f",{json_string(by[TEXT_TAG])}:" if TEXT_TAG in by else None,
             f",{json_string(by[HTML_TAG])}:" if HTML_TAG in by else None,
+            _shared(slot, plain),
         )
-        for (name, default), by in tags.items()
+        for slot, by in tags.items()
     )
     return Plan(slots, sum(len(tag) for by in tags.values() for tag in by.values()))
 
@@ -119,9 +138,11 @@ def substitutions(msg: OutgoingMessage, plan: Plan) -> str:
     values = msg.values
     pairs: list[str] = []
     chars = plan.tag_chars
-    for name, default, text_key, html_key in plan.slots:
-        value = values.get(name) or default
-        if _PLAIN.fullmatch(value) is not None:  # a link, most names: one line, JSON- and HTML-safe as it is
+    for name, default, text_key, html_key, plain in plan.slots:
+        given = values.get(name)
+        if plain and given:  # a signed link: URL-safe ASCII as built, in one tag for text and HTML
+            encoded = html_encoded = f'"{given}"'
+        elif _PLAIN.fullmatch(value := given or default) is not None:  # most names: JSON- and HTML-safe
             encoded = html_encoded = f'"{value}"'
         else:
             value = value if value.isprintable() else one_line(value)
@@ -178,7 +199,7 @@ def request_template(msg: OutgoingMessage, *, sandbox: bool) -> dict[str, Any]:
         "subject": clean(step.subject.substitution_form(TEXT_TAG)),
         "content": [
             {"type": "text/plain", "value": step.text.substitution_form(TEXT_TAG)},
-            {"type": "text/html", "value": step.html.substitution_form(HTML_TAG)},
+            {"type": "text/html", "value": step.html.substitution_form(html_tags(msg.plain))},
         ],
         "categories": list(dict.fromkeys(c[:255] for c in (msg.course, msg.step_key) if c)),
         "mail_settings": {"sandbox_mode": {"enable": sandbox}},
@@ -330,14 +351,13 @@ class SendgridTransport(TransportBase):
         results: dict[int, SendResult] = {}
         # Grouped by the rendered step's identity: dispatch renders each step once and shares
         # the object; hashing its content for every recipient would cost a tenth of a send.
-        groups: dict[tuple[int, str, str, str | None], list[int]] = {}
+        groups: dict[tuple[int, str, str, str | None, frozenset[str]], list[int]] = {}
         for index, msg in enumerate(messages):
-            groups.setdefault((id(msg.rendered), msg.from_email, msg.from_name, msg.reply_to), []).append(
-                index
-            )
+            key = (id(msg.rendered), msg.from_email, msg.from_name, msg.reply_to, msg.plain)
+            groups.setdefault(key, []).append(index)
         for indexes in groups.values():
             first = messages[indexes[0]]
-            plan = substitution_plan(first.rendered)
+            plan = substitution_plan(first.rendered, first.plain)
             try:
                 head = request_head(request_template(first, sandbox=self.settings.sandbox)).encode()
             except TransportError as exc:
@@ -355,7 +375,9 @@ class SendgridTransport(TransportBase):
                 self._post(head, items[start : start + self.max_per_request], results, date)
         return [results[i] for i in range(len(messages))]
 
-    def _post(self, head: bytes, items: list[_Pending], results: dict[int, SendResult], now: datetime) -> None:
+    def _post(
+        self, head: bytes, items: list[_Pending], results: dict[int, SendResult], now: datetime
+    ) -> None:
         body = _Body(b"".join((head, ",".join([text for _, _, text in items]).encode(), b"]}")))
         self.requests_sent += 1
         error: TransportError
