@@ -23,6 +23,7 @@ from drip.course.models import Course, Sender, Step
 from drip.dispatch.personalise import plain_slots, subscriber_values, tracking_values
 from drip.errors import DripError
 from drip.render.rendered import RenderedStep
+from drip.render.steps import OPEN_SLOT
 from drip.store.claims import Claimed, Outcome
 from drip.store.deliveries import HandOff, Recipient
 from drip.store.schema import EnrollmentState, SubscriberStatus
@@ -185,7 +186,8 @@ def message(
         now=ctx.now,
         created_at=recipient.created_at,
     )
-    values.update(tracking_values(ctx.base_url, ctx.secret, item.id, rendered))
+    if rendered.links or OPEN_SLOT in rendered.html.slot_names:  # tracking on: most steps have neither
+        values.update(tracking_values(ctx.base_url, ctx.secret, item.id, rendered))
     unsubscribe_token = values["unsubscribe_url"].rpartition("/")[2]
     return OutgoingMessage(
         delivery_id=item.id,

@@ -140,9 +140,11 @@ def substitutions(msg: OutgoingMessage, plan: Plan) -> str:
     chars = plan.tag_chars
     for name, default, text_key, html_key, plain in plan.slots:
         given = values.get(name)
-        if plain and given:  # a signed link: URL-safe ASCII as built, in one tag for text and HTML
-            encoded = html_encoded = f'"{given}"'
-        elif _PLAIN.fullmatch(value := given or default) is not None:  # most names: JSON- and HTML-safe
+        if plain and given and text_key is not None:  # a signed link, URL-safe as built: one tag for both
+            pairs += (text_key, '"', given, '"')
+            chars += len(given) + 2
+            continue
+        if _PLAIN.fullmatch(value := given or default) is not None:  # most names: JSON- and HTML-safe
             encoded = html_encoded = f'"{value}"'
         else:
             value = value if value.isprintable() else one_line(value)
