@@ -315,3 +315,19 @@ def test_a_list_id_title_in_french_is_one_encoded_word_and_a_long_one_folds() ->
     assert_crlf_only(long.data)
     assert b"\r\n <le-role-du-cto.cto.example.org>\r\n" in long.data
     assert str(parse(long)["List-ID"]).endswith('" <le-role-du-cto.cto.example.org>')
+
+
+@pytest.mark.parametrize("plain", [frozenset(), frozenset({"unsubscribe_url"})])
+def test_an_unsubscribe_url_that_is_not_the_signed_link_is_checked_even_when_links_are_plain(
+    plain: frozenset[str],
+) -> None:
+    """Only the very link drip signed (the values' own, said plain) goes unread into List-Unsubscribe."""
+    signed = outgoing(1, plain=plain)
+    assert build_message(signed, now=NOW).data.count(b"https://cto.example.org/unsubscribe/tok1.sig") >= 1
+    for bad in ("https://cto.example.org/u/1>\r\nBcc: x@evil", "https://cto.example.org/" + "u" * 900):
+        with pytest.raises(PermanentTransportError, match="invalid unsubscribe URL"):
+            build_message(replace(signed, unsubscribe_url=bad), now=NOW)
+    too_long = "https://cto.example.org/" + "u" * 900  # even the values' own link has a length limit
+    long_values = {**signed.values, "unsubscribe_url": too_long}
+    with pytest.raises(PermanentTransportError, match="invalid unsubscribe URL"):
+        build_message(replace(signed, values=long_values, unsubscribe_url=too_long), now=NOW)
