@@ -20,10 +20,9 @@ from typing import TypeVar
 from drip.config import DispatchSection
 from drip.course.edits import STEP_REMOVED
 from drip.course.models import Course, Sender, Step
-from drip.dispatch.personalise import plain_slots, subscriber_values, tracking_values
+from drip.dispatch.personalise import is_tracked, plain_slots, subscriber_values, tracking_values
 from drip.errors import DripError
 from drip.render.rendered import RenderedStep
-from drip.render.steps import OPEN_SLOT
 from drip.store.claims import Claimed, Outcome
 from drip.store.deliveries import HandOff, Recipient
 from drip.store.schema import EnrollmentState, SubscriberStatus
@@ -186,7 +185,7 @@ def message(
         now=ctx.now,
         created_at=recipient.created_at,
     )
-    if rendered.links or OPEN_SLOT in rendered.html.slot_names:  # tracking on: most steps have neither
+    if is_tracked(rendered):
         values.update(tracking_values(ctx.base_url, ctx.secret, item.id, rendered))
     unsubscribe_token = values["unsubscribe_url"].rpartition("/")[2]
     return OutgoingMessage(

@@ -67,6 +67,12 @@ def plain_slots(base_url: str) -> frozenset[str]:
     return LINK_SLOTS if is_base_url(base_url) else frozenset()
 
 
+def is_tracked(rendered: RenderedStep) -> bool:
+    """Whether the step was rendered with click or open tracking on: most are not, and their emails
+    need no :func:`tracking_values`."""
+    return bool(rendered.links) or OPEN_SLOT in rendered.html.slot_names
+
+
 def tracking_values(base_url: str, secret: str, delivery_id: int, rendered: RenderedStep) -> dict[str, str]:
     """The /c/ link of each content link and the /o/ image of one delivery: empty unless the
     step was rendered with tracking on (its slots then hold the untracked links as defaults)."""

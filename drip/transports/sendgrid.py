@@ -173,8 +173,9 @@ def substitutions(msg: OutgoingMessage, plan: Plan) -> str:
 
 def personalization(msg: OutgoingMessage, plan: Plan) -> str:
     """One recipient as JSON text: address, per-recipient headers, delivery id (a string), substitutions."""
-    # check_address and check_url let through printable ASCII only, neither quote nor backslash:
-    # the address and the List-Unsubscribe value are JSON strings as they are, between quotes.
+    # check_address and check_url let through printable ASCII only, neither quote nor backslash,
+    # and a List-Unsubscribe URL they skip is a plain signed link: the address and the header's
+    # value are JSON strings as they are, between quotes.
     email = f'"{check_address(msg.to_email, role="recipient")}"'
     name = clean(msg.to_name)[:MAX_NAME].strip()
     named = f',"name":{json_string(name)}' if name else ""
