@@ -15,8 +15,8 @@ from outgoing import NOW, outgoing, rendered
 
 from drip.errors import PermanentTransportError
 from drip.render.slots import Slot, marker, split
-from drip.transports.base import OutgoingMessage
-from drip.transports.message import Built, build_message, clean
+from drip.transports.base import OutgoingMessage, unsubscribe_mailto
+from drip.transports.message import Built, build_message, clean, unsubscribe_targets
 
 
 def parse(built: Built) -> EmailMessage:
@@ -331,3 +331,37 @@ def test_an_unsubscribe_url_that_is_not_the_signed_link_is_checked_even_when_lin
     long_values = {**signed.values, "unsubscribe_url": too_long}
     with pytest.raises(PermanentTransportError, match="invalid unsubscribe URL"):
         build_message(replace(signed, values=long_values, unsubscribe_url=too_long), now=NOW)
+
+
+def test_the_signed_mailto_goes_unread_only_as_the_checked_sender_head_and_a_piece_of_the_signed_link() -> (
+    None
+):
+    """With the signed link plain, a mailto built by unsubscribe_mailto() from it is taken as built;
+    a bad sender, or a tail that is not a piece of that link, is read and refused as before."""
+    signed = outgoing(1, plain=frozenset({"unsubscribe_url"}))
+    token = signed.unsubscribe_url.rpartition("/")[2]
+    good = replace(signed, unsubscribe_mailto=unsubscribe_mailto(signed.from_email, token))
+    assert unsubscribe_targets(good) == (
+        good.unsubscribe_url,
+        f"mailto:{good.from_email}?subject=unsubscribe%20{token}",
+    )
+    head = unsubscribe_mailto(signed.from_email, "")
+    cases = {
+        "a tail that is not the link's": head + "tok1>\r\nBcc: x@evil.example",
+        "a tail with a space": head + "tok 1.sig",
+        "too long": head + "u" * 900,
+    }
+    for why, mailto in cases.items():
+        with pytest.raises(PermanentTransportError, match="invalid unsubscribe mailto URL"):
+            unsubscribe_targets(replace(good, unsubscribe_mailto=mailto)), why
+    bad_sender = replace(good, from_email="lettre <x>@cto.example.org")
+    bad_sender = replace(bad_sender, unsubscribe_mailto=unsubscribe_mailto(bad_sender.from_email, token))
+    with pytest.raises(PermanentTransportError, match="invalid unsubscribe mailto URL"):
+        unsubscribe_targets(bad_sender)
+    # A piece of a long signed link still makes a mailto over the length limit.
+    link = "https://cto.example.org/unsubscribe/" + "t" * 850
+    long_link = replace(good, unsubscribe_url=link, values={**good.values, "unsubscribe_url": link})
+    with pytest.raises(PermanentTransportError, match="invalid unsubscribe mailto URL"):
+        unsubscribe_targets(replace(long_link, unsubscribe_mailto=head + link[-(901 - len(head)) :]))
+    # Not plain: the same mailto is read in full, and passes.
+    assert unsubscribe_targets(replace(good, plain=frozenset()))[1] == good.unsubscribe_mailto

@@ -26,7 +26,7 @@ from drip.render.rendered import RenderedStep
 from drip.store.claims import Claimed, Outcome
 from drip.store.deliveries import HandOff, Recipient
 from drip.store.schema import EnrollmentState, SubscriberStatus
-from drip.transports.base import OutgoingMessage, SendResult
+from drip.transports.base import OutgoingMessage, SendResult, unsubscribe_mailto
 
 COURSE_REMOVED = "course removed"
 SUBSCRIBER_DELETED = "subscriber deleted"
@@ -198,7 +198,7 @@ def message(
         rendered=rendered,
         values=values,
         unsubscribe_url=values["unsubscribe_url"],
-        unsubscribe_mailto=f"mailto:{sender.email}?subject=unsubscribe%20{unsubscribe_token}",
+        unsubscribe_mailto=unsubscribe_mailto(sender.email, unsubscribe_token),
         postal_address=ctx.postal_address,
         message_id_domain=sender.email.rpartition("@")[2],
         list_name=list_name,

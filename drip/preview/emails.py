@@ -16,7 +16,7 @@ from drip.errors import InputError, NotFoundError, Problem
 from drip.render.rendered import RenderedStep
 from drip.render.steps import mjml_source, render_course
 from drip.render.templates import check_templates, environment
-from drip.transports.base import OutgoingMessage
+from drip.transports.base import OutgoingMessage, unsubscribe_mailto
 
 FORMATS = ("html", "text", "mjml", "eml")
 PREVIEW_DELIVERY_ID = 0  # a preview is never a delivery
@@ -54,7 +54,7 @@ def message_to(
         rendered=rendered,
         values=dict(values),
         unsubscribe_url=unsubscribe_url,
-        unsubscribe_mailto=f"mailto:{sender.email}?subject=unsubscribe%20{token}",
+        unsubscribe_mailto=unsubscribe_mailto(sender.email, token),
         postal_address=site.config.postal_address,
         message_id_domain=domain,
     )

@@ -52,6 +52,11 @@ class OutgoingMessage:
         return self.rendered.step_key
 
 
+def unsubscribe_mailto(address: str, token: str) -> str:
+    """The ``mailto:`` URI of List-Unsubscribe: a message to ``address`` whose subject carries ``token``."""
+    return f"mailto:{address}?subject=unsubscribe%20{token}"
+
+
 @dataclass(slots=True)
 class SendResult:
     delivery_id: int

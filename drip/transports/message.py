@@ -25,7 +25,7 @@ from functools import lru_cache
 from drip.errors import PermanentTransportError, TransportError
 from drip.inputs.address import sending_form
 from drip.render.slots import Compiled
-from drip.transports.base import OutgoingMessage, SendResult, send_time
+from drip.transports.base import OutgoingMessage, SendResult, send_time, unsubscribe_mailto
 
 CRLF = "\r\n"
 MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD; 998 is the hard limit
@@ -237,17 +237,29 @@ def check_domain(domain: str) -> str:
     return domain
 
 
+@lru_cache(maxsize=256)
+def _checked_mailto_head(address: str) -> str | None:
+    """:func:`unsubscribe_mailto` of ``address`` before its token, when it passes :func:`check_url`."""
+    head = unsubscribe_mailto(address, "")
+    return head if _URL.fullmatch(head) is not None and len(head) <= MAX_URL else None
+
+
 def unsubscribe_targets(msg: OutgoingMessage) -> tuple[str, str]:
     """The https one-click URL and the ``mailto:`` URI of RFC 2369 List-Unsubscribe, both checked."""
     url = msg.unsubscribe_url
     # The link drip signed (plain, see OutgoingMessage.plain) needs no second reading.
-    if len(url) > MAX_URL or not (
-        "unsubscribe_url" in msg.plain and url is msg.values.get("unsubscribe_url")
-    ):
+    plain = "unsubscribe_url" in msg.plain and url is msg.values.get("unsubscribe_url")
+    if len(url) > MAX_URL or not plain:
         check_url(url, role="unsubscribe")
     if not url.startswith(("https://", "http://")):
         raise PermanentTransportError(f"invalid unsubscribe URL {url!r}: expected https://")
     mailto = msg.unsubscribe_mailto
+    if plain and len(mailto) <= MAX_URL:
+        # The sender's checked head and a piece of the plain link (any piece of it is URL-safe):
+        # what check_url would accept, without reading the token a second time.
+        head = _checked_mailto_head(msg.from_email)
+        if head is not None and mailto.startswith(head) and url.endswith(mailto[len(head) :]):
+            return url, mailto
     if not mailto.lower().startswith("mailto:"):
         mailto = "mailto:" + check_address(mailto, role="unsubscribe mailto")
     return url, check_url(mailto, role="unsubscribe mailto")
