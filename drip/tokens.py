@@ -134,14 +134,15 @@ def link_signer(
     both ways and reads both).
     """
     before, after = (part.replace("%", "%%") for part in _payload_head(scope, course, step, issued))
-    unborn, with_born = f"{before}%d{after}]", f"{before}%d{after},%d]"
+    # Templates in UTF-8 bytes: bytes formatting fills them, no text to encode per link.
+    unborn, with_born = f"{before}%d{after}]".encode(), f"{before}%d{after},%d]".encode()
     inner_keyed, outer_keyed = _signing_hashes(secret, scope)
     head = prefix.encode()
     b2a, urlsafe = binascii.b2a_base64, _URLSAFE
 
     def sign(subscriber_id: int, born: int | None) -> str:
         text = unborn % subscriber_id if born is None else with_born % (subscriber_id, born)
-        body = b2a(text.encode(), newline=False).rstrip(b"=").translate(urlsafe)
+        body = b2a(text, newline=False).rstrip(b"=").translate(urlsafe)
         inner = inner_keyed.copy()
         inner.update(body)
         outer = outer_keyed.copy()

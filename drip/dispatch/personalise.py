@@ -33,7 +33,7 @@ def subscriber_values(
     """Name, email, attributes and the three links, each carrying a signed token scoped to its action
     and bound to the subscriber's row by its creation time (so the links die with it)."""
     born = born_of(created_at) if created_at is not None else None
-    unsubscribe, preferences, view = _link_signers(base_url, secret, course, step, int(now.timestamp()))
+    unsubscribe, preferences, view = _link_signers(base_url, secret, course, step, now)
     values = {
         "name": name,
         "email": email,
@@ -47,9 +47,12 @@ def subscriber_values(
 
 
 @functools.lru_cache(maxsize=64)
-def _link_signers(base_url: str, secret: str, course: str, step: str, issued: int) -> tuple[Sign, Sign, Sign]:
+def _link_signers(
+    base_url: str, secret: str, course: str, step: str, now: dt.datetime
+) -> tuple[Sign, Sign, Sign]:
     """The unsubscribe, preferences and view links of one step at one time, for any subscriber:
-    looked up once per email instead of once per link."""
+    looked up once per email instead of once per link (a datetime keeps its hash once computed)."""
+    issued = int(now.timestamp())
     return (
         link_signer(secret, "unsubscribe", course, None, issued, f"{base_url}/unsubscribe/"),
         link_signer(secret, "preferences", course, None, issued, f"{base_url}/preferences/"),
