@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import re
 import socket
+import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from fuzz_support import FUZZ
@@ -24,7 +26,7 @@ from drip.errors import ConfigError, PermanentTransportError, TransientTransport
 from drip.render.slots import Slot
 from drip.transports.base import OutgoingMessage
 from drip.transports.message import check_address
-from drip.transports.sendgrid import SendgridTransport, personalization, substitution_plan
+from drip.transports.sendgrid import SendgridTransport, personalization, substitution_plan, substitutions
 
 ENV = {"SENDGRID_API_KEY": API_KEY}
 
@@ -263,6 +265,40 @@ def test_a_plain_slot_whose_default_is_not_keeps_a_tag_per_part(server: Sendgrid
     )
     _each_reads_as_its_email(server, messages)
     assert 'href="https://x.example/a&amp;b"' in messages[1].rendered.personalise(messages[1].values)[1]
+
+
+def test_a_step_whose_slots_are_all_plain_fills_one_template_and_reads_the_same(
+    server: SendgridServer,
+) -> None:
+    """Every slot plain (a step whose only slots are signed links): the pairs come from one
+    template, the same text the slot-by-slot path writes; a recipient missing a value takes that path."""
+    everything = frozenset({"name", "unsubscribe_url", "email"})
+    step = rendered(slots=(Slot("name", "vous"), Slot("unsubscribe_url"), Slot("email")))
+    messages = [
+        outgoing(1, step=step, plain=everything, to_name="Sam"),
+        outgoing(
+            2,
+            step=step,
+            plain=everything,
+            values={"name": "", "unsubscribe_url": "https://cto.example.org/u/2", "email": "b@example.org"},
+        ),
+    ]
+    plan = substitution_plan(messages[0].rendered, everything)
+    assert plan.plain_names == ("name", "unsubscribe_url", "email")
+    for msg in messages:
+        assert substitutions(msg, plan) == substitutions(
+            msg, replace(plan, plain_names=(), plain_template="")
+        )
+    assert json.loads("{" + substitutions(messages[0], plan) + "}") == {
+        "%drip_t_name_" + format(zlib.crc32(b"vous"), "08x") + "%": "Sam",
+        "%drip_t_unsubscribe_url%": "https://cto.example.org/unsubscribe/tok1.sig",
+        "%drip_t_email%": "lecteur1@example.org",
+    }
+    results = transport_for(server).send_batch(messages, now=NOW)
+    assert all(r.ok for r in results) and server.schema_errors == []
+    _each_reads_as_its_email(server, messages)
+    # One slot not plain: no template, each slot as before.
+    assert substitution_plan(messages[0].rendered, frozenset({"unsubscribe_url"})).plain_names == ()
 
 
 def _each_reads_as_its_email(server: SendgridServer, messages: list[OutgoingMessage]) -> None:

@@ -99,6 +99,10 @@ class Plan:
 
     slots: tuple[PlanSlot, ...]
     tag_chars: int  # the tags are ASCII: characters are bytes
+    # When every slot is plain (a step whose only slots are the signed links): their names, and
+    # the pairs as one %-template to fill with the values as they are.
+    plain_names: tuple[str, ...] = ()
+    plain_template: str = ""
 
 
 def _shared(slot: Slot, plain: frozenset[str]) -> bool:
@@ -130,12 +134,20 @@ def substitution_plan(step: RenderedStep, plain: frozenset[str] = frozenset()) -
         )
         for slot, by in tags.items()
     )
-    return Plan(slots, sum(len(tag) for by in tags.values() for tag in by.values()))
+    tag_chars = sum(len(tag) for by in tags.values() for tag in by.values())
+    if slots and all(s.plain and s.text_key is not None and s.html_key is None for s in slots):
+        template = "".join(f'{(s.text_key or "").replace("%", "%%")}"%s"' for s in slots)[1:]
+        return Plan(slots, tag_chars, tuple(s.name for s in slots), template)
+    return Plan(slots, tag_chars)
 
 
 def substitutions(msg: OutgoingMessage, plan: Plan) -> str:
     """This recipient's ``"tag":"value"`` pairs, values as ``Compiled.fill`` writes them: one line, escaped in HTML."""
     values = msg.values
+    if plan.plain_names:
+        given = tuple(map(values.get, plan.plain_names))
+        if all(given):  # each value given, and URL-safe as built: written as it is
+            return _within_limit(msg, plan.plain_template % given)
     pairs: list[str] = []
     chars = plan.tag_chars
     for name, default, text_key, html_key, plain in plan.slots:
@@ -157,10 +169,17 @@ def substitutions(msg: OutgoingMessage, plan: Plan) -> str:
         if html_key is not None:
             pairs += (html_key, html_encoded)
             chars += len(html_encoded)
-    text = "".join(pairs)[1:]  # each key starts with its comma
+    return _within_limit(msg, "".join(pairs)[1:], chars)  # each key starts with its comma
+
+
+def _within_limit(msg: OutgoingMessage, text: str, chars: int | None = None) -> str:
+    """The pairs when SendGrid takes them: at most MAX_SUBSTITUTION_BYTES of tags and values.
+
+    ``chars`` is the characters of tags and values (the whole text when not given).
+    """
     # The exact count (of what SendGrid receives: the JSON read back) only when it could matter:
     # the JSON text is at least as long as the value it holds, a character of which takes 4 bytes at most.
-    if chars * 4 > MAX_SUBSTITUTION_BYTES:
+    if (len(text) if chars is None else chars) * 4 > MAX_SUBSTITUTION_BYTES:
         written: dict[str, str] = json.loads("{" + text + "}")
         size = sum(len(k.encode()) + len(v.encode()) for k, v in written.items())
         if size > MAX_SUBSTITUTION_BYTES:
