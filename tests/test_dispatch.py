@@ -302,6 +302,25 @@ def test_a_transport_bug_is_retried_with_backoff_not_left_claimed(site: Site, st
     }
 
 
+def test_a_message_the_transport_gives_no_result_for_is_retried_and_the_rest_recorded(
+    site: Site, store: Store
+) -> None:
+    seed(store.engine, subscribers_count=3, steps=[("welcome", T0)])
+
+    class Forgetful(RecordingTransport):
+        def send_batch(
+            self, messages: Sequence[OutgoingMessage], *, now: dt.datetime | None = None
+        ) -> list[SendResult]:
+            return super().send_batch(messages, now=now)[1:]  # the first message's result is lost
+
+    report = run(site, store, Forgetful(), T0)
+    assert (report.sent, report.retried) == (2, 1)
+    retried = [r for r in rows(store.engine) if r.status == "pending"]
+    assert [r.last_error for r in retried] == [
+        "TransientTransportError: the transport returned no result for this message"
+    ]
+
+
 def test_a_step_no_longer_in_the_course_is_cancelled(site: Site, store: Store) -> None:
     seed(store.engine, subscribers_count=1, steps=[("welcome", T0), ("article:/gone/", T0)])
     transport = RecordingTransport()

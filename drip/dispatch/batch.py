@@ -207,10 +207,11 @@ def _send(
         )
         return {m.delivery_id: SendResult(m.delivery_id, error=error) for m in messages}
     by_id = {r.delivery_id: r for r in results}
-    missing = TransientTransportError("the transport returned no result for this message")
-    return {
-        m.delivery_id: by_id.get(m.delivery_id, SendResult(m.delivery_id, error=missing)) for m in messages
-    }
+    lacking = [m.delivery_id for m in messages if m.delivery_id not in by_id]
+    if lacking:  # a result made only for a message without one (not one per message, as a default)
+        missing = TransientTransportError("the transport returned no result for this message")
+        by_id.update((i, SendResult(i, error=missing)) for i in lacking)
+    return by_id
 
 
 def _report(
