@@ -101,9 +101,16 @@ def _compile_array_of(element: _ArrayOf, compiler: SQLCompiler, **kw: Any) -> st
     return f"ARRAY({compiler.process(element.select, **kw)})"
 
 
-def _status_is(status: str) -> sa.ColumnElement[bool]:
-    """``status = '<status>'`` with the value in the SQL text, as a partial index predicate needs."""
-    return d.c.status == sa.literal(status, d.c.status.type, literal_execute=True)
+def _status_is(status: DeliveryStatus) -> sa.ColumnElement[bool]:
+    """``status = '<status>'`` with the value in the SQL text, as a partial index predicate needs.
+
+    Written into the statement when it is compiled (a status is one of a few lowercase words),
+    not rendered again at each execution as a ``literal_execute`` parameter is: that re-rendering
+    was a tenth of a claim's client time.
+    """
+    if not status.isidentifier() or not status.islower():
+        raise ValueError(f"not a delivery status: {status!r}")
+    return d.c.status == sa.literal_column(f"'{status}'", d.c.status.type)
 
 
 Moment = dt.datetime | sa.BindParameter[dt.datetime]
