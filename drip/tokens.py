@@ -142,15 +142,14 @@ def link_signer(
 
     def sign(subscriber_id: int, born: int | None) -> str:
         text = unborn % subscriber_id if born is None else with_born % (subscriber_id, born)
-        body = b2a(text, newline=False).rstrip(b"=").translate(urlsafe)
+        # One translate makes base64 URL-safe and drops its padding, the only "=" it holds.
+        body = b2a(text, newline=False).translate(urlsafe, b"=")
         inner = inner_keyed.copy()
         inner.update(body)
         outer = outer_keyed.copy()
         outer.update(inner.digest())
-        # 32 bytes are 43 base64 characters and one "=".
-        return (head + body + b"." + b2a(outer.digest(), newline=False)[:43].translate(urlsafe)).decode(
-            "ascii"
-        )
+        mac = b2a(outer.digest(), newline=False).translate(urlsafe, b"=")
+        return (b"%s%s.%s" % (head, body, mac)).decode("ascii")
 
     return sign
 
