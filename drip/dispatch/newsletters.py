@@ -169,13 +169,18 @@ def _render(ip: IssuePass, issue: Issue, mlist: MailingList, locale: str, sid: i
     return found
 
 
+# Read once: looking up an Enum member on its class costs four times reading a global, and every
+# issue email asks both.
+_ACTIVE_READER, _MEMBER = SubscriberStatus.ACTIVE, EnrollmentState.ACTIVE
+
+
 def _one(ip: IssuePass, item: Claimed, recipient: Recipient | None) -> Decision:
     """Cancel with a reason, or build the issue email for this reader (a build error is retried)."""
     if recipient is None:
         return Cancel(SUBSCRIBER_DELETED)
-    if recipient.status != SubscriberStatus.ACTIVE:
+    if recipient.status != _ACTIVE_READER:
         return Cancel(f"subscriber {recipient.status}")
-    if recipient.enrollment_state != EnrollmentState.ACTIVE:
+    if recipient.enrollment_state != _MEMBER:
         return Cancel(LEFT_NOTE)
     issue = ip.issues.get(item.step_key.removeprefix(ISSUE_PREFIX))
     mlist = ip.sources.newsletters.lists.get(item.course)

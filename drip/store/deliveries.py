@@ -116,11 +116,12 @@ def member_recipients(
     member = current_membership(subscribers.c.id, list_name)
     query = sa.select(*_PERSON, list_members.c.id).outerjoin(list_members, member)
     out: dict[int, Recipient] = {}
+    member_state, left = EnrollmentState.ACTIVE, MemberState.LEFT  # once, not per row: Enum lookups are slow
     with engine.connect() as conn:
         for at in range(0, len(ids), READ_CHUNK):
             rows = conn.execute(query.where(among(conn, subscribers.c.id, ids[at : at + READ_CHUNK])))
             for sid, email, name, locale, status, attributes, created, mid in rows.all():
-                state = EnrollmentState.ACTIVE if mid is not None else MemberState.LEFT
+                state = member_state if mid is not None else left
                 out[sid] = Recipient(
                     sid, email, name or "", locale, status, _attributes(attributes), state, created
                 )
