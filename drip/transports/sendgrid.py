@@ -145,9 +145,9 @@ def substitutions(msg: OutgoingMessage, plan: Plan) -> str:
     """This recipient's ``"tag":"value"`` pairs, values as ``Compiled.fill`` writes them: one line, escaped in HTML."""
     values = msg.values
     if plan.plain_names:
-        given = tuple(map(values.get, plan.plain_names))
-        if all(given):  # each value given, and URL-safe as built: written as it is
-            return _within_limit(msg, plan.plain_template % given)
+        links = tuple(map(values.get, plan.plain_names))
+        if all(links):  # each value given, and URL-safe as built: written as it is
+            return _within_limit(msg, plan.plain_template % links)
     pairs: list[str] = []
     chars = plan.tag_chars
     for name, default, text_key, html_key, plain in plan.slots:
