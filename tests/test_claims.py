@@ -14,7 +14,7 @@ from delivery_fixtures import T0, rows, seed
 
 from drip.store.claims import Claimed, Outcome, claim, record, record_failure, record_sent
 from drip.store.db import migrate, upgrade
-from drip.store.deliveries import hand_off
+from drip.store.deliveries import hand_off, recipients
 from drip.store.schema import FILLFACTOR, deliveries
 
 H = dt.timedelta(hours=1)
@@ -41,6 +41,20 @@ def test_claims_only_due_rows_oldest_first_up_to_the_limit(store: Store) -> None
     assert sorted(c.step_key for c in rest) == ["b", "b"]
     assert not {c.id for c in rest} & {c.id for c in got}
     assert claim(store.engine, now=T0 + 3 * H, limit=10, lease_seconds=60, worker="w3") == []
+
+
+def test_times_read_in_bulk_are_aware_utc_on_every_backend(store: Store) -> None:
+    """A claim's due times and a batch's subscriber creation times come back in UTC, whether
+    UTCDateTime reads them (SQLite) or the driver's own are taken as they are (PostgreSQL)."""
+    paris = dt.timezone(dt.timedelta(hours=1))
+    seed(store.engine, subscribers_count=2, steps=[("welcome", (T0 - H).astimezone(paris))])
+    got = claim(store.engine, now=T0, limit=5, lease_seconds=60, worker="w1")
+    assert [c.due_at for c in got] == [T0 - H, T0 - H]
+    assert all(c.due_at.utcoffset() == dt.timedelta(0) and c.due_at.tzinfo is dt.UTC for c in got)
+    found = recipients(store.engine, [c.enrollment_id for c in got if c.enrollment_id is not None])
+    assert sorted(found) == [1, 2]
+    assert all(r.created_at is not None and r.created_at.tzinfo is dt.UTC for r in found.values())
+    assert {r.created_at for r in found.values()} == {T0}
 
 
 def test_concurrent_claimers_never_share_a_row(store: Store) -> None:

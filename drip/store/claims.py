@@ -43,7 +43,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from drip.store.db import among
-from drip.store.schema import DeliveryStatus, deliveries
+from drip.store.schema import DeliveryStatus, as_driver_reads, deliveries
 
 d = deliveries
 
@@ -131,16 +131,19 @@ def waiting(now: Moment) -> sa.ColumnElement[bool]:
 
 
 _by_due_time = operator.attrgetter("due_at", "id")
-_RETURNED = (
-    d.c.id,
-    d.c.enrollment_id,
-    d.c.subscriber_id,
-    d.c.course,
-    d.c.step_key,
-    d.c.due_at,
-    d.c.attempts,
-    d.c.possible_duplicate,
-)
+
+
+def _returned(dialect: str) -> tuple[sa.ColumnElement[Any], ...]:
+    return (
+        d.c.id,
+        d.c.enrollment_id,
+        d.c.subscriber_id,
+        d.c.course,
+        d.c.step_key,
+        as_driver_reads(d.c.due_at, dialect),
+        d.c.attempts,
+        d.c.possible_duplicate,
+    )
 
 
 @functools.cache
@@ -180,7 +183,7 @@ def _claim_statement(dialect: str) -> sa.Executable:
         "handed_off_at": None,
     }
     # Token and lease end are the same for the whole statement: they do not come back.
-    return sa.update(d).where(chosen).values(values).returning(*_RETURNED)
+    return sa.update(d).where(chosen).values(values).returning(*_returned(dialect))
 
 
 def claim(

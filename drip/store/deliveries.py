@@ -29,6 +29,7 @@ from drip.store.schema import (
     EnrollmentState,
     MemberState,
     SubscriberStatus,
+    as_driver_reads,
     deliveries,
     enrollments,
     list_members,
@@ -61,15 +62,18 @@ class Recipient:
 # What a recipient is read as, in the order Recipient takes it (the state comes from elsewhere).
 # The attributes come as their JSON text: most readers have none, and decoding ``{}`` for each
 # one of a thousand-row chunk cost more than reading the rest of the row.
-_PERSON = (
-    subscribers.c.id,
-    subscribers.c.email,
-    subscribers.c.name,
-    subscribers.c.locale,
-    subscribers.c.status,
-    sa.cast(subscribers.c.attributes, sa.Text).label("attributes"),
-    subscribers.c.created_at,
-)
+def _person(dialect: str) -> tuple[sa.ColumnElement[Any], ...]:
+    return (
+        subscribers.c.id,
+        subscribers.c.email,
+        subscribers.c.name,
+        subscribers.c.locale,
+        subscribers.c.status,
+        sa.cast(subscribers.c.attributes, sa.Text).label("attributes"),
+        as_driver_reads(subscribers.c.created_at, dialect),
+    )
+
+
 _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -91,7 +95,7 @@ def recipients(engine: sa.Engine, enrollment_ids: Iterable[int]) -> dict[int, Re
     out: dict[int, Recipient] = {}
     if not ids:
         return out
-    query = sa.select(enrollments.c.id, enrollments.c.state, *_PERSON).join(
+    query = sa.select(enrollments.c.id, enrollments.c.state, *_person(engine.dialect.name)).join(
         subscribers, subscribers.c.id == enrollments.c.subscriber_id
     )
     with engine.connect() as conn:
@@ -114,7 +118,9 @@ def member_recipients(
     """
     ids = sorted(set(subscriber_ids))
     member = current_membership(subscribers.c.id, list_name)
-    query = sa.select(*_PERSON, list_members.c.id).outerjoin(list_members, member)
+    query: sa.Select[Any] = sa.select(*_person(engine.dialect.name), list_members.c.id).outerjoin(
+        list_members, member
+    )
     out: dict[int, Recipient] = {}
     member_state, left = EnrollmentState.ACTIVE, MemberState.LEFT  # once, not per row: Enum lookups are slow
     with engine.connect() as conn:
