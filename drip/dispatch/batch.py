@@ -53,7 +53,7 @@ from drip.errors import TransientTransportError, TransportError
 from drip.render.rendered import RenderedStep
 from drip.runtime import Runtime
 from drip.store.claims import Claimed, claim, record
-from drip.store.deliveries import hand_off, recipients
+from drip.store.deliveries import HandOff, hand_off, recipients
 from drip.store.enrollments import complete_enrollments
 from drip.transports.base import OutgoingMessage, SendResult, Transport
 
@@ -170,6 +170,18 @@ def _hand_over_chunk(
     ids = [item.id for item, _ in chunk]
     done = hand_off(engine, ids, token, now=clock_at(ctx.now, elapsed), refusal=refusal)
     kept: list[Decided] = []
+    to_send = _going_now(chunk, done, kept)
+    results = _send(transport, [m for _, m in to_send], now=ctx.now)
+    decided = [(item, after_send(item, results[m.delivery_id], ctx)) for item, m in to_send]
+    return kept + _record(engine, decided, ctx.now)
+
+
+def _going_now(
+    chunk: Sequence[tuple[Claimed, OutgoingMessage]], done: HandOff, kept: list[Decided]
+) -> Sequence[tuple[Claimed, OutgoingMessage]]:
+    """The chunk's messages to send now; the hand-off's cancels are added to ``kept``."""
+    if len(done.marked) == len(chunk):  # all marked (the mark touches only the chunk's rows): all go
+        return chunk
     to_send: list[tuple[Claimed, OutgoingMessage]] = []
     for item, message in chunk:
         match at_hand_off(item, done):
@@ -179,9 +191,7 @@ def _hand_over_chunk(
                 kept.append((item, cancel))  # recorded by the hand-off itself
             case LeaseLost():
                 pass  # another worker holds it now: not ours to record
-    results = _send(transport, [m for _, m in to_send], now=ctx.now)
-    decided = [(item, after_send(item, results[m.delivery_id], ctx)) for item, m in to_send]
-    return kept + _record(engine, decided, ctx.now)
+    return to_send
 
 
 def _record(engine: sa.Engine, decided: Sequence[Decided], now: dt.datetime) -> list[Decided]:
