@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TypeVar
 
 from drip.config import DispatchSection
@@ -187,24 +188,31 @@ def message(
     )
     if is_tracked(rendered):
         values.update(tracking_values(ctx.base_url, ctx.secret, item.id, rendered))
-    unsubscribe_token = values["unsubscribe_url"].rpartition("/")[2]
+    unsubscribe_url = values["unsubscribe_url"]
+    # Positional, in the fields' order: a call by keyword of its sixteen fields cost the email
+    # a third of a microsecond more, on the path every email takes.
     return OutgoingMessage(
-        delivery_id=item.id,
-        to_email=recipient.email,
-        to_name=recipient.name,
-        from_email=sender.email,
-        from_name=sender.name,
-        reply_to=sender.reply_to,
-        rendered=rendered,
-        values=values,
-        unsubscribe_url=values["unsubscribe_url"],
-        unsubscribe_mailto=unsubscribe_mailto(sender.email, unsubscribe_token),
-        postal_address=ctx.postal_address,
-        message_id_domain=sender.email.rpartition("@")[2],
-        list_name=list_name,
-        list_title=list_title,
-        plain=plain_slots(ctx.base_url),
+        item.id,  # delivery_id
+        recipient.email,  # to_email
+        recipient.name,  # to_name
+        sender.email,  # from_email
+        sender.name,  # from_name
+        sender.reply_to,  # reply_to
+        rendered,
+        values,
+        unsubscribe_url,
+        unsubscribe_mailto(sender.email, unsubscribe_url.rpartition("/")[2]),
+        ctx.postal_address,
+        sender.email.rpartition("@")[2],  # message_id_domain
+        _NO_HEADERS,  # headers
+        list_title,
+        list_name,
+        plain_slots(ctx.base_url),  # plain
     )
+
+
+# No extra headers: shared by every email (nothing changes a message's headers once it is built).
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
