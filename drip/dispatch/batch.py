@@ -227,7 +227,7 @@ def _send(
 def _report(
     batch: Sequence[Claimed], kept: Sequence[Decided], completed: int, batch_size: int
 ) -> DispatchReport:
-    # One pass over the batch, counted by the decision's class (none of them is subclassed).
+    # One pass over the decisions, counted by class (none of the four is subclassed).
     count = Counter(type(d) for _, d in kept)
     return DispatchReport(
         claimed=len(batch),

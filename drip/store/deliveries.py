@@ -59,10 +59,12 @@ class Recipient:
     created_at: dt.datetime | None = None  # binds the email's signed links to this subscriber's row
 
 
-# What a recipient is read as, in the order Recipient takes it (the state comes from elsewhere).
-# The attributes come as their JSON text: most readers have none, and decoding ``{}`` for each
-# one of a thousand-row chunk cost more than reading the rest of the row.
 def _person(dialect: str) -> tuple[sa.ColumnElement[Any], ...]:
+    """What a recipient is read as, in the order Recipient takes it (the state comes from elsewhere).
+
+    The attributes come as their JSON text: most readers have none, and decoding ``{}`` for each
+    one of a thousand-row chunk cost more than reading the rest of the row.
+    """
     return (
         subscribers.c.id,
         subscribers.c.email,
