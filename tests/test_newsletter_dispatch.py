@@ -465,3 +465,24 @@ def test_a_worker_sees_a_list_changed_between_two_passes(tmp_path: Path, engine:
         OPEN_LIST.replace("La lettre du CTO", "La lettre, nouvelle formule"),
     )
     assert one_pass() == {'"La lettre, nouvelle formule" <lettre.cto.example.org>'}
+
+
+def test_a_worker_plans_a_broadcast_added_after_its_last_planning_tick(
+    tmp_path: Path, engine: sa.Engine
+) -> None:
+    """Planning keeps the definitions on the worker's runtime between ticks, and reads them again
+    once a file of theirs changes: a broadcast written after a tick is planned at the next one."""
+    site = _site(tmp_path, digest=DIGEST + "since: 2026-12-04\n")
+    write(site.root, "content/newsletters/annonce.md", BROADCAST)
+    readers(engine, 2)
+    _members(engine, [1, 2])
+    now = dt.datetime(2026, 12, 8, 10, 1, tzinfo=PARIS).astimezone(dt.UTC)
+    runtime = Runtime.for_tests(SECRET, clock=frozen_clock(now))
+    assert len(plan_newsletters(site, engine, now=now, runtime=runtime)) == 1
+    assert plan_newsletters(site, engine, now=now, runtime=runtime) == []  # unchanged: nothing new
+    write(site.root, "content/newsletters/rappel.md", BROADCAST.replace("Une annonce", "Un rappel"))
+    assert len(plan_newsletters(site, engine, now=now, runtime=runtime)) == 1
+    with engine.connect() as conn:
+        assert sorted(i.subject for i in list_issues(conn, "lettre")) == ["Un rappel", "Une annonce"]
+    # The worker's own renders were given the new issues, for the sends that follow.
+    assert len(runtime.issue_renders) == 2

@@ -88,6 +88,20 @@ def _definitions(site: Site) -> tuple[Newsletters, Mapping[str, Broadcast]]:
     return load_newsletters(site), {b.slug: b for b in found}
 
 
+def definitions(site: Site, runtime: Runtime | None) -> tuple[Newsletters, Mapping[str, Broadcast]]:
+    """The site's lists and digests, and its broadcasts by slug.
+
+    Kept on ``runtime`` and read again only when a file of schedules/ or content/newsletters/
+    changed (its stamp: path, size, modification time): a site keeps every broadcast it ever
+    sent, and reading them all was the largest cost of a dispatch pass and of a planning tick.
+    Without a runtime (a one-off command), read now.
+    """
+    if runtime is None:
+        return _definitions(site)
+    files = stamp([site.schedules_dir, site.content_dir / BROADCASTS_DIR], DEFINITION_SUFFIXES)
+    return runtime.newsletter_definitions.get_or_make((str(site.root), files), lambda: _definitions(site))
+
+
 def load_sources(site: Site, now: dt.datetime, runtime: Runtime) -> Sources:
     """The pass's lists and broadcasts; the posts only if a digest is rendered (a broadcast needs none,
     and reading a real site's posts costs more than a whole batch of emails).
@@ -95,10 +109,7 @@ def load_sources(site: Site, now: dt.datetime, runtime: Runtime) -> Sources:
     The lists and broadcasts are kept on ``runtime`` and read again only when one of their files
     changed: a site keeps every broadcast it ever sent, and reading them all was a pass's largest cost.
     """
-    files = stamp([site.schedules_dir, site.content_dir / BROADCASTS_DIR], DEFINITION_SUFFIXES)
-    newsletters, broadcasts = runtime.newsletter_definitions.get_or_make(
-        (str(site.root), files), lambda: _definitions(site)
-    )
+    newsletters, broadcasts = definitions(site, runtime)
     return Sources(
         newsletters,
         broadcasts,
@@ -428,16 +439,21 @@ def plan_newsletters(
     now: dt.datetime,
     progress: Progress | None = None,
     renders: IssueRenders | None = None,
+    runtime: Runtime | None = None,
 ) -> list[str]:
     """Every digest and broadcast whose time has come: its issue and emails, once whoever runs this.
 
     ``progress`` starts a bar for each issue whose emails are written (the CLI's, on a terminal).
     ``renders`` (a runtime's ``issue_renders``) keeps each new issue as rendered for the sends.
+    ``runtime`` (a worker's) keeps the definitions between ticks (:func:`definitions`), and its
+    ``issue_renders`` are the renders when none are given.
     """
-    found = load_newsletters(site)
+    found, by_slug = definitions(site, runtime)
     if not found.lists:
         return []
-    broadcasts, _problems = read_broadcasts(site.content_dir)
+    if renders is None and runtime is not None:
+        renders = runtime.issue_renders
+    broadcasts = by_slug.values()
     lines: list[str] = []
     if found.digests:
         index = functools.cache(

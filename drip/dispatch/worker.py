@@ -75,7 +75,7 @@ def plan_safely(
     A new issue's render is kept on ``runtime`` for the sends that follow.
     """
     try:
-        return plan_newsletters(site, engine, now=now, progress=progress, renders=runtime.issue_renders)
+        return plan_newsletters(site, engine, now=now, progress=progress, runtime=runtime)
     except Exception:
         log.exception("planning newsletters failed; tried again at the next tick")
         return []
