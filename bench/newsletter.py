@@ -269,7 +269,7 @@ def measure(site_root: str, sample: int) -> dict[str, float]:
     keep_startup_objects()  # as `drip run` does once the site is loaded
     before = _rss_kib()
     started = time.perf_counter()
-    lines = plan_newsletters(site, engine, now=NOW, renders=runtime.issue_renders)
+    lines = plan_newsletters(site, engine, now=NOW, runtime=runtime)
     create_seconds = time.perf_counter() - started
     assert len(lines) == 1, lines
     with engine.connect() as conn:

@@ -451,7 +451,7 @@ def test_a_worker_sees_a_list_changed_between_two_passes(tmp_path: Path, engine:
     now = dt.datetime(2026, 12, 8, 10, 1, tzinfo=PARIS).astimezone(dt.UTC)
     runtime = Runtime.for_tests(SECRET, clock=frozen_clock(now))
     outbox = OutboxTransport(tmp_path / "outbox")
-    assert plan_newsletters(site, engine, now=now, renders=runtime.issue_renders)
+    assert plan_newsletters(site, engine, now=now, runtime=runtime)
 
     def one_pass() -> set[str]:
         before = set(outbox.directory.glob("*.eml")) if outbox.directory.exists() else set()

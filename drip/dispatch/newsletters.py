@@ -103,12 +103,9 @@ def definitions(site: Site, runtime: Runtime | None) -> tuple[Newsletters, Mappi
 
 
 def load_sources(site: Site, now: dt.datetime, runtime: Runtime) -> Sources:
-    """The pass's lists and broadcasts; the posts only if a digest is rendered (a broadcast needs none,
-    and reading a real site's posts costs more than a whole batch of emails).
-
-    The lists and broadcasts are kept on ``runtime`` and read again only when one of their files
-    changed: a site keeps every broadcast it ever sent, and reading them all was a pass's largest cost.
-    """
+    """The pass's lists and broadcasts (kept on ``runtime``: :func:`definitions`); the posts only if a
+    digest is rendered (a broadcast needs none, and reading a real site's posts costs more than a
+    whole batch of emails)."""
     newsletters, broadcasts = definitions(site, runtime)
     return Sources(
         newsletters,
@@ -438,21 +435,18 @@ def plan_newsletters(
     *,
     now: dt.datetime,
     progress: Progress | None = None,
-    renders: IssueRenders | None = None,
     runtime: Runtime | None = None,
 ) -> list[str]:
     """Every digest and broadcast whose time has come: its issue and emails, once whoever runs this.
 
     ``progress`` starts a bar for each issue whose emails are written (the CLI's, on a terminal).
-    ``renders`` (a runtime's ``issue_renders``) keeps each new issue as rendered for the sends.
     ``runtime`` (a worker's) keeps the definitions between ticks (:func:`definitions`), and its
-    ``issue_renders`` are the renders when none are given.
+    ``issue_renders`` keep each new issue as rendered for the sends.
     """
     found, by_slug = definitions(site, runtime)
     if not found.lists:
         return []
-    if renders is None and runtime is not None:
-        renders = runtime.issue_renders
+    renders = runtime.issue_renders if runtime is not None else None
     broadcasts = by_slug.values()
     lines: list[str] = []
     if found.digests:
